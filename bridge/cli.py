@@ -1,0 +1,210 @@
+"""The edge: arguments, exit codes, tables for people. Decisions live elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from bridge import __version__
+from bridge.errors import BridgeError, ConfigError, DatabaseError
+
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+"""`bridge check` found a problem (unreachable credentials, ...), or retry/skip found no such delivery."""
+EXIT_CONFIG = 2
+"""settings.toml is invalid (also argparse's code for bad arguments)."""
+EXIT_DATABASE = 3
+"""The database cannot be opened or upgraded."""
+
+DESCRIPTION = """\
+Posts each new story from news feeds to X (and later other networks), once.
+
+Configuration is read from --config PATH, else $BRIDGE_CONFIG, else ./settings.toml,
+else /etc/bridge/settings.toml. Secrets come from BRIDGE_<TARGET>_<FIELD> variables or
+$CREDENTIALS_DIRECTORY/<target>/<field> files, never from settings.toml.
+"""
+
+EPILOG = """\
+exit codes: 0 ok; 1 a check or command found a problem; 2 invalid configuration or arguments;
+3 the database cannot be opened.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridge", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"bridge {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="settings file (default: see above)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        help="overrides [bridge] log_level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon in the foreground (what systemd starts)")
+    run.add_argument("--once", action="store_true",
+                     help="poll every source once, deliver what is due, and exit (0 even if a source "
+                          "or target failed: see the log and `bridge status`)")
+    run.add_argument("--dry-run", action="store_true", help="post nothing; log each post that would be made")
+
+    check = commands.add_parser("check", help="validate settings, list sources and targets, verify credentials")
+    check.add_argument("--dry-run", action="store_true", help="validate as if dry_run = true (no credentials needed)")
+
+    status = commands.add_parser("status", help="show per source and target what happened and what waits")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    catchup = commands.add_parser("catchup", help="mark everything now in a feed as seen, without posting it")
+    catchup.add_argument("source", nargs="?", help="source name (default: every source)")
+
+    retry = commands.add_parser("retry", help="re-queue a failed delivery")
+    retry.add_argument("delivery_id", type=int, metavar="ID")
+    skip = commands.add_parser("skip", help="drop a pending delivery without posting it")
+    skip.add_argument("delivery_id", type=int, metavar="ID")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from bridge import logs
+
+    try:
+        config = _load(args)
+        logs.configure_logging(args.log_level or config.bridge.log_level)
+        logs.set_secrets(config.secrets())
+        return COMMANDS[args.command](args, config)
+    except ConfigError as exc:
+        print(f"bridge: invalid configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DatabaseError as exc:
+        print(f"bridge: database: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    except BridgeError as exc:
+        print(f"bridge: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
+
+
+def _load(args):
+    from bridge.config import find_config_path, load_config
+
+    # Commands that never post do not need credentials, so they read the file as a dry run.
+    posts = args.command in ("run", "check")
+    dry_run = True if (getattr(args, "dry_run", False) or not posts) else None
+    return load_config(find_config_path(args.config), dry_run=dry_run)
+
+
+def cmd_run(args, config) -> int:
+    from bridge import service
+
+    rt = service.build_runtime(config, service.open_repository(config))
+    try:
+        if args.once:
+            service.run_once(rt)
+        else:
+            service.run_forever(rt)
+    finally:
+        service.close(rt)
+    return EXIT_OK
+
+
+def cmd_check(args, config) -> int:
+    from bridge import service
+    from bridge.publish import build_publisher
+
+    service.open_repository(config, upgrade=False)
+    mode = "dry run (nothing is posted)" if config.bridge.dry_run else "live"
+    print(f"settings: {config.path} ok, {mode}")
+    print(f"database: {config.bridge.database} ok")
+    for source in config.sources:
+        print(f"source {source.name}: {source.kind} {source.url} -> {', '.join(source.targets)} "
+              f"every {_duration(source.poll_interval)}, first run: {source.first_run}")
+    problems = 0
+    for target in config.targets.values():
+        publisher = build_publisher(target, dry_run=config.bridge.dry_run,
+                                    timeout=config.bridge.publish_timeout.total_seconds())
+        try:
+            account = publisher.verify()
+            print(f"target {target.name}: {target.kind} {target.api_base} account {account}")
+        except BridgeError as exc:
+            problems += 1
+            print(f"target {target.name}: {target.kind} {target.api_base} PROBLEM: {exc}")
+        finally:
+            publisher.close()
+    return EXIT_PROBLEM if problems else EXIT_OK
+
+
+def cmd_status(args, config) -> int:
+    from bridge import service, status
+
+    repo = service.open_repository(config, upgrade=False)
+    report = status.collect(repo, config)
+    print(json.dumps(report, indent=2, default=str) if args.json else status.render(report))
+    return EXIT_OK
+
+
+def cmd_catchup(args, config) -> int:
+    from bridge import service
+    from bridge.pipeline import poll
+
+    if args.source:
+        try:
+            sources = [config.source(args.source)]
+        except KeyError:
+            names = ", ".join(s.name for s in config.sources)
+            raise ConfigError([f"no source named {args.source!r} (sources: {names})"]) from None
+    else:
+        sources = list(config.sources)
+    rt = service.build_runtime(config, service.open_repository(config))
+    failed = 0
+    try:
+        for source in sources:
+            outcome = poll(rt, source, catchup=True, force=True)
+            if outcome.status == "error":
+                failed += 1
+                print(f"{source.name}: could not read the feed: {outcome.error}")
+            else:
+                print(f"{source.name}: {outcome.items_seen} stories marked seen "
+                      f"({outcome.extra.get('skipped', 0)} will not be posted)")
+    finally:
+        service.close(rt)
+    return EXIT_PROBLEM if failed else EXIT_OK
+
+
+def cmd_retry(args, config) -> int:
+    return _change_delivery(config, args.delivery_id, "retry")
+
+
+def cmd_skip(args, config) -> int:
+    return _change_delivery(config, args.delivery_id, "skip")
+
+
+def _change_delivery(config, delivery_id: int, action: str) -> int:
+    from bridge import service
+    from bridge.clock import utc_now
+
+    repo = service.open_repository(config)
+    if action == "retry":
+        done = repo.requeue(delivery_id, utc_now())
+        message = "re-queued" if done else "not re-queued: no failed delivery with that id"
+    else:
+        done = repo.skip(delivery_id, "skipped by the operator (`bridge skip`)", utc_now())
+        message = "skipped" if done else "not skipped: no pending delivery with that id"
+    print(f"delivery {delivery_id}: {message}")
+    repo.engine.dispose()
+    return EXIT_OK if done else EXIT_PROBLEM
+
+
+def _duration(delta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "catchup": cmd_catchup,
+            "retry": cmd_retry, "skip": cmd_skip}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+

@@ -1,0 +1,470 @@
+"""settings.toml + secrets -> frozen, validated objects. Every default lives here.
+
+The whole file is checked before anything starts, and every problem is reported with its key path,
+so an operator fixes them all in one edit instead of one per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bridge.compose import PLACEHOLDERS, template_fields
+from bridge.errors import ConfigError
+
+# --- Defaults (the one place they live) ----------------------------------------------------------
+DEFAULT_DATABASE = "sqlite:///bridge.db"
+DEFAULT_POLL_INTERVAL = "5m"
+DEFAULT_FIRST_RUN = "skip"
+DEFAULT_TIMEZONE = "Asia/Jakarta"
+DEFAULT_LOG_LEVEL = "info"
+DEFAULT_DELIVERY_INTERVAL = "30s"
+DEFAULT_CONNECT_TIMEOUT = "10s"
+DEFAULT_FETCH_TIMEOUT = "20s"
+DEFAULT_MAX_FEED_BYTES = 10 * 1024 * 1024
+DEFAULT_PUBLISH_TIMEOUT = "20s"
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_RETRY_BACKOFF_MAX = "1h"
+DEFAULT_MAX_PER_DAY = 50
+DEFAULT_TEMPLATE = "{title} {url}"
+
+CONFIG_SEARCH_PATH = (Path("settings.toml"), Path("/etc/bridge/settings.toml"))
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SOURCE_KINDS = ("feed",)
+
+
+@dataclass(frozen=True)
+class TargetKind:
+    """What settings.toml may say about a target of one kind, and which secrets it needs."""
+
+    credential_fields: tuple[str, ...]
+    default_api_base: str
+
+
+TARGET_KINDS: dict[str, TargetKind] = {
+    "x": TargetKind(
+        credential_fields=("consumer_key", "consumer_secret", "access_token", "access_token_secret"),
+        default_api_base="https://api.x.com",
+    ),
+}
+
+_BRIDGE_KEYS = {
+    "database", "poll_interval", "first_run", "dry_run", "timezone", "log_level", "delivery_interval",
+    "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
+    "retry_backoff_max", "user_agent",
+}
+_SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run"}
+_TARGET_KEYS = {"kind", "api_base", "min_interval", "max_per_day", "template"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_DURATION_RE = re.compile(r"(\d+)\s*([smhd])")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class FirstRun:
+    """What a source's first successful poll posts: nothing (skip), the newest N, or everything."""
+
+    mode: str  # "skip" | "latest" | "all"
+    count: int = 0
+
+    def __str__(self) -> str:
+        return f"latest:{self.count}" if self.mode == "latest" else self.mode
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    url: str
+    kind: str
+    targets: tuple[str, ...]
+    template: str | None
+    poll_interval: timedelta
+    first_run: FirstRun
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    kind: str
+    api_base: str
+    min_interval: timedelta
+    max_per_day: int
+    template: str | None
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Empty in dry-run mode. repr=False so a logged config never shows a secret."""
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    database: str
+    poll_interval: timedelta
+    first_run: FirstRun
+    dry_run: bool
+    timezone: str
+    log_level: str
+    delivery_interval: timedelta
+    connect_timeout: timedelta
+    fetch_timeout: timedelta
+    max_feed_bytes: int
+    publish_timeout: timedelta
+    max_attempts: int
+    retry_backoff_max: timedelta
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    bridge: BridgeSettings
+    sources: tuple[SourceConfig, ...]
+    targets: Mapping[str, TargetConfig]
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
+
+    def secrets(self) -> list[str]:
+        """Every credential value, for log redaction."""
+        return [v for t in self.targets.values() for v in t.credentials.values() if v]
+
+    def template_for(self, source: SourceConfig, target: TargetConfig) -> str:
+        """A target's template wins over its source's, which wins over the default."""
+        return target.template or source.template or DEFAULT_TEMPLATE
+
+
+# --- Locating and loading ------------------------------------------------------------------------
+
+
+def find_config_path(cli_path: str | None, environ: Mapping[str, str] = os.environ) -> Path:
+    """--config, else $BRIDGE_CONFIG, else ./settings.toml, else /etc/bridge/settings.toml."""
+    if cli_path:
+        return Path(cli_path)
+    if environ.get("BRIDGE_CONFIG"):
+        return Path(environ["BRIDGE_CONFIG"])
+    for candidate in CONFIG_SEARCH_PATH:
+        if candidate.is_file():
+            return candidate
+    searched = ", ".join(str(p) for p in CONFIG_SEARCH_PATH)
+    raise ConfigError([f"no settings file found (looked for --config, $BRIDGE_CONFIG, {searched})"])
+
+
+def load_config(
+    path: Path, *, environ: Mapping[str, str] = os.environ, dry_run: bool | None = None
+) -> Config:
+    """Read, validate and resolve the whole file. `dry_run` (from the CLI) overrides the file's."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {path}"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read {path}: {exc}"], str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
+    return parse_config(raw, path=path, environ=environ, dry_run=dry_run)
+
+
+def parse_config(
+    raw: dict[str, Any], *, path: Path | None = None, environ: Mapping[str, str] = os.environ,
+    dry_run: bool | None = None,
+) -> Config:
+    problems: list[str] = []
+    _unknown_keys(raw, {"bridge", "sources", "targets"}, "", problems)
+    bridge = _parse_bridge(_table(raw, "bridge", problems), problems, environ)
+    if dry_run is not None and bridge is not None:
+        bridge = _replace(bridge, dry_run=dry_run)
+    live = bridge is not None and not bridge.dry_run
+    targets = _parse_targets(raw.get("targets", {}), problems, environ, live)
+    sources = _parse_sources(raw.get("sources", []), problems, bridge, set(targets))
+    if problems or bridge is None:
+        raise ConfigError(problems, str(path) if path else None)
+    return Config(path=path, bridge=bridge, sources=tuple(sources), targets=targets)
+
+
+# --- Sections ------------------------------------------------------------------------------------
+
+
+def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) -> BridgeSettings | None:
+    before = len(problems)
+    _unknown_keys(table, _BRIDGE_KEYS, "bridge", problems)
+    get = _Getter(table, "bridge", problems)
+    timezone = get.string("timezone", DEFAULT_TIMEZONE)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"bridge.timezone: unknown time zone {timezone!r} (use an IANA name like 'Asia/Jakarta')")
+    log_level = get.string("log_level", DEFAULT_LOG_LEVEL).lower()
+    if log_level not in LOG_LEVELS:
+        problems.append(f"bridge.log_level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    settings = BridgeSettings(
+        database=resolve_database_url(get.string("database", DEFAULT_DATABASE), environ),
+        poll_interval=get.duration("poll_interval", DEFAULT_POLL_INTERVAL),
+        first_run=get.first_run("first_run", DEFAULT_FIRST_RUN),
+        dry_run=get.boolean("dry_run", False),
+        timezone=timezone,
+        log_level=log_level,
+        delivery_interval=get.duration("delivery_interval", DEFAULT_DELIVERY_INTERVAL),
+        connect_timeout=get.duration("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        fetch_timeout=get.duration("fetch_timeout", DEFAULT_FETCH_TIMEOUT),
+        max_feed_bytes=get.positive_int("max_feed_bytes", DEFAULT_MAX_FEED_BYTES),
+        publish_timeout=get.duration("publish_timeout", DEFAULT_PUBLISH_TIMEOUT),
+        max_attempts=get.positive_int("max_attempts", DEFAULT_MAX_ATTEMPTS),
+        retry_backoff_max=get.duration("retry_backoff_max", DEFAULT_RETRY_BACKOFF_MAX),
+        user_agent=get.string("user_agent", None),
+    )
+    return None if len(problems) > before else settings
+
+
+def _parse_targets(
+    raw: Any, problems: list[str], environ: Mapping[str, str], live: bool
+) -> dict[str, TargetConfig]:
+    if not isinstance(raw, dict):
+        problems.append("targets: must be a table of tables like [targets.x]")
+        return {}
+    targets: dict[str, TargetConfig] = {}
+    for name, table in raw.items():
+        where = f"targets.{name}"
+        if not _NAME_RE.match(name):
+            problems.append(f"{where}: a target name may hold only letters, digits, '-' and '_'")
+        if not isinstance(table, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        _unknown_keys(table, _TARGET_KEYS, where, problems)
+        get = _Getter(table, where, problems)
+        kind_name = get.string("kind", None)
+        kind = TARGET_KINDS.get(kind_name or "")
+        if kind is None:
+            problems.append(f"{where}.kind: must be one of {', '.join(TARGET_KINDS)} (got {kind_name!r})")
+            continue
+        api_base = get.url("api_base", kind.default_api_base)
+        credentials: dict[str, str] = {}
+        if live:
+            credentials = _load_credentials(name, kind.credential_fields, environ, problems)
+        targets[name] = TargetConfig(
+            name=name, kind=kind_name, api_base=api_base.rstrip("/") if api_base else "",
+            min_interval=get.duration("min_interval", "0s"),
+            max_per_day=get.positive_int("max_per_day", DEFAULT_MAX_PER_DAY),
+            template=get.template("template"), credentials=credentials,
+        )
+    return targets
+
+
+def _parse_sources(
+    raw: Any, problems: list[str], bridge: BridgeSettings | None, target_names: set[str]
+) -> list[SourceConfig]:
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        problems.append("sources: must be an array of tables, each starting with [[sources]]")
+        return []
+    if not raw:
+        problems.append("sources: none configured; add at least one [[sources]] table")
+    sources: list[SourceConfig] = []
+    seen: set[str] = set()
+    for index, table in enumerate(raw):
+        where = f"sources[{index}]"
+        _unknown_keys(table, _SOURCE_KEYS, where, problems)
+        get = _Getter(table, where, problems)
+        name = get.string("name", None)
+        if name is None:
+            problems.append(f"{where}.name: required")
+        elif not _NAME_RE.match(name):
+            problems.append(f"{where}.name: {name!r} may hold only letters, digits, '-' and '_'")
+        elif name in seen:
+            problems.append(f"{where}.name: {name!r} is used by another source; names must be unique")
+        seen.add(name or "")
+        if name:
+            where = f"sources[{index}] ({name})"
+            get.where = where
+        url = get.url("url", None)
+        if url is None:
+            problems.append(f"{where}.url: required")
+        kind = get.string("kind", "feed")
+        if kind not in SOURCE_KINDS:
+            problems.append(f"{where}.kind: must be one of {', '.join(SOURCE_KINDS)} (got {kind!r})")
+        targets = get.str_list("targets")
+        if not targets:
+            problems.append(f"{where}.targets: required; name at least one target, e.g. targets = [\"x\"]")
+        for target in targets:
+            if target not in target_names:
+                problems.append(f"{where}.targets: no target named {target!r}; add a [targets.{target}] table")
+        default_interval = bridge.poll_interval if bridge else timedelta(minutes=5)
+        default_first_run = bridge.first_run if bridge else FirstRun("skip")
+        sources.append(SourceConfig(
+            name=name or "", url=url or "", kind=kind, targets=tuple(targets),
+            template=get.template("template"),
+            poll_interval=get.duration("poll_interval", None) or default_interval,
+            first_run=get.first_run("first_run", None) or default_first_run,
+        ))
+    return sources
+
+
+# --- Secrets -------------------------------------------------------------------------------------
+
+
+def credential_env_var(target: str, field_name: str) -> str:
+    """BRIDGE_<TARGET>_<FIELD>, upper case, anything but letters and digits turned into '_'."""
+    return "BRIDGE_" + re.sub(r"[^A-Z0-9]", "_", f"{target}_{field_name}".upper())
+
+
+def _load_credentials(
+    target: str, fields: tuple[str, ...], environ: Mapping[str, str], problems: list[str]
+) -> dict[str, str]:
+    """Environment first, then systemd credentials: `$CREDENTIALS_DIRECTORY/<target>/<field>` or, as
+    `LoadCredential=<target>:/some/dir` names them, `$CREDENTIALS_DIRECTORY/<target>_<field>`."""
+    found: dict[str, str] = {}
+    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
+    for name in fields:
+        value = environ.get(credential_env_var(target, name), "").strip()
+        if not value and cred_dir:
+            for path in (Path(cred_dir) / target / name, Path(cred_dir) / f"{target}_{name}"):
+                if path.is_file():
+                    value = path.read_text(encoding="utf-8").strip()
+                    break
+        if value:
+            found[name] = value
+        else:
+            hint = f" or the file $CREDENTIALS_DIRECTORY/{target}/{name}" if cred_dir else ""
+            problems.append(
+                f"targets.{target}: missing secret {name}: set {credential_env_var(target, name)}{hint} "
+                "(or set dry_run = true to run without posting)"
+            )
+    return found
+
+
+# --- Values --------------------------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30s', '5m', '2h', '1d', or combinations like '1h30m'. Raises ValueError."""
+    compact = text.strip().lower().replace(" ", "")
+    if not compact or _DURATION_RE.sub("", compact):
+        raise ValueError(f"{text!r} is not a duration like '30s', '5m', '2h' or '1d'")
+    seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_RE.findall(compact))
+    return timedelta(seconds=seconds)
+
+
+def parse_first_run(text: str) -> FirstRun:
+    if text in ("skip", "all"):
+        return FirstRun(text)
+    match = re.fullmatch(r"latest:(\d+)", text)
+    if match and int(match.group(1)) > 0:
+        return FirstRun("latest", int(match.group(1)))
+    raise ValueError(f"{text!r} must be 'skip', 'all' or 'latest:N' with N > 0")
+
+
+def resolve_database_url(url: str, environ: Mapping[str, str] = os.environ) -> str:
+    """A relative SQLite path lives in $STATE_DIRECTORY (systemd's StateDirectory=), else ./state."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/") or url == prefix:
+        return url
+    relative, _, query = url[len(prefix):].partition("?")
+    if relative == ":memory:":
+        return url
+    state_dir = Path(environ.get("STATE_DIRECTORY", "").split(":")[0] or "state")
+    resolved = prefix + str((state_dir / relative).absolute())
+    return resolved + (f"?{query}" if query else "")
+
+
+class _Getter:
+    """Reads typed values from one table, recording a problem (with its key path) for each bad one."""
+
+    def __init__(self, table: dict, where: str, problems: list[str]):
+        self.table, self.where, self.problems = table, where, problems
+
+    def _get(self, key: str, types: tuple[type, ...], expected: str) -> Any:
+        value = self.table.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
+            self.problems.append(f"{self.where}.{key}: must be {expected} (got {value!r})")
+            return None
+        return value
+
+    def string(self, key: str, default: str | None) -> str | None:
+        value = self._get(key, (str,), "a string")
+        return default if value is None else value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, (bool,), "true or false")
+        return default if value is None else value
+
+    def positive_int(self, key: str, default: int) -> int:
+        value = self._get(key, (int,), "a whole number")
+        if value is not None and value <= 0:
+            self.problems.append(f"{self.where}.{key}: must be greater than 0 (got {value})")
+        return default if value is None or value <= 0 else value
+
+    def duration(self, key: str, default: str | None) -> timedelta | None:
+        value = self._get(key, (str,), "a duration string like \"5m\"")
+        text = value if value is not None else default
+        if text is None:
+            return None
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            self.problems.append(f"{self.where}.{key}: {exc}")
+            return parse_duration(default) if default and value is not None else timedelta(0)
+
+    def first_run(self, key: str, default: str | None) -> FirstRun | None:
+        text = self.string(key, default)
+        if text is None:
+            return None
+        try:
+            return parse_first_run(text)
+        except ValueError as exc:
+            self.problems.append(f"{self.where}.{key}: {exc}")
+            return FirstRun("skip")
+
+    def url(self, key: str, default: str | None) -> str | None:
+        value = self.string(key, default)
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            self.problems.append(f"{self.where}.{key}: {value!r} must be an http:// or https:// URL")
+        return value
+
+    def str_list(self, key: str) -> list[str]:
+        value = self.table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problems.append(f"{self.where}.{key}: must be a list of strings like [\"x\"]")
+            return []
+        return value
+
+    def template(self, key: str) -> str | None:
+        value = self.string(key, None)
+        if value is None:
+            return None
+        try:
+            unknown = template_fields(value) - PLACEHOLDERS
+        except ValueError as exc:
+            self.problems.append(f"{self.where}.{key}: {exc}")
+            return value
+        if unknown:
+            allowed = " ".join("{%s}" % p for p in sorted(PLACEHOLDERS))
+            self.problems.append(
+                f"{self.where}.{key}: unknown placeholder(s) {', '.join(sorted(unknown))}; use {allowed}"
+            )
+        return value
+
+
+def _table(raw: dict, key: str, problems: list[str]) -> dict:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        problems.append(f"{key}: must be a table like [{key}]")
+        return {}
+    return value
+
+
+def _unknown_keys(table: dict, allowed: set[str], where: str, problems: list[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            path = f"{where}.{key}" if where else key
+            problems.append(f"{path}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _replace(settings: BridgeSettings, **changes: Any) -> BridgeSettings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)

@@ -1,0 +1,89 @@
+"""structlog setup: JSON lines off a terminal (journald keeps them), readable lines on one.
+
+Library logs (tweepy, httpx, APScheduler) go through the same renderer, and every line, ours or
+theirs, passes the redactor last, so a credential value never reaches the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import IO, Any, Iterable
+
+import structlog
+
+REDACTED = "[redacted]"
+_secrets: set[str] = set()
+
+# Libraries that log request headers (Authorization!) or every request at DEBUG/INFO.
+QUIET_LOGGERS = {
+    "tweepy": logging.INFO,
+    "requests_oauthlib": logging.WARNING,
+    "oauthlib": logging.WARNING,
+    "urllib3": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "apscheduler": logging.WARNING,
+}
+
+
+def set_secrets(values: Iterable[str]) -> None:
+    """Replace the set of strings to hide (called at start and on reload)."""
+    _secrets.clear()
+    # Very short values would redact ordinary words; credentials are long.
+    _secrets.update(v for v in values if v and len(v) >= 6)
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, str):
+        for secret in _secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact(v) for v in value)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return redact(str(value))
+
+
+def _redact_event(_logger: Any, _method: str, event_dict: dict) -> dict:
+    return redact(event_dict) if _secrets else event_dict
+
+
+def configure_logging(level: str = "info", *, json: bool | None = None, stream: IO[str] | None = None) -> None:
+    """Route structlog and stdlib logging to `stream` (stdout by default) at `level`."""
+    stream = stream or sys.stdout
+    if json is None:
+        json = not stream.isatty()
+    shared: list = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, *shared,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _redact_event,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    for name, floor in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(floor, root.level))

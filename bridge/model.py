@@ -1,0 +1,86 @@
+"""Plain data that flows through the pipeline. No I/O here.
+
+An Item is one story read from a source. A Post is what one network receives for one item.
+A Delivery is the outbox row that carries an item to one target through its states.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Item:
+    """One story as read from a source, before it is stored."""
+
+    key: str
+    """Stable identity within its source: guid/id, else the normalised link, else a content hash."""
+    title: str
+    link: str | None = None
+    """The link as published (what a post shows)."""
+    url: str | None = None
+    """The normalised link (lower-case host, no fragment, no tracking parameters): dedupes across sources."""
+    summary: str = ""
+    """Plain text, no markup."""
+    published: datetime | None = None
+    """Aware UTC datetime, or None when the source gave no date we can trust."""
+    categories: tuple[str, ...] = ()
+    image_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Post:
+    """The composed text for one network, plus the parts a network may use separately."""
+
+    text: str
+    link: str | None = None
+    title: str = ""
+    summary: str = ""
+    image_url: str | None = None
+
+
+class DeliveryState(str, enum.Enum):
+    """Where a delivery stands. Only `pending` and `sending` are unfinished."""
+
+    PENDING = "pending"
+    """Waiting to be sent (maybe held until `next_attempt_at`)."""
+    SENDING = "sending"
+    """Committed just before the API call; found at start-up it means the outcome is in doubt."""
+    SENT = "sent"
+    """The network answered with an id (or said it already had this post)."""
+    FAILED = "failed"
+    """Given up: the network refused it, or retries ran out. `bridge retry` can re-queue it."""
+    SKIPPED = "skipped"
+    """Deliberately never sent: seen on a first run, caught up, or already delivered via another source."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An outbox row joined with the item it carries, as the delivery stage needs it."""
+
+    id: int
+    target: str
+    source: str
+    state: DeliveryState
+    attempts: int
+    item: Item
+    next_attempt_at: datetime | None = None
+    remote_id: str | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """What one poll of one source did, for logs and status."""
+
+    source: str
+    status: str
+    """"ok", "not_modified", "skipped_backoff" or "error"."""
+    items_seen: int = 0
+    items_new: int = 0
+    deliveries_created: int = 0
+    error: str | None = None
+    first_run: bool = False
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,265 @@
+"""The only code that chains the stages: poll(source) and deliver_due().
+
+poll:    fetch (conditional GET) -> read the feed -> store new items + their deliveries, in one go.
+deliver: for each target, claim the oldest due delivery -> compose -> publish -> record the outcome.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Mapping, Sequence
+
+import httpx
+import structlog
+
+from bridge.clock import Clock, capped_backoff, local_day_start, utc_now
+from bridge.compose import compose
+from bridge.config import DEFAULT_TEMPLATE, Config, FirstRun, SourceConfig
+from bridge.errors import AlreadyPosted, FetchError, PostRejected, RetryLater, TargetPaused
+from bridge.model import Delivery, Item, PollOutcome
+from bridge.publish import Publisher
+from bridge.sources.feed import parse_feed
+from bridge.sources.fetch import FetchLimits, fetch
+from bridge.store.repo import Repository
+
+log = structlog.get_logger("bridge")
+
+SOURCE_BACKOFF_MAX = timedelta(hours=6)
+"""A failing source is retried at its interval, then twice that, ... but at least this often."""
+PUBLISH_BACKOFF_BASE = timedelta(minutes=1)
+"""First wait after a transient publish failure; doubles per attempt up to bridge.retry_backoff_max."""
+RATE_LIMIT_DEFAULT_WAIT = timedelta(minutes=15)
+
+
+@dataclass
+class Runtime:
+    """Everything the two pipeline functions need; built by the service, replaced on reload."""
+
+    config: Config
+    repo: Repository
+    http: httpx.Client
+    fetch_limits: FetchLimits
+    publishers: Mapping[str, Publisher]
+    clock: Clock = utc_now
+    stopping: threading.Event = field(default_factory=threading.Event)
+    delivery_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+# --- Polling -------------------------------------------------------------------------------------
+
+
+def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: bool = False) -> PollOutcome:
+    """Poll one source once. Never raises for a source's own failure: it is logged and stored."""
+    now = rt.clock()
+    state = rt.repo.source_state(source.name)
+    if not force and state.consecutive_failures and state.next_poll_at and now < state.next_poll_at:
+        return PollOutcome(source.name, "skipped_backoff")
+    started = time.monotonic()
+    # A catch-up must see the whole feed, so it asks without the conditional-GET validators.
+    etag, last_modified = (None, None) if catchup else (state.etag, state.last_modified)
+    try:
+        result = fetch(rt.http, source.url, rt.fetch_limits, etag=etag, last_modified=last_modified)
+        if result.not_modified:
+            rt.repo.record_not_modified(source.name, source.url, now, now + source.poll_interval)
+            outcome = PollOutcome(source.name, "not_modified")
+            _log_poll(outcome, started)
+            return outcome
+        items = parse_feed(result.body, url=result.url, headers=result.headers)
+    except FetchError as exc:
+        return _record_failure(rt, source, exc, now, state.consecutive_failures + 1, started)
+
+    first_run = not state.initialised
+    post_new = _keys_to_post(rt, source, items, first_run=first_run, catchup=catchup)
+    stored = rt.repo.store_poll(
+        source.name, source.url, items, source.targets, now=now, post_new=post_new,
+        etag=result.etag, last_modified=result.last_modified, next_poll_at=now + source.poll_interval,
+    )
+    if catchup:
+        stored_skips = rt.repo.skip_pending_for_keys(
+            source.name, [i.key for i in items], "caught up: `bridge catchup`", now)
+    else:
+        stored_skips = 0
+    outcome = PollOutcome(
+        source.name, "ok", items_seen=len(items), items_new=stored.new_items,
+        deliveries_created=stored.pending, first_run=first_run,
+        extra={"skipped": stored.skipped + stored_skips},
+    )
+    _log_poll(outcome, started)
+    return outcome
+
+
+def _keys_to_post(
+    rt: Runtime, source: SourceConfig, items: Sequence[Item], *, first_run: bool, catchup: bool
+) -> set[str] | None:
+    """None = post every new item. On a first run the policy picks; a catch-up posts nothing."""
+    if catchup:
+        return set()
+    if not first_run:
+        return None
+    return choose_first_run_items(items, source.first_run)
+
+
+def choose_first_run_items(items: Sequence[Item], policy: FirstRun) -> set[str] | None:
+    """skip -> nothing; all -> everything (None); latest:N -> the newest N, by date when every
+    item has one, else in feed order (feeds list newest first)."""
+    if policy.mode == "all":
+        return None
+    if policy.mode == "skip":
+        return set()
+    ordered = list(items)
+    if ordered and all(item.published for item in ordered):
+        ordered.sort(key=lambda item: item.published, reverse=True)
+    return {item.key for item in ordered[: policy.count]}
+
+
+def _record_failure(
+    rt: Runtime, source: SourceConfig, exc: FetchError, now: datetime, failures: int, started: float
+) -> PollOutcome:
+    wait = capped_backoff(source.poll_interval, failures, max(SOURCE_BACKOFF_MAX, source.poll_interval))
+    retry_after = getattr(exc, "retry_after_seconds", None)
+    if retry_after:
+        wait = max(wait, timedelta(seconds=retry_after))
+    rt.repo.record_poll_failure(source.name, source.url, exc.reason, now, now + wait)
+    outcome = PollOutcome(source.name, "error", error=exc.reason,
+                          extra={"consecutive_failures": failures, "retry_in_s": int(wait.total_seconds())})
+    _log_poll(outcome, started)
+    return outcome
+
+
+def _log_poll(outcome: PollOutcome, started: float) -> None:
+    fields = {
+        "source": outcome.source, "outcome": outcome.status, "duration_ms": _ms_since(started),
+        **outcome.extra,
+    }
+    if outcome.status == "error":
+        log.warning("poll failed", error=outcome.error, **fields)
+        return
+    if outcome.status == "ok":
+        fields.update(items=outcome.items_seen, new=outcome.items_new, queued=outcome.deliveries_created)
+        if outcome.first_run:
+            fields["first_run"] = True
+    log.info("polled", **fields)
+
+
+# --- Delivering ----------------------------------------------------------------------------------
+
+
+def deliver_due(rt: Runtime) -> int:
+    """Send what is due to every target; returns how many deliveries were settled. One delivery
+    round at a time per process: a second caller returns at once instead of queueing up."""
+    if not rt.delivery_lock.acquire(blocking=False):
+        return 0
+    try:
+        return sum(_deliver_to_target(rt, name, publisher) for name, publisher in rt.publishers.items())
+    finally:
+        rt.delivery_lock.release()
+
+
+def _deliver_to_target(rt: Runtime, target: str, publisher: Publisher) -> int:
+    settled = 0
+    while not rt.stopping.is_set():
+        now = rt.clock()
+        if _target_blocked(rt, target, now):
+            break
+        due = rt.repo.due_deliveries(target, now, limit=1)
+        if not due:
+            break
+        delivery = due[0]
+        if not rt.repo.claim(delivery.id, now):
+            continue  # another worker took it
+        settled += 1
+        if not _send(rt, publisher, delivery):
+            break
+    return settled
+
+
+def _target_blocked(rt: Runtime, target: str, now: datetime) -> bool:
+    """Paused, held by a rate limit, too soon after the last post, or at the daily cap."""
+    state = rt.repo.target_state(target)
+    if state.paused_reason or (state.hold_until and now < state.hold_until):
+        return True
+    settings = rt.config.targets.get(target)
+    if settings is None:
+        return True
+    if settings.min_interval:
+        last = rt.repo.last_sent_at(target)
+        if last and now < last + settings.min_interval:
+            return True
+    day_start = local_day_start(now, rt.config.bridge.timezone)
+    if rt.repo.sent_since(target, day_start) >= settings.max_per_day:
+        log.info("daily cap reached", target=target, max_per_day=settings.max_per_day)
+        return True
+    return False
+
+
+def _send(rt: Runtime, publisher: Publisher, delivery: Delivery) -> bool:
+    """Publish one claimed delivery and record the outcome. Returns False when the target should
+    not be tried again this round (paused, rate-limited, failing)."""
+    started = time.monotonic()
+    fields = {"target": delivery.target, "source": delivery.source, "item": delivery.item.key,
+              "delivery": delivery.id, "url": delivery.item.link}
+    now = rt.clock()
+    try:
+        post = compose(_template(rt, delivery), delivery.item, source=delivery.source,
+                       rule=publisher.length_rule)
+        remote_id = publisher.publish(post, idempotency_key=f"bridge-delivery-{delivery.id}")
+    except AlreadyPosted as exc:
+        rt.repo.mark_sent(delivery.id, exc.remote_id, rt.clock(), note=exc.message)
+        log.info("already posted", outcome="sent", duration_ms=_ms_since(started), **fields)
+        return True
+    except RetryLater as exc:
+        return _retry_or_fail(rt, delivery, exc, now, started, fields)
+    except TargetPaused as exc:
+        rt.repo.release(delivery.id, now)
+        rt.repo.pause_target(delivery.target, exc.message, now)
+        log.error("target paused", reason=exc.message, duration_ms=_ms_since(started), **fields)
+        return False
+    except PostRejected as exc:
+        rt.repo.mark_failed(delivery.id, exc.message, rt.clock())
+        log.error("post rejected", outcome="failed", reason=exc.message, duration_ms=_ms_since(started), **fields)
+        return True
+    except Exception as exc:  # a bug or an unmapped library error: keep the delivery, retry later
+        log.exception("unexpected error while posting", **fields)
+        return _retry_or_fail(rt, delivery, RetryLater(f"unexpected error: {exc!r}"), now, started, fields)
+    if getattr(publisher, "dry_run", False):
+        rt.repo.mark_skipped(delivery.id, "dry run: not posted", rt.clock())
+        log.info("post skipped (dry run)", outcome="dry_run", duration_ms=_ms_since(started), **fields)
+        return True
+    rt.repo.mark_sent(delivery.id, remote_id, rt.clock())
+    log.info("posted", outcome="sent", remote_id=remote_id, duration_ms=_ms_since(started), **fields)
+    return True
+
+
+def _retry_or_fail(rt: Runtime, delivery: Delivery, exc: RetryLater, now: datetime, started: float,
+                   fields: dict) -> bool:
+    attempts = delivery.attempts + (1 if exc.counts_as_attempt else 0)
+    if exc.counts_as_attempt and attempts >= rt.config.bridge.max_attempts:
+        rt.repo.mark_failed(delivery.id, f"gave up after {attempts} attempts: {exc.message}", now)
+        log.error("post failed", outcome="failed", reason=exc.message, attempts=attempts,
+                  duration_ms=_ms_since(started), **fields)
+        return False
+    if exc.retry_at:  # the network said when: hold the whole target, not just this post
+        retry_at = exc.retry_at
+        rt.repo.hold_target(delivery.target, retry_at)
+    else:
+        retry_at = now + capped_backoff(PUBLISH_BACKOFF_BASE, attempts, rt.config.bridge.retry_backoff_max)
+    rt.repo.mark_retry(delivery.id, exc.message, retry_at, now, counted=exc.counts_as_attempt)
+    log.warning("post deferred", outcome="retry", reason=exc.message, retry_at=retry_at.isoformat(),
+                attempts=attempts, duration_ms=_ms_since(started), **fields)
+    return False
+
+
+def _template(rt: Runtime, delivery: Delivery) -> str:
+    target = rt.config.targets[delivery.target]
+    try:
+        source = rt.config.source(delivery.source)
+    except KeyError:  # the source was removed from settings.toml; its queued posts still go out
+        return target.template or DEFAULT_TEMPLATE
+    return rt.config.template_for(source, target)
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

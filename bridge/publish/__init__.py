@@ -1,0 +1,46 @@
+"""The publisher interface and the registry of publishers by target kind.
+
+A publisher turns a composed Post into a remote post and returns its id, or raises one of the
+PublishError types in bridge.errors. Each network lives in one module here; no other module knows
+its URLs, headers or error codes.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bridge.compose import LengthRule
+from bridge.model import Post
+
+
+class Publisher(Protocol):
+    name: str
+    """The target's name from settings.toml."""
+    length_rule: LengthRule
+    """How this network counts characters, and its limit."""
+    resend_in_doubt_is_safe: bool
+    """True when re-sending a post whose first attempt's outcome is unknown (crash between
+    'sending' and 'sent') cannot create a second post, e.g. because the network refuses duplicates."""
+
+    def publish(self, post: Post, idempotency_key: str) -> str:
+        """Post it; return the remote id. Raises RetryLater, TargetPaused, PostRejected or AlreadyPosted."""
+
+    def verify(self) -> str:
+        """Check the credentials; return the account's name. Raises TargetPaused when they are bad."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def build_publisher(target, *, dry_run: bool, timeout: float) -> Publisher:
+    """The publisher for a configured target (a config.TargetConfig). Network modules are imported
+    here, lazily, so that a dry run or `bridge status` does not load every network's client."""
+    from bridge.publish.dry_run import DryRunPublisher
+
+    if target.kind == "x":
+        from bridge.publish.x import X_LENGTH_RULE, XPublisher
+
+        if dry_run:
+            return DryRunPublisher(target.name, X_LENGTH_RULE)
+        return XPublisher(target.name, api_base=target.api_base, credentials=target.credentials, timeout=timeout)
+    raise ValueError(f"no publisher for target kind {target.kind!r}")

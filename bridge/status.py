@@ -1,0 +1,102 @@
+"""`bridge status`: what the database says about each source and target, for people and scripts.
+
+Reads only (DEFERRED transactions in WAL mode), so it never blocks or disturbs the running daemon.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bridge.clock import local_day_start, utc_now
+from bridge.config import Config
+from bridge.errors import DatabaseError
+from bridge.model import DeliveryState
+from bridge.store.db import READ_ONLY
+from bridge.store.migrations import LATEST_VERSION, current_version
+from bridge.store.repo import Repository
+
+RECENT_FAILURES_SHOWN = 10
+
+
+def collect(repo: Repository, config: Config, now: datetime | None = None) -> dict:
+    now = now or utc_now()
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        version = current_version(conn)
+    if version == 0:
+        raise DatabaseError(f"{config.bridge.database} holds no bridge data yet: start `bridge run` first")
+    if version != LATEST_VERSION:
+        raise DatabaseError(f"the database is at schema version {version}, this bridge expects "
+                            f"{LATEST_VERSION}: run `bridge run` once to upgrade it")
+    configured = {s.name for s in config.sources}
+    sources = []
+    for row in repo.source_rows():
+        sources.append({
+            "name": row["name"], "configured": row["name"] in configured,
+            "last_poll": row["last_poll_at"], "outcome": row["last_outcome"],
+            "items": row["items"], "consecutive_failures": row["consecutive_failures"],
+            "next_poll": row["next_poll_at"], "last_error": row["last_error"],
+        })
+    polled = {s["name"] for s in sources}
+    sources += [{"name": name, "configured": True, "outcome": "never polled"}
+                for name in sorted(configured - polled)]
+    day_start = local_day_start(now, config.bridge.timezone)
+    targets = []
+    for row in repo.target_rows(day_start):
+        state = "ok"
+        if row.get("paused_reason"):
+            state = f"PAUSED: {row['paused_reason']}"
+        elif row.get("hold_until") and row["hold_until"] > now:
+            state = f"held until {row['hold_until'].isoformat(timespec='seconds')} (rate limit)"
+        targets.append({"name": row["target"], "posted_today": row["sent_today"] or 0,
+                        "pending": row["pending"] or 0, "failed": row["failed"] or 0, "state": state})
+    failures = repo.delivery_rows([DeliveryState.FAILED], limit=RECENT_FAILURES_SHOWN)
+    return {"now": now, "dry_run": config.bridge.dry_run, "sources": sources, "targets": targets,
+            "recent_failures": failures}
+
+
+def render(report: dict) -> str:
+    now = report["now"]
+    lines = ["SOURCES"]
+    rows = [("name", "last poll", "outcome", "items", "next poll", "last error")]
+    for s in report["sources"]:
+        outcome = s.get("outcome") or "-"
+        if s.get("consecutive_failures"):
+            outcome += f" x{s['consecutive_failures']}"
+        name = s["name"] + ("" if s.get("configured", True) else " (removed)")
+        rows.append((name, _ago(s.get("last_poll"), now), outcome, str(s.get("items") or 0),
+                     _ago(s.get("next_poll"), now), s.get("last_error") or ""))
+    lines += _table(rows)
+    lines += ["", "TARGETS" + ("  (dry run: nothing is posted)" if report["dry_run"] else "")]
+    rows = [("name", "posted today", "pending", "failed", "state")]
+    rows += [(t["name"], str(t["posted_today"]), str(t["pending"]), str(t["failed"]), t["state"])
+             for t in report["targets"]]
+    lines += _table(rows)
+    if report["recent_failures"]:
+        lines += ["", "RECENT FAILURES (re-queue with `bridge retry ID`)"]
+        rows = [("id", "target", "source", "title", "error")]
+        rows += [(str(f["id"]), f["target"], f["source"], _short(f["title"], 50), f["last_error"] or "")
+                 for f in report["recent_failures"]]
+        lines += _table(rows)
+    return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "-"
+    seconds = int((now - when).total_seconds())
+    future = seconds < 0
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or unit == "s":
+            amount = f"{seconds // size}{unit}"
+            return f"in {amount}" if future else f"{amount} ago"
+    return "-"
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

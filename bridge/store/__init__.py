@@ -1,0 +1,1 @@
+"""Persistence: the database connection (db), its schema and migrations, and the repository."""

@@ -1,0 +1,104 @@
+"""The tables, as SQLAlchemy Core objects (portable: SQLite today, PostgreSQL for replicas later).
+
+This is the schema at the newest migration. store/migrations.py creates it (step 1) and brings older
+databases up to it; a change here must come with a new migration step, never an edit of an old one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version", metadata,
+    Column("version", Integer, nullable=False),
+)
+
+# Per-source polling state: conditional-GET validators, backoff, last outcome.
+sources = Table(
+    "sources", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    # True once a poll succeeded: from then on new items are posted (the first-run policy applied once).
+    Column("initialised", Boolean, nullable=False, default=False),
+    Column("last_poll_at", UTCDateTime),
+    Column("last_success_at", UTCDateTime),
+    Column("last_outcome", String(40)),
+    Column("last_error", Text),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("next_poll_at", UTCDateTime),
+    Column("last_items_seen", Integer),
+)
+
+# Every story ever seen. (source, key) is its identity; url is the normalised link for cross-source dedupe.
+items = Table(
+    "items", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(200), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("url", Text),
+    Column("link", Text),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("published_at", UTCDateTime),
+    Column("categories", Text, nullable=False, default=""),
+    Column("image_url", Text),
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    UniqueConstraint("source", "key", name="uq_items_source_key"),
+    Index("ix_items_url", "url"),
+)
+
+# The outbox: one row per (item, target). See model.DeliveryState for the states.
+deliveries = Table(
+    "deliveries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),
+    Column("remote_id", Text),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    UniqueConstraint("item_id", "target", name="uq_deliveries_item_target"),
+    Index("ix_deliveries_state_target", "state", "target"),
+    Index("ix_deliveries_target_sent_at", "target", "sent_at"),
+)
+
+# Per-target state that outlives a restart: a pause the operator must clear, a rate-limit hold.
+targets = Table(
+    "targets", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("paused_reason", Text),
+    Column("paused_at", UTCDateTime),
+    Column("hold_until", UTCDateTime),
+)

@@ -1,0 +1,221 @@
+"""settings.toml validation, defaults, secrets and the config search path."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bridge.config import (
+    FirstRun, credential_env_var, find_config_path, load_config, parse_config, parse_duration,
+    resolve_database_url,
+)
+from bridge.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+MINIMAL = """
+[bridge]
+dry_run = true
+[[sources]]
+name = "antara"
+url = "https://www.antaranews.com/rss/terkini.xml"
+targets = ["x"]
+[targets.x]
+kind = "x"
+"""
+
+X_SECRETS = {
+    "BRIDGE_X_CONSUMER_KEY": "ck-123456", "BRIDGE_X_CONSUMER_SECRET": "cs-123456",
+    "BRIDGE_X_ACCESS_TOKEN": "at-123456", "BRIDGE_X_ACCESS_TOKEN_SECRET": "ats-123456",
+}
+
+
+def parse(text: str, environ=None, **kwargs):
+    return parse_config(tomllib.loads(text), environ=environ or {}, **kwargs)
+
+
+def problems_of(text: str, environ=None, **kwargs) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(text, environ, **kwargs)
+    return info.value.problems
+
+
+class TestShippedSettings:
+    def test_shipped_file_is_valid_and_dry_run(self):
+        """The settings.toml in the repository validates and runs without credentials."""
+        config = load_config(REPO_ROOT / "settings.toml", environ={})
+        assert config.bridge.dry_run is True
+        assert config.sources and all(s.targets == ("x",) for s in config.sources)
+        assert config.targets["x"].api_base == "https://api.x.com"
+
+    def test_shipped_file_comments_every_setting(self):
+        """Every key=value line in the shipped settings.toml has a comment right above it or a section comment."""
+        lines = (REPO_ROOT / "settings.toml").read_text().splitlines()
+        for index, line in enumerate(lines):
+            if "=" in line and not line.lstrip().startswith("#"):
+                above = lines[index - 1].strip()
+                assert above.startswith("#") or above.startswith("[") or "=" in above, line
+
+
+class TestDefaults:
+    def test_minimal_file_gets_documented_defaults(self):
+        """A minimal file gets the defaults: 5 minute polls, first_run skip, 50 posts a day, X's API."""
+        config = parse(MINIMAL)
+        source = config.sources[0]
+        assert source.poll_interval == timedelta(minutes=5)
+        assert source.first_run == FirstRun("skip")
+        assert source.kind == "feed"
+        assert config.targets["x"].max_per_day == 50
+        assert config.targets["x"].min_interval == timedelta(0)
+        assert config.bridge.timezone == "Asia/Jakarta"
+        assert config.template_for(source, config.targets["x"]) == "{title} {url}"
+
+    def test_source_overrides(self):
+        """A source's poll_interval and first_run override [bridge]'s; a target's template wins over the source's."""
+        config = parse(MINIMAL.replace('targets = ["x"]', 'targets = ["x"]\npoll_interval = "2m"\n'
+                                       'first_run = "latest:3"\ntemplate = "{title}: {url}"')
+                       .replace('kind = "x"', 'kind = "x"\ntemplate = "{title} {hashtags} {url}"'))
+        source = config.sources[0]
+        assert source.poll_interval == timedelta(minutes=2)
+        assert source.first_run == FirstRun("latest", 3)
+        assert config.template_for(source, config.targets["x"]) == "{title} {hashtags} {url}"
+
+
+class TestValidation:
+    def test_every_problem_reported_with_its_key_path(self):
+        """All problems in a file are reported at once, each with the key path to fix."""
+        text = """
+[bridge]
+poll_interval = "5 minutes"
+first_run = "some"
+colour = "blue"
+[[sources]]
+name = "a"
+url = "ftp://example.com/feed"
+targets = ["x", "facebook"]
+template = "{title} {link}"
+[[sources]]
+name = "a"
+url = "https://example.com/feed"
+targets = ["x"]
+kind = "rss"
+[targets.x]
+kind = "x"
+max_per_day = 0
+min_interval = "soon"
+"""
+        problems = "\n".join(problems_of(text))
+        for expected in [
+            "bridge.poll_interval", "bridge.first_run", "bridge.colour: unknown key",
+            "sources[0] (a).url", "sources[0] (a).targets: no target named 'facebook'",
+            "sources[0] (a).template: unknown placeholder(s) link",
+            "sources[1].name: 'a' is used by another source", "sources[1] (a).kind",
+            "targets.x.max_per_day", "targets.x.min_interval",
+        ]:
+            assert expected in problems
+
+    def test_missing_credentials_name_the_variables(self):
+        """A live target without secrets is an error naming each missing environment variable."""
+        problems = "\n".join(problems_of(MINIMAL.replace("dry_run = true", "dry_run = false")))
+        for var in X_SECRETS:
+            assert var in problems
+
+    def test_unknown_target_kind_and_bad_types(self):
+        """A target of an unknown kind, or a value of the wrong type, is reported."""
+        text = MINIMAL.replace('kind = "x"', 'kind = "myspace"').replace("dry_run = true", 'dry_run = "yes"')
+        problems = "\n".join(problems_of(text))
+        assert "targets.x.kind" in problems and "bridge.dry_run: must be true or false" in problems
+
+    def test_no_sources_is_an_error(self):
+        """A file without [[sources]] is rejected instead of starting a daemon that does nothing."""
+        assert any("sources" in p for p in problems_of('[bridge]\ndry_run = true\n[targets.x]\nkind = "x"\n'))
+
+    def test_malformed_template(self):
+        """An unbalanced brace in a template is a config error, not a crash at posting time."""
+        problems = problems_of(MINIMAL.replace('targets = ["x"]', 'targets = ["x"]\ntemplate = "{title"'))
+        assert any("template" in p for p in problems)
+
+    def test_invalid_toml_is_reported_with_the_path(self, tmp_path):
+        """A file that is not TOML is a ConfigError naming the file and the parse error."""
+        path = tmp_path / "settings.toml"
+        path.write_text("[bridge\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ={})
+        assert str(path) in str(info.value) and "TOML" in str(info.value)
+
+    def test_bad_timezone(self):
+        """An unknown time zone name is reported."""
+        problems = problems_of(MINIMAL.replace("dry_run = true", 'dry_run = true\ntimezone = "Mars/Olympus"'))
+        assert any("bridge.timezone" in p for p in problems)
+
+
+class TestSecrets:
+    def test_secrets_from_environment(self):
+        """Live targets take their secrets from BRIDGE_<TARGET>_<FIELD> variables."""
+        config = parse(MINIMAL.replace("dry_run = true", "dry_run = false"), X_SECRETS)
+        assert config.targets["x"].credentials["access_token"] == "at-123456"
+        assert "at-123456" not in repr(config)
+        assert set(config.secrets()) == set(X_SECRETS.values())
+
+    @pytest.mark.parametrize("layout", ["subdir", "systemd"])
+    def test_secrets_from_credentials_directory(self, tmp_path, layout):
+        """Secrets are read from $CREDENTIALS_DIRECTORY/<target>/<field> or <target>_<field> files."""
+        for field in ("consumer_key", "consumer_secret", "access_token", "access_token_secret"):
+            path = tmp_path / "x" / field if layout == "subdir" else tmp_path / f"x_{field}"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(f"file-{field}\n")
+        config = parse(MINIMAL.replace("dry_run = true", "dry_run = false"),
+                       {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+        assert config.targets["x"].credentials["consumer_key"] == "file-consumer_key"
+
+    def test_dry_run_override_needs_no_secrets(self):
+        """--dry-run lets a live file load without credentials."""
+        config = parse(MINIMAL.replace("dry_run = true", "dry_run = false"), {}, dry_run=True)
+        assert config.bridge.dry_run and not config.targets["x"].credentials
+
+    def test_env_var_name_for_odd_target_names(self):
+        """Target names with dashes map to underscores in variable names."""
+        assert credential_env_var("x-kemenpora", "access_token") == "BRIDGE_X_KEMENPORA_ACCESS_TOKEN"
+
+
+class TestValues:
+    @pytest.mark.parametrize("text,seconds", [("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400),
+                                              ("1h30m", 5400), ("0s", 0)])
+    def test_durations(self, text, seconds):
+        """Durations accept s/m/h/d units and combinations."""
+        assert parse_duration(text) == timedelta(seconds=seconds)
+
+    @pytest.mark.parametrize("text", ["", "5", "5 minutes", "m5", "-5m", "1.5h"])
+    def test_bad_durations(self, text):
+        """Anything else is rejected with an example of the right form."""
+        with pytest.raises(ValueError, match="30s"):
+            parse_duration(text)
+
+    def test_relative_sqlite_path_goes_to_state_directory(self, tmp_path):
+        """A relative SQLite path lives in $STATE_DIRECTORY, else ./state; absolute paths and other URLs stay."""
+        assert resolve_database_url("sqlite:///bridge.db", {"STATE_DIRECTORY": str(tmp_path)}) == \
+            f"sqlite:///{tmp_path}/bridge.db"
+        assert resolve_database_url("sqlite:///bridge.db", {}).endswith("/state/bridge.db")
+        assert resolve_database_url("sqlite:////var/x.db", {}) == "sqlite:////var/x.db"
+        assert resolve_database_url("postgresql://u@h/db", {}) == "postgresql://u@h/db"
+
+
+class TestSearchPath:
+    def test_order(self, tmp_path, monkeypatch):
+        """--config wins, then $BRIDGE_CONFIG, then ./settings.toml."""
+        monkeypatch.chdir(tmp_path)
+        assert find_config_path("/a.toml", {"BRIDGE_CONFIG": "/b.toml"}) == Path("/a.toml")
+        assert find_config_path(None, {"BRIDGE_CONFIG": "/b.toml"}) == Path("/b.toml")
+        (tmp_path / "settings.toml").write_text("")
+        assert find_config_path(None, {}) == Path("settings.toml")
+
+    def test_nothing_found(self, tmp_path, monkeypatch):
+        """Without any file, the error lists where it looked."""
+        monkeypatch.chdir(tmp_path)
+        if Path("/etc/bridge/settings.toml").exists():
+            pytest.skip("this machine has /etc/bridge/settings.toml")
+        with pytest.raises(ConfigError, match="BRIDGE_CONFIG"):
+            find_config_path(None, {})
