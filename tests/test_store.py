@@ -1,0 +1,161 @@
+"""The store: schema and migrations, dedupe, the outbox's state changes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, text, update
+
+from bridge.errors import DatabaseError
+from bridge.model import Item
+from bridge.store import schema
+from bridge.store.db import create_database_engine
+from bridge.store.migrations import LATEST_VERSION, migrate
+from bridge.store.repo import Repository
+
+T0 = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
+
+
+def item(key: str, title: str = "Judul", url: str | None = None, published: datetime | None = None) -> Item:
+    return Item(key=key, title=title, link=url, url=url, published=published)
+
+
+def store(repo: Repository, items, targets=("x",), post_new=None, source="antara", now=T0):
+    return repo.store_poll(source, "https://example.com/feed", items, targets, now=now, post_new=post_new,
+                           etag=None, last_modified=None, next_poll_at=now + timedelta(minutes=5))
+
+
+def states(repo: Repository) -> dict[int, str]:
+    with repo.engine.connect() as conn:
+        return dict(conn.execute(text("SELECT id, state FROM deliveries")).all())
+
+
+class TestDatabase:
+    def test_sqlite_pragmas(self, repo):
+        """SQLite runs in WAL mode with synchronous=FULL, foreign keys and a busy timeout."""
+        with repo.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+
+    def test_migrate_is_idempotent_and_keeps_data(self, db_url, repo):
+        """Running the migrations again (an upgrade or a restart) keeps every seen item."""
+        store(repo, [item("a"), item("b")])
+        engine = create_database_engine(db_url)
+        assert migrate(engine) == LATEST_VERSION
+        assert Repository(engine).known_keys("antara", ["a", "b"]) == {"a", "b"}
+
+    def test_newer_database_is_refused(self, db_url, repo):
+        """A database from a newer bridge is refused with a message instead of being damaged."""
+        with repo.engine.begin() as conn:
+            conn.execute(update(schema.schema_version).values(version=LATEST_VERSION + 1))
+        with pytest.raises(DatabaseError, match="newer"):
+            migrate(create_database_engine(db_url))
+
+    def test_unusable_database_url(self):
+        """A malformed database URL is a DatabaseError, not a traceback."""
+        with pytest.raises(DatabaseError):
+            create_database_engine("not a url")
+
+
+class TestDedupe:
+    def test_new_items_get_one_pending_delivery_per_target(self, repo):
+        """Each new item gets one pending delivery for each of the source's targets."""
+        result = store(repo, [item("a"), item("b")], targets=("x", "y"))
+        assert (result.new_items, result.pending, result.skipped) == (2, 4, 0)
+
+    def test_known_key_is_never_new_again(self, repo):
+        """An item seen before under the same key is not stored or queued again, whatever its title or date."""
+        store(repo, [item("a", "Judul lama")])
+        result = store(repo, [item("a", "Judul baru", published=T0)])
+        assert result.new_items == 0 and len(states(repo)) == 1
+
+    def test_same_link_from_two_sources_goes_out_once_per_target(self, repo):
+        """The same normalised link from a second source is recorded but skipped for targets that have it."""
+        store(repo, [item("a", url="https://x.id/berita/1")], targets=("x",), source="one")
+        result = store(repo, [item("other-guid", url="https://x.id/berita/1")], targets=("x", "fb"), source="two")
+        assert (result.new_items, result.pending, result.skipped) == (1, 1, 1)
+
+    def test_same_link_twice_in_one_feed(self, repo):
+        """Two entries with different ids but the same link in one feed are posted once."""
+        result = store(repo, [item("a", url="https://x.id/1"), item("b", url="https://x.id/1")])
+        assert (result.pending, result.skipped) == (1, 1)
+
+    def test_repeated_key_in_one_feed(self, repo):
+        """A feed that repeats a guid does not break the transaction."""
+        assert store(repo, [item("a"), item("a")]).new_items == 1
+
+    def test_post_new_selects_what_is_queued(self, repo):
+        """Items outside post_new are stored as seen with skipped deliveries (first run, catch-up)."""
+        result = store(repo, [item("a"), item("b")], post_new={"b"})
+        assert (result.pending, result.skipped) == (1, 1)
+
+
+class TestOutbox:
+    def test_claim_is_exclusive(self, repo):
+        """Only one worker can move a delivery from pending to sending."""
+        store(repo, [item("a")])
+        [delivery] = repo.due_deliveries("x", T0, 10)
+        assert repo.claim(delivery.id, T0) is True
+        assert repo.claim(delivery.id, T0) is False
+        assert repo.due_deliveries("x", T0, 10) == []
+
+    def test_oldest_story_first(self, repo):
+        """Due deliveries come oldest story first (by date, else by when first seen)."""
+        store(repo, [item("new", published=T0), item("old", published=T0 - timedelta(days=1))])
+        assert [d.item.key for d in repo.due_deliveries("x", T0, 10)] == ["old", "new"]
+
+    def test_retry_waits_until_its_time(self, repo):
+        """A deferred delivery is not due before its retry time."""
+        store(repo, [item("a")])
+        [d] = repo.due_deliveries("x", T0, 10)
+        repo.claim(d.id, T0)
+        repo.mark_retry(d.id, "503", T0 + timedelta(minutes=2), T0, counted=True)
+        assert repo.due_deliveries("x", T0 + timedelta(minutes=1), 10) == []
+        [again] = repo.due_deliveries("x", T0 + timedelta(minutes=2), 10)
+        assert again.attempts == 1 and again.last_error == "503"
+
+    def test_in_doubt_recovery(self, repo):
+        """After a crash, `sending` goes back to pending where a resend is safe, and to failed elsewhere."""
+        store(repo, [item("a")], targets=("x", "other"))
+        for d in repo.due_deliveries("x", T0, 10) + repo.due_deliveries("other", T0, 10):
+            repo.claim(d.id, T0)
+        assert repo.recover_in_doubt({"x"}, T0) == (1, 1)
+        assert sorted(states(repo).values()) == ["failed", "pending"]
+
+    def test_retry_and_skip_commands(self, repo):
+        """A failed delivery can be re-queued; a pending one can be skipped; other states are left alone."""
+        store(repo, [item("a"), item("b")])
+        a, b = repo.due_deliveries("x", T0, 10)
+        repo.claim(a.id, T0)
+        repo.mark_failed(a.id, "400", T0)
+        assert repo.requeue(a.id, T0) and not repo.requeue(a.id, T0)
+        assert repo.skip(b.id, "operator", T0) and not repo.skip(b.id, "operator", T0)
+        assert states(repo) == {a.id: "pending", b.id: "skipped"}
+
+    def test_counts_for_pacing(self, repo):
+        """sent_since and last_sent_at see only sent deliveries."""
+        store(repo, [item("a"), item("b")])
+        a, b = repo.due_deliveries("x", T0, 10)
+        repo.claim(a.id, T0)
+        repo.mark_sent(a.id, "123", T0)
+        assert repo.sent_since("x", T0 - timedelta(hours=1)) == 1
+        assert repo.sent_since("x", T0 + timedelta(seconds=1)) == 0
+        assert repo.last_sent_at("x") == T0
+
+    def test_pause_and_hold(self, repo):
+        """A pause persists until cleared at start-up; a hold is a time."""
+        repo.pause_target("x", "bad token", T0)
+        repo.hold_target("x", T0 + timedelta(minutes=15))
+        state = repo.target_state("x")
+        assert state.paused_reason == "bad token" and state.hold_until == T0 + timedelta(minutes=15)
+        assert repo.clear_pauses() == ["x"]
+        assert repo.target_state("x").paused_reason is None
+
+    def test_naive_datetimes_are_refused(self, repo):
+        """Storing a naive datetime is a programming error caught at once (times are always UTC-aware)."""
+        with pytest.raises(Exception, match="naive"):
+            with repo.engine.begin() as conn:
+                conn.execute(insert(schema.targets).values(name="x", hold_until=datetime(2026, 1, 1)))
