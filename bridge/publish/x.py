@@ -1,0 +1,293 @@
+"""Publishing to X (API v2) through tweepy, with OAuth 1.0a user context.
+
+The only module that knows X's URLs, headers, error shapes and how X counts characters.
+
+Routing and the OAuth signature: tweepy's Client hard-codes `https://api.twitter.com` and sets no
+timeout. The OAuth 1.0a signature covers the method, the scheme, host and path, and the query, and
+requests-oauthlib computes it while the request is *prepared*. An adapter that rewrites the URL in
+`send()` would therefore send a request signed for api.twitter.com to another host; X (or any
+server) checks the signature against the URL it received, so that request would fail with 401 the
+day the hosts differ, and always behind a path-prefixed proxy. So the rewrite happens in the
+session's `prepare_request()`, before auth is applied: the URL signed is the URL sent. The mounted
+adapter only adds the timeout, which `send()` is the place for. This keeps tweepy's own request(),
+error classes and response parsing untouched (no copy of its 70-line request method to maintain).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
+
+import requests
+import tweepy
+from requests.adapters import HTTPAdapter
+from twitter_text import parse_tweet
+
+from bridge.compose import LengthRule
+from bridge.errors import AlreadyPosted, ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
+from bridge.model import Post
+
+# tweepy logs request and response headers at DEBUG, and requests-oauthlib logs the signed
+# Authorization header (consumer key, access token, signature): keep all three above DEBUG whatever
+# the root level is. Their child loggers inherit this level.
+for _logger_name in ("tweepy", "requests_oauthlib", "oauthlib"):
+    logging.getLogger(_logger_name).setLevel(logging.INFO)
+
+X_API_BASE = "https://api.x.com"
+"""The real API. tweepy's hard-coded host, api.twitter.com, still answers too."""
+TWEEPY_HOST = "https://api.twitter.com"
+X_CREDENTIAL_FIELDS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+RATE_LIMIT_FALLBACK = timedelta(minutes=15)
+"""X's rate-limit window: how long to wait after a 429 that says nothing about its reset."""
+RATE_LIMIT_MIN_WAIT = timedelta(seconds=60)
+"""A floor on the wait after a 429, so a reset already past (clock skew) cannot make us hammer X."""
+_RATE_LIMIT_FAMILIES = {
+    "x-rate-limit": "the 15-minute limit",
+    "x-user-limit-24hour": "the account's 24-hour limit",
+    "x-app-limit-24hour": "the app's 24-hour limit",
+}
+_DUPLICATE_CODE = 187  # v1.1's "Status is a duplicate."
+_NOT_ENROLLED_CODE = 453  # v1.1's "You currently have access to a subset of X API V2 endpoints"
+
+
+def x_weighted_length(text: str) -> int:
+    """X's own count: URLs are 23, CJK and emoji 2, most else 1 (twitter-text conformance)."""
+    return parse_tweet(text).weightedLength
+
+
+X_LENGTH_RULE = LengthRule(280, x_weighted_length)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """Gives every request through the session a (connect, read) timeout: tweepy sets none."""
+
+    def __init__(self, timeout: float):
+        super().__init__()
+        self._timeout = (timeout, timeout)
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        return super().send(request, stream=stream, timeout=timeout or self._timeout,
+                            verify=verify, cert=cert, proxies=proxies)
+
+
+class _XSession(requests.Session):
+    """A session that sends tweepy's api.twitter.com requests to `api_base`, rewriting the URL
+    before the OAuth signature is computed (see the module docstring)."""
+
+    def __init__(self, api_base: str, timeout: float):
+        super().__init__()
+        self.api_base = api_base
+        adapter = _TimeoutAdapter(timeout)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if isinstance(request.url, str) and request.url.startswith(TWEEPY_HOST + "/"):
+            request.url = self.api_base + request.url[len(TWEEPY_HOST):]
+        return super().prepare_request(request)
+
+
+class XPublisher:
+    """Posts to one X account. Satisfies bridge.publish.Publisher."""
+
+    kind = "x"
+    length_rule = X_LENGTH_RULE
+    resend_in_doubt_is_safe = True
+    """X refuses a second post with the same text (403 duplicate content), which we count as sent."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_base: str,
+        credentials: Mapping[str, str],
+        timeout: float = 20.0,
+        clock: Callable[[], datetime] = _utc_now,
+    ):
+        self.name = name
+        # The same spelling as config's credential_env_var(), without importing config here.
+        self._env_prefix = "BRIDGE_" + re.sub(r"[^A-Z0-9]", "_", f"{name}_".upper())
+        missing = [field for field in X_CREDENTIAL_FIELDS if not credentials.get(field)]
+        base = api_base.rstrip("/")
+        problems = [f"targets.{name}: {field} is missing (set {self._env_prefix}{field.upper()})" for field in missing]
+        if urlsplit(base).scheme not in ("http", "https") or not urlsplit(base).netloc:
+            problems.append(f"targets.{name}.api_base: {api_base!r} is not an http(s) URL")
+        if problems:
+            raise ConfigError(problems)
+        self._secrets = tuple(credentials[field] for field in X_CREDENTIAL_FIELDS)
+        self._timeout = timeout
+        self._clock = clock
+        self._api_base = base
+        self._client = tweepy.Client(**{field: credentials[field] for field in X_CREDENTIAL_FIELDS})
+        self._client.session.close()
+        self._client.session = _XSession(base, timeout)
+
+    def publish(self, post: Post, idempotency_key: str) -> str:
+        """Post the text; return the new post's id. The idempotency key is unused: X has no such
+        header, and refuses duplicate text instead."""
+        del idempotency_key
+        endpoint = "POST /2/tweets"
+        response = self._call(endpoint, lambda: self._client.create_tweet(text=post.text, user_auth=True))
+        data = response.data if isinstance(response.data, dict) else {}
+        if not data.get("id"):
+            # X said 2xx without an id: the outcome is unknown, and a resend is safe (duplicates refused).
+            raise RetryLater(f"X answered {endpoint} without a post id")
+        return str(data["id"])
+
+    def verify(self) -> str:
+        """Check the credentials; return the account as "@username"."""
+        endpoint = "GET /2/users/me"
+        response = self._call(endpoint, lambda: self._client.get_me(user_auth=True), posting=False)
+        if response.data is None:  # a 200 carrying only "errors"
+            errors = _messages({"errors": response.errors})
+            raise self._scrub(RetryLater(f"X answered {endpoint} without the account: {errors}"))
+        return f"@{response.data.username}"
+
+    def close(self) -> None:
+        self._client.session.close()
+
+    # --- Error mapping ---------------------------------------------------------------------------
+
+    def _call(self, endpoint: str, call: Callable[[], tweepy.Response], posting: bool = True) -> tweepy.Response:
+        try:
+            return call()
+        except tweepy.HTTPException as error:
+            raise self._scrub(self._from_response(endpoint, error.response, posting)) from None
+        except requests.Timeout:
+            raise self._scrub(RetryLater(f"X did not answer within {self._timeout:g}s")) from None
+        except requests.ConnectionError as error:
+            raise self._scrub(RetryLater(f"could not reach X at {self._api_base}: {_short_reason(error)}")) from None
+        except (requests.RequestException, tweepy.TweepyException, ValueError, LookupError, AttributeError,
+                TypeError) as error:
+            # A cut-off or unreadable answer: bad JSON is a ValueError, and tweepy raises KeyError (a LookupError),
+            # AttributeError or TypeError on JSON of an unexpected shape. Outcome unknown; a resend is safe.
+            raise self._scrub(RetryLater(f"X's answer to {endpoint} was unreadable: {_short_reason(error)}")) from None
+
+    def _from_response(self, endpoint: str, response: requests.Response, posting: bool) -> PublishError:
+        status, reason = response.status_code, response.reason or ""
+        body = _json_body(response)
+        detail = _detail(body) or f"{status} {reason}".strip()
+        if status == 429:
+            return self._rate_limited(endpoint, response.headers)
+        if status >= 500:
+            return RetryLater(f"X answered {status} {reason}".strip())
+        if status == 401:
+            return TargetPaused(
+                f"X rejected the credentials of target {self.name!r} ({detail}): check "
+                f"{self._env_prefix}* ({', '.join(f.upper() for f in X_CREDENTIAL_FIELDS)}), or regenerate "
+                "the access token and secret in the developer portal (after changing the app's "
+                "permissions to Read and Write, the old token keeps the old permissions)"
+            )
+        if status == 403:
+            return self._forbidden(endpoint, body, detail)
+        if status == 402:
+            return TargetPaused(f"X wants payment for {endpoint} ({detail}): add credits or change the plan "
+                                "of the app in the developer portal")
+        if status == 404:
+            return TargetPaused(
+                f"X answered 404 for {endpoint}: check api_base ({self._api_base}) of target {self.name!r}"
+            )
+        if status == 408:
+            return RetryLater(f"X answered {status} {reason}".strip())
+        messages = _messages(body) or detail
+        if posting:
+            return PostRejected(f"X refused the post ({status}): {messages}")
+        return TargetPaused(f"X refused {endpoint} ({status}): {messages}")
+
+    def _forbidden(self, endpoint: str, body: dict, detail: str) -> PublishError:
+        codes = {e.get("code") for e in body.get("errors", []) if isinstance(e, dict)}
+        if "duplicate content" in detail.lower() or _DUPLICATE_CODE in codes:
+            return AlreadyPosted(f"X already has this post ({detail})")
+        if body.get("reason") == "client-not-enrolled" or _NOT_ENROLLED_CODE in codes:
+            return TargetPaused(
+                f"X says the app behind target {self.name!r} has no access to {endpoint} ({detail}): in the "
+                "developer portal, attach the app to a Project and choose an access level (plan) that includes "
+                "this endpoint, then regenerate the access token and secret if asked"
+            )
+        return TargetPaused(f"X refused {endpoint} for target {self.name!r}: {detail}")
+
+    def _rate_limited(self, endpoint: str, headers: Mapping[str, str]) -> RetryLater:
+        now = self._clock()
+        exhausted: list[tuple[int, str]] = []
+        known: list[tuple[int, str]] = []
+        for family, label in _RATE_LIMIT_FAMILIES.items():
+            reset = _int_header(headers, f"{family}-reset")
+            if reset is None:
+                continue
+            known.append((reset, label))
+            if _int_header(headers, f"{family}-remaining") == 0:
+                exhausted.append((reset, label))
+        chosen = max(exhausted or known, default=None)
+        if chosen is None:
+            retry_at, which = now + RATE_LIMIT_FALLBACK, "a rate limit"
+        else:
+            retry_at = max(_from_epoch(chosen[0], now + RATE_LIMIT_FALLBACK), now + RATE_LIMIT_MIN_WAIT)
+            which = chosen[1]
+        return RetryLater(
+            f"X rate limit on {endpoint} ({which}) reached; next try after {retry_at:%Y-%m-%d %H:%M:%S} UTC",
+            retry_at=retry_at,
+            counts_as_attempt=False,
+        )
+
+    def _scrub(self, error: PublishError) -> PublishError:
+        """Belt and braces: no credential value may reach a message, a log or the database."""
+        message = error.message
+        for secret in self._secrets:
+            if len(secret) < 6:
+                continue  # too short to be a real key; replacing it would garble the message
+            message = message.replace(secret, "***")
+        if message != error.message:
+            error.message = message
+            error.args = (message,)
+        return error
+
+
+def _json_body(response: requests.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}  # an HTML error page from a proxy or X's front end
+    return body if isinstance(body, dict) else {}
+
+
+def _messages(body: dict) -> str:
+    """X's per-error messages (never the echoed parameters: they repeat the whole post)."""
+    found = [e["message"] for e in body.get("errors", []) if isinstance(e, dict) and e.get("message")]
+    return "; ".join(str(m) for m in found)
+
+
+def _detail(body: dict) -> str:
+    detail = body.get("detail")
+    if isinstance(detail, str) and detail:
+        return detail
+    return _messages(body) or str(body.get("title") or "")
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    try:
+        return int(headers[name])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _from_epoch(seconds: int, fallback: datetime) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return fallback  # a garbled header must not crash the delivery
+
+
+def _short_reason(error: Exception) -> str:
+    """ "Connection refused" rather than urllib3's three nested reprs."""
+    text = str(error)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if match:
+        return match.group(1).strip()
+    return type(error).__name__
