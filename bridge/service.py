@@ -56,7 +56,7 @@ def build_runtime(config: Config, repo: Repository, *, clock: Clock = utc_now) -
     limits = fetch_limits(config)
     publishers = {
         name: build_publisher(target, dry_run=config.bridge.dry_run,
-                              timeout=config.bridge.publish_timeout.total_seconds())
+                              timeout=config.bridge.publish_timeout.total_seconds(), clock=clock)
         for name, target in config.targets.items()
     }
     return Runtime(config=config, repo=repo, http=make_client(limits), fetch_limits=limits,

@@ -361,6 +361,7 @@ class TestSecretsStayOutOfLogs:
     def test_debug_logs_hold_no_credentials(self, publisher, x_api, caplog):  # noqa: F811
         """With the root logger at DEBUG, no credential value appears in any log record."""
         caplog.set_level(logging.DEBUG)
+        caplog.set_level(logging.DEBUG, logger="urllib3")  # another test may have quietened it
         publisher.publish(POST, "k")
         publisher.verify()
         x_api.enqueue("POST", "/2/tweets", status=503, json={})

@@ -32,7 +32,7 @@ class Publisher(Protocol):
         """Release connections."""
 
 
-def build_publisher(target, *, dry_run: bool, timeout: float) -> Publisher:
+def build_publisher(target, *, dry_run: bool, timeout: float, clock=None) -> Publisher:
     """The publisher for a configured target (a config.TargetConfig). Network modules are imported
     here, lazily, so that a dry run or `bridge status` does not load every network's client."""
     from bridge.publish.dry_run import DryRunPublisher
@@ -42,5 +42,7 @@ def build_publisher(target, *, dry_run: bool, timeout: float) -> Publisher:
 
         if dry_run:
             return DryRunPublisher(target.name, X_LENGTH_RULE)
-        return XPublisher(target.name, api_base=target.api_base, credentials=target.credentials, timeout=timeout)
+        options = {"clock": clock} if clock else {}
+        return XPublisher(target.name, api_base=target.api_base, credentials=target.credentials,
+                          timeout=timeout, **options)
     raise ValueError(f"no publisher for target kind {target.kind!r}")

@@ -1,0 +1,1 @@
+"""Sources: fetch bytes over HTTP within limits (fetch.py), read them into Items (feed.py, ...)."""

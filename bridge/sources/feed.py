@@ -1,0 +1,475 @@
+"""Read a feed body (RSS, Atom, RDF or JSON Feed) into Items.
+
+feedparser only ever sees bytes we fetched ourselves (it has no timeout or size cap of its own),
+with its HTML sanitiser off: we turn every field into plain text here anyway, and the sanitiser
+costs ~9x on HTML-heavy feeds. Entity declarations are removed before it parses, because its
+lenient fallback expands them without a bound (a 76 KB feed reached ~1 GB).
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import html
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+
+from bridge.errors import FeedParseError
+from bridge.model import Item
+from bridge.urls import normalise_url
+
+try:  # the same decoding feedparser applies, so we inspect exactly the text it will parse
+    from feedparser.encodings import convert_to_utf8 as _convert_to_utf8
+except ImportError:  # pragma: no cover - a future feedparser; byte-level checks still apply
+    _convert_to_utf8 = None
+
+MAX_TITLE_CHARS = 1_000
+"""Longer titles are cut: no network shows more, and the database should not hold megabytes."""
+MAX_SUMMARY_CHARS = 5_000
+TITLE_FROM_SUMMARY_CHARS = 100
+"""An untitled entry borrows this much of its summary as a title."""
+
+_HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
+_JSON_TYPES = frozenset({"application/feed+json", "application/json"})
+_JSON_FEED_VERSION = "https://jsonfeed.org/version/"
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
+
+# Any entity declaration, wherever it hides (feedparser only strips those before the first element).
+# The quoted-string alternatives keep a ">" inside a value from ending the match early.
+_ENTITY_DECL = re.compile(rb"""<!ENTITY(?:[^>"']|"[^"]*"|'[^']*')*>?""", re.IGNORECASE)
+_ENTITY_REPLACEMENT = b"<?entity-declaration-removed?>"  # a PI: legal in a DTD, inert elsewhere
+
+# --- dates -----------------------------------------------------------------------------------
+
+DateParser = Callable[[str], "datetime | None"]
+"""Reads one raw date string from a feed; returns an aware datetime or None if it cannot."""
+_DATE_PARSERS: list[DateParser] = []
+
+# Shapes feedparser reads wrongly instead of not at all, so its answer must not be used:
+# "26-07-2022 12:01:01" comes back as 2026-07-20; a zone it does not know ("WIB") is taken as UTC.
+_DAY_FIRST_NUMERIC = re.compile(r"^\s*\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
+_TRAILING_ZONE = re.compile(r"\d{1,2}:\d{2}(?::\d{2})?\s*([A-Za-z]{1,5})\s*$")
+_ZONES_FEEDPARSER_KNOWS = frozenset(  # feedparser.datetimes.rfc822.timezone_names, plus UTC
+    "UT UTC GMT Z AST ADT AT EST EDT ET CST CDT CT MST MDT MT PST PDT PT MET MEST A N M Y".split()
+)
+
+
+def register_date_parser(parser: DateParser) -> None:
+    """Hook for date formats feedparser cannot read (Indonesian: "Sen, 14 Okt 2024 10:00:00 WIB").
+
+    Registered parsers see every raw date string first, newest registration first; the first
+    aware datetime returned wins. Use this rather than feedparser.registerDateHandler: strings in
+    the shapes feedparser misreads are otherwise distrusted after it has parsed them.
+    """
+    if parser not in _DATE_PARSERS:
+        _DATE_PARSERS.insert(0, parser)
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def parse_feed(body: bytes, *, url: str, headers: dict[str, str] | None = None) -> list[Item]:
+    """Read `body` (fetched from `url`) into Items in feed order, one per distinct key.
+
+    Raises FeedParseError when the body is not a feed. A feed with no entries gives [].
+    """
+    headers = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+    if not body or not body.strip():
+        raise FeedParseError(url, "empty body")
+    if _looks_like_json(body, headers):
+        items = _read_json_feed(body, url)
+    else:
+        items = _read_xml_feed(body, url, headers)
+    return _unique(items)
+
+
+def _unique(items: Iterable[Item]) -> list[Item]:
+    # A feed that lists one story twice must not make two posts.
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if item.key not in seen:
+            seen.add(item.key)
+            unique.append(item)
+    return unique
+
+
+# --- XML feeds (feedparser) --------------------------------------------------------------------
+
+
+def _read_xml_feed(body: bytes, url: str, headers: dict[str, str]) -> list[Item]:
+    # No Content-Location on purpose: feedparser would resolve relative guids against it, and a
+    # key must not change when the feed moves. Relative links are resolved against `url` below.
+    headers.pop("content-location", None)
+    # Without a Content-Type (but with other headers) feedparser assumes ISO-8859-1, garbling the
+    # UTF-8 feeds that omit the XML declaration; application/xml means "trust the document".
+    headers.setdefault("content-type", "application/xml")
+    body, headers = _neutralise_entities(body, headers)
+    try:
+        # resolve_relative_uris off too: it re-parses every HTML field (~8x the parse time), and
+        # the only URIs we take from HTML (<img src>) are resolved below against the entry's base.
+        parsed = feedparser.parse(
+            io.BytesIO(body), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+        )
+    except Exception as exc:  # feedparser's own bugs on hostile input must not kill a poll
+        raise FeedParseError(url, f"feed parser failed: {type(exc).__name__}: {_short(exc)}") from exc
+    entries = parsed.get("entries") or []
+    if not entries and not parsed.get("version"):
+        # No rss/feed/rdf root and nothing that looks like an entry: an HTML page, an error page...
+        if re.search(rb"<html[\s>]", body[:4096], re.IGNORECASE):
+            raise FeedParseError(url, "not a feed: got an HTML page")
+        why = parsed.get("bozo_exception")
+        raise FeedParseError(url, f"not a feed ({_short(why)})" if why else "not a feed (no channel or entries)")
+    return [item for entry in entries if (item := _entry_to_item(entry, url)) is not None]
+
+
+def _neutralise_entities(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """Remove every <!ENTITY declaration so neither parser can expand one.
+
+    Checked on the text feedparser will actually see (after its own decoding), because a
+    declaration in UTF-16, UTF-7 or EBCDIC is invisible to a byte search on the raw body.
+    """
+    if _convert_to_utf8 is None:
+        return _ENTITY_DECL.sub(_ENTITY_REPLACEMENT, body), headers
+    try:
+        seen = _convert_to_utf8(dict(headers), body, {})
+    except Exception:  # an odd codec raising something unexpected: fall back to the raw bytes
+        seen = body
+    if not _ENTITY_DECL.search(seen):
+        return body, headers
+    # Hand feedparser the UTF-8 text we cleaned, labelled as such so it does not decode it again.
+    cleaned = _ENTITY_DECL.sub(_ENTITY_REPLACEMENT, seen)
+    return cleaned, {**headers, "content-type": "application/xml; charset=utf-8"}
+
+
+def _entry_to_item(entry, feed_url: str) -> Item | None:
+    base = _entry_base(entry, feed_url)
+    summary_source, summary_is_html = _summary_source(entry)
+    scan = _HTMLScan(summary_source) if summary_is_html else None  # one pass: text and first <img>
+    summary = plain_text(scan.text() if scan else summary_source)
+    title_detail = entry.get("title_detail") or {}
+    title = _text(entry.get("title") or "", _is_html(title_detail.get("type")))
+    if not title:
+        title = _clip(summary, TITLE_FROM_SUMMARY_CHARS)
+    link = _entry_link(entry, base)
+    if not (title or summary or link):
+        return None  # nothing a post could say
+    return Item(
+        key=_key(entry.get("id"), link, title, summary),
+        title=_clip(title, MAX_TITLE_CHARS),
+        link=link,
+        url=normalise_url(link) if link else None,
+        summary=_clip(summary, MAX_SUMMARY_CHARS),
+        published=_entry_published(entry),
+        categories=_categories(tag.get("term") for tag in entry.get("tags") or [] if hasattr(tag, "get")),
+        image_url=_entry_image(entry, base, scan.image if scan else None),
+    )
+
+
+def _entry_base(entry, feed_url: str) -> str:
+    # xml:base as feedparser resolved it, else the feed's own address.
+    for detail in (entry.get("summary_detail"), entry.get("title_detail")):
+        if detail and detail.get("base"):
+            return urljoin(feed_url, detail["base"])
+    return feed_url
+
+
+def _entry_link(entry, base: str) -> str | None:
+    link = entry.get("link")
+    if entry.get("guidislink") and link == entry.get("id") and not _is_http(link):
+        return None  # feedparser borrowed a guid that is no URL ("12345"): joining it would invent one
+    return _absolute_http(link, base)
+
+
+def _summary_source(entry) -> tuple[str, bool]:
+    detail = entry.get("summary_detail")
+    if detail and detail.get("value"):
+        return detail["value"], _is_html(detail.get("type"))
+    for content in entry.get("content") or []:
+        if content.get("value"):
+            return content["value"], _is_html(content.get("type"))
+    return entry.get("summary") or "", True
+
+
+def _entry_image(entry, base: str, summary_img: str | None) -> str | None:
+    return next((u for c in _image_candidates(entry, summary_img) if (u := _absolute_http(c, base))), None)
+
+
+def _image_candidates(entry, summary_img: str | None) -> Iterator[str | None]:
+    # A generator, so the content HTML is only scanned when nothing better was found.
+    for media in entry.get("media_content") or []:
+        if _is_image(media.get("medium"), media.get("type"), media.get("url")):
+            yield media.get("url")
+    yield from (thumb.get("url") for thumb in entry.get("media_thumbnail") or [])
+    for enclosure in entry.get("enclosures") or []:
+        if _is_image(None, enclosure.get("type"), None):
+            yield enclosure.get("href") or enclosure.get("url")
+    # Antara and detik carry the photo only as an <img> inside the description.
+    yield summary_img
+    for content in entry.get("content") or []:
+        if _is_html(content.get("type")) and content.get("value"):
+            yield first_image_src(content["value"])
+
+
+def _is_image(medium, mime, url) -> bool:
+    if medium or mime:
+        # "image/jpg" is not a registered type, but Okezone sends it: any image/* counts.
+        return medium == "image" or str(mime or "").strip().lower().startswith("image/")
+    path = urlsplit(str(url or "")).path.lower()
+    return path.endswith(_IMAGE_EXTENSIONS)
+
+
+def _entry_published(entry) -> datetime | None:
+    for raw_key, parsed_key in (("published", "published_parsed"), ("updated", "updated_parsed")):
+        raw = entry.get(raw_key)
+        if raw:
+            return _date_from(str(raw), entry.get(parsed_key))
+    return None
+
+
+def _date_from_hooks(raw: str) -> datetime | None:
+    for parser in list(_DATE_PARSERS):
+        try:
+            found = parser(raw)
+        except Exception:  # a hook's bug must not lose the whole feed
+            continue
+        if isinstance(found, datetime) and found.tzinfo is not None:
+            return found.astimezone(timezone.utc)
+    return None
+
+
+def _date_from(raw: str, parsed) -> datetime | None:
+    if hooked := _date_from_hooks(raw):
+        return hooked
+    if parsed is None or _feedparser_misreads(raw):
+        return None  # no date beats a wrong one: a post could go out as "new" years late
+    try:
+        return datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _feedparser_misreads(raw: str) -> bool:
+    if _DAY_FIRST_NUMERIC.match(raw):
+        return True
+    zone = _TRAILING_ZONE.search(raw)
+    return bool(zone) and zone.group(1).upper() not in _ZONES_FEEDPARSER_KNOWS
+
+
+# --- JSON Feed -------------------------------------------------------------------------------
+
+
+def _looks_like_json(body: bytes, headers: dict[str, str]) -> bool:
+    start = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if start == b"{":
+        return True
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type in _JSON_TYPES and start != b"<"  # a mislabelled XML feed is still XML
+
+
+def _read_json_feed(body: bytes, url: str) -> list[Item]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested past the stack
+        raise FeedParseError(url, f"not valid JSON ({_short(exc)})") from exc
+    if not isinstance(doc, dict):
+        raise FeedParseError(url, "JSON but not a JSON Feed (no top-level object)")
+    items = doc.get("items", [])
+    if not str(doc.get("version", "")).startswith(_JSON_FEED_VERSION) and "items" not in doc:
+        raise FeedParseError(url, "JSON but not a JSON Feed (no version or items)")
+    if not isinstance(items, list):
+        raise FeedParseError(url, "JSON Feed whose items is not a list")
+    return [item for entry in items if isinstance(entry, dict) and (item := _json_item(entry, url))]
+
+
+def _json_item(entry: dict, feed_url: str) -> Item | None:
+    content_html = _str(entry.get("content_html"))
+    summary = plain_text(_str(entry.get("summary")) or _str(entry.get("content_text"))) or html_to_text(content_html)
+    title = plain_text(_str(entry.get("title"))) or _clip(summary, TITLE_FROM_SUMMARY_CHARS)
+    link = _absolute_http(_str(entry.get("url")) or _str(entry.get("external_url")), feed_url)
+    if not (title or summary or link):
+        return None
+    raw_id = entry.get("id")
+    # Version 1.0 feeds in the wild use numbers for ids; bool is an int in Python but never an id.
+    number_id = isinstance(raw_id, int) and not isinstance(raw_id, bool)
+    key_source = str(raw_id) if number_id else _str(raw_id)
+    images = [_str(entry.get("image")), _str(entry.get("banner_image"))]
+    images += [_str(a.get("url")) for a in _list(entry.get("attachments")) if isinstance(a, dict)
+               and _str(a.get("mime_type")).lower().startswith("image/")]
+    images.append(first_image_src(content_html) if content_html else None)
+    return Item(
+        key=_key(key_source, link, title, summary),
+        title=_clip(title, MAX_TITLE_CHARS),
+        link=link,
+        url=normalise_url(link) if link else None,
+        summary=_clip(summary, MAX_SUMMARY_CHARS),
+        published=_iso_date(_str(entry.get("date_published")) or _str(entry.get("date_modified"))),
+        categories=_categories(t for t in _list(entry.get("tags")) if isinstance(t, str)),
+        image_url=next((u for c in images if (u := _absolute_http(c, feed_url))), None),
+    )
+
+
+def _iso_date(raw: str) -> datetime | None:
+    if not raw:
+        return None
+    if hooked := _date_from_hooks(raw):
+        return hooked
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        return None
+    # RFC 3339 requires an offset; without one the time could be any zone, so it is not a date.
+    return value.astimezone(timezone.utc) if value.tzinfo else None
+
+
+# --- shared helpers --------------------------------------------------------------------------
+
+
+def _key(raw_id, link: str | None, title: str, summary: str) -> str:
+    guid = str(raw_id).strip() if raw_id else ""
+    if guid:
+        return guid
+    normalised = normalise_url(link) if link else None
+    if normalised:
+        return normalised
+    return "sha256:" + hashlib.sha256(f"{title}\n{summary}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _text(value: str, is_html: bool) -> str:
+    return html_to_text(value) if is_html else plain_text(value)
+
+
+def _is_html(content_type) -> bool:
+    return str(content_type or "").lower() in _HTML_TYPES
+
+
+def _absolute_http(link, base: str) -> str | None:
+    if not isinstance(link, str) or not link.strip():
+        return None
+    try:
+        absolute = urljoin(base, link.strip())
+    except ValueError:  # e.g. an invalid IPv6 literal
+        return None
+    return absolute if _is_http(absolute) else None  # javascript:, data:, mailto: cannot be posted
+
+
+def _is_http(link) -> bool:
+    try:
+        return isinstance(link, str) and urlsplit(link.strip()).scheme.lower() in ("http", "https")
+    except ValueError:
+        return False
+
+
+def _categories(terms: Iterable) -> tuple[str, ...]:
+    cleaned = (plain_text(str(t)) for t in terms if t)
+    return tuple(dict.fromkeys(t for t in cleaned if t))  # Republika pads CDATA terms; dedupe
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    if " " in cut[limit // 2 :]:  # end on a word when one ends in the second half
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip() + "…"
+
+
+def _str(value) -> str:
+    # JSON escapes can encode lone surrogates, which no database or network accepts as text.
+    return value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else ""
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _short(exc, limit: int = 160) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- HTML to plain text ----------------------------------------------------------------------
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def plain_text(text: str) -> str:
+    """Collapse all whitespace (including no-break spaces) to single spaces; drop control characters."""
+    return " ".join(_CONTROL_CHARS.sub("", text).split())
+
+
+def html_to_text(markup: str) -> str:
+    """Plain text of an HTML fragment: tags removed, entities decoded, whitespace collapsed."""
+    return plain_text(_HTMLScan(markup).text())
+
+
+def first_image_src(markup: str) -> str | None:
+    """The first <img> source in an HTML fragment, as written (may be relative)."""
+    return _HTMLScan(markup).image if "<img" in markup.lower() else None
+
+
+# One token at a time, each regex bounded by the next "<" or ">", so the scan is linear even on
+# hostile markup (html.parser has quadratic paths on unclosed constructs in this Python). The
+# price: a ">" inside a quoted attribute ends the tag early, which only leaks attribute text.
+_TOKEN = re.compile(
+    r"(?P<comment><!--.*?(?:-->|\Z))"
+    r"|<(?P<close>/?)(?P<tag>[A-Za-z][A-Za-z0-9:-]*)(?P<attrs>[^<>]*)>?"
+    r"|<[!?][^<>]*>?"  # doctype, conditional comment, processing instruction
+    r"|(?P<text>[^<]+|<)",
+    re.DOTALL,
+)
+_ATTR = re.compile(r"""([^\s=/>]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
+_SKIP_CONTENT = {t: re.compile(rf"</{t}\s*>", re.IGNORECASE) for t in ("script", "style", "template", "noscript")}
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote br dd div dl dt figcaption figure footer h1 h2 h3 h4 h5 h6 "
+    "header hr li main nav ol p pre section table td th tr ul".split()
+)
+_SRC_ATTRS = ("src", "data-src", "data-original")  # lazy-loading pages put the real one in data-*
+
+
+class _HTMLScan:
+    """The text of an HTML fragment and its first <img> source, in one linear pass."""
+
+    def __init__(self, markup: str) -> None:
+        self.image: str | None = None
+        self._parts: list[str] = []
+        if "<" not in markup and "&" not in markup:  # plain text already
+            self._parts.append(markup)
+        else:
+            self._scan(markup)
+
+    def text(self) -> str:
+        return html.unescape("".join(self._parts))
+
+    def _scan(self, markup: str) -> None:
+        pos, end = 0, len(markup)
+        while pos < end:
+            token = _TOKEN.match(markup, pos)  # always matches: the last alternative takes any char
+            pos = token.end()
+            if token["text"] is not None:
+                self._parts.append(token["text"])
+                continue
+            tag = (token["tag"] or "").lower()
+            if tag in _BLOCK_TAGS:
+                self._parts.append(" ")  # "<p>a</p><p>b</p>" reads "a b", not "ab"
+            if not tag or token["close"]:
+                continue
+            if tag == "img" and self.image is None:
+                self.image = _img_src(token["attrs"])
+            elif tag in _SKIP_CONTENT and not token["attrs"].rstrip().endswith("/"):
+                closing = _SKIP_CONTENT[tag].search(markup, pos)  # script/style text is never content
+                pos = closing.end() if closing else end
+
+
+def _img_src(attrs: str) -> str | None:
+    values = {}
+    for name, dq, sq, bare in _ATTR.findall(attrs):
+        values.setdefault(name.lower(), html.unescape(dq or sq or bare).strip())
+    return next((v for a in _SRC_ATTRS if (v := values.get(a)) and not v.startswith("data:")), None)

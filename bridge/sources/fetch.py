@@ -1,0 +1,287 @@
+"""Fetch a source over HTTP with hard limits: time, decoded size, redirects.
+
+feedparser's own fetcher has no timeout and no size cap, so every byte we read comes through here.
+Redirects are followed by hand so the deadline spans every hop and a redirect's body is never read;
+gzip/deflate are decoded by hand so the size cap applies to the decoded body while it streams
+(a 10 KB gzip bomb is stopped after `max_body_bytes`, not after it has filled memory).
+
+Known limit: the deadline is checked between body chunks and before each hop; while waiting for
+response *headers* only the per-read timeout (the time left at the start of the hop) applies, so
+a server trickling its headers byte by byte can overrun `total_timeout`.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from typing import Iterator
+
+import httpx
+
+from bridge import __version__
+from bridge.errors import FetchError
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Only what we can decode with a bounded output; brotli/zstd would need extra packages.
+_ACCEPT_ENCODING = "gzip, deflate"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """Every limit a fetch obeys; one instance per source, built from settings."""
+
+    connect_timeout: float = 10.0
+    """Seconds to open the TCP (and TLS) connection."""
+    total_timeout: float = 20.0
+    """Seconds for the whole request, every redirect hop and the body included."""
+    max_body_bytes: int = 10 * 1024 * 1024
+    """Cap on the decoded body, checked while streaming."""
+    max_redirects: int = 5
+    user_agent: str = f"bridge/{__version__} (+https://github.com/kemenpora/bridge)"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """One successful response (2xx, or 304 to a conditional request)."""
+
+    url: str
+    """The final URL after redirects."""
+    status: int
+    not_modified: bool
+    """True on 304; the body is then b""."""
+    body: bytes
+    """Decoded body (Content-Encoding removed); `headers` are as the server sent them."""
+    headers: dict[str, str]
+    """Lower-case names; repeated headers joined with ", "."""
+    etag: str | None
+    last_modified: str | None
+
+
+class HTTPStatusError(FetchError):
+    """The server answered 4xx/5xx. `retry_after_seconds` is set when it said when to come back."""
+
+    def __init__(self, url: str, reason: str, status: int, retry_after_seconds: float | None = None):
+        self.status = status
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(url, reason)
+
+
+def make_client(limits: FetchLimits) -> httpx.Client:
+    """Build the one shared client. `fetch` overrides timeouts per hop and follows redirects itself;
+    the client-level settings are the defaults for anyone else using it."""
+    return httpx.Client(
+        follow_redirects=True,
+        max_redirects=limits.max_redirects,
+        timeout=_timeout(limits, limits.total_timeout),
+        headers={"User-Agent": limits.user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
+    )
+
+
+def fetch(
+    client: httpx.Client,
+    url: str,
+    limits: FetchLimits,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+) -> FetchResult:
+    """GET `url` within `limits`, conditionally when `etag`/`last_modified` are given.
+
+    Returns a FetchResult for 2xx and 304; raises FetchError (HTTPStatusError for 4xx/5xx).
+    """
+    deadline = time.monotonic() + limits.total_timeout
+    headers = {"User-Agent": limits.user_agent, "Accept-Encoding": _ACCEPT_ENCODING}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    try:
+        request = client.build_request("GET", url, headers=headers)
+        return _follow(client, request, url, limits, deadline, etag, last_modified)
+    except FetchError:
+        raise
+    except httpx.TimeoutException as exc:
+        what = "connecting" if isinstance(exc, httpx.ConnectTimeout) else ""
+        seconds = limits.connect_timeout if what else limits.total_timeout
+        raise FetchError(url, f"timed out after {seconds:g}s {what}".rstrip()) from exc
+    except httpx.ConnectError as exc:
+        raise FetchError(url, f"could not connect: {_describe(exc)}") from exc
+    except httpx.UnsupportedProtocol as exc:
+        raise FetchError(url, f"unsupported URL: {_describe(exc)}") from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        # RemoteProtocolError, ReadError, a bad Location header...: the server broke HTTP.
+        raise FetchError(url, f"{type(exc).__name__}: {_describe(exc)}") from exc
+
+
+def _follow(client, request, url, limits, deadline, etag, last_modified) -> FetchResult:
+    for _hop in range(limits.max_redirects + 1):
+        remaining = _remaining(deadline, url, limits)
+        request.extensions = {**request.extensions, "timeout": _timeout(limits, remaining).as_dict()}
+        response = client.send(request, stream=True, follow_redirects=False)
+        try:
+            if response.status_code in _REDIRECT_STATUSES and response.next_request is not None:
+                request = response.next_request  # the redirect's body is never read
+                continue
+            return _result(response, url, limits, deadline, etag, last_modified)
+        finally:
+            response.close()
+    raise FetchError(url, f"too many redirects (more than {limits.max_redirects})")
+
+
+def _result(response, url, limits, deadline, etag, last_modified) -> FetchResult:
+    status = response.status_code
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    new_etag = headers.get("etag") or etag
+    new_modified = headers.get("last-modified") or last_modified
+    final_url = str(response.url)
+    if status == 304:
+        # Keep the caller's validators when a 304 omits them, so the next request stays conditional.
+        return FetchResult(final_url, status, True, b"", headers, new_etag, new_modified)
+    if status >= 300:
+        raise _status_error(url, response, headers)
+    body = _read_body(response, headers, url, limits, deadline)
+    return FetchResult(final_url, status, False, body, headers, headers.get("etag"), headers.get("last-modified"))
+
+
+def _status_error(url: str, response: httpx.Response, headers: dict[str, str]) -> HTTPStatusError:
+    status = response.status_code
+    phrase = response.reason_phrase or _standard_phrase(status)
+    retry_after = _retry_after_seconds(headers) if status in (429, 503) else None
+    reason = f"HTTP {status} {phrase}".rstrip()
+    if 300 <= status < 400:
+        reason += " without a usable Location"
+    return HTTPStatusError(url, reason, status, retry_after)
+
+
+def _read_body(response, headers, url, limits, deadline) -> bytes:
+    cap = limits.max_body_bytes
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    decoder = _decoder(encoding, url)
+    if decoder is None and _declared_length(headers) > cap:
+        raise FetchError(url, f"body larger than {cap} bytes")  # fail before reading a byte
+    parts: list[bytes] = []
+    size = 0
+    try:
+        for raw in response.iter_raw():
+            # iter_raw() without a chunk size yields as bytes arrive (a chunk size would buffer
+            # until it fills), so a server trickling bytes is cut off here.
+            _remaining(deadline, url, limits)
+            for piece in decoder.feed(raw, cap - size + 1) if decoder else (raw,):
+                size += len(piece)
+                if size > cap:
+                    raise FetchError(url, f"body larger than {cap} bytes")
+                parts.append(piece)
+                _remaining(deadline, url, limits)
+    except _DecodeError as exc:
+        raise FetchError(url, f"could not decode {encoding} body: {exc}") from exc
+    return b"".join(parts)
+
+
+class _BoundedDecoder:
+    """gzip/deflate decoding whose output per call never exceeds the budget left under the cap."""
+
+    def __init__(self, wbits: int, *, sniff_raw_deflate: bool = False):
+        self._wbits = wbits
+        self._sniff = sniff_raw_deflate
+        self._z = zlib.decompressobj(wbits)
+        self._done = False
+
+    def feed(self, data: bytes, budget: int) -> Iterator[bytes]:
+        if self._sniff:
+            self._sniff = False
+            if not _looks_like_zlib(data):  # "deflate" should be zlib-wrapped; some servers send it raw
+                self._wbits = -zlib.MAX_WBITS
+                self._z = zlib.decompressobj(self._wbits)
+        while data and budget > 0 and not self._done:
+            try:
+                out = self._z.decompress(data, budget)
+            except zlib.error as exc:
+                raise _DecodeError(str(exc)) from exc
+            budget -= len(out)
+            yield out
+            data = self._z.unconsumed_tail
+            if self._z.eof:
+                rest = self._z.unused_data
+                if rest.startswith(_GZIP_MAGIC) and self._wbits & 16:  # concatenated gzip members
+                    self._z = zlib.decompressobj(self._wbits)
+                    data = rest
+                else:
+                    # Bytes after the end of the stream are junk some servers append: ignore them.
+                    self._done = bool(rest)
+                    data = b""
+
+
+class _DecodeError(Exception):
+    pass
+
+
+def _looks_like_zlib(data: bytes) -> bool:
+    # RFC 1950 header: compression method 8 and a 16-bit check value divisible by 31.
+    if len(data) < 2:
+        return True
+    return data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+
+
+def _decoder(encoding: str, url: str) -> _BoundedDecoder | None:
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return _BoundedDecoder(zlib.MAX_WBITS | 16)
+    if encoding == "deflate":
+        return _BoundedDecoder(zlib.MAX_WBITS, sniff_raw_deflate=True)
+    raise FetchError(url, f"unsupported Content-Encoding {encoding!r}")
+
+
+def _remaining(deadline: float, url: str, limits: FetchLimits) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FetchError(url, f"timed out after {limits.total_timeout:g}s")
+    return left
+
+
+def _timeout(limits: FetchLimits, remaining: float) -> httpx.Timeout:
+    # A per-read timeout of "what is left" bounds a silent server; the deadline bounds a trickling one.
+    return httpx.Timeout(remaining, connect=min(limits.connect_timeout, remaining))
+
+
+def _declared_length(headers: dict[str, str]) -> int:
+    try:
+        return int(headers.get("content-length", "0").split(",")[0])
+    except ValueError:
+        return 0
+
+
+def _retry_after_seconds(headers: dict[str, str]) -> float | None:
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    # Measure against the server's own Date header when present: clocks disagree, intervals don't.
+    try:
+        now = parsedate_to_datetime(headers["date"])
+    except (KeyError, TypeError, ValueError, IndexError):
+        now = datetime.now(timezone.utc)
+    if when.tzinfo is None or now.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
+
+
+def _standard_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,73 @@
+"""Builders shared by the end-to-end tests: realistic feeds, configs and runtimes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from xml.sax.saxutils import escape
+
+from bridge.config import parse_config
+from bridge.service import build_runtime, open_repository
+from tests.fakes.x_api import CREDENTIALS
+
+WIB = timezone(timedelta(hours=7))
+
+
+def antara_item(n: int, title: str | None = None, published: datetime | None = None) -> dict:
+    published = published or datetime(2026, 11, 26, 8, 0, tzinfo=WIB) - timedelta(hours=n)
+    return {
+        "title": title or f"Menpora dorong atlet muda berprestasi, berita nomor {n}",
+        "link": f"https://www.antaranews.com/berita/{4000000 + n}/menpora-berita-{n}",
+        "published": published,
+        "description": f"Jakarta (ANTARA) - Cerita ke-{n} tentang olahraga nasional&nbsp;dan pemuda …",
+    }
+
+
+def antara_feed(items: list[dict]) -> str:
+    """RSS 2.0 shaped like Antara's: guid isPermaLink=false equal to the link, <img> in CDATA."""
+    entries = []
+    for item in items:
+        entries.append(f"""
+    <item>
+      <title><![CDATA[{item['title']}]]></title>
+      <link>{escape(item['link'])}</link>
+      <guid isPermaLink="false">{escape(item.get('guid', item['link']))}</guid>
+      <pubDate>{format_datetime(item['published'])}</pubDate>
+      <description><![CDATA[<img src="https://img.antaranews.com/cache/{abs(hash(item['link'])) % 1000}.jpg" />
+        {item['description']}]]></description>
+    </item>""")
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:atom="http://www.w3.org/2005/Atom">
+  <channel>
+    <title>ANTARA News - Berita Terkini</title>
+    <link>https://www.antaranews.com</link>
+    <language>id</language>
+    <description>Berita terkini</description>{''.join(entries)}
+  </channel>
+</rss>"""
+
+
+def make_config(feed_urls: dict[str, str], *, x_base: str | None = None, dry_run: bool = False,
+                bridge: dict | None = None, target: dict | None = None, source: dict | None = None):
+    raw = {
+        "bridge": {"database": "sqlite:///bridge.db", "dry_run": dry_run, **(bridge or {})},
+        "sources": [{"name": name, "url": url, "targets": ["x"], **(source or {})} for name, url in feed_urls.items()],
+        "targets": {"x": {"kind": "x", "api_base": x_base or "https://api.x.com", **(target or {})}},
+    }
+    return raw
+
+
+def env_for(tmp_path) -> dict[str, str]:
+    return {
+        "STATE_DIRECTORY": str(tmp_path),
+        "BRIDGE_X_CONSUMER_KEY": CREDENTIALS["consumer_key"],
+        "BRIDGE_X_CONSUMER_SECRET": CREDENTIALS["consumer_secret"],
+        "BRIDGE_X_ACCESS_TOKEN": CREDENTIALS["access_token"],
+        "BRIDGE_X_ACCESS_TOKEN_SECRET": CREDENTIALS["access_token_secret"],
+    }
+
+
+def runtime(raw: dict, tmp_path, clock):
+    """A runtime as the daemon builds it; a new one on the same tmp_path is a restart."""
+    config = parse_config(raw, environ=env_for(tmp_path))
+    return build_runtime(config, open_repository(config), clock=clock)

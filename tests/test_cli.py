@@ -1,0 +1,214 @@
+"""The command line: exit codes, messages, logs and signals, as an operator sees them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import EXIT_CONFIG, EXIT_DATABASE, EXIT_OK, EXIT_PROBLEM, main
+from tests.fakes.feed_server import feed_server  # noqa: F401
+from tests.fakes.x_api import CREDENTIALS, x_api  # noqa: F401
+from tests.helpers import antara_feed, antara_item, env_for
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_settings(tmp_path, feed_url: str, x_base: str, *, dry_run: bool = False, first_run: str = "all",
+                   extra_bridge: str = "") -> Path:
+    path = tmp_path / "settings.toml"
+    path.write_text(f"""
+[bridge]
+database = "sqlite:///bridge.db"
+dry_run = {str(dry_run).lower()}
+first_run = "{first_run}"
+{extra_bridge}
+[[sources]]
+name = "antara"
+url = "{feed_url}"
+targets = ["x"]
+[targets.x]
+kind = "x"
+api_base = "{x_base}"
+""")
+    return path
+
+
+@pytest.fixture
+def site(feed_server, x_api, tmp_path, monkeypatch):
+    """A feed with two stories, the fake X API, secrets in the environment and a settings file."""
+    feed_server.add("/rss.xml", antara_feed([antara_item(1), antara_item(2)]))
+    for name, value in env_for(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("BRIDGE_CONFIG", raising=False)
+    path = write_settings(tmp_path, feed_server.url("/rss.xml"), x_api.base_url)
+    return path, feed_server, x_api
+
+
+def test_help_names_every_command(capsys):
+    """`bridge --help` lists run, check, status, catchup, retry and skip."""
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    for command in ("run", "check", "status", "catchup", "retry", "skip", "--config", "exit codes"):
+        assert command in out
+
+
+def test_invalid_config_exits_2_listing_every_problem(tmp_path, capsys):
+    """A broken settings file exits 2 and prints each problem with its key path."""
+    path = tmp_path / "settings.toml"
+    path.write_text('[bridge]\npoll_interval = "often"\n[[sources]]\nname = "a"\nurl = "https://a.id/rss"\n'
+                    'targets = ["y"]\n')
+    assert main(["--config", str(path), "check"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "bridge.poll_interval" in err and "no target named 'y'" in err
+
+
+def test_missing_secret_is_named(site, monkeypatch, capsys):
+    """A live target without its access token refuses to start and names the variable."""
+    path, _, _ = site
+    monkeypatch.delenv("BRIDGE_X_ACCESS_TOKEN")
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_CONFIG
+    assert "BRIDGE_X_ACCESS_TOKEN" in capsys.readouterr().err
+
+
+def test_unusable_database_exits_3(site, tmp_path, capsys):
+    """A database that cannot be opened exits 3 with the reason."""
+    path, feeds, x = site
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    path.write_text(path.read_text().replace("sqlite:///bridge.db", f"sqlite:///{blocker}/sub/bridge.db"))
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_DATABASE
+    assert "database" in capsys.readouterr().err
+
+
+def test_run_once_posts_and_logs_json_without_secrets(site, capsys):
+    """`run --once` posts each story once, logs JSON lines off a terminal, and no secret appears even at debug."""
+    path, _, x = site
+    assert main(["--config", str(path), "--log-level", "debug", "run", "--once"]) == EXIT_OK
+    assert main(["--config", str(path), "--log-level", "debug", "run", "--once"]) == EXIT_OK
+    assert len(x.posted) == 2
+    out = capsys.readouterr().out
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    posted = [e for e in events if e.get("event") == "posted"]
+    assert len(posted) == 2 and all(e["target"] == "x" and e["source"] == "antara" for e in posted)
+    assert all("duration_ms" in e and "item" in e for e in posted)
+    for secret in CREDENTIALS.values():
+        assert secret not in out
+
+
+def test_run_once_exits_0_when_a_source_fails(site, capsys):
+    """A source that cannot be read is logged, and `run --once` still exits 0."""
+    path, feeds, _ = site
+    feeds.add_status("/rss.xml", 503)
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    assert "HTTP 503" in capsys.readouterr().out
+
+
+def test_dry_run_flag_posts_nothing(site, capsys):
+    """`run --once --dry-run` logs what it would post and sends nothing to X."""
+    path, _, x = site
+    assert main(["--config", str(path), "run", "--once", "--dry-run"]) == EXIT_OK
+    assert x.requests == []
+    assert "would post" in capsys.readouterr().out
+
+
+def test_status_after_a_run(site, capsys):
+    """`status` shows the source's poll and the target's counts, as a table and as JSON."""
+    path, _, _ = site
+    main(["--config", str(path), "run", "--once"])
+    capsys.readouterr()
+    assert main(["--config", str(path), "status"]) == EXIT_OK
+    table = capsys.readouterr().out
+    assert "antara" in table and "SOURCES" in table and "TARGETS" in table
+    assert main(["--config", str(path), "status", "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["targets"][0]["posted_today"] == 2
+    assert report["sources"][0]["outcome"] == "ok" and report["sources"][0]["items"] == 2
+
+
+def test_status_before_any_run(site, capsys):
+    """`status` on a fresh install says to start the daemon first instead of failing obscurely."""
+    path, _, _ = site
+    assert main(["--config", str(path), "status"]) == EXIT_DATABASE
+    assert "bridge run" in capsys.readouterr().err
+
+
+def test_check_verifies_credentials(site, capsys):
+    """`check` lists sources and targets and prints the X account's handle."""
+    path, _, _ = site
+    assert main(["--config", str(path), "check"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "source antara" in out and "@kemenpora" in out
+
+
+def test_check_fails_on_rejected_credentials(site, capsys):
+    """`check` exits non-zero when X rejects the credentials."""
+    path, _, x = site
+    x.enqueue("GET", "/2/users/me", status=401, json={"title": "Unauthorized", "type": "about:blank",
+                                                      "status": 401, "detail": "Unauthorized"})
+    assert main(["--config", str(path), "check"]) == EXIT_PROBLEM
+    assert "PROBLEM" in capsys.readouterr().out
+
+
+def test_catchup_then_run_posts_nothing(site, capsys):
+    """`catchup` marks the feed's stories seen, so a run with first_run=all posts none of them."""
+    path, _, x = site
+    assert main(["--config", str(path), "catchup", "antara"]) == EXIT_OK
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    assert x.posted == {}
+    assert main(["--config", str(path), "catchup", "nope"]) == EXIT_CONFIG
+
+
+def test_retry_and_skip(site, capsys):
+    """`retry` re-queues a failed delivery and `skip` refuses one that is not pending."""
+    path, _, x = site
+    for _ in range(2):
+        x.enqueue("POST", "/2/tweets", status=400, json={"errors": [{"message": "bad text"}],
+                                                         "title": "Invalid Request", "detail": "invalid",
+                                                         "type": "https://api.twitter.com/2/problems/invalid-request"})
+    main(["--config", str(path), "run", "--once"])
+    capsys.readouterr()
+    main(["--config", str(path), "status", "--json"])
+    failures = json.loads(capsys.readouterr().out)["recent_failures"]
+    assert len(failures) == 2
+    assert main(["--config", str(path), "retry", str(failures[0]["id"])]) == EXIT_OK
+    assert main(["--config", str(path), "skip", str(failures[1]["id"])]) == EXIT_PROBLEM
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    assert len(x.posted) == 1
+
+
+def test_sigterm_stops_the_daemon_cleanly(site, tmp_path):
+    """`bridge run` under SIGTERM finishes its work and exits 0."""
+    path, _, x = site
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(path), "run"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    lines: list[str] = []
+    posted = threading.Event()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append(line)
+            if '"posted"' in line and sum('"posted"' in item for item in lines) == 2:
+                posted.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert posted.wait(30), "".join(lines) + process.stderr.read() if process.poll() is not None else "".join(lines)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    reader.join(5)
+    assert any('"stopped"' in line for line in lines)
+    assert len(x.posted) == 2

@@ -1,0 +1,288 @@
+"""End to end through real HTTP: feed server -> fetch -> read -> store -> compose -> fake X API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bridge.compose import compose
+from bridge.model import DeliveryState
+from bridge.pipeline import deliver_due, poll
+from bridge.publish.x import x_weighted_length
+from bridge.service import close, prepare
+from tests.fakes.feed_server import feed_server  # noqa: F401
+from tests.fakes.x_api import x_api  # noqa: F401
+from tests.helpers import antara_feed, antara_item, make_config, runtime
+
+
+@pytest.fixture
+def world(feed_server, x_api, tmp_path, clock):
+    """A feed with three stories on the local feed server, and a live X target on the fake X API."""
+    stories = [antara_item(n) for n in (1, 2, 3)]
+    feed_server.add("/rss/terkini.xml", antara_feed(stories), etag='"v1"')
+    return World(feed_server, x_api, tmp_path, clock, stories)
+
+
+class World:
+    def __init__(self, feeds, x, tmp_path, clock, stories):
+        self.feeds, self.x, self.tmp_path, self.clock, self.stories = feeds, x, tmp_path, clock, stories
+        self.rt = None
+
+    def start(self, **config):
+        """(Re)start the bridge on the same database, like a process restart."""
+        if self.rt:
+            close(self.rt)
+        raw = make_config({"antara": self.feeds.url("/rss/terkini.xml")}, x_base=self.x.base_url, **config)
+        self.rt = runtime(raw, self.tmp_path, self.clock)
+        prepare(self.rt)
+        return self.rt
+
+    def cycle(self):
+        outcome = poll(self.rt, self.rt.config.sources[0], force=True)
+        deliver_due(self.rt)
+        return outcome
+
+    def publish(self, stories):
+        """The site publishes: the feed now holds these stories (and a new ETag)."""
+        self.stories = stories
+        self.feeds.edit("/rss/terkini.xml", body=antara_feed(stories), etag=f'"v{len(stories)}-{id(stories)}"')
+
+    def tweets(self):
+        return [r.json["text"] for r in self.x.requests if r.route == "/2/tweets" and r.method == "POST"]
+
+
+class TestOncePerStory:
+    def test_first_run_posts_nothing_then_new_stories_once(self, world):
+        """The first poll only remembers; a story added later is posted once, across restarts."""
+        world.start()
+        outcome = world.cycle()
+        assert outcome.first_run and outcome.items_new == 3 and world.tweets() == []
+        world.publish([antara_item(4)] + world.stories)
+        world.cycle()
+        assert len(world.tweets()) == 1 and "nomor 4" in world.tweets()[0]
+        world.start()  # restart
+        world.cycle()
+        world.cycle()
+        assert len(world.tweets()) == 1
+
+    def test_edited_title_or_date_is_not_a_new_story(self, world):
+        """A story whose title and date change keeps its key and is not posted again."""
+        world.start()
+        world.cycle()
+        edited = [dict(s, title=s["title"] + " (diperbarui)", published=s["published"] + timedelta(hours=1))
+                  for s in world.stories]
+        world.publish(list(reversed(edited)))
+        world.cycle()
+        assert world.tweets() == []
+
+    @pytest.mark.parametrize("policy,expected", [("latest:2", 2), ("all", 3)])
+    def test_first_run_policies(self, world, policy, expected):
+        """first_run latest:N posts the newest N stories, all posts every story, oldest first."""
+        world.start(bridge={"first_run": policy})
+        world.cycle()
+        tweets = world.tweets()
+        assert len(tweets) == expected
+        assert "nomor 1" in tweets[-1]  # story 1 is the newest, so it goes out last
+
+    def test_conditional_get(self, world):
+        """An unchanged feed is asked for with If-None-Match, answered 304, and not parsed."""
+        world.start()
+        world.cycle()
+        outcome = world.cycle()
+        assert outcome.status == "not_modified"
+        assert world.feeds.requests_to("/rss/terkini.xml")[-1].headers.get("if-none-match") == '"v1"'
+
+    def test_same_story_from_two_sources_posted_once(self, world):
+        """Two sources carrying the same link post it once to X."""
+        world.feeds.add("/rss/olahraga.xml", antara_feed(world.stories[:1]))
+        raw = make_config({"antara": world.feeds.url("/rss/terkini.xml"),
+                           "olahraga": world.feeds.url("/rss/olahraga.xml")},
+                          x_base=world.x.base_url, bridge={"first_run": "all"})
+        rt = runtime(raw, world.tmp_path, world.clock)
+        for source in rt.config.sources:
+            poll(rt, source)
+        deliver_due(rt)
+        assert len(world.tweets()) == 3
+        close(rt)
+
+
+class TestComposing:
+    def test_long_story_fits_in_280_with_the_link_intact(self, world):
+        """A very long title is shortened with an ellipsis; the post fits X's 280 and keeps the full link."""
+        world.start(bridge={"first_run": "all"})
+        long_title = "Kementerian Pemuda dan Olahraga " * 20
+        world.publish([antara_item(9, title=long_title)])
+        world.cycle()
+        [tweet] = world.tweets()
+        assert x_weighted_length(tweet) <= 280
+        assert tweet.endswith("https://www.antaranews.com/berita/4000009/menpora-berita-9")
+        assert "…" in tweet
+
+
+class TestXOutcomes:
+    def _one_pending(self, world):
+        world.start()
+        world.cycle()
+        world.publish([antara_item(4)] + world.stories)
+
+    def test_duplicate_counts_as_sent(self, world):
+        """X's 403 duplicate-content answer marks the delivery sent and stops retries."""
+        self._one_pending(world)
+        world.x.enqueue("POST", "/2/tweets", status=403, json={
+            "detail": "You are not allowed to create a Tweet with duplicate content.",
+            "type": "about:blank", "title": "Forbidden", "status": 403})
+        world.cycle()
+        world.clock.advance(hours=1)
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 1
+        assert world.rt.repo.target_rows(world.clock() - timedelta(days=1))[0]["sent_today"] == 1
+
+    def test_rate_limit_holds_until_reset(self, world):
+        """A 429 keeps the post pending and holds the target until x-rate-limit-reset."""
+        self._one_pending(world)
+        reset = int((world.clock() + timedelta(minutes=10)).timestamp())
+        world.x.enqueue("POST", "/2/tweets", status=429, json={"title": "Too Many Requests", "detail": "Too Many Requests",
+                                                               "type": "about:blank", "status": 429},
+                        headers={"x-rate-limit-limit": "100", "x-rate-limit-remaining": "0",
+                                 "x-rate-limit-reset": str(reset)})
+        world.cycle()
+        world.clock.advance(minutes=9)
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 1  # only the refused attempt
+        world.clock.advance(minutes=2)
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 2 and len(world.x.posted) == 1
+
+    def test_server_errors_retry_with_backoff_then_fail(self, world):
+        """5xx answers are retried after growing waits, and fail after max_attempts."""
+        world.start(bridge={"max_attempts": 3})
+        world.cycle()
+        world.publish([antara_item(4)] + world.stories)
+        for _ in range(3):
+            world.x.enqueue("POST", "/2/tweets", status=503, json={"title": "Service Unavailable"})
+        world.cycle()
+        deliver_due(world.rt)  # too early: backoff
+        assert len(world.tweets()) == 1
+        world.clock.advance(minutes=1)
+        deliver_due(world.rt)
+        world.clock.advance(minutes=2)
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 3
+        world.clock.advance(hours=2)
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 3
+        [failure] = world.rt.repo.delivery_rows([DeliveryState.FAILED])
+        assert "gave up after 3 attempts" in failure["last_error"]
+
+    def test_bad_credentials_pause_the_target(self, world):
+        """A 401 pauses the target, keeps the post pending, and a restart lifts the pause."""
+        self._one_pending(world)
+        world.x.enqueue("POST", "/2/tweets", status=401, json={"title": "Unauthorized", "type": "about:blank",
+                                                               "status": 401, "detail": "Unauthorized"})
+        world.cycle()
+        assert world.rt.repo.target_state("x").paused_reason
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 1
+        world.start()
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 2 and len(world.x.posted) == 1
+
+    def test_invalid_post_fails_and_others_go_on(self, world):
+        """A 400 fails that delivery with X's message; the next story is still posted."""
+        world.start()
+        world.cycle()
+        world.publish([antara_item(5), antara_item(4)] + world.stories)
+        world.x.enqueue("POST", "/2/tweets", status=400, json={
+            "errors": [{"parameters": {"text": ["x"]}, "message": "Text is invalid"}],
+            "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
+            "type": "https://api.twitter.com/2/problems/invalid-request"})
+        world.cycle()
+        assert len(world.tweets()) == 2 and len(world.x.posted) == 1
+
+
+class TestCrashSafety:
+    def test_crash_between_sending_and_sent_posts_once(self, world):
+        """A delivery left in `sending` by a crash after X accepted it ends up sent, with one tweet on X."""
+        world.start()
+        world.cycle()
+        world.publish([antara_item(4)] + world.stories)
+        poll(world.rt, world.rt.config.sources[0], force=True)
+        [delivery] = world.rt.repo.due_deliveries("x", world.clock(), 10)
+        world.rt.repo.claim(delivery.id, world.clock())
+        # X got the post, then the process died before recording `sent`:
+        x = world.rt.publishers["x"]
+        x.publish(compose("{title} {url}", delivery.item, source="antara", rule=x.length_rule), "k")
+        world.start()  # restart: the in-doubt delivery is re-queued
+        deliver_due(world.rt)
+        assert len(world.x.posted) == 1
+        assert world.rt.repo.target_rows(world.clock() - timedelta(days=1))[0]["sent_today"] == 1
+
+
+class TestPacing:
+    def test_min_interval_and_daily_cap(self, world):
+        """Posts to a target are spaced by min_interval and stop at max_per_day until the next local day."""
+        world.start(bridge={"first_run": "all"}, target={"min_interval": "10m", "max_per_day": 2})
+        world.cycle()
+        assert len(world.tweets()) == 1
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 1
+        world.clock.advance(minutes=10)
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 2
+        world.clock.advance(minutes=10)
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 2  # cap reached
+        world.clock.advance(days=1)
+        deliver_due(world.rt)
+        assert len(world.tweets()) == 3
+
+
+class TestSources:
+    def test_failing_source_backs_off_and_does_not_stop_others(self, world):
+        """A source answering 500 is recorded with its reason and backed off; the other source still posts."""
+        world.feeds.add_status("/broken.xml", 500)
+        raw = make_config({"broken": world.feeds.url("/broken.xml"), "antara": world.feeds.url("/rss/terkini.xml")},
+                          x_base=world.x.base_url, bridge={"first_run": "all", "poll_interval": "5m"})
+        rt = runtime(raw, world.tmp_path, world.clock)
+        broken, antara = rt.config.sources
+        assert poll(rt, broken).status == "error"
+        assert poll(rt, antara).status == "ok"
+        deliver_due(rt)
+        assert len(world.tweets()) == 3
+        world.clock.advance(minutes=1)
+        assert poll(rt, broken).status == "skipped_backoff"
+        world.clock.advance(minutes=5)
+        assert poll(rt, broken).status == "error"
+        assert rt.repo.source_state("broken").consecutive_failures == 2
+        # the second failure waits twice the interval
+        assert rt.repo.source_state("broken").next_poll_at == world.clock() + timedelta(minutes=10)
+        close(rt)
+
+    def test_not_a_feed_is_an_error_that_marks_nothing(self, world):
+        """An HTML page where a feed was expected is a logged error, and nothing is stored or posted."""
+        world.feeds.add("/page", "<html><body><p>Halo</p></body></html>", content_type="text/html")
+        raw = make_config({"page": world.feeds.url("/page")}, x_base=world.x.base_url)
+        rt = runtime(raw, world.tmp_path, world.clock)
+        outcome = poll(rt, rt.config.sources[0])
+        assert outcome.status == "error" and not rt.repo.source_state("page").initialised
+        close(rt)
+
+    def test_catchup_marks_everything_seen(self, world):
+        """A catch-up records the feed's stories and drops pending ones without posting."""
+        world.start()
+        world.cycle()
+        world.publish([antara_item(5), antara_item(4)] + world.stories)
+        poll(world.rt, world.rt.config.sources[0], catchup=True, force=True)
+        deliver_due(world.rt)
+        assert world.tweets() == []
+
+
+class TestDryRun:
+    def test_dry_run_posts_nothing(self, world):
+        """In dry run no request reaches X, and deliveries are recorded as skipped, not sent."""
+        world.start(dry_run=True, bridge={"first_run": "all"})
+        world.cycle()
+        assert world.x.requests == []
+        assert world.rt.repo.target_rows(world.clock() - timedelta(days=1))[0]["sent_today"] == 0
+        assert world.rt.repo.due_deliveries("x", world.clock(), 10) == []

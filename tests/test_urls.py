@@ -1,0 +1,115 @@
+"""bridge.urls: one canonical spelling per story URL."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.urls import normalise_url
+
+
+class TestNormaliseUrl:
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [
+            ("HTTPS://WWW.Antaranews.COM/berita/1", "https://www.antaranews.com/berita/1"),
+            ("http://example.com:80/a", "http://example.com/a"),
+            ("https://example.com:443/a", "https://example.com/a"),
+            ("https://example.com:8443/a", "https://example.com:8443/a"),
+            ("http://example.com:443/a", "http://example.com:443/a"),
+        ],
+    )
+    def test_lowercases_scheme_and_host_and_drops_default_ports(self, raw, expected):
+        """Scheme and host are lower-cased and a port that is the scheme's default is dropped."""
+        assert normalise_url(raw) == expected
+
+    def test_keeps_path_case(self):
+        """The path is case-sensitive on most servers, so its case is kept."""
+        assert normalise_url("https://Example.com/Berita/ABC") == "https://example.com/Berita/ABC"
+
+    def test_drops_fragment(self):
+        """The fragment never reaches the server, so it is dropped."""
+        assert normalise_url("https://example.com/a#comments") == "https://example.com/a"
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            "https://example.com/a?utm_source=rss&utm_medium=feed&utm_campaign=x",
+            "https://example.com/a?UTM_Source=rss",
+            "https://example.com/a?fbclid=IwAR0abc",
+            "https://example.com/a?gclid=xyz",
+            "https://example.com/a?FBCLID=IwAR0abc&Utm_Term=t",
+            "https://example.com/a?utm_content",
+            "https://example.com/a?utm%5Fsource=x",
+        ],
+    )
+    def test_drops_tracking_parameters(self, raw):
+        """utm_* (any case), fbclid and gclid are removed, and an emptied query leaves no "?"."""
+        assert normalise_url(raw) == "https://example.com/a"
+
+    def test_keeps_other_parameters_in_order(self):
+        """Parameters that are not tracking stay, in their original order."""
+        raw = "https://example.com/read.php?z=1&utm_source=x&a=2&fbclid=f&m=3"
+        assert normalise_url(raw) == "https://example.com/read.php?z=1&a=2&m=3"
+
+    def test_keeps_parameter_spelling(self):
+        """Kept parameters are not re-encoded: %20, "+" and bare names stay as written."""
+        raw = "https://example.com/s?q=a%20b&r=c+d&flag&e="
+        assert normalise_url(raw) == "https://example.com/s?q=a%20b&r=c+d&flag&e="
+
+    def test_drops_empty_query_pieces(self):
+        """Stray "&" and a lone "?" add nothing and are removed."""
+        assert normalise_url("https://example.com/a?&x=1&&") == "https://example.com/a?x=1"
+        assert normalise_url("https://example.com/a?") == "https://example.com/a"
+
+    @pytest.mark.parametrize(
+        ("raw", "expected"),
+        [
+            ("https://example.com/a/", "https://example.com/a"),
+            ("https://example.com/a//", "https://example.com/a"),
+            ("https://example.com/", "https://example.com"),
+            ("https://example.com", "https://example.com"),
+            ("https://example.com/?p=1", "https://example.com?p=1"),
+        ],
+    )
+    def test_trailing_slash_and_root_are_consistent(self, raw, expected):
+        """A trailing slash is dropped, so "/a/" equals "/a" and the root is always bare."""
+        assert normalise_url(raw) == expected
+
+    def test_same_story_different_spellings_match(self):
+        """Different spellings of one article normalise to the same string."""
+        spellings = [
+            "https://www.antaranews.com/berita/1358622/x",
+            "HTTPS://www.antaranews.com:443/berita/1358622/x/",
+            "https://www.antaranews.com/berita/1358622/x?utm_source=twitter#top",
+            "  https://WWW.antaranews.com/berita/1358622/x?fbclid=abc  ",
+        ]
+        assert len({normalise_url(s) for s in spellings}) == 1
+
+    @pytest.mark.parametrize(
+        "raw",
+        ["", "   ", "ftp://example.com/a", "javascript:alert(1)", "mailto:a@example.com", "example.com/a",
+         "//example.com/a", "/relative/path", "http://", "http://:80/", "https://example.com:99999/",
+         "https://example.com:abc/", "data:text/html,hi", "http://[::1/"],
+    )
+    def test_rejects_empty_and_non_http(self, raw):
+        """Empty, relative, non-http(s) and malformed inputs give None."""
+        assert normalise_url(raw) is None
+
+    def test_rejects_non_string(self):
+        """A non-string (None from a missing field) gives None instead of raising."""
+        assert normalise_url(None) is None  # type: ignore[arg-type]
+
+    def test_ipv6_host_keeps_brackets(self):
+        """An IPv6 literal host keeps its brackets and non-default port."""
+        assert normalise_url("http://[::1]:8080/feed/") == "http://[::1]:8080/feed"
+        assert normalise_url("http://[2001:DB8::1]:80/") == "http://[2001:db8::1]"
+
+    def test_keeps_userinfo(self):
+        """Credentials in the URL are part of the address and are kept."""
+        assert normalise_url("https://user:pw@Example.com/a") == "https://user:pw@example.com/a"
+
+    def test_is_idempotent(self):
+        """Normalising a normalised URL changes nothing."""
+        once = normalise_url("HTTP://Example.com:80/a/b/?x=1&utm_source=y#f")
+        assert once == "http://example.com/a/b?x=1"
+        assert normalise_url(once) == once
