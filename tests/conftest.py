@@ -10,6 +10,9 @@ from bridge.store.db import create_database_engine
 from bridge.store.migrations import migrate
 from bridge.store.repo import Repository
 
+# The local fakes' fixtures (feed_server, x_api), available to every test module.
+pytest_plugins = ["tests.fakes.feed_server", "tests.fakes.x_api"]
+
 
 class FakeClock:
     """An injected clock: tests move time with advance() instead of sleeping."""

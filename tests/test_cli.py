@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import EXIT_CONFIG, EXIT_DATABASE, EXIT_OK, EXIT_PROBLEM, main
-from tests.fakes.feed_server import feed_server  # noqa: F401
-from tests.fakes.x_api import CREDENTIALS, x_api  # noqa: F401
+from tests.fakes.x_api import CREDENTIALS
 from tests.helpers import antara_feed, antara_item, env_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

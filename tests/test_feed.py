@@ -13,9 +13,9 @@ import pytest
 from bridge.errors import FeedParseError
 from bridge.model import Item
 from bridge.sources import feed
-from bridge.sources.feed import first_image_src, html_to_text, parse_feed, register_date_parser
+from bridge.sources.feed import parse_feed, register_date_parser
+from bridge.sources.text import first_image_src, html_to_text
 from bridge.sources.fetch import FetchLimits, fetch, make_client
-from tests.fakes.feed_server import feed_server  # noqa: F401
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 FEED_URL = "https://feeds.example.id/rss/terkini.xml"

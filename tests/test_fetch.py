@@ -14,7 +14,7 @@ import pytest
 from bridge import __version__
 from bridge.errors import FetchError
 from bridge.sources.fetch import FetchLimits, FetchResult, HTTPStatusError, fetch, make_client
-from tests.fakes.feed_server import FeedServer, RecordedRequest, Reply, feed_server  # noqa: F401
+from tests.fakes.feed_server import FeedServer, RecordedRequest, Reply
 
 RSS = '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 FAST = FetchLimits(connect_timeout=0.5, total_timeout=0.5, max_body_bytes=1024 * 1024, max_redirects=5)

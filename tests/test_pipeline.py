@@ -11,8 +11,6 @@ from bridge.model import DeliveryState
 from bridge.pipeline import deliver_due, poll
 from bridge.publish.x import x_weighted_length
 from bridge.service import close, prepare
-from tests.fakes.feed_server import feed_server  # noqa: F401
-from tests.fakes.x_api import x_api  # noqa: F401
 from tests.helpers import antara_feed, antara_item, make_config, runtime
 
 

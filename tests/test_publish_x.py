@@ -14,7 +14,7 @@ from requests_oauthlib import OAuth1
 from bridge.errors import AlreadyPosted, ConfigError, PostRejected, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish.x import X_CREDENTIAL_FIELDS, X_LENGTH_RULE, XPublisher, _short_reason, x_weighted_length
-from tests.fakes.x_api import CREDENTIALS, DUPLICATE_DETAIL, x_api  # noqa: F401
+from tests.fakes.x_api import CREDENTIALS
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
 RESET = int((NOW + timedelta(minutes=9)).timestamp())
@@ -49,7 +49,7 @@ def make(fake, *, api_base: str | None = None, credentials=None, timeout: float 
 
 
 @pytest.fixture
-def publisher(x_api):  # noqa: F811
+def publisher(x_api):
     publisher = make(x_api)
     yield publisher
     publisher.close()
@@ -76,27 +76,27 @@ class TestLengthRule:
 
 
 class TestPublish:
-    def test_success(self, publisher, x_api):  # noqa: F811
+    def test_success(self, publisher, x_api):
         """A post is sent as OAuth-signed JSON to POST /2/tweets and its id is returned."""
         assert publisher.publish(POST, "delivery-1") == "1445880548472328192"
         (request,) = x_api.requests
         assert (request.method, request.path, request.json) == ("POST", "/2/tweets", {"text": POST.text})
         assert request.auth_problem is None and request.headers["Authorization"].startswith("OAuth ")
 
-    def test_duplicate_is_already_posted(self, publisher, x_api):  # noqa: F811
+    def test_duplicate_is_already_posted(self, publisher, x_api):
         """X's 403 for duplicate content becomes AlreadyPosted."""
         publisher.publish(POST, "delivery-1")
         with pytest.raises(AlreadyPosted, match="already has this post"):
             publisher.publish(POST, "delivery-1")
         assert x_api.requests[-1].auth_problem is None
 
-    def test_path_prefix(self, x_api):  # noqa: F811
+    def test_path_prefix(self, x_api):
         """An api_base with a path prefix keeps the prefix, and the signature still matches."""
         publisher = make(x_api, api_base=x_api.base_url + "/proxy/x/")
         assert publisher.publish(POST, "k") == "1445880548472328192"
         assert x_api.requests[0].path == "/proxy/x/2/tweets" and x_api.requests[0].auth_problem is None
 
-    def test_fake_catches_url_rewritten_after_signing(self, x_api):  # noqa: F811
+    def test_fake_catches_url_rewritten_after_signing(self, x_api):
         """A request signed for api.twitter.com but sent elsewhere (rewriting in an adapter) gets a 401."""
 
         class RewriteAfterSigning(HTTPAdapter):
@@ -112,7 +112,7 @@ class TestPublish:
         assert response.status_code == 401
         assert "signature does not match" in x_api.requests[0].auth_problem
 
-    def test_wrong_credentials(self, x_api):  # noqa: F811
+    def test_wrong_credentials(self, x_api):
         """A 401 pauses the target, naming the BRIDGE_<NAME>_* settings and no secret."""
         publisher = make(x_api, credentials={**CREDENTIALS, "access_token_secret": "not-the-right-secret-000"})
         with pytest.raises(TargetPaused, match=r"rejected the credentials.*BRIDGE_KEMENPORA_X_\*.*regenerate") as caught:
@@ -120,31 +120,31 @@ class TestPublish:
         assert x_api.requests[0].auth_problem.startswith("signature does not match")
         assert not any(secret in str(caught.value) for secret in SECRETS + ["not-the-right-secret-000"])
 
-    def test_short_values_not_masked(self, x_api):  # noqa: F811
+    def test_short_values_not_masked(self, x_api):
         """Credential values too short to be real are not masked, which would garble the message."""
         publisher = make(x_api, credentials={**CREDENTIALS, "consumer_key": "t"})
         with pytest.raises(TargetPaused, match="rejected the credentials of target 'kemenpora-x'"):
             publisher.publish(POST, "k")
 
-    def test_client_not_enrolled(self, publisher, x_api):  # noqa: F811
+    def test_client_not_enrolled(self, publisher, x_api):
         """A client-not-enrolled 403 pauses the target, saying what to change in the developer portal."""
         x_api.enqueue("POST", "/2/tweets", status=403, json=NOT_ENROLLED)
         with pytest.raises(TargetPaused, match=r"no access to POST /2/tweets.*developer portal.*Project.*access level"):
             publisher.publish(POST, "k")
 
-    def test_v11_subset_453(self, publisher, x_api):  # noqa: F811
+    def test_v11_subset_453(self, publisher, x_api):
         """The v1.1-style code 453 ("a subset of X API V2 endpoints") pauses the target the same way."""
         x_api.enqueue("POST", "/2/tweets", status=403, json=SUBSET_453)
         with pytest.raises(TargetPaused, match=r"no access to POST /2/tweets.*subset of X API V2.*developer portal"):
             publisher.publish(POST, "k")
 
-    def test_v11_duplicate_187(self, publisher, x_api):  # noqa: F811
+    def test_v11_duplicate_187(self, publisher, x_api):
         """The v1.1-style duplicate code 187 also counts as already posted."""
         x_api.enqueue("POST", "/2/tweets", status=403, json={"errors": [{"code": 187, "message": "Status is a duplicate."}]})
         with pytest.raises(AlreadyPosted):
             publisher.publish(POST, "k")
 
-    def test_other_forbidden(self, publisher, x_api):  # noqa: F811
+    def test_other_forbidden(self, publisher, x_api):
         """Any other 403 pauses the target with X's detail."""
         detail = "You are not permitted to perform this action."
         x_api.enqueue("POST", "/2/tweets", status=403,
@@ -152,19 +152,19 @@ class TestPublish:
         with pytest.raises(TargetPaused, match=f"refused POST /2/tweets for target 'kemenpora-x': {detail}"):
             publisher.publish(POST, "k")
 
-    def test_invalid_request(self, publisher, x_api):  # noqa: F811
+    def test_invalid_request(self, publisher, x_api):
         """A 400 rejects the post with X's message, not the echoed text."""
         x_api.enqueue("POST", "/2/tweets", status=400, json=INVALID)
         with pytest.raises(PostRejected, match=r"refused the post \(400\): Your Tweet text is too long\.$"):
             publisher.publish(POST, "k")
 
-    def test_other_client_error(self, publisher, x_api):  # noqa: F811
+    def test_other_client_error(self, publisher, x_api):
         """Another 4xx with no message rejects the post with the status line."""
         x_api.enqueue("POST", "/2/tweets", status=413, body="<html>too large</html>")
         with pytest.raises(PostRejected, match=r"\(413\): 413 Request Entity Too Large"):
             publisher.publish(POST, "k")
 
-    def test_payment_required(self, publisher, x_api):  # noqa: F811
+    def test_payment_required(self, publisher, x_api):
         """A 402 pauses the target: the app needs credits."""
         x_api.enqueue("POST", "/2/tweets", status=402,
                       json={"title": "CreditsDepleted", "detail": "Your account does not have any credits.",
@@ -172,37 +172,37 @@ class TestPublish:
         with pytest.raises(TargetPaused, match="payment.*does not have any credits.*developer portal"):
             publisher.publish(POST, "k")
 
-    def test_not_found(self, publisher, x_api):  # noqa: F811
+    def test_not_found(self, publisher, x_api):
         """A 404 pauses the target and points at api_base."""
         x_api.enqueue("POST", "/2/tweets", status=404, json={"title": "Not Found Error"})
         with pytest.raises(TargetPaused, match=f"404 for POST /2/tweets: check api_base \\({x_api.base_url}\\)"):
             publisher.publish(POST, "k")
 
-    def test_request_timeout_status(self, publisher, x_api):  # noqa: F811
+    def test_request_timeout_status(self, publisher, x_api):
         """A 408 is transient."""
         x_api.enqueue("POST", "/2/tweets", status=408, json={})
         with pytest.raises(RetryLater, match="X answered 408 Request Timeout"):
             publisher.publish(POST, "k")
 
-    def test_created_without_id(self, publisher, x_api):  # noqa: F811
+    def test_created_without_id(self, publisher, x_api):
         """A 2xx without an id is retried (a resend is safe: X refuses duplicates)."""
         x_api.enqueue("POST", "/2/tweets", status=201, json={"data": {}})
         with pytest.raises(RetryLater, match="without a post id"):
             publisher.publish(POST, "k")
 
-    def test_unreadable_answer(self, publisher, x_api):  # noqa: F811
+    def test_unreadable_answer(self, publisher, x_api):
         """A 2xx whose body is not JSON is retried."""
         x_api.enqueue("POST", "/2/tweets", status=200, body="<html>ok</html>")
         with pytest.raises(RetryLater, match="unreadable: JSONDecodeError"):
             publisher.publish(POST, "k")
 
-    def test_json_not_an_object(self, publisher, x_api):  # noqa: F811
+    def test_json_not_an_object(self, publisher, x_api):
         """An error body that is JSON but not an object (tweepy trips on it) is retried."""
         x_api.enqueue("POST", "/2/tweets", status=500, json=None)
         with pytest.raises(RetryLater, match="unreadable: AttributeError"):
             publisher.publish(POST, "k")
 
-    def test_secret_in_detail_scrubbed(self, publisher, x_api):  # noqa: F811
+    def test_secret_in_detail_scrubbed(self, publisher, x_api):
         """Should X ever echo a credential, it is masked in the message."""
         x_api.enqueue("POST", "/2/tweets", status=403, json={"detail": f"bad key {CREDENTIALS['consumer_secret']}"})
         with pytest.raises(TargetPaused) as caught:
@@ -212,7 +212,7 @@ class TestPublish:
 
 
 class TestTransient:
-    def rate_limited(self, publisher, x_api, headers):  # noqa: F811
+    def rate_limited(self, publisher, x_api, headers):
         x_api.enqueue("POST", "/2/tweets", status=429, headers=headers,
                       json={"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429})
         with pytest.raises(RetryLater) as caught:
@@ -220,14 +220,14 @@ class TestTransient:
         assert caught.value.counts_as_attempt is False
         return caught.value
 
-    def test_rate_limit_reset(self, publisher, x_api):  # noqa: F811
+    def test_rate_limit_reset(self, publisher, x_api):
         """A 429 waits until x-rate-limit-reset and does not count as an attempt."""
         error = self.rate_limited(publisher, x_api, {"x-rate-limit-limit": "100", "x-rate-limit-remaining": "0",
                                                      "x-rate-limit-reset": str(RESET)})
         assert error.retry_at == datetime.fromtimestamp(RESET, timezone.utc)
         assert "15-minute limit" in str(error) and "03:09:00 UTC" in str(error)
 
-    def test_daily_limit_wins_when_exhausted(self, publisher, x_api):  # noqa: F811
+    def test_daily_limit_wins_when_exhausted(self, publisher, x_api):
         """When the 24-hour user limit is the one at 0, its (later) reset is used."""
         daily = RESET + 20 * 3600
         error = self.rate_limited(publisher, x_api, {
@@ -236,7 +236,7 @@ class TestTransient:
             "x-user-limit-24hour-reset": str(daily)})
         assert error.retry_at == datetime.fromtimestamp(daily, timezone.utc) and "24-hour" in str(error)
 
-    def test_later_of_exhausted_limits(self, publisher, x_api):  # noqa: F811
+    def test_later_of_exhausted_limits(self, publisher, x_api):
         """When several limits are at 0, the later reset is used."""
         daily = RESET + 3600
         error = self.rate_limited(publisher, x_api, {
@@ -244,21 +244,21 @@ class TestTransient:
             "x-app-limit-24hour-remaining": "0", "x-app-limit-24hour-reset": str(RESET)})
         assert error.retry_at == datetime.fromtimestamp(daily, timezone.utc)
 
-    def test_no_exhausted_limit_uses_latest_reset(self, publisher, x_api):  # noqa: F811
+    def test_no_exhausted_limit_uses_latest_reset(self, publisher, x_api):
         """When no limit says 0 remaining, the latest reset given is used."""
         error = self.rate_limited(publisher, x_api, {"x-rate-limit-remaining": "3", "x-rate-limit-reset": str(RESET)})
         assert error.retry_at == datetime.fromtimestamp(RESET, timezone.utc)
 
-    def test_no_headers(self, publisher, x_api):  # noqa: F811
+    def test_no_headers(self, publisher, x_api):
         """A 429 without rate-limit headers waits 15 minutes."""
         assert self.rate_limited(publisher, x_api, {}).retry_at == NOW + timedelta(minutes=15)
 
-    def test_reset_in_the_past(self, publisher, x_api):  # noqa: F811
+    def test_reset_in_the_past(self, publisher, x_api):
         """A reset already past (clock skew) still waits a minute."""
         error = self.rate_limited(publisher, x_api, {"x-rate-limit-remaining": "0", "x-rate-limit-reset": "1000"})
         assert error.retry_at == NOW + timedelta(minutes=1)
 
-    def test_garbled_reset(self, publisher, x_api):  # noqa: F811
+    def test_garbled_reset(self, publisher, x_api):
         """An unparseable or absurd reset header falls back to 15 minutes."""
         error = self.rate_limited(publisher, x_api, {"x-rate-limit-remaining": "0", "x-rate-limit-reset": "9" * 30,
                                                      "x-user-limit-24hour-reset": "soon"})
@@ -270,7 +270,7 @@ class TestTransient:
         (502, "<html><body><h1>Bad Gateway</h1></body></html>", "X answered 502 Bad Gateway"),
         (500, "", "X answered 500 Internal Server Error"),
     ])
-    def test_server_errors(self, publisher, x_api, status, body, line):  # noqa: F811
+    def test_server_errors(self, publisher, x_api, status, body, line):
         """A 5xx (JSON, HTML or empty) is retried and counts as an attempt, with a short message."""
         if isinstance(body, dict):
             x_api.enqueue("POST", "/2/tweets", status=status, json=body)
@@ -280,7 +280,7 @@ class TestTransient:
             publisher.publish(POST, "k")
         assert str(caught.value) == line and caught.value.counts_as_attempt and caught.value.retry_at is None
 
-    def test_timeout(self, x_api):  # noqa: F811
+    def test_timeout(self, x_api):
         """An answer slower than the timeout is retried: "X did not answer within 0.5s"."""
         publisher = make(x_api, timeout=0.5)
         x_api.enqueue("POST", "/2/tweets", status=201, json={"data": {"id": "1"}}, delay=5)
@@ -288,7 +288,7 @@ class TestTransient:
             publisher.publish(POST, "k")
         assert caught.value.counts_as_attempt
 
-    def test_connection_refused(self, x_api):  # noqa: F811
+    def test_connection_refused(self, x_api):
         """Nothing listening is retried, with the reason in a few words."""
         base = f"http://127.0.0.1:{closed_port()}"
         with pytest.raises(RetryLater, match=f"^could not reach X at {base}: Connection refused$"):
@@ -299,7 +299,7 @@ class TestTransient:
         assert _short_reason(requests.ConnectionError("odd")) == "ConnectionError"
 
 
-    def test_default_clock_is_utc_now(self, x_api):  # noqa: F811
+    def test_default_clock_is_utc_now(self, x_api):
         """Without an injected clock, a bare 429 waits 15 minutes from the real UTC time."""
         publisher = XPublisher("x", api_base=x_api.base_url, credentials=CREDENTIALS)
         x_api.enqueue("POST", "/2/tweets", status=429, json={})
@@ -310,31 +310,31 @@ class TestTransient:
 
 
 class TestVerify:
-    def test_username(self, publisher, x_api):  # noqa: F811
+    def test_username(self, publisher, x_api):
         """verify() returns the signed-in account as @username."""
         assert publisher.verify() == "@kemenpora"
         assert (x_api.requests[0].method, x_api.requests[0].path, x_api.requests[0].auth_problem) == (
             "GET", "/2/users/me", None)
 
-    def test_bad_credentials(self, x_api):  # noqa: F811
+    def test_bad_credentials(self, x_api):
         """verify() with unknown credentials pauses the target."""
         with pytest.raises(TargetPaused, match="rejected the credentials"):
             make(x_api, credentials={**CREDENTIALS, "consumer_key": "some-other-consumer-key"}).verify()
         assert x_api.requests[0].auth_problem == "unknown consumer key"
 
-    def test_client_error_pauses(self, publisher, x_api):  # noqa: F811
+    def test_client_error_pauses(self, publisher, x_api):
         """A 400 to verify() pauses the target rather than rejecting a post."""
         x_api.enqueue("GET", "/2/users/me", status=400, json=INVALID)
         with pytest.raises(TargetPaused, match=r"refused GET /2/users/me \(400\)"):
             publisher.verify()
 
-    def test_errors_only(self, publisher, x_api):  # noqa: F811
+    def test_errors_only(self, publisher, x_api):
         """A 200 carrying only errors is retried with X's message."""
         x_api.enqueue("GET", "/2/users/me", status=200, json={"errors": [{"message": "Could not find user"}]})
         with pytest.raises(RetryLater, match="without the account: Could not find user"):
             publisher.verify()
 
-    def test_unexpected_shape(self, publisher, x_api):  # noqa: F811
+    def test_unexpected_shape(self, publisher, x_api):
         """A user without a username (tweepy raises KeyError) is retried as an unreadable answer."""
         x_api.enqueue("GET", "/2/users/me", status=200, json={"data": {"id": "1", "name": "x"}})
         with pytest.raises(RetryLater, match="GET /2/users/me was unreadable: KeyError"):
@@ -358,7 +358,7 @@ class TestConfiguration:
 
 
 class TestSecretsStayOutOfLogs:
-    def test_debug_logs_hold_no_credentials(self, publisher, x_api, caplog):  # noqa: F811
+    def test_debug_logs_hold_no_credentials(self, publisher, x_api, caplog):
         """With the root logger at DEBUG, no credential value appears in any log record."""
         caplog.set_level(logging.DEBUG)
         caplog.set_level(logging.DEBUG, logger="urllib3")  # another test may have quietened it

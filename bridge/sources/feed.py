@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-import html
 import io
 import json
 import re
@@ -22,6 +21,7 @@ import feedparser
 
 from bridge.errors import FeedParseError
 from bridge.model import Item
+from bridge.sources.text import first_image_src, html_to_text, plain_text
 from bridge.urls import normalise_url
 
 try:  # the same decoding feedparser applies, so we inspect exactly the text it will parse
@@ -151,8 +151,8 @@ def _neutralise_entities(body: bytes, headers: dict[str, str]) -> tuple[bytes, d
 def _entry_to_item(entry, feed_url: str) -> Item | None:
     base = _entry_base(entry, feed_url)
     summary_source, summary_is_html = _summary_source(entry)
-    scan = _HTMLScan(summary_source) if summary_is_html else None  # one pass: text and first <img>
-    summary = plain_text(scan.text() if scan else summary_source)
+    summary = html_to_text(summary_source) if summary_is_html else plain_text(summary_source)
+    summary_img = first_image_src(summary_source) if summary_is_html else None
     title_detail = entry.get("title_detail") or {}
     title = _text(entry.get("title") or "", _is_html(title_detail.get("type")))
     if not title:
@@ -168,7 +168,7 @@ def _entry_to_item(entry, feed_url: str) -> Item | None:
         summary=_clip(summary, MAX_SUMMARY_CHARS),
         published=_entry_published(entry),
         categories=_categories(tag.get("term") for tag in entry.get("tags") or [] if hasattr(tag, "get")),
-        image_url=_entry_image(entry, base, scan.image if scan else None),
+        image_url=_entry_image(entry, base, summary_img),
     )
 
 
@@ -392,84 +392,3 @@ def _list(value) -> list:
 def _short(exc, limit: int = 160) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# --- HTML to plain text ----------------------------------------------------------------------
-
-
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-def plain_text(text: str) -> str:
-    """Collapse all whitespace (including no-break spaces) to single spaces; drop control characters."""
-    return " ".join(_CONTROL_CHARS.sub("", text).split())
-
-
-def html_to_text(markup: str) -> str:
-    """Plain text of an HTML fragment: tags removed, entities decoded, whitespace collapsed."""
-    return plain_text(_HTMLScan(markup).text())
-
-
-def first_image_src(markup: str) -> str | None:
-    """The first <img> source in an HTML fragment, as written (may be relative)."""
-    return _HTMLScan(markup).image if "<img" in markup.lower() else None
-
-
-# One token at a time, each regex bounded by the next "<" or ">", so the scan is linear even on
-# hostile markup (html.parser has quadratic paths on unclosed constructs in this Python). The
-# price: a ">" inside a quoted attribute ends the tag early, which only leaks attribute text.
-_TOKEN = re.compile(
-    r"(?P<comment><!--.*?(?:-->|\Z))"
-    r"|<(?P<close>/?)(?P<tag>[A-Za-z][A-Za-z0-9:-]*)(?P<attrs>[^<>]*)>?"
-    r"|<[!?][^<>]*>?"  # doctype, conditional comment, processing instruction
-    r"|(?P<text>[^<]+|<)",
-    re.DOTALL,
-)
-_ATTR = re.compile(r"""([^\s=/>]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
-_SKIP_CONTENT = {t: re.compile(rf"</{t}\s*>", re.IGNORECASE) for t in ("script", "style", "template", "noscript")}
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote br dd div dl dt figcaption figure footer h1 h2 h3 h4 h5 h6 "
-    "header hr li main nav ol p pre section table td th tr ul".split()
-)
-_SRC_ATTRS = ("src", "data-src", "data-original")  # lazy-loading pages put the real one in data-*
-
-
-class _HTMLScan:
-    """The text of an HTML fragment and its first <img> source, in one linear pass."""
-
-    def __init__(self, markup: str) -> None:
-        self.image: str | None = None
-        self._parts: list[str] = []
-        if "<" not in markup and "&" not in markup:  # plain text already
-            self._parts.append(markup)
-        else:
-            self._scan(markup)
-
-    def text(self) -> str:
-        return html.unescape("".join(self._parts))
-
-    def _scan(self, markup: str) -> None:
-        pos, end = 0, len(markup)
-        while pos < end:
-            token = _TOKEN.match(markup, pos)  # always matches: the last alternative takes any char
-            pos = token.end()
-            if token["text"] is not None:
-                self._parts.append(token["text"])
-                continue
-            tag = (token["tag"] or "").lower()
-            if tag in _BLOCK_TAGS:
-                self._parts.append(" ")  # "<p>a</p><p>b</p>" reads "a b", not "ab"
-            if not tag or token["close"]:
-                continue
-            if tag == "img" and self.image is None:
-                self.image = _img_src(token["attrs"])
-            elif tag in _SKIP_CONTENT and not token["attrs"].rstrip().endswith("/"):
-                closing = _SKIP_CONTENT[tag].search(markup, pos)  # script/style text is never content
-                pos = closing.end() if closing else end
-
-
-def _img_src(attrs: str) -> str | None:
-    values = {}
-    for name, dq, sq, bare in _ATTR.findall(attrs):
-        values.setdefault(name.lower(), html.unescape(dq or sq or bare).strip())
-    return next((v for a in _SRC_ATTRS if (v := values.get(a)) and not v.startswith("data:")), None)
