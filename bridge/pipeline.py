@@ -77,6 +77,9 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
         source.name, source.url, items, source.targets, now=now, post_new=post_new,
         etag=result.etag, last_modified=result.last_modified, next_poll_at=now + source.poll_interval,
     )
+    by_key = {item.key: item for item in items}
+    for key in stored.queued_keys:
+        log.info("new story", source=source.name, item=key, url=by_key[key].link, title=by_key[key].title)
     if catchup:
         stored_skips = rt.repo.skip_pending_for_keys(
             source.name, [i.key for i in items], "caught up: `bridge catchup`", now)

@@ -1,4 +1,5 @@
-"""Hostile input: every file of the shared corpora through parse_feed, some through fetch too.
+"""Hostile input: every file of the shared corpora through parse_feed and into the store, some
+through fetch too.
 
 The corpora are feedparser 6.0.14's test feeds and the W3C Feed Validator's test cases (see
 ../shared/corpora/README.md). Their "Expect:" comments are Python for feedparser's own runner and
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from bridge.errors import FeedParseError
 from bridge.model import Item
 from bridge.sources.feed import parse_feed
 from bridge.sources.fetch import FetchLimits, fetch, make_client
+from bridge.store.db import create_database_engine
+from bridge.store.migrations import migrate
+from bridge.store.repo import Repository
 from tests.fakes.feed_server import FeedServer
 
 FEED_URL = "http://127.0.0.1/corpus/feed.xml"
@@ -60,17 +64,32 @@ def _check_items(items: list) -> None:
         assert all(isinstance(c, str) and c for c in item.categories)
 
 
+@pytest.fixture(scope="module")
+def corpus_repo(tmp_path_factory):
+    engine = create_database_engine(f"sqlite:///{tmp_path_factory.mktemp('corpora')}/bridge.db")
+    migrate(engine)
+    yield Repository(engine)
+    engine.dispose()
+
+
 @pytest.mark.parametrize("path", _params(FILES))
-def test_corpus_file_parses_or_is_rejected(path: Path):
-    """Each corpus file gives a list of valid Items or a FeedParseError, never another exception or a hang."""
+def test_corpus_file_parses_or_is_rejected(path: Path, corpus_repo: Repository):
+    """Each corpus file gives valid Items that the store accepts (twice, the second time adding
+    nothing), or a FeedParseError; never another exception or a hang."""
     body = path.read_bytes()
     start = time.monotonic()
     try:
         items = parse_feed(body, url=FEED_URL, headers=_declared_headers(body))
     except FeedParseError as error:
         assert error.reason
-    else:
-        _check_items(items)
+        return
+    _check_items(items)
+    source = str(path.relative_to(ROOT))
+    now = datetime.now(timezone.utc)
+    for expected_new in (len({i.key for i in items}), 0):
+        stored = corpus_repo.store_poll(source, FEED_URL, items, ["x"], now=now, post_new=None, etag=None,
+                                        last_modified=None, next_poll_at=None)
+        assert stored.new_items == expected_new
     assert time.monotonic() - start < SECONDS_PER_FILE
 
 

@@ -449,6 +449,26 @@ class TestEntityExpansion:
         assert "yyyyy" not in item.title
 
 
+class TestImpossibleCharacters:
+    @pytest.mark.parametrize("ref", ["&#xD800;", "&#xdfff;", "&#55296;", "&#0;", "&#x110000;", "&#99999999999;"])
+    def test_reference_to_impossible_code_point(self, ref):
+        """A character reference to a surrogate, NUL or beyond U+10FFFF costs one character, not the whole feed."""
+        body = ('<rss version="2.0"><channel><title>t</title><item><guid>g1</guid><title>a %s b</title></item>'
+                "<item><guid>g2</guid><title>&#233;</title></item></channel></rss>") % ref
+        first, second = parse_feed(body.encode(), url=FEED_URL)
+        assert first.title == "a \ufffd b" and second.title == "é"
+
+
+    def test_lone_surrogates_in_json_feed(self, repo):
+        """Lone surrogates that JSON allows are replaced, so the items can be stored as UTF-8."""
+        body = (b'{"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{"id": "a\\ud800",'
+                b' "url": "https://x.id/\\ud800", "title": "x\\udfff", "tags": ["\\ud800"]}]}')
+        items = parse_feed(body, url=FEED_URL)
+        stored = repo.store_poll("s", FEED_URL, items, ["x"], now=datetime.now(timezone.utc), post_new=None,
+                                 etag=None, last_modified=None, next_poll_at=None)
+        assert stored.new_items == 1
+
+
 class TestFetchThenParse:
     def test_fetched_gzip_feed_parses(self, feed_server):
         """A gzip-served Antara feed goes through fetch and parse_feed with the response headers."""

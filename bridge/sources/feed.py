@@ -130,22 +130,34 @@ def _read_xml_feed(body: bytes, url: str, headers: dict[str, str]) -> list[Item]
 
 
 def _neutralise_entities(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-    """Remove every <!ENTITY declaration so neither parser can expand one.
+    """Remove every <!ENTITY declaration so neither parser can expand one, and replace character
+    references to code points that cannot exist (&#xD800;, &#0;) with U+FFFD: feedparser's lenient
+    parser crashes on them and would lose the whole feed over one character.
 
     Checked on the text feedparser will actually see (after its own decoding), because a
     declaration in UTF-16, UTF-7 or EBCDIC is invisible to a byte search on the raw body.
     """
     if _convert_to_utf8 is None:
-        return _ENTITY_DECL.sub(_ENTITY_REPLACEMENT, body), headers
+        return _BAD_CHARREF.sub(_fix_charref, _ENTITY_DECL.sub(_ENTITY_REPLACEMENT, body)), headers
     try:
         seen = _convert_to_utf8(dict(headers), body, {})
     except Exception:  # an odd codec raising something unexpected: fall back to the raw bytes
         seen = body
-    if not _ENTITY_DECL.search(seen):
+    cleaned = _BAD_CHARREF.sub(_fix_charref, _ENTITY_DECL.sub(_ENTITY_REPLACEMENT, seen))
+    if cleaned == seen:
         return body, headers
     # Hand feedparser the UTF-8 text we cleaned, labelled as such so it does not decode it again.
-    cleaned = _ENTITY_DECL.sub(_ENTITY_REPLACEMENT, seen)
     return cleaned, {**headers, "content-type": "application/xml; charset=utf-8"}
+
+
+_BAD_CHARREF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,16})|([0-9]{1,20}));")
+
+
+def _fix_charref(match: re.Match) -> bytes:
+    code = int(match[1], 16) if match[1] else int(match[2])
+    if code == 0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+        return b"&#xFFFD;"
+    return match[0]
 
 
 def _entry_to_item(entry, feed_url: str) -> Item | None:

@@ -11,6 +11,8 @@ import re
 from selectolax.lexbor import LexborHTMLParser
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Lone surrogates (possible in JSON strings) cannot be stored as UTF-8: they become U+FFFD.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 _NOT_CONTENT = "script, style, template, noscript"
 # Elements that separate words when rendered: "<p>a</p><p>b</p>" reads "a b", not "ab".
 _BLOCKS = ("address, article, aside, blockquote, br, dd, div, dl, dt, figcaption, figure, footer, "
@@ -20,7 +22,7 @@ _SRC_ATTRS = ("src", "data-src", "data-original")  # lazy-loading pages put the 
 
 def plain_text(text: str) -> str:
     """Collapse all whitespace (including no-break spaces) to single spaces; drop control characters."""
-    return " ".join(_CONTROL_CHARS.sub("", text).split())
+    return " ".join(_SURROGATES.sub("\ufffd", _CONTROL_CHARS.sub("", text)).split())
 
 
 def html_to_text(markup: str) -> str:

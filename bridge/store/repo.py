@@ -34,6 +34,8 @@ class NewDeliveries:
     new_items: int
     pending: int
     skipped: int
+    queued_keys: tuple[str, ...] = ()
+    """Keys of the new items that got at least one pending delivery, in feed order."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Repository:
         item already carries to a target gets a `skipped` delivery for that target."""
         wanted = None if post_new is None else set(post_new)
         counts = {"new": 0, "pending": 0, "skipped": 0}
+        queued: list[str] = []
         with self.engine.begin() as conn:
             known = self._known_keys(conn, source, [item.key for item in items])
             for item in _unique_by_key(items):
@@ -86,12 +89,14 @@ class Repository:
                         reason = self._already_delivered_reason(conn, item.url, target, item_id)
                     self._insert_delivery(conn, item_id, target, now, reason)
                     counts["skipped" if reason else "pending"] += 1
+                    if not reason and (not queued or queued[-1] != item.key):
+                        queued.append(item.key)
             self._save_source(
                 conn, source, url, now, initialised=True, last_outcome="ok", last_error=None,
                 consecutive_failures=0, next_poll_at=next_poll_at, etag=etag, last_modified=last_modified,
                 last_success_at=now, last_items_seen=len(items),
             )
-        return NewDeliveries(counts["new"], counts["pending"], counts["skipped"])
+        return NewDeliveries(counts["new"], counts["pending"], counts["skipped"], tuple(queued))
 
     def known_keys(self, source: str, keys: Sequence[str]) -> set[str]:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
