@@ -1,7 +1,7 @@
 """URL normalisation: one spelling per story, so the same article seen twice is stored once.
 
 Pure functions, no I/O. The normalised form is for comparing and deduplicating; posts show the
-link as published.
+link as published, less its click-tracking parameters and fragment (shareable_url).
 """
 
 from __future__ import annotations
@@ -38,6 +38,20 @@ def normalise_url(url: str) -> str | None:
     netloc = _netloc(parts, scheme, port)
     path = parts.path.rstrip("/")  # "/a/" and "/a" are the same page; "/" becomes ""
     return urlunsplit((scheme, netloc, path, _clean_query(parts.query), ""))
+
+
+def shareable_url(url: str) -> str:
+    """`url` as published, without tracking parameters (utm_*, fbclid, gclid) or a fragment: a
+    feed's `utm_medium=rss` would credit every click from X to the feed. Everything else, case and
+    trailing slash included, stays as the site wrote it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    query = _clean_query(parts.query)
+    if query == parts.query and not parts.fragment:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 def _netloc(parts: SplitResult, scheme: str, port: int | None) -> str:

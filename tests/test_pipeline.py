@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -103,6 +104,32 @@ class TestOncePerStory:
         deliver_due(rt)
         assert len(world.tweets()) == 3
         close(rt)
+
+
+FIXTURE_FEEDS = sorted(p for p in (Path(__file__).parent / "fixtures" / "feeds").iterdir()
+                       if p.name not in {"not_a_feed.html", "billion_laughs.xml"})
+
+
+@pytest.mark.parametrize("path", FIXTURE_FEEDS, ids=lambda p: p.name)
+def test_real_feed_shapes_post_each_story_once_within_280(path, feed_server, x_api, tmp_path, clock):
+    """Feeds shaped like Antara's, detik's, Okezone's, Republika's, BBC's, WordPress, Atom and JSON Feed
+    are posted story by story, each within 280, and a restart posts nothing again."""
+    content_type = "application/feed+json" if path.suffix == ".json" else "application/rss+xml"
+    feed_server.add("/feed", path.read_bytes(), content_type=content_type)
+    raw = make_config({"site": feed_server.url("/feed")}, x_base=x_api.base_url, bridge={"first_run": "all"})
+    for restart in range(2):
+        rt = runtime(raw, tmp_path, clock)
+        prepare(rt)
+        outcome = poll(rt, rt.config.sources[0], force=True)
+        deliver_due(rt)
+        close(rt)
+        tweets = [r.json["text"] for r in x_api.requests if r.route == "/2/tweets"]
+        if restart == 0:
+            assert outcome.items_new == outcome.items_seen > 0
+            assert len(tweets) == outcome.deliveries_created > 0
+            first_tweets = tweets
+    assert tweets == first_tweets
+    assert all(0 < x_weighted_length(t) <= 280 for t in tweets)
 
 
 class TestComposing:

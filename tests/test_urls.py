@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.urls import normalise_url
+from bridge.urls import normalise_url, shareable_url
 
 
 class TestNormaliseUrl:
@@ -113,3 +113,18 @@ class TestNormaliseUrl:
         once = normalise_url("HTTP://Example.com:80/a/b/?x=1&utm_source=y#f")
         assert once == "http://example.com/a/b?x=1"
         assert normalise_url(once) == once
+
+
+class TestShareableUrl:
+    @pytest.mark.parametrize(
+        ("published", "shared"),
+        [
+            ("https://www.antaranews.com/berita/1/a?utm_source=antaranews&utm_medium=rss", "https://www.antaranews.com/berita/1/a"),
+            ("https://news.detik.com/berita/d-1/x#utm_anchor", "https://news.detik.com/berita/d-1/x"),
+            ("https://setkab.go.id/Presiden-Terima/?p=1&fbclid=abc", "https://setkab.go.id/Presiden-Terima/?p=1"),
+            ("https://Example.com/Path/", "https://Example.com/Path/"),
+        ],
+    )
+    def test_tracking_and_fragment_removed_rest_kept(self, published, shared):
+        """Posts drop click-tracking parameters and the fragment but keep the site's own spelling."""
+        assert shareable_url(published) == shared

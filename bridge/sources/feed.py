@@ -22,7 +22,7 @@ import feedparser
 from bridge.errors import FeedParseError
 from bridge.model import Item
 from bridge.sources.text import first_image_src, html_to_text, plain_text
-from bridge.urls import normalise_url
+from bridge.urls import normalise_url, shareable_url
 
 try:  # the same decoding feedparser applies, so we inspect exactly the text it will parse
     from feedparser.encodings import convert_to_utf8 as _convert_to_utf8
@@ -175,7 +175,7 @@ def _entry_to_item(entry, feed_url: str) -> Item | None:
     return Item(
         key=_key(entry.get("id"), link, title, summary),
         title=_clip(title, MAX_TITLE_CHARS),
-        link=link,
+        link=shareable_url(link) if link else None,
         url=normalise_url(link) if link else None,
         summary=_clip(summary, MAX_SUMMARY_CHARS),
         published=_entry_published(entry),
@@ -318,7 +318,7 @@ def _json_item(entry: dict, feed_url: str) -> Item | None:
     return Item(
         key=_key(key_source, link, title, summary),
         title=_clip(title, MAX_TITLE_CHARS),
-        link=link,
+        link=shareable_url(link) if link else None,
         url=normalise_url(link) if link else None,
         summary=_clip(summary, MAX_SUMMARY_CHARS),
         published=_iso_date(_str(entry.get("date_published")) or _str(entry.get("date_modified"))),
