@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import os
+
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
+
+from bridge.store import schema
 
 from bridge.store.db import create_database_engine
 from bridge.store.migrations import migrate
@@ -38,9 +44,37 @@ def db_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/bridge.db"
 
 
-@pytest.fixture
-def repo(db_url) -> Repository:
-    engine = create_database_engine(db_url)
+POSTGRES_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def repo(request, db_url) -> Repository:
+    """A migrated, empty database: SQLite, and PostgreSQL where one answers (the SQL must stay
+    portable for replicas). Set BRIDGE_TEST_POSTGRES_URL to use another server."""
+    engine = create_database_engine(db_url if request.param == "sqlite" else _postgres_url())
+    _drop_all(engine)
     migrate(engine)
     yield Repository(engine)
+    _drop_all(engine)
     engine.dispose()
+
+
+def _postgres_url() -> str:
+    pytest.importorskip("psycopg")
+    engine = create_engine(POSTGRES_URL)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError:
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
+def _drop_all(engine) -> None:
+    if engine.dialect.name == "sqlite":
+        return  # a fresh file per test
+    with engine.begin() as conn:
+        for table in reversed(schema.metadata.sorted_tables):
+            table.drop(conn, checkfirst=True)
