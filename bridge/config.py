@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge.compose import PLACEHOLDERS, template_fields
 from bridge.errors import ConfigError
+from bridge.secrets import load_credentials
 
 # --- Defaults (the one place they live) ----------------------------------------------------------
 DEFAULT_DATABASE = "sqlite:///bridge.db"
@@ -246,7 +247,7 @@ def _parse_targets(
         api_base = get.url("api_base", kind.default_api_base)
         credentials: dict[str, str] = {}
         if live:
-            credentials = _load_credentials(name, kind.credential_fields, environ, problems)
+            credentials = load_credentials(name, kind.credential_fields, environ, problems)
         targets[name] = TargetConfig(
             name=name, kind=kind_name, api_base=api_base.rstrip("/") if api_base else "",
             min_interval=get.duration("min_interval", "0s"),
@@ -302,39 +303,6 @@ def _parse_sources(
             first_run=get.first_run("first_run", None) or default_first_run,
         ))
     return sources
-
-
-# --- Secrets -------------------------------------------------------------------------------------
-
-
-def credential_env_var(target: str, field_name: str) -> str:
-    """BRIDGE_<TARGET>_<FIELD>, upper case, anything but letters and digits turned into '_'."""
-    return "BRIDGE_" + re.sub(r"[^A-Z0-9]", "_", f"{target}_{field_name}".upper())
-
-
-def _load_credentials(
-    target: str, fields: tuple[str, ...], environ: Mapping[str, str], problems: list[str]
-) -> dict[str, str]:
-    """Environment first, then systemd credentials: `$CREDENTIALS_DIRECTORY/<target>/<field>` or, as
-    `LoadCredential=<target>:/some/dir` names them, `$CREDENTIALS_DIRECTORY/<target>_<field>`."""
-    found: dict[str, str] = {}
-    cred_dir = environ.get("CREDENTIALS_DIRECTORY")
-    for name in fields:
-        value = environ.get(credential_env_var(target, name), "").strip()
-        if not value and cred_dir:
-            for path in (Path(cred_dir) / target / name, Path(cred_dir) / f"{target}_{name}"):
-                if path.is_file():
-                    value = path.read_text(encoding="utf-8").strip()
-                    break
-        if value:
-            found[name] = value
-        else:
-            hint = f" or the file $CREDENTIALS_DIRECTORY/{target}/{name}" if cred_dir else ""
-            problems.append(
-                f"targets.{target}: missing secret {name}: set {credential_env_var(target, name)}{hint} "
-                "(or set dry_run = true to run without posting)"
-            )
-    return found
 
 
 # --- Values --------------------------------------------------------------------------------------

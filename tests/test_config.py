@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from bridge.config import (
-    FirstRun, credential_env_var, find_config_path, load_config, parse_config, parse_duration,
+    FirstRun, find_config_path, load_config, parse_config, parse_duration,
     resolve_database_url,
 )
 from bridge.errors import ConfigError
+from bridge.secrets import credential_env_var
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -170,6 +171,16 @@ class TestSecrets:
         config = parse(MINIMAL.replace("dry_run = true", "dry_run = false"),
                        {"CREDENTIALS_DIRECTORY": str(tmp_path)})
         assert config.targets["x"].credentials["consumer_key"] == "file-consumer_key"
+
+    def test_unreadable_secret_file_is_reported(self, tmp_path):
+        """A credential file that cannot be read is reported with its path, not a traceback."""
+        (tmp_path / "x").mkdir()
+        (tmp_path / "x" / "access_token").write_bytes(b"\xff\xfe\xfa")
+        env = {k: v for k, v in X_SECRETS.items() if k != "BRIDGE_X_ACCESS_TOKEN"}
+        problems = problems_of(MINIMAL.replace("dry_run = true", "dry_run = false"),
+                               {**env, "CREDENTIALS_DIRECTORY": str(tmp_path)})
+        assert problems == [f"targets.x: cannot read secret file {tmp_path}/x/access_token: "
+                            + problems[0].split(": ", 2)[2]]
 
     def test_dry_run_override_needs_no_secrets(self):
         """--dry-run lets a live file load without credentials."""

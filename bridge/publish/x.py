@@ -29,6 +29,7 @@ from twitter_text import parse_tweet
 from bridge.compose import LengthRule
 from bridge.errors import AlreadyPosted, ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
+from bridge.secrets import credential_env_var
 
 # tweepy logs request and response headers at DEBUG, and requests-oauthlib logs the signed
 # Authorization header (consumer key, access token, signature): keep all three above DEBUG whatever
@@ -112,11 +113,10 @@ class XPublisher:
         clock: Callable[[], datetime] = _utc_now,
     ):
         self.name = name
-        # The same spelling as config's credential_env_var(), without importing config here.
-        self._env_prefix = "BRIDGE_" + re.sub(r"[^A-Z0-9]", "_", f"{name}_".upper())
+        self._env_prefix = credential_env_var(name, "")  # "BRIDGE_X_", for messages
         missing = [field for field in X_CREDENTIAL_FIELDS if not credentials.get(field)]
         base = api_base.rstrip("/")
-        problems = [f"targets.{name}: {field} is missing (set {self._env_prefix}{field.upper()})" for field in missing]
+        problems = [f"targets.{name}: {field} is missing (set {credential_env_var(name, field)})" for field in missing]
         if urlsplit(base).scheme not in ("http", "https") or not urlsplit(base).netloc:
             problems.append(f"targets.{name}.api_base: {api_base!r} is not an http(s) URL")
         if problems:
