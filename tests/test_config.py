@@ -179,8 +179,8 @@ class TestSecrets:
         env = {k: v for k, v in X_SECRETS.items() if k != "BRIDGE_X_ACCESS_TOKEN"}
         problems = problems_of(MINIMAL.replace("dry_run = true", "dry_run = false"),
                                {**env, "CREDENTIALS_DIRECTORY": str(tmp_path)})
-        assert problems == [f"targets.x: cannot read secret file {tmp_path}/x/access_token: "
-                            + problems[0].split(": ", 2)[2]]
+        assert len(problems) == 1
+        assert problems[0].startswith(f"targets.x: cannot read secret file {tmp_path}/x/access_token: ")
 
     def test_dry_run_override_needs_no_secrets(self):
         """--dry-run lets a live file load without credentials."""
