@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Item:
     """Stable identity within its source: guid/id, else the normalised link, else a content hash."""
     title: str
     link: str | None = None
-    """The link as published (what a post shows)."""
+    """The link as published, less click-tracking parameters and fragment (what a post shows)."""
     url: str | None = None
     """The normalised link (lower-case host, no fragment, no tracking parameters): dedupes across sources."""
     summary: str = ""
@@ -28,6 +29,17 @@ class Item:
     """Aware UTC datetime, or None when the source gave no date we can trust."""
     categories: tuple[str, ...] = ()
     image_url: str | None = None
+
+
+def unique_by_key(items: Iterable[Item]) -> list[Item]:
+    """The items in order, each key once (the first wins)."""
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if item.key not in seen:
+            seen.add(item.key)
+            unique.append(item)
+    return unique
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 
 from bridge.errors import FeedParseError
-from bridge.model import Item
+from bridge.model import Item, unique_by_key
 from bridge.sources.text import first_image_src, html_to_text, plain_text
 from bridge.urls import normalise_url, shareable_url
 
@@ -86,18 +86,7 @@ def parse_feed(body: bytes, *, url: str, headers: dict[str, str] | None = None) 
         items = _read_json_feed(body, url)
     else:
         items = _read_xml_feed(body, url, headers)
-    return _unique(items)
-
-
-def _unique(items: Iterable[Item]) -> list[Item]:
-    # A feed that lists one story twice must not make two posts.
-    seen: set[str] = set()
-    unique = []
-    for item in items:
-        if item.key not in seen:
-            seen.add(item.key)
-            unique.append(item)
-    return unique
+    return unique_by_key(items)  # a feed that lists one story twice must not make two posts
 
 
 # --- XML feeds (feedparser) --------------------------------------------------------------------

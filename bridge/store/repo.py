@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
 
-from bridge.model import Delivery, DeliveryState, Item
+from bridge.model import Delivery, DeliveryState, Item, unique_by_key
 from bridge.store import schema
 from bridge.store.db import READ_ONLY
 
@@ -76,7 +76,7 @@ class Repository:
         queued: list[str] = []
         with self.engine.begin() as conn:
             known = self._known_keys(conn, source, [item.key for item in items])
-            for item in _unique_by_key(items):
+            for item in unique_by_key(items):  # one transaction: a repeated key would violate (source, key)
                 if item.key in known:
                     continue
                 item_id = self._insert_item(conn, source, item, now)
@@ -325,17 +325,6 @@ class Repository:
     def _finish(self, delivery_id: int, now: datetime, state: DeliveryState, **values) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(D).where(D.c.id == delivery_id).values(state=state.value, updated_at=now, **values))
-
-
-def _unique_by_key(items: Iterable[Item]) -> list[Item]:
-    """A feed that repeats a guid would otherwise violate (source, key) inside one transaction."""
-    seen: set[str] = set()
-    unique = []
-    for item in items:
-        if item.key not in seen:
-            seen.add(item.key)
-            unique.append(item)
-    return unique
 
 
 def _delivery(row) -> Delivery:
