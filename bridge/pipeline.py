@@ -46,6 +46,8 @@ class Runtime:
     clock: Clock = utc_now
     stopping: threading.Event = field(default_factory=threading.Event)
     delivery_lock: threading.Lock = field(default_factory=threading.Lock)
+    logged_caps: set = field(default_factory=set)
+    """(target, day) pairs whose 'daily cap reached' was logged: once a day, not every round."""
 
 
 # --- Polling -------------------------------------------------------------------------------------
@@ -58,6 +60,12 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     if not force and state.consecutive_failures and state.next_poll_at and now < state.next_poll_at:
         return PollOutcome(source.name, "skipped_backoff")
     started = time.monotonic()
+    # A new URL under an old name is a new feed: its stories were never seen, so the first-run
+    # policy applies again (or the whole feed would be posted), and old validators mean nothing.
+    if state.url is not None and state.url != source.url:
+        log.info("source URL changed: reading it as a new feed", source=source.name, old_url=state.url,
+                 url=source.url, first_run=str(source.first_run))
+        state = rt.repo.restart_source(source.name, source.url, now)
     # A catch-up must see the whole feed, so it asks without the conditional-GET validators.
     etag, last_modified = (None, None) if catchup else (state.etag, state.last_modified)
     try:
@@ -193,7 +201,10 @@ def _target_blocked(rt: Runtime, target: str, now: datetime) -> bool:
             return True
     day_start = local_day_start(now, rt.config.bridge.timezone)
     if rt.repo.sent_since(target, day_start) >= settings.max_per_day:
-        log.info("daily cap reached", target=target, max_per_day=settings.max_per_day)
+        if (target, day_start) not in rt.logged_caps:
+            rt.logged_caps.add((target, day_start))
+            log.info("daily cap reached: the rest waits for tomorrow", target=target,
+                     max_per_day=settings.max_per_day)
         return True
     return False
 

@@ -84,6 +84,22 @@ class TestOncePerStory:
         assert len(tweets) == expected
         assert "nomor 1" in tweets[-1]  # story 1 is the newest, so it goes out last
 
+    def test_new_url_under_an_old_name_is_a_first_run(self, world):
+        """Pointing a source at another feed applies first_run again instead of posting that feed's backlog."""
+        world.start()
+        world.cycle()
+        world.feeds.add("/rss/olahraga.xml", antara_feed([antara_item(n) for n in (7, 8, 9)]))
+        world.feeds.add_status("/rss/terkini.xml", 404)
+        raw = make_config({"antara": world.feeds.url("/rss/olahraga.xml")}, x_base=world.x.base_url)
+        rt = runtime(raw, world.tmp_path, world.clock)
+        world.feeds.edit("/rss/olahraga.xml", status=503)
+        assert poll(rt, rt.config.sources[0], force=True).status == "error"  # a failed first try changes nothing
+        world.feeds.edit("/rss/olahraga.xml", status=200)
+        outcome = poll(rt, rt.config.sources[0], force=True)
+        deliver_due(rt)
+        assert outcome.first_run and outcome.items_new == 3 and world.tweets() == []
+        close(rt)
+
     def test_conditional_get(self, world):
         """An unchanged feed is asked for with If-None-Match, answered 304, and not parsed."""
         world.start()

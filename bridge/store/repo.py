@@ -20,6 +20,8 @@ S, I, D, T = schema.sources, schema.items, schema.deliveries, schema.targets
 
 @dataclass(frozen=True)
 class SourceState:
+    url: str | None = None
+    """The URL last polled under this name (None: never polled)."""
     initialised: bool = False
     etag: str | None = None
     last_modified: str | None = None
@@ -56,9 +58,19 @@ class Repository:
         if row is None:
             return SourceState()
         return SourceState(
-            initialised=bool(row["initialised"]), etag=row["etag"], last_modified=row["last_modified"],
+            url=row["url"], initialised=bool(row["initialised"]), etag=row["etag"], last_modified=row["last_modified"],
             consecutive_failures=row["consecutive_failures"], next_poll_at=row["next_poll_at"],
         )
+
+    def restart_source(self, name: str, url: str, now: datetime) -> SourceState:
+        """The source now reads another URL: forget validators and backoff, and apply the first-run
+        policy again on its next successful poll. Items already seen stay seen."""
+        with self.engine.begin() as conn:
+            conn.execute(update(S).where(S.c.name == name).values(
+                url=url, initialised=False, etag=None, last_modified=None, consecutive_failures=0,
+                next_poll_at=None, last_error=None,
+            ))
+        return SourceState(url=url)
 
     def store_poll(
         self, source: str, url: str, items: Sequence[Item], targets: Sequence[str], *, now: datetime,
