@@ -1,8 +1,9 @@
 """Fill a post template from an item and make it fit a network's length rule. Pure: no I/O.
 
-Shortening order: the summary first (at a word boundary, with an ellipsis, dropped entirely if
-need be), then the title the same way. The URL, the source and the hashtags are never cut: a link
-that is cut is a broken link (the feed2tweet mistake). Every text we return has been measured with
+Shortening order: hashtags are dropped first (last tag first), then the summary is shortened (at a
+word boundary, with an ellipsis, dropped entirely if need be), then the title the same way. The URL
+and the source are never cut, nor is a hashtag cut in half: a link that is cut is a broken link
+(the feed2tweet mistake). Every text we return has been measured with
 the rule's own `measure`, so nothing over `max_length` can leave this module.
 """
 
@@ -12,7 +13,7 @@ import bisect
 import re
 import string
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bridge.errors import PostRejected
@@ -164,9 +165,12 @@ def _one_line(text: str | None) -> str:
 # --- Composing -----------------------------------------------------------------------------------
 
 
-def compose(template: str, item: Item, *, source: str, rule: LengthRule, hashtags: str = "") -> Post:
+def compose(template: str, item: Item, *, source: str, rule: LengthRule,
+            hashtags: Sequence[str] | str = ()) -> Post:
     """The post for one item on one network: the template filled and shortened to fit `rule`.
 
+    Hashtags are dropped, last first, before anything is shortened: they decorate a post, the
+    title and summary are the post.
     Raises ValueError for a bad template (config should have caught it) and PostRejected when the
     post cannot fit even with an empty title and summary, or would be empty.
     """
@@ -176,7 +180,9 @@ def compose(template: str, item: Item, *, source: str, rule: LengthRule, hashtag
         names = ", ".join("{" + n + "}" for n in sorted(unknown))
         raise ValueError(f"template {template!r} uses unknown placeholder(s) {names}")
     link = (item.link or item.url or "").strip()
-    fixed = {"url": link, "source": _one_line(source), "hashtags": _one_line(hashtags)}
+    tags = [hashtags] if isinstance(hashtags, str) else list(hashtags)
+    tags = [t for t in (_one_line(t) for t in tags) if t]
+    fixed = {"url": link, "source": _one_line(source), "hashtags": " ".join(tags)}
     used = set(parsed.fields)
     # A field the template does not show must not count toward the limits below.
     title = _one_line(item.title) if "title" in used else ""
@@ -185,7 +191,16 @@ def compose(template: str, item: Item, *, source: str, rule: LengthRule, hashtag
     def render(title_text: str, summary_text: str) -> str:
         return _render(parsed, {**fixed, "title": title_text, "summary": summary_text})
 
-    text = _fit(render, title, summary, rule)
+    text = None
+    if "hashtags" in used and tags:
+        for count in range(len(tags), -1, -1):  # the whole post with fewer and fewer tags
+            fixed["hashtags"] = " ".join(tags[:count])
+            candidate = render(title, summary)
+            if len(candidate) <= rule.max_length * SCAN_CHARS_PER_UNIT and rule.measure(candidate) <= rule.max_length:
+                text = candidate
+                break
+    if text is None:
+        text = _fit(render, title, summary, rule)
     if not text:
         raise PostRejected(f"nothing to post for item {item.key!r}: the template {template!r} came out empty")
     return Post(text=text, link=link or None, title=item.title, summary=item.summary, image_url=item.image_url)

@@ -10,11 +10,12 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bridge.clock import parse_daily_window
 from bridge.compose import PLACEHOLDERS, template_fields
 from bridge.errors import ConfigError
 from bridge.secrets import load_credentials
@@ -33,7 +34,11 @@ DEFAULT_PUBLISH_TIMEOUT = "20s"
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_RETRY_BACKOFF_MAX = "1h"
 DEFAULT_MAX_PER_DAY = 50
-DEFAULT_TEMPLATE = "{title} {url}"
+DEFAULT_TEMPLATE = "{title} {url} {hashtags}"
+DEFAULT_PRICE_PER_POST = 0.015
+"""USD, X's pay-per-use price of a post without a link (2026-04); operators change it when X does."""
+DEFAULT_PRICE_PER_LINK_POST = 0.20
+"""USD, X's price of a post that contains a URL (2026-04)."""
 
 CONFIG_SEARCH_PATH = (Path("settings.toml"), Path("/etc/bridge/settings.toml"))
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -60,8 +65,10 @@ _BRIDGE_KEYS = {
     "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
     "retry_backoff_max", "user_agent",
 }
-_SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run"}
-_TARGET_KEYS = {"kind", "api_base", "min_interval", "max_per_day", "template"}
+_SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
+                "max_age", "hashtags", "category_hashtags", "images"}
+_TARGET_KEYS = {"kind", "api_base", "min_interval", "max_per_day", "template", "images", "quiet_hours",
+                "budget_per_day", "price_per_post", "price_per_link_post"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _DURATION_RE = re.compile(r"(\d+)\s*([smhd])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -87,6 +94,11 @@ class SourceConfig:
     template: str | None
     poll_interval: timedelta
     first_run: FirstRun
+    max_age: timedelta | None = None
+    """A story older than this when first seen is recorded as skipped, never posted."""
+    hashtags: tuple[str, ...] = ()
+    category_hashtags: bool = False
+    images: bool = True
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,13 @@ class TargetConfig:
     min_interval: timedelta
     max_per_day: int
     template: str | None
+    images: bool = True
+    quiet_hours: tuple[time, time] | None = None
+    """A local daily window (start, end; may span midnight) in [bridge] timezone without posts."""
+    budget_per_day: float | None = None
+    """USD a local day may cost at most; None: no cap."""
+    price_per_post: float = DEFAULT_PRICE_PER_POST
+    price_per_link_post: float = DEFAULT_PRICE_PER_LINK_POST
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Empty in dry-run mode. repr=False so a logged config never shows a secret."""
 
@@ -136,9 +155,11 @@ class Config:
         """Every credential value, for log redaction."""
         return [v for t in self.targets.values() for v in t.credentials.values() if v]
 
-    def template_for(self, source: SourceConfig, target: TargetConfig) -> str:
-        """A target's template wins over its source's, which wins over the default."""
-        return target.template or source.template or DEFAULT_TEMPLATE
+    @staticmethod
+    def template_for(source: SourceConfig | None, target: TargetConfig) -> str:
+        """A target's template wins over its source's, which wins over the default. `source` is
+        None for a story whose source was removed from settings.toml after it was queued."""
+        return target.template or (source.template if source else None) or DEFAULT_TEMPLATE
 
 
 # --- Locating and loading ------------------------------------------------------------------------
@@ -184,9 +205,33 @@ def parse_config(
     live = bridge is not None and not bridge.dry_run
     targets = _parse_targets(raw.get("targets", {}), problems, environ, live)
     sources = _parse_sources(raw.get("sources", []), problems, bridge, set(targets))
+    if not problems:
+        _check_templates_fit(sources, targets, problems)
     if problems or bridge is None:
         raise ConfigError(problems, str(path) if path else None)
     return Config(path=path, bridge=bridge, sources=tuple(sources), targets=targets)
+
+
+def _check_templates_fit(sources: list[SourceConfig], targets: dict[str, TargetConfig],
+                         problems: list[str]) -> None:
+    """A template whose own text leaves no room for the link would fail every post: say so now."""
+    from bridge.compose import compose
+    from bridge.errors import PostRejected
+    from bridge.model import Item
+    from bridge.publish import length_rule_for
+
+    probe = Item(key="probe", title="", link="https://example.com/berita/1")
+    for source in sources:
+        for name in source.targets:
+            target = targets[name]
+            template = target.template or source.template or DEFAULT_TEMPLATE
+            if "url" not in template_fields(template):
+                continue
+            try:
+                compose(template, probe, source=source.name, rule=length_rule_for(target.kind))
+            except PostRejected as exc:
+                where = f"targets.{name}.template" if target.template else f"sources ({source.name}).template"
+                problems.append(f"{where}: leaves no room for the link on {target.kind}: {exc}")
 
 
 # --- Sections ------------------------------------------------------------------------------------
@@ -252,7 +297,12 @@ def _parse_targets(
             name=name, kind=kind_name, api_base=api_base.rstrip("/") if api_base else "",
             min_interval=get.duration("min_interval", "0s"),
             max_per_day=get.positive_int("max_per_day", DEFAULT_MAX_PER_DAY),
-            template=get.template("template"), credentials=credentials,
+            template=get.template("template"), images=get.boolean("images", True),
+            quiet_hours=get.daily_window("quiet_hours"),
+            budget_per_day=get.amount("budget_per_day", None),
+            price_per_post=get.amount("price_per_post", DEFAULT_PRICE_PER_POST),
+            price_per_link_post=get.amount("price_per_link_post", DEFAULT_PRICE_PER_LINK_POST),
+            credentials=credentials,
         )
     return targets
 
@@ -301,6 +351,10 @@ def _parse_sources(
             template=get.template("template"),
             poll_interval=get.duration("poll_interval", None) or default_interval,
             first_run=get.first_run("first_run", None) or default_first_run,
+            max_age=get.duration("max_age", None),
+            hashtags=tuple(get.str_list("hashtags")),
+            category_hashtags=get.boolean("category_hashtags", False),
+            images=get.boolean("images", True),
         ))
     return sources
 
@@ -392,6 +446,24 @@ class _Getter:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             self.problems.append(f"{self.where}.{key}: {value!r} must be an http:// or https:// URL")
         return value
+
+    def amount(self, key: str, default: float | None) -> float | None:
+        """A non-negative number (prices, budgets in USD)."""
+        value = self._get(key, (int, float), "a number like 2.00")
+        if value is not None and value < 0:
+            self.problems.append(f"{self.where}.{key}: must not be negative (got {value})")
+            return default
+        return default if value is None else float(value)
+
+    def daily_window(self, key: str) -> tuple[time, time] | None:
+        value = self.string(key, None)
+        if value is None:
+            return None
+        try:
+            return parse_daily_window(value)
+        except ValueError as exc:
+            self.problems.append(f"{self.where}.{key}: {exc}")
+            return None
 
     def str_list(self, key: str) -> list[str]:
         value = self.table.get(key, [])

@@ -43,6 +43,17 @@ def unique_by_key(items: Iterable[Item]) -> list[Item]:
 
 
 @dataclass(frozen=True)
+class Image:
+    """A downloaded photo, checked to be an image of a type the networks take."""
+
+    data: bytes = field(repr=False)
+    mime_type: str
+    """From the bytes themselves (image/jpeg, image/png, image/gif, image/webp), not the server's word."""
+    url: str
+    alt_text: str = ""
+
+
+@dataclass(frozen=True)
 class Post:
     """The composed text for one network, plus the parts a network may use separately."""
 
@@ -51,6 +62,8 @@ class Post:
     title: str = ""
     summary: str = ""
     image_url: str | None = None
+    image: Image | None = None
+    """The photo to attach, when one was downloaded; a post never waits or fails for lack of it."""
 
 
 class DeliveryState(str, enum.Enum):

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
 import httpx
 import structlog
 
-from bridge.clock import Clock, capped_backoff, local_day_start, utc_now
+from bridge.clock import Clock, capped_backoff, utc_now
 from bridge.compose import compose
-from bridge.config import DEFAULT_TEMPLATE, Config, FirstRun, SourceConfig
+from bridge.config import Config, FirstRun, SourceConfig
 from bridge.errors import AlreadyPosted, FetchError, PostRejected, RetryLater, TargetPaused
-from bridge.model import Delivery, Item, PollOutcome
+from bridge.hashtags import hashtags_for
+from bridge.images import ImageError, download_image
+from bridge.model import Delivery, Item, PollOutcome, Post
+from bridge.pacing import hold_reason, over_budget, post_cost
 from bridge.publish import Publisher
 from bridge.sources.feed import parse_feed
 from bridge.sources.fetch import FetchLimits, fetch
@@ -46,8 +49,8 @@ class Runtime:
     clock: Clock = utc_now
     stopping: threading.Event = field(default_factory=threading.Event)
     delivery_lock: threading.Lock = field(default_factory=threading.Lock)
-    logged_caps: set = field(default_factory=set)
-    """(target, day) pairs whose 'daily cap reached' was logged: once a day, not every round."""
+    logged_holds: dict = field(default_factory=dict)
+    """Per target, the kind of hold last logged, so a hold is logged when it starts, not every round."""
 
 
 # --- Polling -------------------------------------------------------------------------------------
@@ -80,9 +83,9 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
         return _record_failure(rt, source, exc, now, state.consecutive_failures + 1, started)
 
     first_run = not state.initialised
-    post_new = _keys_to_post(rt, source, items, first_run=first_run, catchup=catchup)
+    skip = skip_reasons(items, source, first_run=first_run, catchup=catchup, now=now)
     stored = rt.repo.store_poll(
-        source.name, source.url, items, source.targets, now=now, post_new=post_new,
+        source.name, source.url, items, source.targets, now=now, skip=skip,
         etag=result.etag, last_modified=result.last_modified, next_poll_at=now + source.poll_interval,
     )
     by_key = {item.key: item for item in items}
@@ -102,15 +105,22 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     return outcome
 
 
-def _keys_to_post(
-    rt: Runtime, source: SourceConfig, items: Sequence[Item], *, first_run: bool, catchup: bool
-) -> set[str] | None:
-    """None = post every new item. On a first run the policy picks; a catch-up posts nothing."""
+def skip_reasons(items: Sequence[Item], source: SourceConfig, *, first_run: bool, catchup: bool,
+                 now: datetime) -> dict[str, str]:
+    """Which of these items must not be posted if new, and why: a catch-up posts nothing, a first
+    run posts what its policy picks, and a story older than the source's max_age is stale."""
     if catchup:
-        return set()
-    if not first_run:
-        return None
-    return choose_first_run_items(items, source.first_run)
+        return {item.key: "caught up: `bridge catchup`" for item in items}
+    reasons: dict[str, str] = {}
+    if first_run:
+        chosen = choose_first_run_items(items, source.first_run)
+        reasons = {item.key: f"first run ({source.first_run}): seen before posting started"
+                   for item in items if chosen is not None and item.key not in chosen}
+    if source.max_age:
+        for item in items:
+            if item.key not in reasons and item.published and item.published < now - source.max_age:
+                reasons[item.key] = f"stale: published {item.published:%Y-%m-%d %H:%M} UTC, over max_age"
+    return reasons
 
 
 def choose_first_run_items(items: Sequence[Item], policy: FirstRun) -> set[str] | None:
@@ -171,9 +181,10 @@ def deliver_due(rt: Runtime) -> int:
 
 def _deliver_to_target(rt: Runtime, target: str, publisher: Publisher) -> int:
     settled = 0
-    while not rt.stopping.is_set():
+    settings = rt.config.targets.get(target)
+    while settings is not None and not rt.stopping.is_set():
         now = rt.clock()
-        if _target_blocked(rt, target, now):
+        if _held(rt, target, hold_reason(rt.repo, settings, rt.config.bridge.timezone, now)):
             break
         due = rt.repo.due_deliveries(target, now, limit=1)
         if not due:
@@ -187,38 +198,37 @@ def _deliver_to_target(rt: Runtime, target: str, publisher: Publisher) -> int:
     return settled
 
 
-def _target_blocked(rt: Runtime, target: str, now: datetime) -> bool:
-    """Paused, held by a rate limit, too soon after the last post, or at the daily cap."""
-    state = rt.repo.target_state(target)
-    if state.paused_reason or (state.hold_until and now < state.hold_until):
-        return True
-    settings = rt.config.targets.get(target)
-    if settings is None:
-        return True
-    if settings.min_interval:
-        last = rt.repo.last_sent_at(target)
-        if last and now < last + settings.min_interval:
-            return True
-    day_start = local_day_start(now, rt.config.bridge.timezone)
-    if rt.repo.sent_since(target, day_start) >= settings.max_per_day:
-        if (target, day_start) not in rt.logged_caps:
-            rt.logged_caps.add((target, day_start))
-            log.info("daily cap reached: the rest waits for tomorrow", target=target,
-                     max_per_day=settings.max_per_day)
-        return True
-    return False
+def _held(rt: Runtime, target: str, reason: str | None) -> bool:
+    """Log a hold when it starts (or its kind changes), not on every round while it lasts."""
+    kind = reason.split(":")[0] if reason else None
+    if kind != rt.logged_holds.get(target):
+        if reason and not reason.startswith("paused"):  # a pause was logged loudly when it happened
+            log.info("deliveries held", target=target, reason=reason)
+        rt.logged_holds[target] = kind
+    return reason is not None
 
 
 def _send(rt: Runtime, publisher: Publisher, delivery: Delivery) -> bool:
     """Publish one claimed delivery and record the outcome. Returns False when the target should
-    not be tried again this round (paused, rate-limited, failing)."""
+    not be tried again this round (paused, rate-limited, over budget, failing)."""
     started = time.monotonic()
     fields = {"target": delivery.target, "source": delivery.source, "item": delivery.item.key,
               "delivery": delivery.id, "url": delivery.item.link}
     now = rt.clock()
+    target = rt.config.targets[delivery.target]
+    source = _source(rt, delivery)
+    cost = 0.0
     try:
-        post = compose(_template(rt, delivery), delivery.item, source=delivery.source,
-                       rule=publisher.length_rule)
+        post = compose(Config.template_for(source, target), delivery.item, source=delivery.source,
+                       rule=publisher.length_rule, hashtags=_hashtags(source, delivery.item))
+        cost = post_cost(target, post.text)
+        budget = over_budget(rt.repo, target, rt.config.bridge.timezone, now, cost)
+        if budget and not getattr(publisher, "dry_run", False):
+            rt.repo.release(delivery.id, now)
+            _held(rt, delivery.target, budget)
+            return False
+        if post.image_url and target.images and (source is None or source.images):
+            post = _with_photo(rt, publisher, post, fields)
         remote_id = publisher.publish(post, idempotency_key=f"bridge-delivery-{delivery.id}")
     except AlreadyPosted as exc:
         rt.repo.mark_sent(delivery.id, exc.remote_id, rt.clock(), note=exc.message)
@@ -238,13 +248,29 @@ def _send(rt: Runtime, publisher: Publisher, delivery: Delivery) -> bool:
     except Exception as exc:  # a bug or an unmapped library error: keep the delivery, retry later
         log.exception("unexpected error while posting", **fields)
         return _retry_or_fail(rt, delivery, RetryLater(f"unexpected error: {exc!r}"), now, started, fields)
+    if publisher.image_problem:
+        log.warning("photo not attached", reason=publisher.image_problem, image_url=post.image_url, **fields)
     if getattr(publisher, "dry_run", False):
         rt.repo.mark_skipped(delivery.id, "dry run: not posted", rt.clock())
         log.info("post skipped (dry run)", outcome="dry_run", duration_ms=_ms_since(started), **fields)
         return True
-    rt.repo.mark_sent(delivery.id, remote_id, rt.clock())
-    log.info("posted", outcome="sent", remote_id=remote_id, duration_ms=_ms_since(started), **fields)
+    rt.repo.mark_sent(delivery.id, remote_id, rt.clock(), cost=cost)
+    log.info("posted", outcome="sent", remote_id=remote_id, photo=post.image is not None and not publisher.image_problem,
+             cost=cost, duration_ms=_ms_since(started), **fields)
+    if publisher.hold_until:  # the network's quota is used up: wait for its reset, not for a 429
+        rt.repo.hold_target(delivery.target, publisher.hold_until)
     return True
+
+
+def _with_photo(rt: Runtime, publisher: Publisher, post: Post, fields: dict) -> Post:
+    """The post with its photo downloaded, or unchanged (and the reason logged) if that fails."""
+    try:
+        image = download_image(rt.http, post.image_url, rt.fetch_limits, max_bytes=publisher.max_image_bytes,
+                               alt_text=post.title)
+    except ImageError as exc:
+        log.warning("photo not attached", reason=str(exc), image_url=post.image_url, **fields)
+        return post
+    return replace(post, image=image)
 
 
 def _retry_or_fail(rt: Runtime, delivery: Delivery, exc: RetryLater, now: datetime, started: float,
@@ -266,13 +292,17 @@ def _retry_or_fail(rt: Runtime, delivery: Delivery, exc: RetryLater, now: dateti
     return False
 
 
-def _template(rt: Runtime, delivery: Delivery) -> str:
-    target = rt.config.targets[delivery.target]
+def _source(rt: Runtime, delivery: Delivery) -> SourceConfig | None:
     try:
-        source = rt.config.source(delivery.source)
+        return rt.config.source(delivery.source)
     except KeyError:  # the source was removed from settings.toml; its queued posts still go out
-        return target.template or DEFAULT_TEMPLATE
-    return rt.config.template_for(source, target)
+        return None
+
+
+def _hashtags(source: SourceConfig | None, item: Item) -> list[str]:
+    if source is None:
+        return []
+    return hashtags_for(source.hashtags, item.categories, source.category_hashtags)
 
 
 def _ms_since(started: float) -> int:

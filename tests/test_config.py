@@ -72,7 +72,7 @@ class TestDefaults:
         assert config.targets["x"].max_per_day == 50
         assert config.targets["x"].min_interval == timedelta(0)
         assert config.bridge.timezone == "Asia/Jakarta"
-        assert config.template_for(source, config.targets["x"]) == "{title} {url}"
+        assert config.template_for(source, config.targets["x"]) == "{title} {url} {hashtags}"
 
     def test_source_overrides(self):
         """A source's poll_interval and first_run override [bridge]'s; a target's template wins over the source's."""

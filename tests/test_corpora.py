@@ -87,7 +87,7 @@ def test_corpus_file_parses_or_is_rejected(path: Path, corpus_repo: Repository):
     source = str(path.relative_to(ROOT))
     now = datetime.now(timezone.utc)
     for expected_new in (len({i.key for i in items}), 0):
-        stored = corpus_repo.store_poll(source, FEED_URL, items, ["x"], now=now, post_new=None, etag=None,
+        stored = corpus_repo.store_poll(source, FEED_URL, items, ["x"], now=now, skip={}, etag=None,
                                         last_modified=None, next_poll_at=None)
         assert stored.new_items == expected_new
     assert time.monotonic() - start < SECONDS_PER_FILE

@@ -464,7 +464,7 @@ class TestImpossibleCharacters:
         body = (b'{"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [{"id": "a\\ud800",'
                 b' "url": "https://x.id/\\ud800", "title": "x\\udfff", "tags": ["\\ud800"]}]}')
         items = parse_feed(body, url=FEED_URL)
-        stored = repo.store_poll("s", FEED_URL, items, ["x"], now=datetime.now(timezone.utc), post_new=None,
+        stored = repo.store_poll("s", FEED_URL, items, ["x"], now=datetime.now(timezone.utc), skip={},
                                  etag=None, last_modified=None, next_poll_at=None)
         assert stored.new_items == 1
 

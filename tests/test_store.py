@@ -21,8 +21,8 @@ def item(key: str, title: str = "Judul", url: str | None = None, published: date
     return Item(key=key, title=title, link=url, url=url, published=published)
 
 
-def store(repo: Repository, items, targets=("x",), post_new=None, source="antara", now=T0):
-    return repo.store_poll(source, "https://example.com/feed", items, targets, now=now, post_new=post_new,
+def store(repo: Repository, items, targets=("x",), skip=None, source="antara", now=T0):
+    return repo.store_poll(source, "https://example.com/feed", items, targets, now=now, skip=skip or {},
                            etag=None, last_modified=None, next_poll_at=now + timedelta(minutes=5))
 
 
@@ -89,9 +89,9 @@ class TestDedupe:
         """A feed that repeats a guid does not break the transaction."""
         assert store(repo, [item("a"), item("a")]).new_items == 1
 
-    def test_post_new_selects_what_is_queued(self, repo):
-        """Items outside post_new are stored as seen with skipped deliveries (first run, catch-up)."""
-        result = store(repo, [item("a"), item("b")], post_new={"b"})
+    def test_skip_records_items_without_posting_them(self, repo):
+        """New items named in skip are stored as seen with skipped deliveries carrying the reason."""
+        result = store(repo, [item("a"), item("b")], skip={"a": "first run"})
         assert (result.pending, result.skipped) == (1, 1)
 
 

@@ -7,6 +7,7 @@ its URLs, headers or error codes.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Protocol
 
 from bridge.compose import LengthRule
@@ -21,6 +22,12 @@ class Publisher(Protocol):
     resend_in_doubt_is_safe: bool
     """True when re-sending a post whose first attempt's outcome is unknown (crash between
     'sending' and 'sent') cannot create a second post, e.g. because the network refuses duplicates."""
+    max_image_bytes: int
+    """The largest photo this network takes; the download stops there."""
+    hold_until: datetime | None
+    """Set by publish(): when the network said its quota is used up, the time it resets."""
+    image_problem: str | None
+    """Set by publish(): why the post's photo was not attached (the post went out without it)."""
 
     def publish(self, post: Post, idempotency_key: str) -> str:
         """Post it; return the remote id. Raises RetryLater, TargetPaused, PostRejected or AlreadyPosted."""
@@ -38,11 +45,20 @@ def build_publisher(target, *, dry_run: bool, timeout: float, clock=None) -> Pub
     from bridge.publish.dry_run import DryRunPublisher
 
     if target.kind == "x":
-        from bridge.publish.x import X_LENGTH_RULE, XPublisher
+        from bridge.publish.x import MAX_IMAGE_BYTES, X_LENGTH_RULE, XPublisher
 
         if dry_run:
-            return DryRunPublisher(target.name, X_LENGTH_RULE)
+            return DryRunPublisher(target.name, X_LENGTH_RULE, max_image_bytes=MAX_IMAGE_BYTES)
         options = {"clock": clock} if clock else {}
         return XPublisher(target.name, api_base=target.api_base, credentials=target.credentials,
                           timeout=timeout, **options)
     raise ValueError(f"no publisher for target kind {target.kind!r}")
+
+
+def length_rule_for(kind: str) -> LengthRule:
+    """How a target kind counts characters, without building a publisher (config checks)."""
+    if kind == "x":
+        from bridge.publish.x import X_LENGTH_RULE
+
+        return X_LENGTH_RULE
+    raise ValueError(f"no length rule for target kind {kind!r}")

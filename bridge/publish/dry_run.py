@@ -15,13 +15,20 @@ class DryRunPublisher:
 
     resend_in_doubt_is_safe = True
     dry_run = True
+    hold_until = None
+    image_problem = None
 
-    def __init__(self, name: str, length_rule: LengthRule):
+    def __init__(self, name: str, length_rule: LengthRule, max_image_bytes: int):
         self.name = name
         self.length_rule = length_rule
+        self.max_image_bytes = max_image_bytes
 
     def publish(self, post: Post, idempotency_key: str) -> str:
-        log.info("would post", target=self.name, text=post.text, link=post.link,
+        image = None
+        if post.image is not None:
+            image = {"url": post.image.url, "type": post.image.mime_type, "bytes": len(post.image.data),
+                     "alt_text": post.image.alt_text}
+        log.info("would post", target=self.name, text=post.text, link=post.link, image=image,
                  length=self.length_rule.measure(post.text), limit=self.length_rule.max_length)
         return "dry-run"
 

@@ -28,7 +28,7 @@ from twitter_text import parse_tweet
 
 from bridge.compose import LengthRule
 from bridge.errors import AlreadyPosted, ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
-from bridge.model import Post
+from bridge.model import Image, Post
 from bridge.secrets import credential_env_var
 
 # tweepy logs request and response headers at DEBUG, and requests-oauthlib logs the signed
@@ -41,6 +41,8 @@ X_API_BASE = "https://api.x.com"
 """The real API. tweepy's hard-coded host, api.twitter.com, still answers too."""
 TWEEPY_HOST = "https://api.twitter.com"
 X_CREDENTIAL_FIELDS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+"""X's limit for a photo (GIFs and videos may be larger; we only post photos)."""
 RATE_LIMIT_FALLBACK = timedelta(minutes=15)
 """X's rate-limit window: how long to wait after a 429 that says nothing about its reset."""
 RATE_LIMIT_MIN_WAIT = timedelta(seconds=60)
@@ -88,6 +90,12 @@ class _XSession(requests.Session):
         adapter = _TimeoutAdapter(timeout)
         self.mount("https://", adapter)
         self.mount("http://", adapter)
+        self.last_headers: Mapping[str, str] = {}
+        """The headers of the last answer: tweepy hides them on success, and they carry the quota."""
+        self.hooks["response"].append(self._remember_headers)
+
+    def _remember_headers(self, response: requests.Response, *args, **kwargs) -> None:
+        self.last_headers = response.headers
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         if isinstance(request.url, str) and request.url.startswith(TWEEPY_HOST + "/"):
@@ -100,6 +108,7 @@ class XPublisher:
 
     kind = "x"
     length_rule = X_LENGTH_RULE
+    max_image_bytes = MAX_IMAGE_BYTES
     resend_in_doubt_is_safe = True
     """X refuses a second post with the same text (403 duplicate content), which we count as sent."""
 
@@ -122,6 +131,8 @@ class XPublisher:
         if problems:
             raise ConfigError(problems)
         self._secrets = tuple(credentials[field] for field in X_CREDENTIAL_FIELDS)
+        self.hold_until: datetime | None = None
+        self.image_problem: str | None = None
         self._timeout = timeout
         self._clock = clock
         self._api_base = base
@@ -130,16 +141,79 @@ class XPublisher:
         self._client.session = _XSession(base, timeout)
 
     def publish(self, post: Post, idempotency_key: str) -> str:
-        """Post the text; return the new post's id. The idempotency key is unused: X has no such
-        header, and refuses duplicate text instead."""
+        """Post the text, with the photo when there is one and it uploads; return the new post's
+        id. The idempotency key is unused: X has no such header, and refuses duplicate text instead.
+        Afterwards `hold_until` says when X's quota allows the next post, if it is used up."""
         del idempotency_key
+        self.hold_until = None
+        self.image_problem = None
+        media_ids = None
+        if post.image is not None:
+            try:
+                media_ids = [self._upload(post.image)]
+            except PublishError as error:
+                self.image_problem = self._scrub(error).message  # post without the photo, never lose the post
         endpoint = "POST /2/tweets"
-        response = self._call(endpoint, lambda: self._client.create_tweet(text=post.text, user_auth=True))
+        response = self._call(endpoint, lambda: self._client.create_tweet(
+            text=post.text, media_ids=media_ids, user_auth=True))
         data = response.data if isinstance(response.data, dict) else {}
         if not data.get("id"):
             # X said 2xx without an id: the outcome is unknown, and a resend is safe (duplicates refused).
             raise RetryLater(f"X answered {endpoint} without a post id")
+        self.hold_until = self._quota_exhausted_until(self._client.session.last_headers)
         return str(data["id"])
+
+    def _upload(self, image: Image) -> str:
+        """Upload a photo (POST /2/media/upload, one request, multipart) and set its alt text
+        (POST /2/media/metadata); return the media id. Signed with OAuth 1.0a like every other call."""
+        endpoint = "POST /2/media/upload"
+        response = self._raw_call(endpoint, lambda: self._client.session.post(
+            f"{self._api_base}/2/media/upload", auth=self._oauth(),
+            headers={"User-Agent": self._client.user_agent},
+            data={"media_category": "tweet_image", "media_type": image.mime_type},
+            files={"media": ("photo", image.data, image.mime_type)},
+        ))
+        body = _json_body(response)
+        data = body.get("data") if isinstance(body.get("data"), dict) else body  # v1.1-style answers too
+        media_id = data.get("id") or data.get("media_id_string") or data.get("media_id")
+        if not media_id:
+            raise RetryLater(f"X answered {endpoint} without a media id")
+        if image.alt_text:
+            endpoint = "POST /2/media/metadata"
+            payload = {"id": str(media_id), "metadata": {"alt_text": {"text": image.alt_text}}}
+            try:
+                self._raw_call(endpoint, lambda: self._client.session.post(
+                    f"{self._api_base}/2/media/metadata", auth=self._oauth(), json=payload,
+                    headers={"User-Agent": self._client.user_agent}))
+            except PublishError as error:  # a photo without alt text is still worth posting
+                self.image_problem = f"alt text not set: {self._scrub(error).message}"
+        return str(media_id)
+
+    def _raw_call(self, endpoint: str, call: Callable[[], requests.Response]) -> requests.Response:
+        """A request tweepy has no method for: same session, same error mapping."""
+        def checked() -> requests.Response:
+            response = call()
+            if not 200 <= response.status_code < 300:
+                raise self._from_response(endpoint, response, True)
+            return response
+        try:
+            return self._call(endpoint, checked)
+        except PublishError as error:
+            raise self._scrub(error) from None
+
+    def _oauth(self):
+        key, secret, token, token_secret = self._secrets
+        return tweepy.OAuth1UserHandler(key, secret, token, token_secret).apply_auth()
+
+    def _quota_exhausted_until(self, headers: Mapping[str, str]) -> datetime | None:
+        """When a successful answer says a quota is used up (remaining 0), the time it resets."""
+        resets = [
+            _from_epoch(reset, self._clock() + RATE_LIMIT_FALLBACK)
+            for family in _RATE_LIMIT_FAMILIES
+            if _int_header(headers, f"{family}-remaining") == 0
+            and (reset := _int_header(headers, f"{family}-reset")) is not None
+        ]
+        return max(resets, default=None)
 
     def verify(self) -> str:
         """Check the credentials; return the account as "@username"."""

@@ -1,27 +1,29 @@
-"""Versioned schema changes: an ordered list of steps, applied once each, in one transaction.
+"""Versioned schema changes.
 
-Step N brings a database from version N-1 to N. Steps are never edited once released; a change to
-schema.py comes with a new step, so an upgrade keeps every seen item.
+A new database is created whole from schema.py and stamped with the latest version. An older one
+is brought up step by step: UPGRADES[N] takes a database from version N-1 to N, in the same
+transaction as the version bump. Steps are never edited once released; a change to schema.py comes
+with a new step, so an upgrade keeps every seen item.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from sqlalchemy import Connection, Engine, func, insert, inspect, select, update
+from sqlalchemy import Connection, Engine, func, insert, inspect, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.errors import DatabaseError
 from bridge.store import schema
 
 
-def _v1_initial_tables(connection: Connection) -> None:
-    for table in (schema.sources, schema.items, schema.deliveries, schema.targets):
-        table.create(connection)
+def _v2_delivery_cost(connection: Connection) -> None:
+    """What each sent post cost (USD), for the daily budget and `bridge status`."""
+    connection.execute(text("ALTER TABLE deliveries ADD COLUMN cost FLOAT"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial_tables]
-LATEST_VERSION = len(MIGRATIONS)
+UPGRADES: dict[int, Callable[[Connection], None]] = {2: _v2_delivery_cost}
+LATEST_VERSION = max(UPGRADES, default=1)
 
 
 def current_version(connection: Connection) -> int:
@@ -31,7 +33,7 @@ def current_version(connection: Connection) -> int:
 
 
 def migrate(engine: Engine) -> int:
-    """Bring the database to LATEST_VERSION; return the version found before."""
+    """Bring the database to LATEST_VERSION; return the version found before (0: it was empty)."""
     try:
         with engine.begin() as connection:
             found = current_version(connection)
@@ -41,10 +43,11 @@ def migrate(engine: Engine) -> int:
                     f"({LATEST_VERSION}): upgrade bridge, or point bridge.database at another file"
                 )
             if found == 0:
-                schema.schema_version.create(connection, checkfirst=True)
-                connection.execute(insert(schema.schema_version).values(version=0))
+                schema.metadata.create_all(connection)
+                connection.execute(insert(schema.schema_version).values(version=LATEST_VERSION))
+                return found
             for version in range(found + 1, LATEST_VERSION + 1):
-                MIGRATIONS[version - 1](connection)
+                UPGRADES[version](connection)
                 connection.execute(update(schema.schema_version).values(version=version))
             return found
     except SQLAlchemyError as exc:

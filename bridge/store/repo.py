@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
 
@@ -74,16 +74,15 @@ class Repository:
 
     def store_poll(
         self, source: str, url: str, items: Sequence[Item], targets: Sequence[str], *, now: datetime,
-        post_new: Iterable[str] | None, etag: str | None, last_modified: str | None,
+        skip: Mapping[str, str], etag: str | None, last_modified: str | None,
         next_poll_at: datetime | None,
     ) -> NewDeliveries:
         """Record a successful poll: new items, one delivery per target for each, and the source's
         state, in one transaction (so a crash leaves either all of it or none).
 
-        `post_new` is the set of new item keys to post; None means all new items. Items not in it
-        get `skipped` deliveries (first-run policy, catch-up). A story whose normalised link another
-        item already carries to a target gets a `skipped` delivery for that target."""
-        wanted = None if post_new is None else set(post_new)
+        `skip` maps the keys of new items not to post to the reason (first-run policy, catch-up,
+        stale): they get `skipped` deliveries. A story whose normalised link another item already
+        carries to a target gets a `skipped` delivery for that target."""
         counts = {"new": 0, "pending": 0, "skipped": 0}
         queued: list[str] = []
         with self.engine.begin() as conn:
@@ -94,11 +93,7 @@ class Repository:
                 item_id = self._insert_item(conn, source, item, now)
                 counts["new"] += 1
                 for target in targets:
-                    reason = None
-                    if wanted is not None and item.key not in wanted:
-                        reason = "seen before posting started (first run or catch-up)"
-                    else:
-                        reason = self._already_delivered_reason(conn, item.url, target, item_id)
+                    reason = skip.get(item.key) or self._already_delivered_reason(conn, item.url, target, item_id)
                     self._insert_delivery(conn, item_id, target, now, reason)
                     counts["skipped" if reason else "pending"] += 1
                     if not reason and (not queued or queued[-1] != item.key):
@@ -170,9 +165,10 @@ class Repository:
             )
             return result.rowcount == 1
 
-    def mark_sent(self, delivery_id: int, remote_id: str | None, now: datetime, note: str | None = None) -> None:
+    def mark_sent(self, delivery_id: int, remote_id: str | None, now: datetime, note: str | None = None,
+                  cost: float = 0.0) -> None:
         self._finish(delivery_id, now, state=DeliveryState.SENT, remote_id=remote_id, sent_at=now,
-                     last_error=note, next_attempt_at=None, attempts=D.c.attempts + 1)
+                     last_error=note, next_attempt_at=None, attempts=D.c.attempts + 1, cost=cost)
 
     def mark_failed(self, delivery_id: int, error: str, now: datetime, counted: bool = True) -> None:
         self._finish(delivery_id, now, state=DeliveryState.FAILED, last_error=error, next_attempt_at=None,
@@ -228,6 +224,14 @@ class Repository:
                                            D.c.sent_at >= since)
             ).scalar_one()
 
+    def spent_since(self, target: str, since: datetime) -> float:
+        """USD spent on posts to `target` sent since `since`."""
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return float(conn.execute(
+                select(func.coalesce(func.sum(D.c.cost), 0.0)).where(
+                    D.c.target == target, D.c.state == DeliveryState.SENT.value, D.c.sent_at >= since)
+            ).scalar_one())
+
     def last_sent_at(self, target: str) -> datetime | None:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return conn.execute(select(func.max(D.c.sent_at)).where(D.c.target == target)).scalar()
@@ -260,12 +264,17 @@ class Repository:
             rows = conn.execute(select(S, item_count.label("items")).order_by(S.c.name)).mappings()
             return [dict(row) for row in rows]
 
-    def target_rows(self, day_start: datetime) -> list[dict]:
-        """Per target: posted since day_start, pending, failed, pause and hold."""
+    def target_rows(self, day_start: datetime, month_start: datetime | None = None) -> list[dict]:
+        """Per target: posted and spent since day_start, spent since month_start, pending, failed,
+        pause and hold."""
+        sent_today = and_(D.c.state == "sent", D.c.sent_at >= day_start)
+        sent_this_month = and_(D.c.state == "sent", D.c.sent_at >= (month_start or day_start))
         counts = (
             select(
                 D.c.target,
-                func.sum(case((and_(D.c.state == "sent", D.c.sent_at >= day_start), 1), else_=0)).label("sent_today"),
+                func.sum(case((sent_today, 1), else_=0)).label("sent_today"),
+                func.sum(case((sent_today, func.coalesce(D.c.cost, 0.0)), else_=0.0)).label("spent_today"),
+                func.sum(case((sent_this_month, func.coalesce(D.c.cost, 0.0)), else_=0.0)).label("spent_month"),
                 func.sum(case((D.c.state.in_(["pending", "sending"]), 1), else_=0)).label("pending"),
                 func.sum(case((D.c.state == "failed", 1), else_=0)).label("failed"),
             ).group_by(D.c.target)
@@ -273,7 +282,8 @@ class Repository:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             rows = {r["target"]: dict(r) for r in conn.execute(counts).mappings()}
             for r in conn.execute(select(T)).mappings():
-                rows.setdefault(r["name"], {"target": r["name"], "sent_today": 0, "pending": 0, "failed": 0})
+                rows.setdefault(r["name"], {"target": r["name"], "sent_today": 0, "pending": 0, "failed": 0,
+                                            "spent_today": 0.0, "spent_month": 0.0})
                 rows[r["name"]].update(paused_reason=r["paused_reason"], hold_until=r["hold_until"])
         return [rows[name] for name in sorted(rows)]
 

@@ -1,7 +1,7 @@
 """The tables, as SQLAlchemy Core objects (portable: SQLite today, PostgreSQL for replicas later).
 
-This is the schema at the newest migration. store/migrations.py creates it (step 1) and brings older
-databases up to it; a change here must come with a new migration step, never an edit of an old one.
+This is the schema at the newest version: store/migrations.py creates it whole in a new database and
+brings older databases up to it; a change here must come with a new upgrade step there.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+    Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
     UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
@@ -89,6 +89,7 @@ deliveries = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
+    Column("cost", Float),  # USD, for sent posts (schema version 2)
     UniqueConstraint("item_id", "target", name="uq_deliveries_item_target"),
     Index("ix_deliveries_state_target", "state", "target"),
     Index("ix_deliveries_target_sent_at", "target", "sent_at"),

@@ -9,8 +9,10 @@ Use the `x_api` fixture:  `from tests.fakes.x_api import x_api  # noqa: F401`
 
 from __future__ import annotations
 
+import email.policy
 import itertools
 import json
+from email.parser import BytesParser
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -69,6 +71,11 @@ class FakeXApi:
         self.credentials = dict(credentials or CREDENTIALS)
         self.requests: list[Recorded] = []
         self.posted: dict[str, str] = {}  # text -> id, to refuse duplicates like X
+        self.tweets: list[dict] = []  # every created post: id, text, media_ids
+        self.media: dict[str, dict] = {}  # media id -> {"data", "media_type", "category", "alt_text"}
+        self.rate_limit: dict[str, int] | None = None
+        """When set ({"limit", "remaining", "reset"}), sent as x-rate-limit-* headers on each created
+        post, with "remaining" counting down as X's does."""
         self._queues: dict[tuple[str, str], deque[Scripted]] = {}
         self._ids = itertools.count(1445880548472328192)
         self._lock = threading.Lock()
@@ -110,6 +117,10 @@ class FakeXApi:
                 return queue.popleft()
             if (method, route) == ("POST", "/2/tweets"):
                 return self._create_tweet(body)
+            if (method, route) == ("POST", "/2/media/upload"):
+                return self._upload_media(body)
+            if (method, route) == ("POST", "/2/media/metadata"):
+                return self._media_metadata(body)
             if (method, route) == ("GET", "/2/users/me"):
                 return Scripted(200, {"data": dict(ME)})
         return Scripted(404, dict(NOT_FOUND))
@@ -125,9 +136,46 @@ class FakeXApi:
         if text in self.posted:
             return Scripted(403, {"detail": DUPLICATE_DETAIL, "type": "about:blank", "title": "Forbidden",
                                   "status": 403})
+        media_ids = ((body.get("media") or {}).get("media_ids") or []) if isinstance(body, dict) else []
+        if any(media_id not in self.media for media_id in media_ids):
+            return Scripted(400, {"errors": [{"parameters": {"media.media_ids": media_ids},
+                                              "message": "Your media IDs are invalid."}],
+                                  "title": "Invalid Request",
+                                  "detail": "One or more parameters to your request was invalid.",
+                                  "type": "https://api.twitter.com/2/problems/invalid-request"})
         tweet_id = str(next(self._ids))
         self.posted[text] = tweet_id
-        return Scripted(201, {"data": {"id": tweet_id, "text": text, "edit_history_tweet_ids": [tweet_id]}})
+        self.tweets.append({"id": tweet_id, "text": text, "media_ids": list(media_ids)})
+        headers = {}
+        if self.rate_limit is not None:
+            self.rate_limit["remaining"] = max(0, self.rate_limit["remaining"] - 1)
+            headers = {f"x-rate-limit-{k}": str(v) for k, v in self.rate_limit.items()}
+        return Scripted(201, {"data": {"id": tweet_id, "text": text, "edit_history_tweet_ids": [tweet_id]}},
+                        headers=headers)
+
+    def _upload_media(self, body: object) -> Scripted:
+        """Simple (one request) upload, multipart: a `media` part with the raw bytes."""
+        media = body.get("media") if isinstance(body, dict) else None
+        if not isinstance(media, bytes) or not media:
+            return Scripted(400, {"errors": [{"message": "media must be provided"}], "title": "Invalid Request",
+                                  "detail": "One or more parameters to your request was invalid.",
+                                  "type": "https://api.twitter.com/2/problems/invalid-request"})
+        media_id = str(next(self._ids))
+        self.media[media_id] = {"data": media, "media_type": body.get("media_type"),
+                                "category": body.get("media_category"), "alt_text": None}
+        return Scripted(200, {"data": {"id": media_id, "media_key": f"3_{media_id}", "size": len(media),
+                                       "expires_after_secs": 86400,
+                                       "image": {"image_type": body.get("media_type"), "w": 800, "h": 533}}})
+
+    def _media_metadata(self, body: object) -> Scripted:
+        media_id = body.get("id") if isinstance(body, dict) else None
+        if media_id not in self.media:
+            return Scripted(400, {"errors": [{"message": "media id not found"}], "title": "Invalid Request",
+                                  "detail": "One or more parameters to your request was invalid.",
+                                  "type": "https://api.twitter.com/2/problems/invalid-request"})
+        alt_text = (((body.get("metadata") or {}).get("alt_text") or {}).get("text"))
+        self.media[media_id]["alt_text"] = alt_text
+        return Scripted(200, {"data": {"id": media_id, "associated_metadata": {"alt_text": {"text": alt_text}}}})
 
     def check_oauth(self, method: str, path: str, headers: dict[str, str]) -> str | None:
         """Why this request's OAuth 1.0a header is not valid, or None when it is."""
@@ -156,6 +204,23 @@ class FakeXApi:
         return None
 
 
+def _parse_body(raw: bytes, content_type: str) -> object:
+    """JSON as a dict; multipart/form-data as {name: text, or bytes for file parts}."""
+    if content_type.startswith("multipart/form-data"):
+        message = BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        parts = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            parts[name] = payload if part.get_filename() else payload.decode()
+        return parts
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
 def _handler_for(fake: FakeXApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -168,10 +233,7 @@ def _handler_for(fake: FakeXApi) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = None
+            body = _parse_body(raw, self.headers.get("Content-Type", ""))
             path_only = urlsplit(self.path).path
             route = path_only[path_only.find("/2/"):] if "/2/" in path_only else path_only
             headers = dict(self.headers.items())

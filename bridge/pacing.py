@@ -1,0 +1,55 @@
+"""When a target may post, and what a post costs: pause, rate-limit hold, quiet hours, spacing,
+daily cap and daily budget. Reads the store; decides nothing else.
+
+A held target's deliveries simply stay pending: nothing is dropped, they go out when the reason ends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from twitter_text import extract_urls
+
+from bridge.clock import in_daily_window, local_day_start
+from bridge.config import TargetConfig
+from bridge.store.repo import Repository
+
+BUDGET_EPSILON = 1e-9
+"""Float sums of prices must not refuse the post that exactly meets the budget."""
+
+
+def hold_reason(repo: Repository, target: TargetConfig, tz_name: str, now: datetime) -> str | None:
+    """Why `target` may not post now, in words for the log; None when it may."""
+    state = repo.target_state(target.name)
+    if state.paused_reason:
+        return f"paused: {state.paused_reason}"
+    if state.hold_until and now < state.hold_until:
+        return f"rate limit: next post after {state.hold_until:%Y-%m-%d %H:%M} UTC"
+    if target.quiet_hours:
+        ends = in_daily_window(now, target.quiet_hours, tz_name)
+        if ends:
+            return f"quiet hours until {ends:%Y-%m-%d %H:%M} UTC"
+    if target.min_interval:
+        last = repo.last_sent_at(target.name)
+        if last and now < last + target.min_interval:
+            return f"min_interval: next post after {last + target.min_interval:%H:%M:%S} UTC"
+    day_start = local_day_start(now, tz_name)
+    if repo.sent_since(target.name, day_start) >= target.max_per_day:
+        return f"daily cap of {target.max_per_day} posts reached; the rest waits for tomorrow"
+    return None
+
+
+def post_cost(target: TargetConfig, text: str) -> float:
+    """What the network bills for this post: X charges more for a post that contains a URL."""
+    return target.price_per_link_post if extract_urls(text) else target.price_per_post
+
+
+def over_budget(repo: Repository, target: TargetConfig, tz_name: str, now: datetime, cost: float) -> str | None:
+    """Why a post costing `cost` would pass the day's budget; None when it fits (or there is none)."""
+    if target.budget_per_day is None:
+        return None
+    spent = repo.spent_since(target.name, local_day_start(now, tz_name))
+    if spent + cost > target.budget_per_day + BUDGET_EPSILON:
+        return (f"daily budget: ${spent:.3f} of ${target.budget_per_day:.2f} spent today, the next post "
+                f"costs ${cost:.3f}; the rest waits for tomorrow")
+    return None
