@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bridge.clock import local_day_start, utc_now
+from bridge.clock import local_day_start, local_month_start, utc_now
 from bridge.config import Config
 from bridge.errors import DatabaseError
 from bridge.model import DeliveryState
+from bridge.pacing import hold_reason
 from bridge.store.db import READ_ONLY
 from bridge.store.migrations import LATEST_VERSION, current_version
 from bridge.store.repo import Repository
@@ -39,16 +40,16 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
     polled = {s["name"] for s in sources}
     sources += [{"name": name, "configured": True, "outcome": "never polled"}
                 for name in sorted(configured - polled)]
-    day_start = local_day_start(now, config.bridge.timezone)
+    tz = config.bridge.timezone
     targets = []
-    for row in repo.target_rows(day_start):
-        state = "ok"
-        if row.get("paused_reason"):
-            state = f"PAUSED: {row['paused_reason']}"
-        elif row.get("hold_until") and row["hold_until"] > now:
-            state = f"held until {row['hold_until'].isoformat(timespec='seconds')} (rate limit)"
+    for row in repo.target_rows(local_day_start(now, tz), local_month_start(now, tz)):
+        settings = config.targets.get(row["target"])
+        state = hold_reason(repo, settings, tz, now) if settings else "not in settings.toml"
         targets.append({"name": row["target"], "posted_today": row["sent_today"] or 0,
-                        "pending": row["pending"] or 0, "failed": row["failed"] or 0, "state": state})
+                        "spent_today": round(row["spent_today"] or 0.0, 4),
+                        "spent_month": round(row["spent_month"] or 0.0, 4),
+                        "budget_per_day": settings.budget_per_day if settings else None,
+                        "pending": row["pending"] or 0, "failed": row["failed"] or 0, "state": state or "ok"})
     failures = repo.delivery_rows([DeliveryState.FAILED], limit=RECENT_FAILURES_SHOWN)
     return {"now": now, "dry_run": config.bridge.dry_run, "sources": sources, "targets": targets,
             "recent_failures": failures}
@@ -67,8 +68,9 @@ def render(report: dict) -> str:
                      _ago(s.get("next_poll"), now), s.get("last_error") or ""))
     lines += _table(rows)
     lines += ["", "TARGETS" + ("  (dry run: nothing is posted)" if report["dry_run"] else "")]
-    rows = [("name", "posted today", "pending", "failed", "state")]
-    rows += [(t["name"], str(t["posted_today"]), str(t["pending"]), str(t["failed"]), t["state"])
+    rows = [("name", "posted today", "spent today", "this month", "pending", "failed", "state")]
+    rows += [(t["name"], str(t["posted_today"]), _money(t["spent_today"], t["budget_per_day"]),
+              _money(t["spent_month"]), str(t["pending"]), str(t["failed"]), t["state"])
              for t in report["targets"]]
     lines += _table(rows)
     if report["recent_failures"]:
@@ -78,6 +80,10 @@ def render(report: dict) -> str:
                  for f in report["recent_failures"]]
         lines += _table(rows)
     return "\n".join(lines)
+
+
+def _money(amount: float, budget: float | None = None) -> str:
+    return f"${amount:.2f}" + (f" of ${budget:.2f}" if budget is not None else "")
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:

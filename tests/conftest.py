@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import os
+import socket
 
 import pytest
 from sqlalchemy import create_engine
@@ -15,6 +16,25 @@ from bridge.store import schema
 from bridge.store.db import create_database_engine
 from bridge.store.migrations import migrate
 from bridge.store.repo import Repository
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None}
+
+
+@pytest.fixture(autouse=True)
+def only_local_network(monkeypatch):
+    """Tests talk to 127.0.0.1 only: a lookup of any other host fails at once, as if offline, so a
+    stray URL in a fixture (an image on a real news site) can never reach the network."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def local_only(host, *args, **kwargs):
+        if isinstance(host, bytes):
+            host = host.decode()
+        if host not in LOCAL_HOSTS:
+            raise socket.gaierror(socket.EAI_NONAME, f"tests may not look up {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", local_only)
+
 
 # The local fakes' fixtures (feed_server, x_api), available to every test module.
 pytest_plugins = ["tests.fakes.feed_server", "tests.fakes.x_api"]

@@ -13,27 +13,34 @@ from tests.fakes.x_api import CREDENTIALS
 WIB = timezone(timedelta(hours=7))
 
 
-def antara_item(n: int, title: str | None = None, published: datetime | None = None) -> dict:
+def antara_item(n: int, title: str | None = None, published: datetime | None = None,
+                image: str | None = None, categories: tuple[str, ...] = ()) -> dict:
+    """One story; `image` should be a URL on a local test server (tests never leave 127.0.0.1)."""
     published = published or datetime(2026, 11, 26, 8, 0, tzinfo=WIB) - timedelta(hours=n)
     return {
         "title": title or f"Menpora dorong atlet muda berprestasi, berita nomor {n}",
         "link": f"https://www.antaranews.com/berita/{4000000 + n}/menpora-berita-{n}",
         "published": published,
         "description": f"Jakarta (ANTARA) - Cerita ke-{n} tentang olahraga nasional&nbsp;dan pemuda …",
+        "image": image,
+        "categories": categories,
     }
 
 
 def antara_feed(items: list[dict]) -> str:
-    """RSS 2.0 shaped like Antara's: guid isPermaLink=false equal to the link, <img> in CDATA."""
+    """RSS 2.0 shaped like Antara's: guid isPermaLink=false equal to the link, the photo only as an
+    <img> in the CDATA description."""
     entries = []
     for item in items:
+        img = f'<img src="{item["image"]}" />' if item.get("image") else ""
+        categories = "".join(f"<category><![CDATA[ {c} ]]></category>" for c in item.get("categories", ()))
         entries.append(f"""
     <item>
       <title><![CDATA[{item['title']}]]></title>
       <link>{escape(item['link'])}</link>
       <guid isPermaLink="false">{escape(item.get('guid', item['link']))}</guid>
-      <pubDate>{format_datetime(item['published'])}</pubDate>
-      <description><![CDATA[<img src="https://img.antaranews.com/cache/{abs(hash(item['link'])) % 1000}.jpg" />
+      <pubDate>{format_datetime(item['published'])}</pubDate>{categories}
+      <description><![CDATA[{img}
         {item['description']}]]></description>
     </item>""")
     return f"""<?xml version="1.0" encoding="UTF-8"?>
