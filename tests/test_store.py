@@ -49,6 +49,19 @@ class TestDatabase:
         assert migrate(engine) == LATEST_VERSION
         assert Repository(engine).known_keys("antara", ["a", "b"]) == {"a", "b"}
 
+    def test_upgrade_from_version_1_keeps_items(self, repo):
+        """A version 1 database (before post costs) is upgraded in place and keeps every seen item."""
+        store(repo, [item("a"), item("b")])
+        with repo.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE deliveries DROP COLUMN cost"))
+            conn.execute(update(schema.schema_version).values(version=1))
+        assert migrate(repo.engine) == 1
+        assert repo.known_keys("antara", ["a", "b"]) == {"a", "b"}
+        [first, _] = repo.due_deliveries("x", T0, 10)
+        repo.claim(first.id, T0)
+        repo.mark_sent(first.id, "1", T0, cost=0.2)
+        assert repo.spent_since("x", T0) == pytest.approx(0.2)
+
     def test_newer_database_is_refused(self, repo):
         """A database from a newer bridge is refused with a message instead of being damaged."""
         with repo.engine.begin() as conn:
