@@ -29,10 +29,10 @@ from tests.helpers import antara_feed, antara_item  # noqa: E402
 RUNS = 7
 
 
-def timed(function, runs: int = RUNS) -> float:
+def timed(function, runs: int | None = None) -> float:
     """Median wall time of `function()` in milliseconds."""
     samples = []
-    for _ in range(runs):
+    for _ in range(runs or RUNS):
         start = time.perf_counter()
         function()
         samples.append((time.perf_counter() - start) * 1000)
@@ -65,14 +65,14 @@ def main() -> None:
 
         def store_new() -> None:
             source = f"s{next(counter)}"
-            repo.store_poll(source, "http://x/", items, ["x", "y"], now=now, post_new=None, etag=None,
+            repo.store_poll(source, "http://x/", items, ["x", "y"], now=now, skip={}, etag=None,
                             last_modified=None, next_poll_at=now + timedelta(minutes=5))
 
         report("store_poll, 50 new items x 2 targets (one txn)", timed(store_new), "ms")
-        repo.store_poll("known", "http://x/", items, ["x"], now=now, post_new=None, etag=None,
+        repo.store_poll("known", "http://x/", items, ["x"], now=now, skip={}, etag=None,
                         last_modified=None, next_poll_at=None)
         report("store_poll, 50 known items (nothing new)", timed(
-            lambda: repo.store_poll("known", "http://x/", items, ["x"], now=now, post_new=None, etag=None,
+            lambda: repo.store_poll("known", "http://x/", items, ["x"], now=now, skip={}, etag=None,
                                     last_modified=None, next_poll_at=None)), "ms")
         engine.dispose()
 

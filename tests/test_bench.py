@@ -1,0 +1,19 @@
+"""The benchmark script keeps working as the code changes (its numbers are read by people, not here)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_pipeline.py"
+
+
+def test_bench_runs(capsys, monkeypatch):
+    """bench/bench_pipeline.py runs to the end and prints one line per measurement."""
+    spec = importlib.util.spec_from_file_location("bench_pipeline", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "RUNS", 1)
+    bench.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 10 and all(line.split()[-1] in ("ms", "MiB") for line in lines)
