@@ -211,3 +211,12 @@ def test_sigterm_stops_the_daemon_cleanly(site, tmp_path):
     reader.join(5)
     assert any('"stopped"' in line for line in lines)
     assert len(x.posted) == 2
+
+
+def test_check_fails_on_unknown_placeholder(site, capsys):
+    """`check` refuses a template with an unknown placeholder, naming the key and the placeholder."""
+    path, _, _ = site
+    path.write_text(path.read_text().replace('kind = "x"', 'kind = "x"\ntemplate = "{judul} {url}"'))
+    assert main(["--config", str(path), "check"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "targets.x.template" in err and "judul" in err
