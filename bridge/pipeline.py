@@ -34,7 +34,6 @@ SOURCE_BACKOFF_MAX = timedelta(hours=6)
 """A failing source is retried at its interval, then twice that, ... but at least this often."""
 PUBLISH_BACKOFF_BASE = timedelta(minutes=1)
 """First wait after a transient publish failure; doubles per attempt up to bridge.retry_backoff_max."""
-RATE_LIMIT_DEFAULT_WAIT = timedelta(minutes=15)
 
 
 @dataclass
