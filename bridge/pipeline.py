@@ -1,6 +1,7 @@
 """The only code that chains the stages: poll(source) and deliver_due().
 
-poll:    fetch (conditional GET) -> read the feed -> store new items + their deliveries, in one go.
+poll:    fetch (conditional GET) -> read (feed | html) -> story pages of new stories to post (html)
+         -> store new items + their deliveries, in one go.
 deliver: for each target, claim the oldest due delivery -> compose -> publish -> record the outcome.
 """
 
@@ -21,8 +22,9 @@ from bridge.config import DEFAULT_TEMPLATE, Config, FirstRun, SourceConfig
 from bridge.errors import AlreadyPosted, FetchError, PostRejected, RetryLater, TargetPaused
 from bridge.model import Delivery, Item, PollOutcome
 from bridge.publish import Publisher
-from bridge.sources.feed import parse_feed
-from bridge.sources.fetch import FetchLimits, fetch
+from bridge.sources.fetch import FetchLimits
+from bridge.sources.pacing import HostPacer, PoliteFetcher
+from bridge.sources.read import add_story_pages, read_source
 from bridge.store.repo import Repository
 
 log = structlog.get_logger("bridge")
@@ -48,6 +50,12 @@ class Runtime:
     delivery_lock: threading.Lock = field(default_factory=threading.Lock)
     logged_caps: set = field(default_factory=set)
     """(target, day) pairs whose 'daily cap reached' was logged: once a day, not every round."""
+    pacer: HostPacer | None = None
+    """One request at a time per host, spaced by [bridge] page_delay; shared by every source's poll."""
+
+    def __post_init__(self) -> None:
+        if self.pacer is None:
+            self.pacer = HostPacer(self.config.bridge.page_delay.total_seconds())
 
 
 # --- Polling -------------------------------------------------------------------------------------
@@ -68,19 +76,26 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
         state = rt.repo.restart_source(source.name, source.url, now)
     # A catch-up must see the whole feed, so it asks without the conditional-GET validators.
     etag, last_modified = (None, None) if catchup else (state.etag, state.last_modified)
+    fetcher = PoliteFetcher(rt.http, rt.fetch_limits, rt.pacer)
     try:
-        result = fetch(rt.http, source.url, rt.fetch_limits, etag=etag, last_modified=last_modified)
+        result = read_source(fetcher, source, etag=etag, last_modified=last_modified,
+                             previously_seen=state.last_items_seen)
         if result.not_modified:
             rt.repo.record_not_modified(source.name, source.url, now, now + source.poll_interval)
             outcome = PollOutcome(source.name, "not_modified")
             _log_poll(outcome, started)
             return outcome
-        items = parse_feed(result.body, url=result.url, headers=result.headers)
+        items = result.items
     except FetchError as exc:
         return _record_failure(rt, source, exc, now, state.consecutive_failures + 1, started)
 
     first_run = not state.initialised
     post_new = _keys_to_post(rt, source, items, first_run=first_run, catchup=catchup)
+    # Story pages only for new stories that will be posted: known ones are never fetched again, and
+    # a first run that only remembers costs no extra requests.
+    known = rt.repo.known_keys(source.name, [item.key for item in items])
+    to_post = {i.key for i in items if i.key not in known and (post_new is None or i.key in post_new)}
+    items = add_story_pages(fetcher, source, result, to_post)
     stored = rt.repo.store_poll(
         source.name, source.url, items, source.targets, now=now, post_new=post_new,
         etag=result.etag, last_modified=result.last_modified, next_poll_at=now + source.poll_interval,

@@ -63,12 +63,12 @@ class TestShippedSettings:
 
 class TestDefaults:
     def test_minimal_file_gets_documented_defaults(self):
-        """A minimal file gets the defaults: 5 minute polls, first_run skip, 50 posts a day, X's API."""
+        """A minimal file gets the defaults: 5 minute polls, first_run skip, kind auto, 50 posts a day, X's API."""
         config = parse(MINIMAL)
         source = config.sources[0]
         assert source.poll_interval == timedelta(minutes=5)
         assert source.first_run == FirstRun("skip")
-        assert source.kind == "feed"
+        assert source.kind == "auto" and source.timezone == "Asia/Jakarta" and source.layout is None
         assert config.targets["x"].max_per_day == 50
         assert config.targets["x"].min_interval == timedelta(0)
         assert config.bridge.timezone == "Asia/Jakarta"
