@@ -44,7 +44,7 @@ class KemenporaSite:
         server.add(prefix + NEW_STORY[1], self.page("detail_12346.html"), content_type=HTML)
 
     def page(self, name: str) -> str:
-        return (FIXTURES / name).read_text(encoding="utf-8").replace("{BASE}", self.server.url(self.prefix))
+        return (FIXTURES / name).read_text(encoding="utf-8").replace("{BASE}", self.server.base_url + self.prefix)
 
     def url(self, path: str) -> str:
         return self.server.url(self.prefix + path)
