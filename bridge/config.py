@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bridge.compose import PLACEHOLDERS, template_fields
 from bridge.errors import ConfigError
 from bridge.secrets import load_credentials
-from bridge.sources.presets import LAYOUT_KEYS, PRESETS, SELECTOR_KEYS, Layout
+from bridge.sources.presets import LAYOUT_KEYS, PRESETS, Layout, resolve_layout
 
 # --- Defaults (the one place they live) ----------------------------------------------------------
 DEFAULT_DATABASE = "sqlite:///bridge.db"
@@ -352,39 +352,8 @@ def _html_settings(table: dict, kind: str, get: _Getter, problems: list[str],
         if preset is None:
             problems.append(f"{where}.preset: no preset named {preset_name!r} (presets: {', '.join(PRESETS)})")
             return settings
-    settings["layout"] = _layout(preset, overrides, kind, where, problems)
+    settings["layout"] = resolve_layout(preset, overrides, kind, where, problems)
     return settings
-
-
-def _layout(preset: Layout | None, overrides: dict[str, str | None], kind: str, where: str,
-            problems: list[str]) -> Layout | None:
-    from bridge.sources.html import check_selector
-
-    for key, value in overrides.items():
-        if value is None:
-            continue  # _Getter reported the wrong type
-        if key in SELECTOR_KEYS and value and (why := check_selector(value)):
-            problems.append(f"{where}.{key}: {why}")
-        if key == "id_pattern":
-            try:
-                if re.compile(value).groups != 1:
-                    problems.append(f"{where}.id_pattern: needs exactly one (group) around the id")
-            except re.error as exc:
-                problems.append(f"{where}.id_pattern: not a regular expression: {exc}")
-    # An empty string switches a preset's selector off ("this site has no images in its rows").
-    values = {key: (value or None) for key, value in overrides.items() if value is not None}
-    for required in ("item", "link"):  # a row always needs both
-        if required in values and values[required] is None:
-            problems.append(f"{where}.{required}: cannot be empty")
-            values.pop(required)
-    if preset is None and not values.get("item"):
-        if kind == "html":
-            problems.append(f'{where}: kind = "html" needs preset = "kemenpora" (or another preset: '
-                            f'{", ".join(PRESETS)}) or an item selector (with link, title, date, ...)')
-        return None
-    from dataclasses import replace
-
-    return replace(preset, **values) if preset else Layout(**values)
 
 
 # --- Values --------------------------------------------------------------------------------------

@@ -17,14 +17,13 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from bridge.model import Item, unique_by_key
 from bridge.sources.dates import log_unreadable_once, parse_date_detail
+from bridge.sources.feed import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS  # the same caps as feed stories
 from bridge.sources.presets import Layout
 from bridge.sources.text import plain_text
 from bridge.urls import normalise_url, shareable_url
 
 log = structlog.get_logger("bridge.sources")
 
-MAX_TITLE_CHARS = 1_000
-MAX_SUMMARY_CHARS = 5_000
 _SRC_ATTRS = ("src", "data-src", "data-original", "data-lazy-src")  # lazy loading hides the real one
 _DATE_ATTRS = ("datetime", "content")
 _CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)

@@ -1,12 +1,13 @@
 """How a site lays out its listing and story pages (CSS selectors), and the presets we ship.
 
-Pure data. A source in settings.toml names a preset and may override any of its selectors one by
-one; config.py resolves that into one Layout per source.
+A source in settings.toml names a preset and may override any of its selectors one by one;
+resolve_layout turns that into one Layout per source (config.py calls it while validating).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, fields, replace
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,34 @@ KEMENPORA = Layout(
 )
 
 PRESETS: dict[str, Layout] = {"kemenpora": KEMENPORA}
+
+
+def resolve_layout(preset: Layout | None, overrides: dict[str, str | None], kind: str, where: str,
+                   problems: list[str]) -> Layout | None:
+    """A preset with a source's overrides (config.py's validation of them appends to `problems`).
+    None when there is nothing to read a page with (kind "auto" then needs a feed)."""
+    from bridge.sources.html import check_selector  # here: html.py imports this module
+
+    for key, value in overrides.items():
+        if value is None:
+            continue  # _Getter reported the wrong type
+        if key in SELECTOR_KEYS and value and (why := check_selector(value)):
+            problems.append(f"{where}.{key}: {why}")
+        if key == "id_pattern":
+            try:
+                if re.compile(value).groups != 1:
+                    problems.append(f"{where}.id_pattern: needs exactly one (group) around the id")
+            except re.error as exc:
+                problems.append(f"{where}.id_pattern: not a regular expression: {exc}")
+    # An empty string switches a preset's selector off ("this site has no images in its rows").
+    values = {key: (value or None) for key, value in overrides.items() if value is not None}
+    for required in ("item", "link"):  # a row always needs both
+        if required in values and values[required] is None:
+            problems.append(f"{where}.{required}: cannot be empty")
+            values.pop(required)
+    if preset is None and not values.get("item"):
+        if kind == "html":
+            problems.append(f'{where}: kind = "html" needs preset = "kemenpora" (or another preset: '
+                            f'{", ".join(PRESETS)}) or an item selector (with link, title, date, ...)')
+        return None
+    return replace(preset, **values) if preset else Layout(**values)
