@@ -19,7 +19,7 @@ EXIT_DATABASE = 3
 """The database cannot be opened or upgraded."""
 
 DESCRIPTION = """\
-Posts each new story from news feeds to X (and later other networks), once.
+Posts each new story from news sites and feeds to X (and later other networks), once.
 
 Configuration is read from --config PATH, else $BRIDGE_CONFIG, else ./settings.toml,
 else /etc/bridge/settings.toml. Secrets come from BRIDGE_<TARGET>_<FIELD> variables or
@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="show per source and target what happened and what waits")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    preview = commands.add_parser("preview", help="read a source now and show each story and its posts; "
+                                                  "changes nothing")
+    preview.add_argument("source", help="source name")
+    preview.add_argument("--no-pages", action="store_true", help="do not read the stories' own pages")
 
     catchup = commands.add_parser("catchup", help="mark everything now in a feed as seen, without posting it")
     catchup.add_argument("source", nargs="?", help="source name (default: every source)")
@@ -110,14 +115,20 @@ def cmd_check(args, config) -> int:
     from bridge import service
     from bridge.publish import build_publisher
 
-    service.open_repository(config, upgrade=False)
+    repo = service.open_repository(config, upgrade=False)
     mode = "dry run (nothing is posted)" if config.bridge.dry_run else "live"
     print(f"settings: {config.path} ok, {mode}")
     print(f"database: {config.bridge.database} ok")
     for source in config.sources:
         print(f"source {source.name}: {source.kind} {source.url} -> {', '.join(source.targets)} "
               f"every {_duration(source.poll_interval)}, first run: {source.first_run}")
-    problems = 0
+    from bridge.status import layout_problems
+
+    drifted = layout_problems(repo, config)
+    for name, error in drifted.items():
+        print(f"source {name}: PROBLEM: {error}")
+    repo.engine.dispose()
+    problems = len(drifted)
     for target in config.targets.values():
         publisher = build_publisher(target, dry_run=config.bridge.dry_run,
                                     timeout=config.bridge.publish_timeout.total_seconds())
@@ -169,6 +180,24 @@ def cmd_catchup(args, config) -> int:
     return EXIT_PROBLEM if failed else EXIT_OK
 
 
+def cmd_preview(args, config) -> int:
+    from bridge import preview
+    from bridge.errors import FetchError
+
+    try:
+        source = config.source(args.source)
+    except KeyError:
+        names = ", ".join(s.name for s in config.sources)
+        raise ConfigError([f"no source named {args.source!r} (sources: {names})"]) from None
+    try:
+        result = preview.preview(config, source, story_pages=not args.no_pages)
+    except FetchError as exc:
+        print(f"{source.name}: could not read {exc.url}: {exc.reason}")
+        return EXIT_PROBLEM
+    print(preview.render(result))
+    return EXIT_OK
+
+
 def cmd_retry(args, config) -> int:
     return _change_delivery(config, args.delivery_id, "retry")
 
@@ -203,6 +232,7 @@ def _duration(delta) -> str:
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "catchup": cmd_catchup,
             "retry": cmd_retry, "skip": cmd_skip}
+COMMANDS["preview"] = cmd_preview
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ from bridge.clock import parse_daily_window
 from bridge.compose import PLACEHOLDERS, template_fields
 from bridge.errors import ConfigError
 from bridge.secrets import load_credentials
+from bridge.sources.presets import LAYOUT_KEYS, PRESETS, Layout, resolve_layout
 
 # --- Defaults (the one place they live) ----------------------------------------------------------
 DEFAULT_DATABASE = "sqlite:///bridge.db"
@@ -39,10 +40,17 @@ DEFAULT_PRICE_PER_POST = 0.015
 """USD, X's pay-per-use price of a post without a link (2026-04); operators change it when X does."""
 DEFAULT_PRICE_PER_LINK_POST = 0.20
 """USD, X's price of a post that contains a URL (2026-04)."""
+DEFAULT_SOURCE_KIND = "auto"
+DEFAULT_PAGE_DELAY = "2s"
+"""Between two follow-up requests (story pages, next listing pages) to one host: see sources/pacing.py."""
+DEFAULT_MAX_PAGES = 1
+"""Listing pages read per poll. Polling every few minutes, page 1 holds everything new; a first run
+only remembers what is there, so reading older pages would cost requests and post nothing."""
+MAX_PAGES_LIMIT = 10
 
 CONFIG_SEARCH_PATH = (Path("settings.toml"), Path("/etc/bridge/settings.toml"))
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SOURCE_KINDS = ("feed",)
+SOURCE_KINDS = ("feed", "html", "auto")
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,10 @@ _BRIDGE_KEYS = {
     "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
     "retry_backoff_max", "user_agent",
 }
+_BRIDGE_KEYS |= {"page_delay"}
 _SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
                 "max_age", "hashtags", "category_hashtags", "images"}
+_HTML_SOURCE_KEYS = {"timezone", "preset", "max_pages", "story_pages", *LAYOUT_KEYS}
 _TARGET_KEYS = {"kind", "api_base", "min_interval", "max_per_day", "template", "images", "quiet_hours",
                 "budget_per_day", "price_per_post", "price_per_link_post"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -99,6 +109,13 @@ class SourceConfig:
     hashtags: tuple[str, ...] = ()
     category_hashtags: bool = False
     images: bool = True
+    timezone: str = DEFAULT_TIMEZONE
+    """Zone of dates the source writes without one (and of `bridge preview`'s dates)."""
+    layout: Layout | None = None
+    """Selectors for html (and auto) sources: a preset with the source's overrides."""
+    max_pages: int = DEFAULT_MAX_PAGES
+    story_pages: bool = True
+    """Read each new story's page for its summary, lead image and time (html sources)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +153,7 @@ class BridgeSettings:
     max_attempts: int
     retry_backoff_max: timedelta
     user_agent: str | None
+    page_delay: timedelta = field(default_factory=lambda: parse_duration(DEFAULT_PAGE_DELAY))
 
 
 @dataclass(frozen=True)
@@ -264,6 +282,7 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
         max_attempts=get.positive_int("max_attempts", DEFAULT_MAX_ATTEMPTS),
         retry_backoff_max=get.duration("retry_backoff_max", DEFAULT_RETRY_BACKOFF_MAX),
         user_agent=get.string("user_agent", None),
+        page_delay=get.duration("page_delay", DEFAULT_PAGE_DELAY),
     )
     return None if len(problems) > before else settings
 
@@ -319,7 +338,7 @@ def _parse_sources(
     seen: set[str] = set()
     for index, table in enumerate(raw):
         where = f"sources[{index}]"
-        _unknown_keys(table, _SOURCE_KEYS, where, problems)
+        _unknown_keys(table, _SOURCE_KEYS | _HTML_SOURCE_KEYS, where, problems)
         get = _Getter(table, where, problems)
         name = get.string("name", None)
         if name is None:
@@ -335,7 +354,7 @@ def _parse_sources(
         url = get.url("url", None)
         if url is None:
             problems.append(f"{where}.url: required")
-        kind = get.string("kind", "feed")
+        kind = get.string("kind", DEFAULT_SOURCE_KIND)
         if kind not in SOURCE_KINDS:
             problems.append(f"{where}.kind: must be one of {', '.join(SOURCE_KINDS)} (got {kind!r})")
         targets = get.str_list("targets")
@@ -355,8 +374,40 @@ def _parse_sources(
             hashtags=tuple(get.str_list("hashtags")),
             category_hashtags=get.boolean("category_hashtags", False),
             images=get.boolean("images", True),
+            **_html_settings(table, kind, get, problems, bridge),
         ))
     return sources
+
+
+def _html_settings(table: dict, kind: str, get: _Getter, problems: list[str],
+                   bridge: BridgeSettings | None) -> dict[str, Any]:
+    """timezone, layout (preset + selector overrides), max_pages and story_pages of one source."""
+    where = get.where
+    timezone = get.string("timezone", bridge.timezone if bridge else DEFAULT_TIMEZONE)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"{where}.timezone: unknown time zone {timezone!r} (use an IANA name like 'Asia/Jakarta')")
+        timezone = DEFAULT_TIMEZONE
+    max_pages = get.positive_int("max_pages", DEFAULT_MAX_PAGES)
+    if max_pages > MAX_PAGES_LIMIT:
+        problems.append(f"{where}.max_pages: at most {MAX_PAGES_LIMIT} (got {max_pages})")
+    settings = {"timezone": timezone, "max_pages": max_pages, "story_pages": get.boolean("story_pages", True)}
+    preset_name = get.string("preset", None)
+    overrides = {key: get.string(key, None) for key in LAYOUT_KEYS if key in table}
+    if kind == "feed":
+        if preset_name or overrides:
+            keys = ", ".join(sorted({*overrides, *(["preset"] if preset_name else [])}))
+            problems.append(f'{where}: {keys} apply to kind = "html" or "auto", not "feed"')
+        return settings
+    preset = None
+    if preset_name is not None:
+        preset = PRESETS.get(preset_name)
+        if preset is None:
+            problems.append(f"{where}.preset: no preset named {preset_name!r} (presets: {', '.join(PRESETS)})")
+            return settings
+    settings["layout"] = resolve_layout(preset, overrides, kind, where, problems)
+    return settings
 
 
 # --- Values --------------------------------------------------------------------------------------

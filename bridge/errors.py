@@ -80,3 +80,11 @@ class AlreadyPosted(PublishError):
     def __init__(self, message: str, remote_id: str | None = None):
         self.remote_id = remote_id
         super().__init__(message)
+
+
+NO_STORIES_FOUND = "no stories found"
+"""How every NoStoriesFound reason starts: `bridge status` shows it, `bridge check` looks for it."""
+
+
+class NoStoriesFound(FeedParseError):
+    """An HTML listing gave no stories: its layout changed, or the selectors never matched it."""

@@ -1,6 +1,7 @@
 """The only code that chains the stages: poll(source) and deliver_due().
 
-poll:    fetch (conditional GET) -> read the feed -> store new items + their deliveries, in one go.
+poll:    fetch (conditional GET) -> read (feed | html) -> story pages of new stories to post (html)
+         -> store new items + their deliveries, in one go.
 deliver: for each target, claim the oldest due delivery -> compose -> publish -> record the outcome.
 """
 
@@ -16,16 +17,17 @@ import httpx
 import structlog
 
 from bridge.clock import Clock, capped_backoff, utc_now
-from bridge.compose import compose
-from bridge.config import Config, FirstRun, SourceConfig
+from bridge.compose import LengthRule, compose
+from bridge.config import Config, FirstRun, SourceConfig, TargetConfig
 from bridge.errors import AlreadyPosted, FetchError, PostRejected, RetryLater, TargetPaused
 from bridge.hashtags import hashtags_for
 from bridge.images import ImageError, download_image
 from bridge.model import Delivery, Item, PollOutcome, Post
 from bridge.pacing import hold_reason, over_budget, post_cost
 from bridge.publish import Publisher
-from bridge.sources.feed import parse_feed
-from bridge.sources.fetch import FetchLimits, fetch
+from bridge.sources.fetch import FetchLimits
+from bridge.sources.pacing import HostPacer, PoliteFetcher
+from bridge.sources.read import add_story_pages, read_source
 from bridge.store.repo import Repository
 
 log = structlog.get_logger("bridge")
@@ -50,6 +52,12 @@ class Runtime:
     delivery_lock: threading.Lock = field(default_factory=threading.Lock)
     logged_holds: dict = field(default_factory=dict)
     """Per target, the kind of hold last logged, so a hold is logged when it starts, not every round."""
+    pacer: HostPacer | None = None
+    """One request at a time per host, spaced by [bridge] page_delay; shared by every source's poll."""
+
+    def __post_init__(self) -> None:
+        if self.pacer is None:
+            self.pacer = HostPacer(self.config.bridge.page_delay.total_seconds())
 
 
 # --- Polling -------------------------------------------------------------------------------------
@@ -70,19 +78,28 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
         state = rt.repo.restart_source(source.name, source.url, now)
     # A catch-up must see the whole feed, so it asks without the conditional-GET validators.
     etag, last_modified = (None, None) if catchup else (state.etag, state.last_modified)
+    fetcher = PoliteFetcher(rt.http, rt.fetch_limits, rt.pacer)
     try:
-        result = fetch(rt.http, source.url, rt.fetch_limits, etag=etag, last_modified=last_modified)
+        result = read_source(fetcher, source, etag=etag, last_modified=last_modified,
+                             previously_seen=state.last_items_seen)
         if result.not_modified:
             rt.repo.record_not_modified(source.name, source.url, now, now + source.poll_interval)
             outcome = PollOutcome(source.name, "not_modified")
             _log_poll(outcome, started)
             return outcome
-        items = parse_feed(result.body, url=result.url, headers=result.headers)
+        items = result.items
     except FetchError as exc:
         return _record_failure(rt, source, exc, now, state.consecutive_failures + 1, started)
 
     first_run = not state.initialised
     skip = skip_reasons(items, source, first_run=first_run, catchup=catchup, now=now)
+    # Story pages only for new stories that will be posted: known ones are never fetched again, and
+    # a first run that only remembers costs no extra requests.
+    known = rt.repo.known_keys(source.name, [item.key for item in items])
+    to_post = {i.key for i in items if i.key not in known and i.key not in skip}
+    items = add_story_pages(fetcher, source, result, to_post)
+    if to_post:  # a page may have dated a story the listing left undated: judge staleness again
+        skip = skip_reasons(items, source, first_run=first_run, catchup=catchup, now=now)
     stored = rt.repo.store_poll(
         source.name, source.url, items, source.targets, now=now, skip=skip,
         etag=result.etag, last_modified=result.last_modified, next_poll_at=now + source.poll_interval,
@@ -218,8 +235,7 @@ def _send(rt: Runtime, publisher: Publisher, delivery: Delivery) -> bool:
     source = _source(rt, delivery)
     cost = 0.0
     try:
-        post = compose(Config.template_for(source, target), delivery.item, source=delivery.source,
-                       rule=publisher.length_rule, hashtags=_hashtags(source, delivery.item))
+        post = compose_post(source, target, delivery.item, publisher.length_rule, source_name=delivery.source)
         cost = post_cost(target, post.text)
         budget = over_budget(rt.repo, target, rt.config.bridge.timezone, now, cost)
         if budget and not getattr(publisher, "dry_run", False):
@@ -298,10 +314,13 @@ def _source(rt: Runtime, delivery: Delivery) -> SourceConfig | None:
         return None
 
 
-def _hashtags(source: SourceConfig | None, item: Item) -> list[str]:
-    if source is None:
-        return []
-    return hashtags_for(source.hashtags, item.categories, source.category_hashtags)
+def compose_post(source: SourceConfig | None, target: TargetConfig, item: Item, rule: LengthRule,
+                 source_name: str | None = None) -> Post:
+    """The post one target gets for one story: its template, the source's hashtags, the network's
+    length rule. `bridge preview` calls this too, so what it shows is what is posted."""
+    tags = hashtags_for(source.hashtags, item.categories, source.category_hashtags) if source else []
+    return compose(Config.template_for(source, target), item, source=source_name or source.name,
+                   rule=rule, hashtags=tags)
 
 
 def _ms_since(started: float) -> int:

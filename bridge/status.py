@@ -9,7 +9,7 @@ from datetime import datetime
 
 from bridge.clock import local_day_start, local_month_start, utc_now
 from bridge.config import Config
-from bridge.errors import DatabaseError
+from bridge.errors import NO_STORIES_FOUND, DatabaseError
 from bridge.model import DeliveryState
 from bridge.pacing import hold_reason
 from bridge.store.db import READ_ONLY
@@ -106,3 +106,16 @@ def _ago(when: datetime | None, now: datetime) -> str:
 
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def layout_problems(repo: Repository, config: Config) -> dict[str, str]:
+    """Configured sources whose last poll found no stories on their page (an html layout that
+    changed, or selectors that never matched), with that poll's error. Read from the database, so
+    `bridge check` reports what the daemon saw without fetching anything; a fresh database has none."""
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        if current_version(conn) != LATEST_VERSION:
+            return {}
+    configured = {s.name for s in config.sources}
+    return {row["name"]: row["last_error"] for row in repo.source_rows()
+            if row["name"] in configured and row["last_outcome"] == "error"
+            and (row["last_error"] or "").startswith(NO_STORIES_FOUND)}

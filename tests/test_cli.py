@@ -51,12 +51,12 @@ def site(feed_server, x_api, tmp_path, monkeypatch):
 
 
 def test_help_names_every_command(capsys):
-    """`bridge --help` lists run, check, status, catchup, retry and skip."""
+    """`bridge --help` lists run, check, status, preview, catchup, retry and skip."""
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     out = capsys.readouterr().out
     assert info.value.code == 0
-    for command in ("run", "check", "status", "catchup", "retry", "skip", "--config", "exit codes"):
+    for command in ("run", "check", "status", "preview", "catchup", "retry", "skip", "--config", "exit codes"):
         assert command in out
 
 

@@ -63,12 +63,12 @@ class TestShippedSettings:
 
 class TestDefaults:
     def test_minimal_file_gets_documented_defaults(self):
-        """A minimal file gets the defaults: 5 minute polls, first_run skip, 50 posts a day, X's API."""
+        """A minimal file gets the defaults: 5 minute polls, first_run skip, kind auto, 50 posts a day, X's API."""
         config = parse(MINIMAL)
         source = config.sources[0]
         assert source.poll_interval == timedelta(minutes=5)
         assert source.first_run == FirstRun("skip")
-        assert source.kind == "feed"
+        assert source.kind == "auto" and source.timezone == "Asia/Jakarta" and source.layout is None
         assert config.targets["x"].max_per_day == 50
         assert config.targets["x"].min_interval == timedelta(0)
         assert config.bridge.timezone == "Asia/Jakarta"
@@ -151,6 +151,49 @@ min_interval = "soon"
         """An unknown time zone name is reported."""
         problems = problems_of(MINIMAL.replace("dry_run = true", 'dry_run = true\ntimezone = "Mars/Olympus"'))
         assert any("bridge.timezone" in p for p in problems)
+
+
+class TestHtmlSources:
+    """kind, preset, selectors, timezone and pages of a source."""
+
+    def with_source(self, lines: str) -> str:
+        return MINIMAL.replace('targets = ["x"]\n', 'targets = ["x"]\n' + lines + "\n", 1)
+
+    def test_preset_with_an_override(self):
+        """A preset gives every selector; a source's own key replaces that one only; "" switches one off."""
+        config = parse(self.with_source('kind = "html"\npreset = "kemenpora"\ndate = "time"\nimage = ""'))
+        layout = config.sources[0].layout
+        assert (layout.item, layout.date, layout.image) == (".newsrow__row", "time", None)
+        assert layout.id_prefix == "kemenpora:detail:" and layout.next == ".paging a[rel=next]"
+
+    def test_source_timezone_defaults_to_the_bridge_one(self):
+        """Without its own timezone a source uses [bridge] timezone."""
+        config = parse(MINIMAL.replace("dry_run = true", 'dry_run = true\ntimezone = "Asia/Makassar"'))
+        assert config.sources[0].timezone == "Asia/Makassar"
+        assert parse(self.with_source('timezone = "Asia/Jayapura"')).sources[0].timezone == "Asia/Jayapura"
+
+    def test_selectors_without_preset(self):
+        """Plain selectors make a layout; the link selector has a default."""
+        layout = parse(self.with_source('kind = "html"\nitem = "article"\ndate = "time"')).sources[0].layout
+        assert (layout.item, layout.link, layout.date, layout.id_pattern) == ("article", "a[href]", "time", None)
+
+    @pytest.mark.parametrize("lines,expected", [
+        ('kind = "rss"', "kind: must be one of feed, html, auto"),
+        ('kind = "html"', 'kind = "html" needs preset = "kemenpora"'),
+        ('preset = "detik"', "preset: no preset named 'detik' (presets: kemenpora)"),
+        ('kind = "feed"\npreset = "kemenpora"', 'preset apply to kind = "html" or "auto", not "feed"'),
+        ('preset = "kemenpora"\nitem = "div >"', "item: 'div >' is not a CSS selector selectolax can read"),
+        ('preset = "kemenpora"\nitem = ""', "item: cannot be empty"),
+        ('preset = "kemenpora"\nid_pattern = "/detail/\\\\d+"', "id_pattern: needs exactly one (group)"),
+        ('preset = "kemenpora"\nid_pattern = "(["', "id_pattern: not a regular expression"),
+        ('timezone = "Jakarta"', "timezone: unknown time zone 'Jakarta'"),
+        ('max_pages = 50', "max_pages: at most 10"),
+        ('selector = "a"', "selector: unknown key"),
+    ])
+    def test_problems_name_the_key(self, lines, expected):
+        """Each bad html-source setting is reported with its key path and what to do."""
+        problems = problems_of(self.with_source(lines))
+        assert any(p.startswith("sources[0]") and expected in p for p in problems), problems
 
 
 class TestSecrets:

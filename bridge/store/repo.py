@@ -27,6 +27,8 @@ class SourceState:
     last_modified: str | None = None
     consecutive_failures: int = 0
     next_poll_at: datetime | None = None
+    last_items_seen: int | None = None
+    """Stories the last successful read found (an html listing that suddenly finds none has drifted)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Repository:
         return SourceState(
             url=row["url"], initialised=bool(row["initialised"]), etag=row["etag"], last_modified=row["last_modified"],
             consecutive_failures=row["consecutive_failures"], next_poll_at=row["next_poll_at"],
+            last_items_seen=row["last_items_seen"],
         )
 
     def restart_source(self, name: str, url: str, now: datetime) -> SourceState:

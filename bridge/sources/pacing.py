@@ -1,0 +1,57 @@
+"""Politeness towards the sites we read: one request at a time per host, spaced by a delay.
+
+A listing page can name a dozen new stories; fetching all their pages at once would look like an
+attack to a ministry's server. Follow-up requests (story pages, next listing pages, an advertised
+feed) wait their turn per host and keep `delay` after the previous request there ended. A source's
+own scheduled fetch takes the host's turn too but does not wait for the delay: polls are already
+spaced by their interval.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+
+class HostPacer:
+    """Per-host lock and spacing. `sleep` and `monotonic` are injectable so tests never wait."""
+
+    def __init__(self, delay: float, *, sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self.delay = delay
+        self._sleep, self._monotonic = sleep, monotonic
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._last_end: dict[str, float] = {}
+
+    @contextmanager
+    def turn(self, url: str, *, polite: bool = True) -> Iterator[None]:
+        """Hold `url`'s host for one request; with `polite`, first wait out the delay."""
+        host = (urlsplit(url).hostname or "").lower()
+        with self._guard:
+            lock = self._locks.setdefault(host, threading.Lock())
+        with lock:
+            if polite and host in self._last_end:
+                wait = self._last_end[host] + self.delay - self._monotonic()
+                if wait > 0:
+                    self._sleep(wait)
+            try:
+                yield
+            finally:
+                self._last_end[host] = self._monotonic()
+
+
+class PoliteFetcher:
+    """fetch() with the source's limits, taking the host's turn first: what the readers call."""
+
+    def __init__(self, client, limits, pacer: HostPacer):
+        self.client, self.limits, self.pacer = client, limits, pacer
+
+    def get(self, url: str, *, polite: bool = True, etag: str | None = None, last_modified: str | None = None):
+        from bridge.sources.fetch import fetch
+
+        with self.pacer.turn(url, polite=polite):
+            return fetch(self.client, url, self.limits, etag=etag, last_modified=last_modified)

@@ -1,0 +1,92 @@
+"""Story pages: for a new story only, its page is read once for the summary, lead image and a
+precise date the listing lacks. A page that cannot be fetched or read costs nothing but those
+extras: the story is posted with what the listing gave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import tzinfo
+from typing import Sequence
+
+import structlog
+
+from bridge.errors import FetchError
+from bridge.model import Item
+from bridge.sources.dates import ParsedDate, log_unreadable_once, parse_date_detail
+from bridge.sources.html import (
+    MAX_SUMMARY_CHARS, absolute_http, base_url, clip, image_src, meta_content, node_text, parse_html,
+    read_date,
+)
+from bridge.sources.pacing import PoliteFetcher
+from bridge.sources.presets import Layout
+from bridge.sources.text import plain_text
+
+log = structlog.get_logger("bridge.sources")
+
+SUMMARY_FROM_BODY_PARAGRAPHS = 2
+"""Without a summary on the page, its first paragraphs stand in (compose shortens them to fit)."""
+
+
+@dataclass(frozen=True)
+class StoryPage:
+    summary: str = ""
+    image_url: str | None = None
+    published: ParsedDate | None = None
+
+
+def read_story_page(body: bytes, *, url: str, headers: dict[str, str], layout: Layout, tz: tzinfo | str,
+                    source: str = "") -> StoryPage:
+    tree = parse_html(body, headers)
+    base = base_url(tree, url)
+    summary = ""
+    if layout.page_summary:
+        summary = " ".join(filter(None, (node_text(n) for n in tree.css(layout.page_summary))))
+    if not summary and layout.page_body:
+        paragraphs = [text for n in tree.css(layout.page_body) if (text := node_text(n))]
+        summary = " ".join(paragraphs[:SUMMARY_FROM_BODY_PARAGRAPHS])
+    summary = summary or plain_text(meta_content(tree, "og:description", "description") or "")
+    image = image_src(tree.css_first(layout.page_image), base) if layout.page_image else None
+    if image is None and (og_image := meta_content(tree, "og:image", "twitter:image")):
+        image = absolute_http(og_image, base)
+    published = None
+    if layout.page_date and (node := tree.css_first(layout.page_date)) is not None:
+        published = read_date(node, tz, source)
+    if published is None and (raw := meta_content(tree, "article:published_time", "og:published_time")):
+        published = parse_date_detail(raw, tz)
+        if published is None:
+            log_unreadable_once(raw, source=source)
+    return StoryPage(clip(summary, MAX_SUMMARY_CHARS), image, published)
+
+
+def with_page(item: Item, page: StoryPage, *, listing_date_precise: bool = True) -> Item:
+    """The page's summary and lead image are the story's own, so they win over the listing's
+    teaser and thumbnail. Its date is used when the listing gave none, or gave only a day and the
+    page has the time too."""
+    published = item.published
+    if page.published and (published is None or (not listing_date_precise and page.published.has_time)):
+        published = page.published.when
+    return replace(item, summary=page.summary or item.summary, image_url=page.image_url or item.image_url,
+                   published=published)
+
+
+def add_story_pages(items: Sequence[Item], keys: set[str], *, fetcher: PoliteFetcher, layout: Layout,
+                    tz: tzinfo | str, source: str, day_only: frozenset[str] = frozenset()) -> list[Item]:
+    """`items`, with the page of each whose key is in `keys` read in (one request at a time per host,
+    politely spaced: see pacing.py). `day_only`: keys whose listing date had no time of day."""
+    done = []
+    for item in items:
+        if item.key not in keys or not item.link:
+            done.append(item)
+            continue
+        try:
+            result = fetcher.get(item.link)
+            page = read_story_page(result.body, url=result.url, headers=result.headers, layout=layout,
+                                   tz=tz, source=source)
+        except FetchError as exc:
+            log.warning("story page unreadable: posting what the listing gave", source=source,
+                        item=item.key, url=item.link, error=exc.reason)
+            done.append(item)
+            continue
+        done.append(with_page(item, page, listing_date_precise=item.key not in day_only))
+    return done

@@ -1,0 +1,164 @@
+"""A source's kind, decided here: fetch the source, then read it as a feed or as an HTML listing.
+
+kind = "feed": the body is a feed. kind = "html": the body is a listing page read with the source's
+Layout. kind = "auto": a feed is read as one; an HTML page that advertises a feed
+(<link rel="alternate" type="application/rss+xml">) has that feed read instead, so the day a site
+adds a feed the bridge uses it without a config change; any other page is read as html.
+Pipeline calls read_source, then (for new stories it will post) add_story_pages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import structlog
+
+from bridge.errors import NO_STORIES_FOUND, FeedParseError, FetchError, NoStoriesFound
+from bridge.model import Item, unique_by_key
+from bridge.sources.dates import assume_timezone
+from bridge.sources.feed import parse_feed
+from bridge.sources.html import base_url, parse_html, read_listing, story_key
+from bridge.sources.pacing import PoliteFetcher
+from bridge.sources.pages import add_story_pages as _add_pages
+from bridge.sources.presets import Layout
+
+log = structlog.get_logger("bridge.sources")
+
+FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
+"""<link rel="alternate" type=...> values that advertise a feed we can read."""
+_HTML_START = re.compile(
+    rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class SourceLike(Protocol):
+    """What reading needs from a config.SourceConfig."""
+
+    name: str
+    url: str
+    kind: str
+    timezone: str
+    layout: Layout | None
+    max_pages: int
+    story_pages: bool
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """What one read of a source found."""
+
+    not_modified: bool
+    items: list[Item] = field(default_factory=list)
+    etag: str | None = None
+    last_modified: str | None = None
+    read_as: str = "feed"
+    """"feed", "html", or "feed <url>" when an HTML page advertised it (auto)."""
+    day_only: frozenset[str] = frozenset()
+    """Keys of html stories whose listing date has no time of day."""
+
+
+def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None = None,
+                last_modified: str | None = None, previously_seen: int | None = None) -> SourceRead:
+    """Fetch and read `source`. Raises FetchError (NoStoriesFound for an html listing without stories;
+    `previously_seen` is how many the last good read found, for the message)."""
+    result = fetcher.get(source.url, polite=False, etag=etag, last_modified=last_modified)
+    if result.not_modified:
+        return SourceRead(True, etag=result.etag, last_modified=result.last_modified)
+    is_html = looks_like_html(result.body)
+    if source.kind == "feed" or (source.kind == "auto" and not is_html):
+        items = _read_feed(result, source)
+        return SourceRead(False, items, result.etag, result.last_modified, "feed")
+    tree = parse_html(result.body, result.headers)
+    if source.kind == "auto":
+        if advertised := advertised_feed(tree, result.url):
+            # The listing's validators say nothing about the feed, so none are kept: the page is
+            # asked for in full each poll (one small request), the feed read as it is now.
+            feed_result = fetcher.get(advertised)
+            return SourceRead(False, _read_feed(feed_result, source), read_as=f"feed {advertised}")
+        if source.layout is None:
+            raise FeedParseError(result.url, 'not a feed, and the page advertises none: set kind = "html" '
+                                             'with a preset or selectors (see README, "HTML sources")')
+    items, day_only = _read_listing_pages(fetcher, source, tree, result)
+    if not items:
+        raise _no_stories(source, result.url, previously_seen)
+    return SourceRead(False, items, result.etag, result.last_modified, "html", day_only)
+
+
+def add_story_pages(fetcher: PoliteFetcher, source: SourceLike, read: SourceRead, keys: set[str]) -> list[Item]:
+    """read.items, with the story pages of `keys` read in: html sources only (feeds carry their own)."""
+    if read.read_as != "html" or not source.story_pages or not keys or source.layout is None:
+        return read.items
+    return _add_pages(read.items, keys, fetcher=fetcher, layout=source.layout, tz=source.timezone,
+                      source=source.name, day_only=read.day_only)
+
+
+def looks_like_html(body: bytes) -> bool:
+    """An HTML document (not a feed served as text/html, which some sites do)."""
+    return bool(_HTML_START.match(body[:4096]))
+
+
+def advertised_feed(tree, url: str) -> str | None:
+    """The first feed the page advertises, as an absolute http(s) URL."""
+    from bridge.sources.html import absolute_http
+
+    base = base_url(tree, url)
+    for node in tree.css('link[rel][href]'):
+        attributes = node.attributes
+        rels = (attributes.get("rel") or "").lower().split()
+        kind = (attributes.get("type") or "").split(";")[0].strip().lower()
+        if "alternate" in rels and kind in FEED_TYPES and (href := absolute_http(attributes.get("href"), base)):
+            return href
+    return None
+
+
+def _read_feed(result, source: SourceLike) -> list[Item]:
+    with assume_timezone(source.timezone):
+        items = parse_feed(result.body, url=result.url, headers=result.headers)
+    if source.layout and source.layout.id_pattern:
+        # The same identity as the html reader gives, so a site that gains a feed (kind "auto")
+        # does not post its known stories again under the feed's guids.
+        items = unique_by_key(replace(i, key=story_key(i.link, source.layout)) if i.link else i for i in items)
+    return items
+
+
+def _read_listing_pages(fetcher: PoliteFetcher, source: SourceLike, tree, result) -> tuple[list[Item], frozenset[str]]:
+    """Page 1, then `next` pages up to source.max_pages. A later page that fails ends the walk:
+    page 1 holds what is new when polling every few minutes."""
+    layout = source.layout
+    listing = read_listing(tree, url=result.url, layout=layout, tz=source.timezone, source=source.name)
+    items, day_only, rows = list(listing.items), set(listing.day_only), listing.rows
+    visited = {result.url}
+    next_url = listing.next_url
+    while next_url and len(visited) < source.max_pages and next_url not in visited:
+        visited.add(next_url)
+        try:
+            page = fetcher.get(next_url)
+        except FetchError as exc:
+            log.warning("next listing page unreadable: using the pages read", source=source.name,
+                        url=next_url, error=exc.reason)
+            break
+        listing = read_listing(parse_html(page.body, page.headers), url=page.url, layout=layout,
+                               tz=source.timezone, source=source.name)
+        items += listing.items
+        day_only |= listing.day_only
+        rows += listing.rows
+        next_url = listing.next_url
+    if rows and not items:
+        log.error("listing rows found but none has a link and a title", source=source.name,
+                  url=result.url, rows=rows, link=layout.link, title=layout.title)
+    return unique_by_key(items), frozenset(day_only)
+
+
+def _no_stories(source: SourceLike, url: str, previously_seen: int | None) -> NoStoriesFound:
+    if previously_seen:
+        reason = (f"{NO_STORIES_FOUND}: the page layout may have changed (the last good read found "
+                  f"{previously_seen}); nothing was marked seen. Compare the page with the selectors "
+                  f"(`bridge preview {source.name}`)")
+    else:
+        reason = (f"{NO_STORIES_FOUND} on this page: check its url and the selectors "
+                  f"(`bridge preview {source.name}`); the page layout may have changed")
+    log.error(reason, source=source.name, url=url, item_selector=source.layout.item if source.layout else None)
+    return NoStoriesFound(url, reason)

@@ -1,0 +1,66 @@
+"""A site shaped like kemenpora.go.id, served by the local feed server from tests/fixtures/sites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sites" / "kemenpora"
+
+# The stories of berita.html (page 1, newest first) and berita_2.html, by id: (path, title, date).
+PAGE_1 = {
+    12345: ("/detail/12345/menpora-dito-buka-kejurnas-pencak-silat",
+            "Menpora Dito Buka Kejurnas Pencak Silat Antarpelajar 2025", "2025-12-01T00:00:00+07:00"),
+    12344: ("/detail/12344/deputi-pemberdayaan-pemuda-gelar-pelatihan-kewirausahaan",
+            "Deputi Pemberdayaan Pemuda Gelar Pelatihan Kewirausahaan & Kepemimpinan", "2025-11-30T00:00:00+07:00"),
+    12343: ("/detail/12343/timnas-u-17-berangkat-ke-qatar",
+            "Timnas U-17 Berangkat ke Qatar, Kemenpora Beri Dukungan Penuh", "2025-11-29T00:00:00+07:00"),
+    12342: ("/detail/12342/hari-guru-nasional-di-lingkungan-kemenpora",
+            "Peringatan Hari Guru Nasional di Lingkungan Kemenpora", "2025-11-28T00:00:00+07:00"),
+}
+PAGE_2 = {
+    12341: ("/detail/12341/sosialisasi-anti-doping", "Sosialisasi Anti Doping bagi Atlet Pelajar",
+            "2025-11-27T00:00:00+07:00"),
+    12340: ("/detail/12340/pelantikan-pengurus-kontingen-sea-games", "Pelantikan Pengurus Kontingen SEA Games",
+            "2025-11-26T00:00:00+07:00"),
+}
+FOREIGN_IDS = (11111, 11112)
+"""Stories in blocks outside the main listing (sidebar, popular strip): never read, never posted."""
+NEW_STORY = (12346, "/detail/12346/kemenpora-luncurkan-program-desa-olahraga",
+             "Kemenpora Luncurkan Program Desa Olahraga", "Selasa, 2 Des 2025")
+"""Published later by `KemenporaSite.publish_new_story`; its page has a precise time (14:30 WIB)."""
+
+HTML = "text/html; charset=utf-8"
+
+
+class KemenporaSite:
+    """Serves /berita, /berita/2 and story pages at `prefix` on a FeedServer."""
+
+    def __init__(self, server, prefix: str = ""):
+        self.server, self.prefix = server, prefix
+        self.listing_url = server.url(prefix + "/berita")
+        server.add(prefix + "/berita", self.page("berita.html"), content_type=HTML)
+        server.add(prefix + "/berita/2", self.page("berita_2.html"), content_type=HTML)
+        server.add(prefix + PAGE_1[12345][0], self.page("detail_12345.html"), content_type=HTML)
+        server.add(prefix + NEW_STORY[1], self.page("detail_12346.html"), content_type=HTML)
+
+    def page(self, name: str) -> str:
+        return (FIXTURES / name).read_text(encoding="utf-8").replace("{BASE}", self.server.base_url + self.prefix)
+
+    def url(self, path: str) -> str:
+        return self.server.url(self.prefix + path)
+
+    def show(self, name: str) -> None:
+        """The listing now serves another fixture (a redesign, ...)."""
+        self.server.edit(self.prefix + "/berita", body=self.page(name))
+
+    def publish_new_story(self) -> None:
+        """A new story appears at the top of the main listing."""
+        story_id, path, title, date = NEW_STORY
+        row = (f'<div class="newsrow__row"><div class="newsrow__text"><div class="catedate">'
+               f'<span class="date">{date}</span></div><h2 class="newsrow__title">'
+               f'<a href="{self.url(path)}">{title}</a></h2></div></div>')
+        html = self.page("berita.html").replace('<div class="newsrow">', '<div class="newsrow">' + row, 1)
+        self.server.edit(self.prefix + "/berita", body=html)
+
+    def story_requests(self) -> list[str]:
+        return [r.path for r in self.server.request_log if r.path.startswith(self.prefix + "/detail/")]
