@@ -34,6 +34,8 @@ DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_RETRY_BACKOFF_MAX = "1h"
 DEFAULT_MAX_PER_DAY = 50
 DEFAULT_TEMPLATE = "{title} {url}"
+DEFAULT_HEALTH_LISTEN = None
+"""No health/metrics endpoint unless [bridge] health_listen names an address."""
 
 CONFIG_SEARCH_PATH = (Path("settings.toml"), Path("/etc/bridge/settings.toml"))
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -58,13 +60,14 @@ TARGET_KINDS: dict[str, TargetKind] = {
 _BRIDGE_KEYS = {
     "database", "poll_interval", "first_run", "dry_run", "timezone", "log_level", "delivery_interval",
     "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
-    "retry_backoff_max", "user_agent",
+    "retry_backoff_max", "user_agent", "health_listen",
 }
 _SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run"}
 _TARGET_KEYS = {"kind", "api_base", "min_interval", "max_per_day", "template"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _DURATION_RE = re.compile(r"(\d+)\s*([smhd])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_LISTEN_RE = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class BridgeSettings:
     max_attempts: int
     retry_backoff_max: timedelta
     user_agent: str | None
+    health_listen: str | None = DEFAULT_HEALTH_LISTEN
+    """"host:port" (or "[::1]:port") of the /healthz and /metrics endpoint; None: no endpoint."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,7 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
         max_attempts=get.positive_int("max_attempts", DEFAULT_MAX_ATTEMPTS),
         retry_backoff_max=get.duration("retry_backoff_max", DEFAULT_RETRY_BACKOFF_MAX),
         user_agent=get.string("user_agent", None),
+        health_listen=get.listen_address("health_listen", DEFAULT_HEALTH_LISTEN),
     )
     return None if len(problems) > before else settings
 
@@ -326,6 +332,16 @@ def parse_first_run(text: str) -> FirstRun:
     raise ValueError(f"{text!r} must be 'skip', 'all' or 'latest:N' with N > 0")
 
 
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """'127.0.0.1:9108' -> ('127.0.0.1', 9108); '[::1]:9108' -> ('::1', 9108). Raises ValueError."""
+    match = _LISTEN_RE.match(text.strip())
+    port = int(match.group("port")) if match else 0
+    if not match or not 0 < port < 65536:
+        raise ValueError(f"{text!r} must be host:port with a port from 1 to 65535, like \"127.0.0.1:9108\" "
+                         "or \"[::1]:9108\"")
+    return match.group("ipv6") or match.group("host"), port
+
+
 def resolve_database_url(url: str, environ: Mapping[str, str] = os.environ) -> str:
     """A relative SQLite path lives in $STATE_DIRECTORY (systemd's StateDirectory=), else ./state."""
     prefix = "sqlite:///"
@@ -391,6 +407,15 @@ class _Getter:
         value = self.string(key, default)
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             self.problems.append(f"{self.where}.{key}: {value!r} must be an http:// or https:// URL")
+        return value
+
+    def listen_address(self, key: str, default: str | None) -> str | None:
+        value = self.string(key, default)
+        if value is not None:
+            try:
+                parse_listen_address(value)
+            except ValueError as exc:
+                self.problems.append(f"{self.where}.{key}: {exc}")
         return value
 
     def str_list(self, key: str) -> list[str]:
