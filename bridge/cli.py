@@ -96,14 +96,24 @@ def cmd_run(args, config) -> int:
     from bridge import service
 
     rt = service.build_runtime(config, service.open_repository(config))
+    if not args.once:
+        service.run_forever(rt, reload_config=lambda: _reload(args))  # closes what it used
+        return EXIT_OK
     try:
-        if args.once:
-            service.run_once(rt)
-        else:
-            service.run_forever(rt)
+        service.run_once(rt)
     finally:
         service.close(rt)
     return EXIT_OK
+
+
+def _reload(args):
+    """settings.toml again, as at start: the same file, and --dry-run/--log-level still win."""
+    from dataclasses import replace
+
+    config = _load(args)
+    if args.log_level:
+        config = replace(config, bridge=replace(config.bridge, log_level=args.log_level))
+    return config
 
 
 def cmd_check(args, config) -> int:
