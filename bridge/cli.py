@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overrides [bridge] log_level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the daemon in the foreground (what systemd starts)")
+    run = commands.add_parser("run", help="run the daemon in the foreground (what systemd starts; SIGHUP "
+                                          "re-reads settings.toml, SIGTERM stops after the post in flight)")
     run.add_argument("--once", action="store_true",
                      help="poll every source once, deliver what is due, and exit (0 even if a source "
                           "or target failed: see the log and `bridge status`)")
