@@ -121,6 +121,20 @@ class TestReload:
         finally:
             daemon.close()
 
+    def test_new_secrets_are_redacted_after_a_reload(self, world):
+        """Credentials that arrive with a reload are hidden from the log like the ones read at start."""
+        from bridge import logs
+
+        raw, _, _, tmp_path, _ = world
+        environ = {**env_for(tmp_path), "BRIDGE_X_ACCESS_TOKEN": "rotated-token-0123456789"}
+        daemon = make_daemon(world, reload_config=lambda: parse_config(raw, environ=environ))
+        try:
+            assert daemon.reload()
+            assert logs.redact("token rotated-token-0123456789 in use") == f"token {logs.REDACTED} in use"
+        finally:
+            logs.set_secrets([])
+            daemon.close()
+
     def test_an_unchanged_source_keeps_its_schedule(self, world):
         """A reload that leaves a source's interval alone does not move its next poll."""
         raw, _, _, tmp_path, _ = world

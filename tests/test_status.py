@@ -63,3 +63,17 @@ def test_a_paused_target_is_shown(setup, clock):
     repo.pause_target("x", "X rejected the credentials: regenerate the access token", clock())
     report = collect(repo, config, now=clock())
     assert report["targets"][0]["state"].startswith("PAUSED: X rejected the credentials")
+
+
+def test_status_reads_while_a_write_transaction_is_open(setup, clock):
+    """With the daemon in the middle of a write (the write lock held), status still reads at once."""
+    repo, config = setup
+    repo.pause_target("x", "reason", clock())
+    with repo.engine.begin() as writer:  # BEGIN IMMEDIATE: holds SQLite's write lock
+        writer.exec_driver_sql("UPDATE targets SET paused_reason = 'changing' WHERE name = 'x'")
+        other = create_database_engine(str(repo.engine.url))
+        try:
+            report = collect(Repository(other), config, now=clock())
+        finally:
+            other.dispose()
+    assert report["targets"][0]["state"] == "PAUSED: reason"  # the last committed state, not blocked
