@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overrides [bridge] log_level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the daemon in the foreground (what systemd starts)")
+    run = commands.add_parser("run", help="run the daemon in the foreground (what systemd starts; SIGHUP "
+                                          "re-reads settings.toml, SIGTERM stops after the post in flight)")
     run.add_argument("--once", action="store_true",
                      help="poll every source once, deliver what is due, and exit (0 even if a source "
                           "or target failed: see the log and `bridge status`)")
@@ -101,14 +102,24 @@ def cmd_run(args, config) -> int:
     from bridge import service
 
     rt = service.build_runtime(config, service.open_repository(config))
+    if not args.once:
+        service.run_forever(rt, reload_config=lambda: _reload(args))  # closes what it used
+        return EXIT_OK
     try:
-        if args.once:
-            service.run_once(rt)
-        else:
-            service.run_forever(rt)
+        service.run_once(rt)
     finally:
         service.close(rt)
     return EXIT_OK
+
+
+def _reload(args):
+    """settings.toml again, as at start: the same file, and --dry-run/--log-level still win."""
+    from dataclasses import replace
+
+    config = _load(args)
+    if args.log_level:
+        config = replace(config, bridge=replace(config.bridge, log_level=args.log_level))
+    return config
 
 
 def cmd_check(args, config) -> int:

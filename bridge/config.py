@@ -47,6 +47,8 @@ DEFAULT_MAX_PAGES = 1
 """Listing pages read per poll. Polling every few minutes, page 1 holds everything new; a first run
 only remembers what is there, so reading older pages would cost requests and post nothing."""
 MAX_PAGES_LIMIT = 10
+DEFAULT_HEALTH_LISTEN = None
+"""No health/metrics endpoint unless [bridge] health_listen names an address."""
 
 CONFIG_SEARCH_PATH = (Path("settings.toml"), Path("/etc/bridge/settings.toml"))
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -71,7 +73,7 @@ TARGET_KINDS: dict[str, TargetKind] = {
 _BRIDGE_KEYS = {
     "database", "poll_interval", "first_run", "dry_run", "timezone", "log_level", "delivery_interval",
     "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
-    "retry_backoff_max", "user_agent",
+    "retry_backoff_max", "user_agent", "health_listen",
 }
 _BRIDGE_KEYS |= {"page_delay"}
 _SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
@@ -82,6 +84,7 @@ _TARGET_KEYS = {"kind", "api_base", "min_interval", "max_per_day", "template", "
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _DURATION_RE = re.compile(r"(\d+)\s*([smhd])")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_LISTEN_RE = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,8 @@ class BridgeSettings:
     retry_backoff_max: timedelta
     user_agent: str | None
     page_delay: timedelta = field(default_factory=lambda: parse_duration(DEFAULT_PAGE_DELAY))
+    health_listen: str | None = DEFAULT_HEALTH_LISTEN
+    """"host:port" (or "[::1]:port") of the /healthz and /metrics endpoint; None: no endpoint."""
 
 
 @dataclass(frozen=True)
@@ -283,6 +288,7 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
         retry_backoff_max=get.duration("retry_backoff_max", DEFAULT_RETRY_BACKOFF_MAX),
         user_agent=get.string("user_agent", None),
         page_delay=get.duration("page_delay", DEFAULT_PAGE_DELAY),
+        health_listen=get.listen_address("health_listen", DEFAULT_HEALTH_LISTEN),
     )
     return None if len(problems) > before else settings
 
@@ -431,6 +437,16 @@ def parse_first_run(text: str) -> FirstRun:
     raise ValueError(f"{text!r} must be 'skip', 'all' or 'latest:N' with N > 0")
 
 
+def parse_listen_address(text: str) -> tuple[str, int]:
+    """'127.0.0.1:9108' -> ('127.0.0.1', 9108); '[::1]:9108' -> ('::1', 9108). Raises ValueError."""
+    match = _LISTEN_RE.match(text.strip())
+    port = int(match.group("port")) if match else 0
+    if not match or not 0 < port < 65536:
+        raise ValueError(f"{text!r} must be host:port with a port from 1 to 65535, like \"127.0.0.1:9108\" "
+                         "or \"[::1]:9108\"")
+    return match.group("ipv6") or match.group("host"), port
+
+
 def resolve_database_url(url: str, environ: Mapping[str, str] = os.environ) -> str:
     """A relative SQLite path lives in $STATE_DIRECTORY (systemd's StateDirectory=), else ./state."""
     prefix = "sqlite:///"
@@ -515,6 +531,14 @@ class _Getter:
         except ValueError as exc:
             self.problems.append(f"{self.where}.{key}: {exc}")
             return None
+    def listen_address(self, key: str, default: str | None) -> str | None:
+        value = self.string(key, default)
+        if value is not None:
+            try:
+                parse_listen_address(value)
+            except ValueError as exc:
+                self.problems.append(f"{self.where}.{key}: {exc}")
+        return value
 
     def str_list(self, key: str) -> list[str]:
         value = self.table.get(key, [])

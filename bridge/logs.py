@@ -14,6 +14,8 @@ import structlog
 
 REDACTED = "[redacted]"
 _secrets: set[str] = set()
+_tracebacks = False
+"""True at debug level: only then does a logged exception carry its traceback."""
 
 # Libraries that log request headers (Authorization!) or every request at DEBUG/INFO.
 QUIET_LOGGERS = {
@@ -53,6 +55,37 @@ def _redact_event(_logger: Any, _method: str, event_dict: dict) -> dict:
     return redact(event_dict) if _secrets else event_dict
 
 
+def _exception_in_words(_logger: Any, _method: str, event_dict: dict) -> dict:
+    """An exception becomes a one-line `error` field ("TimeoutError: timed out"); the traceback is
+    kept only at debug level, so journalctl shows one line per event and a cause, not a stack."""
+    exc_info = event_dict.get("exc_info")
+    if not exc_info:
+        return event_dict
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    elif isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    exc = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) == 3 else None
+    if exc is not None:
+        words = " ".join(str(exc).split()) or "(no message)"
+        event_dict.setdefault("error", f"{type(exc).__name__}: {words}")
+    if _tracebacks and exc is not None:
+        event_dict["exc_info"] = exc_info
+    else:
+        event_dict.pop("exc_info", None)
+    return event_dict
+
+
+def set_level(level: str) -> None:
+    """Change the level of every logger at once (at start and when a reload changes log_level)."""
+    global _tracebacks
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    _tracebacks = root.level <= logging.DEBUG
+    for name, floor in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(floor, root.level))
+
+
 def configure_logging(level: str = "info", *, json: bool | None = None, stream: IO[str] | None = None) -> None:
     """Route structlog and stdlib logging to `stream` (stdout by default) at `level`."""
     stream = stream or sys.stdout
@@ -75,6 +108,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream: 
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _exception_in_words,
             structlog.processors.format_exc_info,
             _redact_event,
             renderer,
@@ -84,6 +118,4 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream: 
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(level.upper())
-    for name, floor in QUIET_LOGGERS.items():
-        logging.getLogger(name).setLevel(max(floor, root.level))
+    set_level(level)

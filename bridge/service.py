@@ -1,21 +1,22 @@
-"""The daemon: builds the runtime from the config, schedules the pipeline, handles signals.
+"""The service: builds the runtime from the config and runs it, once or as the daemon.
 
-Jobs are rebuilt from settings.toml at every start; all state lives in the database, so the
-scheduler itself keeps nothing worth saving.
+The long-running part (scheduler, signals, sd_notify, watchdog, reload, health) is bridge.daemon;
+this module owns what both modes share: opening the database, building and closing runtimes,
+start-up recovery, and the job wrapper that keeps one failing job from killing the daemon.
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-from datetime import timedelta, timezone
+import logging
+import os
+from dataclasses import replace
+from typing import Callable
 
 import structlog
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge.clock import Clock, utc_now
 from bridge.config import Config
+from bridge.notify import Notifier
 from bridge.pipeline import Runtime, deliver_due, poll
 from bridge.publish import build_publisher
 from bridge.sources.fetch import FetchLimits, make_client
@@ -24,9 +25,6 @@ from bridge.store.migrations import migrate
 from bridge.store.repo import Repository
 
 log = structlog.get_logger("bridge")
-
-MAX_POLL_JITTER = timedelta(seconds=60)
-"""Polls of different sources are spread by up to a tenth of their interval, at most this much."""
 
 
 def open_repository(config: Config, *, upgrade: bool = True) -> Repository:
@@ -73,10 +71,23 @@ def prepare(rt: Runtime) -> None:
         log.info("target unpaused at start-up", target=target)
 
 
-def close(rt: Runtime) -> None:
+def rebuild_runtime(old: Runtime, config: Config) -> Runtime:
+    """A reload: new HTTP client and publishers for the new settings; the same database, and the
+    same stop flag, delivery lock and once-a-day log memory, so work in flight and the next
+    delivery round see one daemon, not two."""
+    fresh = build_runtime(config, old.repo, clock=old.clock)
+    return replace(fresh, stopping=old.stopping, delivery_lock=old.delivery_lock, logged_holds=old.logged_holds)
+
+
+def close_clients(rt: Runtime) -> None:
+    """Close the network clients of a runtime (a reload retires them; the database stays open)."""
     rt.http.close()
     for publisher in rt.publishers.values():
         publisher.close()
+
+
+def close(rt: Runtime) -> None:
+    close_clients(rt)
     rt.repo.engine.dispose()
 
 
@@ -88,52 +99,31 @@ def run_once(rt: Runtime) -> None:
     _safely(deliver_due, rt)
 
 
-def run_forever(rt: Runtime) -> None:
-    """Until SIGTERM/SIGINT: poll each source on its interval and deliver continuously. On a
-    signal, no new job starts, the post in flight finishes, and the function returns."""
-    prepare(rt)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    scheduler = build_scheduler(rt)
-    scheduler.start()
-    log.info("started", sources=len(rt.config.sources), targets=len(rt.publishers),
-             dry_run=rt.config.bridge.dry_run)
-    while not stop.wait(1.0):
-        pass
-    log.info("stopping: finishing work in flight")
-    rt.stopping.set()
-    scheduler.shutdown(wait=True)
-    log.info("stopped")
+def run_forever(rt: Runtime, reload_config: Callable[[], Config] | None = None,
+                notifier: Notifier | None = None) -> None:
+    """Until SIGTERM/SIGINT: poll each source on its interval and deliver continuously; SIGHUP
+    re-reads settings.toml. Closes every runtime it used, the database last."""
+    from bridge.daemon import Daemon
+
+    daemon = Daemon(rt, reload_config=reload_config, notifier=notifier or Notifier())
+    clean = False
+    try:
+        clean = daemon.run()
+    finally:
+        daemon.close()
+    if not clean:
+        # A job is stuck past the stop grace: the interpreter would wait for its thread at exit,
+        # past systemd's TimeoutStopSec and into a SIGKILL. The database is crash-safe and the
+        # post in doubt is settled at the next start, so leave now.
+        logging.shutdown()
+        os._exit(0)
 
 
-def build_scheduler(rt: Runtime) -> BackgroundScheduler:
-    """One job per source and one delivery job, each at most one instance at a time. A run that
-    is late (busy machine, suspend) still runs once (coalesce) instead of being skipped silently,
-    as APScheduler's default misfire_grace_time of 1 s would do."""
-    scheduler = BackgroundScheduler(timezone=timezone.utc)
-    now = rt.clock()
-    for source in rt.config.sources:
-        interval = source.poll_interval
-        scheduler.add_job(
-            _poll_and_deliver, IntervalTrigger(seconds=interval.total_seconds(),
-                                               jitter=min(interval / 10, MAX_POLL_JITTER).total_seconds()),
-            args=[rt, source], id=f"poll:{source.name}", name=f"poll {source.name}", next_run_time=now,
-            max_instances=1, coalesce=True, misfire_grace_time=int(interval.total_seconds()),
-        )
-    delivery = rt.config.bridge.delivery_interval
-    scheduler.add_job(
-        _safely, IntervalTrigger(seconds=delivery.total_seconds()), args=[deliver_due, rt],
-        id="deliver", name="deliver", next_run_time=now, max_instances=1, coalesce=True,
-        misfire_grace_time=int(delivery.total_seconds()),
-    )
-    return scheduler
-
-
-def _poll_and_deliver(rt: Runtime, source) -> None:
+def _poll_and_deliver(rt: Runtime, source):
     outcome = _safely(poll, rt, source)
     if outcome is not None and outcome.deliveries_created:
         _safely(deliver_due, rt)
+    return outcome
 
 
 def _safely(function, *args, **kwargs):

@@ -5,7 +5,7 @@ Reads only (DEFERRED transactions in WAL mode), so it never blocks or disturbs t
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bridge.clock import local_day_start, local_month_start, utc_now
 from bridge.config import Config
@@ -17,6 +17,10 @@ from bridge.store.migrations import LATEST_VERSION, current_version
 from bridge.store.repo import Repository
 
 RECENT_FAILURES_SHOWN = 10
+LATE_MIN_OVERDUE = timedelta(minutes=2)
+"""A poll may start up to a minute after its time (jitter) or wait for a busy worker. A source is
+late once its next poll is overdue by its own interval and by at least this much: the daemon is
+then stopped, stuck, or far too busy."""
 
 
 def collect(repo: Repository, config: Config, now: datetime | None = None) -> dict:
@@ -28,23 +32,26 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
     if version != LATEST_VERSION:
         raise DatabaseError(f"the database is at schema version {version}, this bridge expects "
                             f"{LATEST_VERSION}: run `bridge run` once to upgrade it")
-    configured = {s.name for s in config.sources}
+    configured = {s.name: s for s in config.sources}
     sources = []
     for row in repo.source_rows():
         sources.append({
             "name": row["name"], "configured": row["name"] in configured,
+            "state": source_state(row, configured.get(row["name"]), now),
             "last_poll": row["last_poll_at"], "outcome": row["last_outcome"],
             "items": row["items"], "consecutive_failures": row["consecutive_failures"],
             "next_poll": row["next_poll_at"], "last_error": row["last_error"],
         })
     polled = {s["name"] for s in sources}
-    sources += [{"name": name, "configured": True, "outcome": "never polled"}
-                for name in sorted(configured - polled)]
+    sources += [{"name": name, "configured": True, "outcome": "never polled", "state": "never polled"}
+                for name in sorted(set(configured) - polled)]
     tz = config.bridge.timezone
     targets = []
     for row in repo.target_rows(local_day_start(now, tz), local_month_start(now, tz)):
         settings = config.targets.get(row["target"])
         state = hold_reason(repo, settings, tz, now) if settings else "not in settings.toml"
+        if state and state.startswith("paused:"):
+            state = "PAUSED:" + state[len("paused:"):]  # the one state that needs the operator: stand out
         targets.append({"name": row["target"], "posted_today": row["sent_today"] or 0,
                         "spent_today": round(row["spent_today"] or 0.0, 4),
                         "spent_month": round(row["spent_month"] or 0.0, 4),
@@ -55,16 +62,31 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
             "recent_failures": failures}
 
 
+def source_state(row: dict, source, now: datetime) -> str:
+    """'ok', 'failing', 'late', 'failing, late', or 'removed' (no longer in settings.toml)."""
+    if source is None:
+        return "removed"
+    states = []
+    if row.get("consecutive_failures"):
+        states.append("failing")
+    next_poll = row.get("next_poll_at")
+    if next_poll is not None and now - next_poll > max(source.poll_interval, LATE_MIN_OVERDUE):
+        states.append("late")
+    return ", ".join(states) or "ok"
+
+
 def render(report: dict) -> str:
     now = report["now"]
     lines = ["SOURCES"]
-    rows = [("name", "last poll", "outcome", "items", "next poll", "last error")]
+    rows = [("name", "state", "last poll", "outcome", "items", "next poll", "last error")]
     for s in report["sources"]:
         outcome = s.get("outcome") or "-"
         if s.get("consecutive_failures"):
             outcome += f" x{s['consecutive_failures']}"
         name = s["name"] + ("" if s.get("configured", True) else " (removed)")
-        rows.append((name, _ago(s.get("last_poll"), now), outcome, str(s.get("items") or 0),
+        # Problems in capitals, as a target's PAUSED: what needs a look stands out at a glance.
+        state = s.get("state") or "-"
+        rows.append((name, state if state == "ok" else state.upper(), _ago(s.get("last_poll"), now), outcome, str(s.get("items") or 0),
                      _ago(s.get("next_poll"), now), s.get("last_error") or ""))
     lines += _table(rows)
     lines += ["", "TARGETS" + ("  (dry run: nothing is posted)" if report["dry_run"] else "")]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import (
-    FirstRun, find_config_path, load_config, parse_config, parse_duration,
+    FirstRun, find_config_path, load_config, parse_config, parse_duration, parse_listen_address,
     resolve_database_url,
 )
 from bridge.errors import ConfigError
@@ -273,3 +273,24 @@ class TestSearchPath:
             pytest.skip("this machine has /etc/bridge/settings.toml")
         with pytest.raises(ConfigError, match="BRIDGE_CONFIG"):
             find_config_path(None, {})
+
+
+class TestHealthListen:
+    def test_absent_means_no_endpoint(self):
+        """Without health_listen there is no health endpoint."""
+        assert parse(MINIMAL).bridge.health_listen is None
+
+    @pytest.mark.parametrize("text, parsed", [("127.0.0.1:9108", ("127.0.0.1", 9108)),
+                                              ("[::1]:9108", ("::1", 9108)),
+                                              ("localhost:80", ("localhost", 80))])
+    def test_host_and_port(self, text, parsed):
+        """IPv4, bracketed IPv6 and host names are read as (host, port)."""
+        config = parse(MINIMAL.replace("[bridge]", f'[bridge]\nhealth_listen = "{text}"'))
+        assert config.bridge.health_listen == text and parse_listen_address(text) == parsed
+
+    @pytest.mark.parametrize("text", ["9108", "127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "::1:9108",
+                                      "http://127.0.0.1:9108"])
+    def test_bad_addresses_are_problems(self, text):
+        """An address without a usable port, or an unbracketed IPv6 one, is a problem with its key path."""
+        problems = problems_of(MINIMAL.replace("[bridge]", f'[bridge]\nhealth_listen = "{text}"'))
+        assert len(problems) == 1 and problems[0].startswith("bridge.health_listen:") and "host:port" in problems[0]

@@ -290,6 +290,12 @@ class Repository:
                 rows[r["name"]].update(paused_reason=r["paused_reason"], hold_until=r["hold_until"])
         return [rows[name] for name in sorted(rows)]
 
+    def delivery_counts(self) -> list[dict]:
+        """How many deliveries each target has in each state (for /metrics)."""
+        query = select(D.c.target, D.c.state, func.count().label("count")).group_by(D.c.target, D.c.state)
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
     def delivery_rows(self, states: Sequence[DeliveryState], limit: int = 50) -> list[dict]:
         query = (
             select(D.c.id, D.c.target, D.c.state, D.c.attempts, D.c.last_error, D.c.next_attempt_at,

@@ -1,0 +1,349 @@
+"""The long-running daemon: scheduler, signals, sd_notify, watchdog, reload and the health endpoint.
+
+It tells systemd the truth: READY=1 once the database is open and every job is scheduled; watchdog
+pings only while the scheduler really runs jobs and the database answers (a heartbeat job proves
+both); RELOADING=1 ... READY=1 around a reload; STOPPING=1 on the way out.
+
+Jobs look up the current runtime when they start, so a reload swaps settings under a running
+scheduler: a job already running finishes with the runtime it started with, whose clients are
+closed once nothing uses them.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import timedelta, timezone
+from typing import Callable
+
+import structlog
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bridge import logs
+from bridge.config import Config
+from bridge.errors import BridgeError, ConfigError
+from bridge.metrics import Metrics
+from bridge.notify import Notifier
+from bridge.pipeline import Runtime, deliver_due
+from bridge.service import _poll_and_deliver, _safely, close, close_clients, prepare, rebuild_runtime
+from bridge.store.db import check_connection
+
+log = structlog.get_logger("bridge")
+
+MAX_POLL_JITTER = timedelta(seconds=60)
+"""Polls of different sources are spread by up to a tenth of their interval, at most this much."""
+HEARTBEAT_INTERVAL = timedelta(seconds=10)
+"""How often the scheduler runs its heartbeat job, which also asks the database to answer."""
+HEARTBEAT_MAX_AGE = timedelta(seconds=60)
+"""A heartbeat older than this means the scheduler is hung (or the database gone): watchdog pings
+stop, so systemd restarts the service WatchdogSec later, and /healthz answers 503. Long enough for
+a worker pool busy with fetches and posts, each bounded by a 20 s timeout."""
+STOP_GRACE = timedelta(seconds=30)
+"""On SIGTERM, jobs in flight (a post: publish_timeout, 20 s by default) get this long to finish
+before the process leaves anyway. Keep it below the unit's TimeoutStopSec (60 s)."""
+IDLE_TICK_SECONDS = 5.0
+"""Without a watchdog, the main loop still wakes this often (signals also wake it at once)."""
+
+
+class Heartbeat:
+    """When the scheduler last proved it runs jobs. The clock is injected so tests need not sleep."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic):
+        self._monotonic = monotonic
+        self._last: float | None = None
+
+    def beat(self) -> None:
+        self._last = self._monotonic()
+
+    def age(self) -> float | None:
+        return None if self._last is None else self._monotonic() - self._last
+
+    def alive(self) -> bool:
+        age = self.age()
+        return age is not None and age <= HEARTBEAT_MAX_AGE.total_seconds()
+
+
+class Daemon:
+    def __init__(self, rt: Runtime, *, reload_config: Callable[[], Config] | None = None,
+                 notifier: Notifier | None = None, monotonic: Callable[[], float] = time.monotonic):
+        self.rt = rt
+        self.notifier = notifier or Notifier({})
+        self.heartbeat = Heartbeat(monotonic)
+        self.metrics = Metrics(lambda: self.rt, self.heartbeat.age)
+        self.scheduler = BackgroundScheduler(timezone=timezone.utc)
+        self.health = None
+        self._reload_config = reload_config
+        self._wake = threading.Event()
+        self._stop_requested = False
+        self._reload_requested = False
+        self._lock = threading.Condition()
+        self._users: dict[int, int] = {}
+        self._retired: list[Runtime] = []
+        self._said_hung = False
+
+    # --- Life cycle ------------------------------------------------------------------------------
+
+    def run(self, *, install_signals: bool = True) -> bool:
+        """Start, serve until a stop is requested, stop. True when all work in flight finished."""
+        if install_signals:
+            self.install_signal_handlers()
+        self.start()
+        self.serve()
+        return self.stop()
+
+    def install_signal_handlers(self) -> None:
+        # Handlers only set flags: the main loop does the work, outside signal context.
+        signal.signal(signal.SIGTERM, lambda *_: self.request_stop())
+        signal.signal(signal.SIGINT, lambda *_: self.request_stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def start(self) -> None:
+        prepare(self.rt)
+        self.scheduler.add_job(self._beat, IntervalTrigger(seconds=HEARTBEAT_INTERVAL.total_seconds()),
+                               id="heartbeat", name="heartbeat", next_run_time=self.rt.clock(),
+                               max_instances=1, coalesce=True, misfire_grace_time=None)
+        self._schedule(self.rt.config, None)
+        self.scheduler.start()
+        # Starting counts as the first sign of life: the heartbeat job has HEARTBEAT_MAX_AGE to follow.
+        self.heartbeat.beat()
+        self._start_health(self.rt.config)
+        config = self.rt.config
+        log.info("started", sources=len(config.sources), targets=len(self.rt.publishers),
+                 dry_run=config.bridge.dry_run, watchdog_s=self.notifier.watchdog_interval,
+                 health=self.health.address if self.health else None)
+        self.notifier.ready(describe(config))
+
+    def serve(self) -> None:
+        """The main loop: wait for a signal or the next watchdog ping, whichever comes first."""
+        interval = self.notifier.watchdog_interval
+        tick = min(interval, IDLE_TICK_SECONDS) if interval else IDLE_TICK_SECONDS
+        while True:
+            self._wake.wait(tick)
+            self._wake.clear()
+            if self._stop_requested:
+                return
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
+            if interval:
+                self.feed_watchdog()
+
+    def stop(self, grace: timedelta = STOP_GRACE) -> bool:
+        """No new job starts; jobs in flight get `grace` to finish. True when they all did."""
+        log.info("stopping: finishing work in flight", grace_s=int(grace.total_seconds()))
+        self.notifier.stopping("stopping: finishing the post in flight")
+        self._stop_requested = True
+        self.rt.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        with self._lock:
+            idle = self._lock.wait_for(lambda: not any(self._users.values()), grace.total_seconds())
+        if self.health:
+            self.health.close()
+        if idle:
+            log.info("stopped")
+        else:
+            log.error("stopped with work still in flight", grace_s=int(grace.total_seconds()),
+                      error="a job did not finish in time; a post left in doubt is settled at the next start")
+        return idle
+
+    def close(self) -> None:
+        """Close every runtime this daemon used; the database (shared by all of them) last."""
+        for old in self._retired:
+            close_clients(old)
+        self._retired.clear()
+        close(self.rt)
+        self.notifier.close()
+
+    # --- Watchdog and health ---------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        """The heartbeat job: it runs only if the scheduler runs jobs, and beats only if the database answers."""
+        try:
+            check_connection(self.rt.repo.engine)
+        except BridgeError as exc:
+            log.error("database does not answer: the watchdog will restart the service if this lasts",
+                      error=str(exc))
+            return
+        self.heartbeat.beat()
+
+    def feed_watchdog(self) -> bool:
+        """Ping systemd's watchdog if the heartbeat is fresh; say once when it is not."""
+        if self.heartbeat.alive():
+            if self._said_hung:
+                self._said_hung = False
+                log.info("scheduler answers again: watchdog fed")
+                self.notifier.status(describe(self.rt.config))
+            return self.notifier.watchdog()
+        if not self._said_hung:
+            self._said_hung = True
+            age = self.heartbeat.age()
+            log.error("scheduler or database not answering: watchdog no longer fed, systemd will restart "
+                      "the service", heartbeat_age_s=None if age is None else int(age))
+            self.notifier.status("not answering: no heartbeat from the scheduler")
+        return False
+
+    def health_check(self) -> tuple[bool, str]:
+        """/healthz: healthy while the scheduler is alive and no target is paused; else the reason."""
+        if self._stop_requested:
+            return False, "stopping"
+        if not self.heartbeat.alive():
+            age = self.heartbeat.age()
+            since = "never ran" if age is None else f"last ran {int(age)}s ago"
+            return False, f"scheduler not running: its heartbeat {since}"
+        rt = self.rt
+        try:
+            paused = {name: rt.repo.target_state(name).paused_reason for name in rt.config.targets}
+        except Exception as exc:  # the answer must say why, not raise into the HTTP server
+            return False, f"database does not answer: {type(exc).__name__}: {exc}"
+        reasons = [f"target {name} paused: {reason}" for name, reason in paused.items() if reason]
+        if reasons:
+            return False, "; ".join(reasons)
+        return True, f"ok: scheduler running, {describe(rt.config)}"
+
+    def _start_health(self, config: Config) -> None:
+        if not config.bridge.health_listen:
+            return
+        from bridge.health import HealthServer
+
+        try:
+            self.health = HealthServer(config.bridge.health_listen, self.health_check, self.metrics.registry)
+        except OSError as exc:
+            # Monitoring must not stop the posting: say so loudly and carry on without it.
+            log.error("health endpoint not started; posting goes on without it",
+                      listen=config.bridge.health_listen, error=f"cannot listen: {exc.strerror or exc}")
+            return
+        self.health.start()
+
+    # --- Reload ----------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read settings.toml. Valid: swap sources, targets and schedules in place. Invalid: keep
+        running on the old settings and log every problem. True when the new settings apply."""
+        self.notifier.reloading("reloading settings.toml")
+        old = self.rt
+        try:
+            if self._reload_config is None:
+                raise ConfigError(["this daemon was started without a settings file to re-read"])
+            config = self._reload_config()
+            new = rebuild_runtime(old, config)
+        except BridgeError as exc:
+            problems = getattr(exc, "problems", None) or [str(exc)]
+            log.error("reload refused: still running on the previous settings", problems=problems,
+                      error=f"{len(problems)} problem(s) in settings.toml: " + "; ".join(problems))
+            self.metrics.reloads.labels("refused").inc()
+            self.notifier.ready(f"reload refused ({len(problems)} problem(s), see the log); {describe(old.config)}")
+            return False
+        _warn_restart_needed(old.config, config)
+        logs.set_secrets({*old.config.secrets(), *config.secrets()})  # old clients may still log
+        logs.set_level(config.bridge.log_level)
+        with self._lock:
+            self.rt = new
+            self._retired.append(old)
+        self._schedule(config, old.config)
+        self._close_idle_retired()
+        before = {s.name for s in old.config.sources}
+        after = {s.name for s in config.sources}
+        log.info("reloaded", sources=len(config.sources), targets=len(new.publishers),
+                 added=sorted(after - before), removed=sorted(before - after), dry_run=config.bridge.dry_run)
+        self.metrics.reloads.labels("applied").inc()
+        self.notifier.ready(describe(config))
+        return True
+
+    def _schedule(self, config: Config, previous: Config | None) -> None:
+        """Jobs for `config`: new sources poll now, removed ones stop, a source whose interval is
+        unchanged keeps its place in the schedule. A run that is late (busy machine, suspend) still
+        runs once (coalesce) instead of being skipped, as APScheduler's 1 s misfire grace would."""
+        now = self.rt.clock()
+        old = {s.name: s for s in previous.sources} if previous else {}
+        for source in config.sources:
+            before = old.pop(source.name, None)
+            job_id = f"poll:{source.name}"
+            if before is not None and before.poll_interval == source.poll_interval and self.scheduler.get_job(job_id):
+                continue
+            interval = source.poll_interval
+            jitter = min(interval / 10, MAX_POLL_JITTER).total_seconds()
+            self.scheduler.add_job(
+                self._job, IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter),
+                args=[_poll_source, source.name], id=job_id, name=f"poll {source.name}", next_run_time=now,
+                max_instances=1, coalesce=True, misfire_grace_time=int(interval.total_seconds()),
+                replace_existing=True,
+            )
+        for name in old:
+            try:
+                self.scheduler.remove_job(f"poll:{name}")
+            except JobLookupError:
+                pass
+        delivery = config.bridge.delivery_interval
+        if previous is None or previous.bridge.delivery_interval != delivery:
+            self.scheduler.add_job(
+                self._job, IntervalTrigger(seconds=delivery.total_seconds()), args=[_deliver],
+                id="deliver", name="deliver", next_run_time=now, max_instances=1, coalesce=True,
+                misfire_grace_time=int(delivery.total_seconds()), replace_existing=True,
+            )
+
+    # --- Jobs ------------------------------------------------------------------------------------
+
+    def _job(self, work: Callable, *args) -> None:
+        """Every pipeline job runs through here: it uses the runtime current when it starts, and
+        counts as in flight (for the stop grace and for retiring old runtimes) until it ends."""
+        with self._lock:
+            if self._stop_requested:
+                return  # queued before the stop: no new work
+            rt = self.rt
+            self._users[id(rt)] = self._users.get(id(rt), 0) + 1
+        try:
+            work(self, rt, *args)
+        finally:
+            with self._lock:
+                self._users[id(rt)] -= 1
+                self._lock.notify_all()
+            self._close_idle_retired()
+
+    def _close_idle_retired(self) -> None:
+        with self._lock:
+            idle = [old for old in self._retired if not self._users.get(id(old))]
+            self._retired = [old for old in self._retired if self._users.get(id(old))]
+        for old in idle:
+            close_clients(old)
+
+
+def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
+    try:
+        source = rt.config.source(name)
+    except KeyError:  # removed by a reload while this run waited in the queue
+        return
+    daemon.metrics.record_poll(_poll_and_deliver(rt, source))
+
+
+def _deliver(daemon: Daemon, rt: Runtime) -> None:
+    _safely(deliver_due, rt)
+
+
+def describe(config: Config) -> str:
+    """What the daemon does, in a line: systemctl status shows it as 'Status:'."""
+    targets = ", ".join(config.targets) or "no target"
+    mode = " (dry run: nothing is posted)" if config.bridge.dry_run else ""
+    return f"polling {len(config.sources)} source(s), posting to {targets}{mode}"
+
+
+RESTART_ONLY_SETTINGS = ("database", "health_listen")
+"""[bridge] keys a reload cannot apply: the open database and the bound socket stay until a restart."""
+
+
+def _warn_restart_needed(old: Config, new: Config) -> None:
+    for key in RESTART_ONLY_SETTINGS:
+        if getattr(old.bridge, key) != getattr(new.bridge, key):
+            log.warning("setting changed: it takes effect at the next restart (systemctl restart bridge)",
+                        key=f"bridge.{key}")

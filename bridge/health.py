@@ -1,0 +1,86 @@
+"""The optional health endpoint ([bridge] health_listen): /healthz for probes, /metrics for Prometheus.
+
+A stdlib HTTP server in a daemon thread, bound only to the configured address. It reads; it never
+changes anything, so a scrape cannot disturb the daemon beyond a few short database reads.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from bridge.config import parse_listen_address
+
+log = structlog.get_logger("bridge")
+
+HealthCheck = Callable[[], "tuple[bool, str]"]
+"""Returns (healthy, reason in words)."""
+
+REQUEST_TIMEOUT_SECONDS = 10
+"""A client that connects and sends nothing is dropped after this long, freeing its thread."""
+SHUTDOWN_POLL_SECONDS = 0.5
+"""How often serve_forever looks for a shutdown request: the longest close() waits."""
+
+
+class HealthServer:
+    def __init__(self, listen: str, check: HealthCheck, registry: CollectorRegistry):
+        host, port = parse_listen_address(listen)
+        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        # Raises OSError (address in use, not ours to bind): the caller reports it in words.
+        self._server = server_class((host, port), _handler(check, registry))
+        self._server.daemon_threads = True
+        self.address = f"{host}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health",
+                                        kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS}, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def _handler(check: HealthCheck, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_SECONDS
+        server_version = "bridge"
+        sys_version = ""
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                healthy, reason = check()
+                self._reply(200 if healthy else 503, "text/plain; charset=utf-8", (reason + "\n").encode())
+            elif path == "/metrics":
+                self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+            else:
+                self._reply(404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n")
+
+        def _reply(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args) -> None:
+            # Probes every few seconds would drown the journal; errors surface through /healthz.
+            pass
+
+    return Handler

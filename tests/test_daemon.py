@@ -1,0 +1,287 @@
+"""The daemon in-process: watchdog fed only while the scheduler lives, reload, bounded stop, health."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.error
+import urllib.request
+from datetime import timedelta
+
+import pytest
+from structlog.testing import capture_logs
+
+from bridge.config import parse_config
+from bridge.daemon import HEARTBEAT_MAX_AGE, Daemon, _poll_source
+from bridge.errors import ConfigError
+from bridge.health import HealthServer
+from bridge.notify import Notifier
+from tests.helpers import antara_feed, antara_item, env_for, make_config, runtime
+
+
+class FakeMonotonic:
+    """An injected monotonic clock for the heartbeat."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    """A datagram socket standing in for systemd's notify socket."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "n.sock"))
+    sock.settimeout(5)
+    yield sock, {"NOTIFY_SOCKET": str(tmp_path / "n.sock"), "WATCHDOG_USEC": "2000000"}
+    sock.close()
+
+
+@pytest.fixture
+def world(feed_server, x_api, tmp_path, clock):
+    """Two feeds on the local feed server, the fake X API, and a raw config reading the first."""
+    feed_server.add("/a.xml", antara_feed([antara_item(1), antara_item(2)]))
+    feed_server.add("/b.xml", antara_feed([antara_item(3)]))
+    raw = make_config({"a": feed_server.url("/a.xml")}, x_base=x_api.base_url, bridge={"first_run": "all"})
+    return raw, feed_server, x_api, tmp_path, clock
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_daemon(world, notifier=None, reload_config=None, monotonic=None):
+    raw, _, _, tmp_path, clock = world
+    rt = runtime(raw, tmp_path, clock)
+    return Daemon(rt, notifier=notifier, reload_config=reload_config, monotonic=monotonic or FakeMonotonic())
+
+
+class TestWatchdog:
+    def test_pings_only_while_the_heartbeat_is_fresh(self, world, notify_socket):
+        """A fresh heartbeat feeds the watchdog; one older than HEARTBEAT_MAX_AGE stops the pings."""
+        sock, environ = notify_socket
+        monotonic = FakeMonotonic()
+        daemon = make_daemon(world, notifier=Notifier(environ), monotonic=monotonic)
+        try:
+            daemon._beat()
+            assert daemon.feed_watchdog() and sock.recv(100) == b"WATCHDOG=1"
+            monotonic.now += HEARTBEAT_MAX_AGE.total_seconds() + 1
+            with capture_logs() as logs:
+                assert not daemon.feed_watchdog() and not daemon.feed_watchdog()
+            assert [e["event"] for e in logs].count(
+                "scheduler or database not answering: watchdog no longer fed, systemd will restart the service") == 1
+            assert sock.recv(100).startswith(b"STATUS=not answering")
+            daemon._beat()
+            assert daemon.feed_watchdog()
+            assert sock.recv(100).startswith(b"STATUS=polling 1 source(s)") and sock.recv(100) == b"WATCHDOG=1"
+        finally:
+            daemon.close()
+
+    def test_no_heartbeat_when_the_database_does_not_answer(self, world):
+        """The heartbeat job beats only if the database answers, as Miniflux feeds its watchdog."""
+        from sqlalchemy import create_engine
+
+        daemon = make_daemon(world)
+        working = daemon.rt.repo.engine
+        daemon.rt.repo.engine = create_engine("sqlite:////nonexistent/dir/bridge.db")
+        try:
+            with capture_logs() as logs:
+                daemon._beat()
+            assert daemon.heartbeat.age() is None
+            assert any(e["event"].startswith("database does not answer") for e in logs)
+        finally:
+            daemon.rt.repo.engine = working
+            daemon.close()
+
+
+class TestReload:
+    def test_a_good_reload_adds_and_removes_sources(self, world):
+        """A valid settings file swaps sources in place: the new one is scheduled and polled, the old one stops."""
+        raw, feeds, x, tmp_path, clock = world
+        new_raw = make_config({"b": feeds.url("/b.xml")}, x_base=x.base_url, bridge={"first_run": "all"})
+        daemon = make_daemon(world, reload_config=lambda: parse_config(new_raw, environ=env_for(tmp_path)))
+        try:
+            daemon._schedule(daemon.rt.config, None)
+            old_rt = daemon.rt
+            with capture_logs() as logs:
+                assert daemon.reload()
+            assert daemon.rt is not old_rt and daemon.rt.repo is old_rt.repo
+            assert daemon.rt.stopping is old_rt.stopping and daemon.rt.delivery_lock is old_rt.delivery_lock
+            jobs = {job.id for job in daemon.scheduler.get_jobs()}
+            assert "poll:b" in jobs and "poll:a" not in jobs and "deliver" in jobs
+            reloaded = next(e for e in logs if e["event"] == "reloaded")
+            assert reloaded["added"] == ["b"] and reloaded["removed"] == ["a"]
+            daemon._job(_poll_source, "b")
+            daemon._job(_poll_source, "a")  # a run queued before the reload finds its source gone
+            assert len(feeds.requests_to("/b.xml")) == 1 and feeds.requests_to("/a.xml") == []
+        finally:
+            daemon.close()
+
+    def test_new_secrets_are_redacted_after_a_reload(self, world):
+        """Credentials that arrive with a reload are hidden from the log like the ones read at start."""
+        from bridge import logs
+
+        raw, _, _, tmp_path, _ = world
+        environ = {**env_for(tmp_path), "BRIDGE_X_ACCESS_TOKEN": "rotated-token-0123456789"}
+        daemon = make_daemon(world, reload_config=lambda: parse_config(raw, environ=environ))
+        try:
+            assert daemon.reload()
+            assert logs.redact("token rotated-token-0123456789 in use") == f"token {logs.REDACTED} in use"
+        finally:
+            logs.set_secrets([])
+            daemon.close()
+
+    def test_an_unchanged_source_keeps_its_schedule(self, world):
+        """A reload that leaves a source's interval alone does not move its next poll."""
+        raw, _, _, tmp_path, _ = world
+        daemon = make_daemon(world, reload_config=lambda: parse_config(raw, environ=env_for(tmp_path)))
+        try:
+            daemon._schedule(daemon.rt.config, None)
+            job = daemon.scheduler.get_job("poll:a")
+            assert daemon.reload()
+            assert daemon.scheduler.get_job("poll:a") is job
+        finally:
+            daemon.close()
+
+    def test_a_bad_reload_keeps_the_old_settings_and_logs_every_problem(self, world):
+        """An invalid file is refused with every problem logged; the old runtime stays in force."""
+        def broken():
+            raise ConfigError(["bridge.poll_interval: 'often' is not a duration", "sources[0].url: required"])
+
+        daemon = make_daemon(world, reload_config=broken)
+        try:
+            daemon._schedule(daemon.rt.config, None)
+            before = daemon.rt
+            with capture_logs() as logs:
+                assert not daemon.reload()
+            assert daemon.rt is before and daemon.scheduler.get_job("poll:a")
+            refused = next(e for e in logs if e["event"] == "reload refused: still running on the previous settings")
+            assert refused["log_level"] == "error" and len(refused["problems"]) == 2
+            assert "sources[0].url: required" in refused["error"]
+        finally:
+            daemon.close()
+
+    def test_retired_clients_close_only_after_their_last_job(self, world):
+        """A runtime replaced by a reload keeps its HTTP client open until the job using it ends."""
+        raw, _, _, tmp_path, _ = world
+        daemon = make_daemon(world, reload_config=lambda: parse_config(raw, environ=env_for(tmp_path)))
+        inside, release = threading.Event(), threading.Event()
+
+        def slow(_daemon, rt):
+            inside.set()
+            release.wait(10)
+
+        old = daemon.rt
+        worker = threading.Thread(target=daemon._job, args=(slow,))
+        worker.start()
+        try:
+            assert inside.wait(10)
+            daemon.reload()
+            assert not old.http.is_closed
+            release.set()
+            worker.join(10)
+            assert old.http.is_closed and not daemon.rt.http.is_closed
+        finally:
+            release.set()
+            daemon.close()
+
+
+class TestStop:
+    def test_stop_waits_for_work_in_flight_at_most_the_grace(self, world):
+        """A job stuck past the grace makes stop() return False instead of waiting for ever."""
+        daemon = make_daemon(world)
+        inside, release = threading.Event(), threading.Event()
+        worker = threading.Thread(target=daemon._job, args=(lambda _d, _rt: (inside.set(), release.wait(10)),))
+        worker.start()
+        try:
+            assert inside.wait(10)
+            assert daemon.stop(grace=timedelta(milliseconds=50)) is False
+            assert daemon.rt.stopping.is_set()
+        finally:
+            release.set()
+            worker.join(10)
+            daemon.close()
+
+    def test_no_job_starts_after_stop(self, world):
+        """A job that was queued when the stop came does nothing."""
+        daemon = make_daemon(world)
+        ran = []
+        assert daemon.stop(grace=timedelta(seconds=1)) is True
+        daemon._job(lambda _d, _rt: ran.append(1))
+        assert ran == []
+        daemon.close()
+
+
+class TestHealth:
+    def test_healthz_and_metrics_over_http(self, world):
+        """/healthz says 200 with a live heartbeat and 503 with the reason for a paused target; /metrics counts."""
+        raw, _, x, tmp_path, clock = world
+        raw["bridge"]["health_listen"] = f"127.0.0.1:{free_port()}"
+        daemon = make_daemon(world)
+        try:
+            daemon._start_health(daemon.rt.config)
+            base = f"http://{daemon.health.address}"
+            assert _get(base + "/healthz")[0] == 503  # the scheduler never ran
+            daemon._beat()
+            daemon._job(_poll_source, "a")
+            status, body = _get(base + "/healthz")
+            assert status == 200 and body.startswith("ok: scheduler running")
+            status, metrics = _get(base + "/metrics")
+            assert status == 200
+            assert 'bridge_posts_total{target="x"} 2.0' in metrics
+            assert 'bridge_polls_total{outcome="ok",source="a"} 1.0' in metrics
+            assert 'bridge_queue_depth{target="x"} 0.0' in metrics and "bridge_database_up 1.0" in metrics
+            daemon.rt.repo.pause_target("x", "X rejected the credentials: regenerate the access token", clock())
+            status, body = _get(base + "/healthz")
+            assert status == 503 and "target x paused: X rejected the credentials" in body
+            assert _get(base + "/nope")[0] == 404
+        finally:
+            if daemon.health:
+                daemon.health.close()
+            daemon.close()
+
+    def test_a_taken_port_is_logged_not_fatal(self, world):
+        """A health address already in use is an error in the log; the daemon goes on without it."""
+        raw, *_ = world
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            raw["bridge"]["health_listen"] = f"127.0.0.1:{taken.getsockname()[1]}"
+            daemon = make_daemon(world)
+            with capture_logs() as logs:
+                daemon._start_health(daemon.rt.config)
+        assert daemon.health is None
+        assert any(e["event"].startswith("health endpoint not started") for e in logs)
+        daemon.close()
+
+    def test_ipv6_loopback(self):
+        """A bracketed IPv6 address binds an IPv6 socket."""
+        if not socket.has_ipv6:
+            pytest.skip("no IPv6")
+        try:
+            server = HealthServer(f"[::1]:{free_port()}", lambda: (True, "ok"), _empty_registry())
+        except OSError:
+            pytest.skip("::1 not available")
+        server.start()
+        try:
+            assert _get(f"http://[::1]:{server.port}/healthz") == (200, "ok\n")
+        finally:
+            server.close()
+
+
+def _empty_registry():
+    from prometheus_client import CollectorRegistry
+
+    return CollectorRegistry()
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
