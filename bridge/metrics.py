@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bridge.clock import utc_now
+from bridge.clock import local_day_start, local_month_start, utc_now
 from bridge.model import PollOutcome
 from bridge.status import source_state
 
@@ -113,6 +113,13 @@ def _database_families(rt) -> Iterator[Metric]:
 
     paused = GaugeMetricFamily("bridge_target_paused", "1 when a target is paused until the operator acts.",
                                labels=["target"])
+    spent_today = GaugeMetricFamily("bridge_spend_today_usd", "USD spent on posts today ([bridge] timezone), "
+                                    "by target.", labels=["target"])
+    spent_month = GaugeMetricFamily("bridge_spend_month_usd", "USD spent on posts this month, by target.",
+                                    labels=["target"])
+    tz = rt.config.bridge.timezone
     for target in rt.config.targets:
         paused.add_metric([target], 1 if rt.repo.target_state(target).paused_reason else 0)
-    yield paused
+        spent_today.add_metric([target], rt.repo.spent_since(target, local_day_start(now, tz)))
+        spent_month.add_metric([target], rt.repo.spent_since(target, local_month_start(now, tz)))
+    yield from (paused, spent_today, spent_month)
