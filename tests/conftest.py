@@ -71,7 +71,8 @@ POSTGRES_URL = os.environ.get("BRIDGE_TEST_POSTGRES_URL", "postgresql+psycopg://
 def repo(request, db_url) -> Repository:
     """A migrated, empty database: SQLite, and PostgreSQL where one answers (the SQL must stay
     portable for replicas). Set BRIDGE_TEST_POSTGRES_URL to use another server."""
-    engine = create_database_engine(db_url if request.param == "sqlite" else _postgres_url())
+    url = db_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = create_database_engine(url)
     _drop_all(engine)
     migrate(engine)
     yield Repository(engine)
@@ -79,17 +80,24 @@ def repo(request, db_url) -> Repository:
     engine.dispose()
 
 
-def _postgres_url() -> str:
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A schema of this test run's own on the PostgreSQL server, so runs in parallel (worktrees,
+    CI beside a developer) never see each other's tables; dropped at the end."""
     pytest.importorskip("psycopg")
-    engine = create_engine(POSTGRES_URL)
+    schema_name = f"bridge_test_{os.getpid()}"
+    admin = create_engine(POSTGRES_URL)
     try:
-        with engine.connect():
-            pass
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
     except OperationalError:
+        admin.dispose()
         pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
-    finally:
-        engine.dispose()
-    return POSTGRES_URL
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema_name}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
+    admin.dispose()
 
 
 def _drop_all(engine) -> None:
