@@ -47,16 +47,20 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
                 for name in sorted(set(configured) - polled)]
     tz = config.bridge.timezone
     targets = []
-    for row in repo.target_rows(local_day_start(now, tz), local_month_start(now, tz)):
+    rows = {row["target"]: row for row in repo.target_rows(local_day_start(now, tz), local_month_start(now, tz))}
+    for name in config.targets:  # a configured target shows up before its first delivery too
+        rows.setdefault(name, {"target": name})
+    for row in (rows[name] for name in sorted(rows)):
         settings = config.targets.get(row["target"])
         state = hold_reason(repo, settings, tz, now) if settings else "not in settings.toml"
         if state and state.startswith("paused:"):
             state = "PAUSED:" + state[len("paused:"):]  # the one state that needs the operator: stand out
-        targets.append({"name": row["target"], "posted_today": row["sent_today"] or 0,
-                        "spent_today": round(row["spent_today"] or 0.0, 4),
-                        "spent_month": round(row["spent_month"] or 0.0, 4),
+        targets.append({"name": row["target"], "posted_today": row.get("sent_today") or 0,
+                        "spent_today": round(row.get("spent_today") or 0.0, 4),
+                        "spent_month": round(row.get("spent_month") or 0.0, 4),
                         "budget_per_day": settings.budget_per_day if settings else None,
-                        "pending": row["pending"] or 0, "failed": row["failed"] or 0, "state": state or "ok"})
+                        "pending": row.get("pending") or 0, "failed": row.get("failed") or 0,
+                        "state": state or "ok"})
     failures = repo.delivery_rows([DeliveryState.FAILED], limit=RECENT_FAILURES_SHOWN)
     return {"now": now, "dry_run": config.bridge.dry_run, "sources": sources, "targets": targets,
             "recent_failures": failures}

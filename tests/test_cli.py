@@ -220,3 +220,14 @@ def test_check_fails_on_unknown_placeholder(site, capsys):
     assert main(["--config", str(path), "check"]) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert "targets.x.template" in err and "judul" in err
+
+
+def test_status_lists_configured_targets_before_any_delivery(site, capsys):
+    """A target with nothing delivered yet is still listed, with zeros, so an operator sees it exists."""
+    path, feeds, _ = site
+    feeds.add("/rss.xml", antara_feed([]))
+    main(["--config", str(path), "run", "--once"])
+    capsys.readouterr()
+    assert main(["--config", str(path), "status", "--json"]) == EXIT_OK
+    [target] = json.loads(capsys.readouterr().out)["targets"]
+    assert target["name"] == "x" and target["posted_today"] == 0 and target["state"] == "ok"
