@@ -28,7 +28,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.metrics import Metrics
 from bridge.notify import Notifier
 from bridge.pipeline import Runtime, deliver_due
-from bridge.service import _poll_and_deliver, _safely, close, close_clients, prepare, rebuild_runtime
+from bridge.service import close, close_clients, poll_and_deliver, prepare, rebuild_runtime, run_safely
 from bridge.store.db import check_connection
 
 log = structlog.get_logger("bridge")
@@ -324,11 +324,11 @@ def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
         source = rt.config.source(name)
     except KeyError:  # removed by a reload while this run waited in the queue
         return
-    daemon.metrics.record_poll(_poll_and_deliver(rt, source))
+    daemon.metrics.record_poll(poll_and_deliver(rt, source))
 
 
 def _deliver(daemon: Daemon, rt: Runtime) -> None:
-    _safely(deliver_due, rt)
+    run_safely(deliver_due, rt)
 
 
 def describe(config: Config) -> str:

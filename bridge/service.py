@@ -95,8 +95,8 @@ def run_once(rt: Runtime) -> None:
     """Poll every source once (ignoring backoff), then deliver what is due."""
     prepare(rt)
     for source in rt.config.sources:
-        _safely(poll, rt, source, force=True)
-    _safely(deliver_due, rt)
+        run_safely(poll, rt, source, force=True)
+    run_safely(deliver_due, rt)
 
 
 def run_forever(rt: Runtime, reload_config: Callable[[], Config] | None = None,
@@ -119,14 +119,14 @@ def run_forever(rt: Runtime, reload_config: Callable[[], Config] | None = None,
         os._exit(0)
 
 
-def _poll_and_deliver(rt: Runtime, source):
-    outcome = _safely(poll, rt, source)
+def poll_and_deliver(rt: Runtime, source):
+    outcome = run_safely(poll, rt, source)
     if outcome is not None and outcome.deliveries_created:
-        _safely(deliver_due, rt)
+        run_safely(deliver_due, rt)
     return outcome
 
 
-def _safely(function, *args, **kwargs):
+def run_safely(function, *args, **kwargs):
     """A job's unexpected error is logged and the job runs again next time; it never kills the daemon."""
     try:
         return function(*args, **kwargs)
