@@ -218,16 +218,23 @@ def _send(rt: Runtime, publisher: Publisher, delivery: Delivery) -> bool:
     target = rt.config.targets[delivery.target]
     source = _source(rt, delivery)
     cost = 0.0
+    wants_photo = bool(delivery.item.image_url) and target.images and (source is None or source.images)
+    if delivery.recipient:
+        fields["recipient"] = delivery.recipient
     try:
+        # A network whose photo posts have a shorter limit (Telegram's caption) composes for the photo.
+        rule = (getattr(publisher, "photo_length_rule", None) if wants_photo else None) or publisher.length_rule
         post = compose(Config.template_for(source, target), delivery.item, source=delivery.source,
-                       rule=publisher.length_rule, hashtags=_hashtags(source, delivery.item))
+                       rule=rule, hashtags=_hashtags(source, delivery.item))
+        if delivery.recipient:
+            post = replace(post, recipient=delivery.recipient)
         cost = post_cost(target, post.text)
         budget = over_budget(rt.repo, target, rt.config.bridge.timezone, now, cost)
         if budget and not getattr(publisher, "dry_run", False):
             rt.repo.release(delivery.id, now)
             _held(rt, delivery.target, budget)
             return False
-        if post.image_url and target.images and (source is None or source.images):
+        if post.image_url and wants_photo:
             post = _with_photo(rt, publisher, post, fields)
         remote_id = publisher.publish(post, idempotency_key=f"bridge-delivery-{delivery.id}")
     except AlreadyPosted as exc:

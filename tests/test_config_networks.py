@@ -1,0 +1,87 @@
+"""Per-network target settings in settings.toml: each kind's own keys, defaults, secrets and extras."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.config import Config, parse_config
+from bridge.errors import ConfigError
+
+MINIMAL_TARGETS = {
+    "telegram": {"kind": "telegram", "chat_id": "@kemenpora"},
+}
+SECRETS = {
+    "telegram": ["BRIDGE_TELEGRAM_BOT_TOKEN"],
+}
+
+
+def raw(targets: dict, *, dry_run: bool = True, source: dict | None = None) -> dict:
+    return {
+        "bridge": {"dry_run": dry_run},
+        "sources": [{"name": "antara", "url": "https://www.antaranews.com/rss/terkini.xml",
+                     "targets": list(targets), **(source or {})}],
+        "targets": targets,
+    }
+
+
+def problems_of(targets: dict, **kwargs) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw(targets, **kwargs), environ={})
+    return caught.value.problems
+
+
+class TestEachKind:
+    @pytest.mark.parametrize("kind", sorted(MINIMAL_TARGETS))
+    def test_minimal_target_parses(self, kind):
+        """The issue's minimal table for each network is a valid target."""
+        config = parse_config(raw({kind: MINIMAL_TARGETS[kind]}), environ={})
+        assert config.targets[kind].kind == kind and config.targets[kind].api_base.startswith("https://")
+
+    @pytest.mark.parametrize("kind", sorted(MINIMAL_TARGETS))
+    def test_live_target_names_its_secrets(self, kind):
+        """A live target without its secrets names each BRIDGE_<TARGET>_<FIELD> variable."""
+        problems = " ".join(problems_of({kind: MINIMAL_TARGETS[kind]}, dry_run=False))
+        assert all(variable in problems for variable in SECRETS[kind])
+
+    @pytest.mark.parametrize("kind", sorted(MINIMAL_TARGETS))
+    def test_live_target_reads_its_secrets(self, kind):
+        """With its secrets in the environment, a live target carries them as credentials."""
+        environ = {variable: f"secret-value-{n}" for n, variable in enumerate(SECRETS[kind])}
+        config = parse_config(raw({kind: MINIMAL_TARGETS[kind]}, dry_run=False), environ=environ)
+        assert sorted(config.targets[kind].credentials.values()) == sorted(environ.values())
+
+    @pytest.mark.parametrize("kind", sorted(MINIMAL_TARGETS))
+    def test_free_networks_cost_nothing(self, kind):
+        """Only X bills per post by default: other networks' posts cost $0 unless prices are set."""
+        target = parse_config(raw({kind: MINIMAL_TARGETS[kind]}), environ={}).targets[kind]
+        assert (target.price_per_post, target.price_per_link_post) == (0.0, 0.0)
+
+
+class TestKeys:
+    def test_another_kinds_key_is_unknown(self):
+        """A key of another network (chat_id on an X target) is reported with the kind's allowed keys."""
+        [problem] = problems_of({"x": {"kind": "x", "chat_id": "@kemenpora"}})
+        assert problem.startswith("targets.x.chat_id: unknown key (allowed: api_base, budget_per_day,")
+
+    def test_required_key_missing(self):
+        """A missing required key says which and gives an example line."""
+        assert problems_of({"tg": {"kind": "telegram"}}) == [
+            'targets.tg.chat_id: required for a telegram target, e.g. chat_id = "@channelname"']
+
+    def test_numeric_chat_id(self):
+        """A Telegram chat_id written as a TOML number is read as its text."""
+        config = parse_config(raw({"tg": {"kind": "telegram", "chat_id": -1001234567890}}), environ={})
+        assert config.targets["tg"].options["chat_id"] == "-1001234567890"
+
+    def test_bad_chat_id(self):
+        """A chat_id that is neither text nor a number is reported."""
+        [problem] = problems_of({"tg": {"kind": "telegram", "chat_id": ["@k"]}})
+        assert problem.startswith('targets.tg.chat_id: must be "@channelname" or a numeric id')
+
+
+class TestTemplates:
+    def test_target_template_wins(self):
+        """A target's own template wins over its source's."""
+        config = parse_config(raw({"tg": {"kind": "telegram", "chat_id": "@k", "template": "{title}\n{url}"}},
+                                  source={"template": "{title} {url} {hashtags}"}), environ={})
+        assert Config.template_for(config.sources[0], config.targets["tg"]) == "{title}\n{url}"
