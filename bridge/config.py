@@ -94,6 +94,14 @@ TARGET_KINDS: dict[str, TargetKind] = {
         default_api_base="https://api.telegram.org",
         options={"chat_id": TargetOption("chat_id", required=True, hint='chat_id = "@channelname"')},
     ),
+    "mastodon": TargetKind(
+        credential_fields=("access_token",),
+        default_api_base=None,
+        base_key="instance",
+        options={"visibility": TargetOption("choice", "public",
+                                            choices=("public", "unlisted", "private", "direct"))},
+        extra="mastodon", extra_module="mastodon",
+    ),
 }
 
 _BRIDGE_KEYS = {

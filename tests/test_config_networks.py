@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from bridge.config import Config, parse_config
@@ -9,9 +11,11 @@ from bridge.errors import ConfigError
 
 MINIMAL_TARGETS = {
     "telegram": {"kind": "telegram", "chat_id": "@kemenpora"},
+    "mastodon": {"kind": "mastodon", "instance": "https://mastodon.social"},
 }
 SECRETS = {
     "telegram": ["BRIDGE_TELEGRAM_BOT_TOKEN"],
+    "mastodon": ["BRIDGE_MASTODON_ACCESS_TOKEN"],
 }
 
 
@@ -68,6 +72,19 @@ class TestKeys:
         assert problems_of({"tg": {"kind": "telegram"}}) == [
             'targets.tg.chat_id: required for a telegram target, e.g. chat_id = "@channelname"']
 
+    def test_mastodon_needs_its_instance(self):
+        """A Mastodon target says which instance; api_base is not its word for it."""
+        problems = problems_of({"m": {"kind": "mastodon", "api_base": "https://mastodon.social"}})
+        assert problems[0].startswith("targets.m.api_base: unknown key (allowed: budget_per_day,")
+        assert "instance" in problems[0] and problems[1].startswith("targets.m.instance: required")
+
+    def test_mastodon_visibility(self):
+        """visibility defaults to public and must be one of Mastodon's four."""
+        config = parse_config(raw({"m": MINIMAL_TARGETS["mastodon"]}), environ={})
+        assert config.targets["m"].options["visibility"] == "public"
+        [problem] = problems_of({"m": {**MINIMAL_TARGETS["mastodon"], "visibility": "everyone"}})
+        assert problem == "targets.m.visibility: must be one of public, unlisted, private, direct (got 'everyone')"
+
     def test_numeric_chat_id(self):
         """A Telegram chat_id written as a TOML number is read as its text."""
         config = parse_config(raw({"tg": {"kind": "telegram", "chat_id": -1001234567890}}), environ={})
@@ -77,6 +94,16 @@ class TestKeys:
         """A chat_id that is neither text nor a number is reported."""
         [problem] = problems_of({"tg": {"kind": "telegram", "chat_id": ["@k"]}})
         assert problem.startswith('targets.tg.chat_id: must be "@channelname" or a numeric id')
+
+
+class TestExtras:
+    def test_missing_sdk_names_the_install_command(self, monkeypatch):
+        """A network whose SDK is not installed is a configuration error naming the pip extra."""
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: None if name == "mastodon" else real(name, *a))
+        problems = problems_of({"m": {"kind": "mastodon", "instance": "https://mastodon.social"}})
+        assert problems == ["targets.m.kind: mastodon needs its client library: pip install 'bridge[mastodon]'"]
 
 
 class TestTemplates:

@@ -11,6 +11,7 @@ from bridge.config import parse_config
 from bridge.model import DeliveryState
 from bridge.pipeline import deliver_due, poll
 from bridge.service import build_runtime, close, open_repository, prepare
+from tests.fakes.mastodon import ACCESS_TOKEN as MASTODON_TOKEN
 from tests.fakes.telegram import BOT_TOKEN
 from tests.fakes.x_api import CREDENTIALS as X_CREDENTIALS
 from tests.helpers import antara_feed, antara_item
@@ -43,9 +44,17 @@ def telegram_network(fake) -> Network:
                    lambda: [m.get("text") or m.get("caption") for m in fake.messages], 4096, utf16_length)
 
 
+def mastodon_network(fake) -> Network:
+    from bridge.publish.mastodon import mastodon_length
+
+    return Network("mastodon", fake, {"kind": "mastodon", "instance": fake.base_url},
+                   {"BRIDGE_MASTODON_ACCESS_TOKEN": MASTODON_TOKEN},
+                   lambda: [s["text"] for s in fake.statuses], 500, mastodon_length)
+
+
 @pytest.fixture
-def networks(x_api, telegram_api) -> dict[str, Network]:
-    found = [x_network(x_api), telegram_network(telegram_api)]
+def networks(x_api, telegram_api, mastodon_api) -> dict[str, Network]:
+    found = [x_network(x_api), telegram_network(telegram_api), mastodon_network(mastodon_api)]
     return {network.name: network for network in found}
 
 
@@ -108,7 +117,7 @@ class TestEveryNetwork:
             assert LINK_OF_4 in text, network.name
             assert network.measure(text) <= network.limit, network.name
 
-    @pytest.mark.parametrize("failing", ["x", "telegram"])
+    @pytest.mark.parametrize("failing", ["x", "telegram", "mastodon"])
     def test_auth_failure_pauses_only_that_target(self, bridge, networks, failing):
         """One network refusing its credentials pauses that target alone; the others post."""
         bridge.start()
@@ -130,6 +139,7 @@ AUTH_FAILURES = {
                                                          "detail": "Unauthorized", "type": "about:blank"}}),
     "telegram": ("POST", "sendMessage", {"status": 401, "json": {"ok": False, "error_code": 401,
                                                                   "description": "Unauthorized"}}),
+    "mastodon": ("POST", "/api/v1/statuses", {"status": 401, "json": {"error": "The access token is invalid"}}),
 }
 
 
@@ -159,3 +169,23 @@ class TestTelegramInPipeline:
         bridge.clock.advance(minutes=1)
         deliver_due(bridge.rt)
         assert len(networks["telegram"].posts()) == 1 and bridge.states("telegram") == ["sent"]
+
+
+class TestMastodonInPipeline:
+    def test_crash_then_retry_uses_the_same_key(self, bridge, networks):
+        """A Mastodon post in doubt after a crash is resent with the same Idempotency-Key and exists once."""
+        bridge.start()
+        poll(bridge.rt, bridge.rt.config.sources[0], force=True)
+        bridge.publish(antara_item(4))
+        [delivery] = bridge.rt.repo.due_deliveries("mastodon", bridge.clock(), 10)
+        bridge.rt.repo.claim(delivery.id, bridge.clock())
+        # Mastodon created the status, then the process died before recording `sent`:
+        from bridge.model import Post
+
+        bridge.rt.publishers["mastodon"].publish(Post(text="Menpora " + LINK_OF_4), f"bridge-delivery-{delivery.id}")
+        bridge.start()
+        deliver_due(bridge.rt)
+        fake = networks["mastodon"].fake
+        keys = [r.headers["Idempotency-Key"] for r in fake.routed("/api/v1/statuses")]
+        assert keys == [f"bridge-delivery-{delivery.id}"] * 2
+        assert len(fake.statuses) == 1 and bridge.states("mastodon") == ["sent"]

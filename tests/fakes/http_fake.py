@@ -109,7 +109,9 @@ def parse_body(raw: bytes, content_type: str) -> object:
             parts[name] = payload if part.get_filename() else payload.decode()
         return parts
     if content_type.startswith("application/x-www-form-urlencoded"):
-        return {k: v[0] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
+        # A key written as name[] (Rails-style arrays, e.g. Mastodon's media_ids[]) keeps every value.
+        return {k: (v if k.endswith("[]") else v[0])
+                for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
     if content_type.startswith("application/json"):
         try:
             return json.loads(raw) if raw else None
