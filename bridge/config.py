@@ -102,6 +102,14 @@ TARGET_KINDS: dict[str, TargetKind] = {
                                             choices=("public", "unlisted", "private", "direct"))},
         extra="mastodon", extra_module="mastodon",
     ),
+    "bluesky": TargetKind(
+        credential_fields=("app_password",),
+        default_api_base="https://bsky.social",
+        base_key="service",
+        options={"handle": TargetOption("string", required=True, hint='handle = "kemenpora.bsky.social"'),
+                 "langs": TargetOption("str_list", ["id"])},
+        extra="bluesky", extra_module="atproto",
+    ),
 }
 
 _BRIDGE_KEYS = {

@@ -12,10 +12,12 @@ from bridge.errors import ConfigError
 MINIMAL_TARGETS = {
     "telegram": {"kind": "telegram", "chat_id": "@kemenpora"},
     "mastodon": {"kind": "mastodon", "instance": "https://mastodon.social"},
+    "bluesky": {"kind": "bluesky", "service": "https://bsky.social", "handle": "kemenpora.bsky.social"},
 }
 SECRETS = {
     "telegram": ["BRIDGE_TELEGRAM_BOT_TOKEN"],
     "mastodon": ["BRIDGE_MASTODON_ACCESS_TOKEN"],
+    "bluesky": ["BRIDGE_BLUESKY_APP_PASSWORD"],
 }
 
 
@@ -84,6 +86,11 @@ class TestKeys:
         assert config.targets["m"].options["visibility"] == "public"
         [problem] = problems_of({"m": {**MINIMAL_TARGETS["mastodon"], "visibility": "everyone"}})
         assert problem == "targets.m.visibility: must be one of public, unlisted, private, direct (got 'everyone')"
+
+    def test_bluesky_service_default(self):
+        """A Bluesky target without service posts to https://bsky.social, in Indonesian by default."""
+        config = parse_config(raw({"b": {"kind": "bluesky", "handle": "kemenpora.bsky.social"}}), environ={})
+        assert config.targets["b"].api_base == "https://bsky.social" and config.targets["b"].options["langs"] == ("id",)
 
     def test_numeric_chat_id(self):
         """A Telegram chat_id written as a TOML number is read as its text."""

@@ -11,6 +11,7 @@ from bridge.config import parse_config
 from bridge.model import DeliveryState
 from bridge.pipeline import deliver_due, poll
 from bridge.service import build_runtime, close, open_repository, prepare
+from tests.fakes.bluesky import APP_PASSWORD as BLUESKY_PASSWORD, HANDLE as BLUESKY_HANDLE
 from tests.fakes.mastodon import ACCESS_TOKEN as MASTODON_TOKEN
 from tests.fakes.telegram import BOT_TOKEN
 from tests.fakes.x_api import CREDENTIALS as X_CREDENTIALS
@@ -52,9 +53,18 @@ def mastodon_network(fake) -> Network:
                    lambda: [s["text"] for s in fake.statuses], 500, mastodon_length)
 
 
+def bluesky_network(fake) -> Network:
+    from bridge.publish.bluesky import bluesky_length
+
+    return Network("bluesky", fake, {"kind": "bluesky", "service": fake.base_url, "handle": BLUESKY_HANDLE},
+                   {"BRIDGE_BLUESKY_APP_PASSWORD": BLUESKY_PASSWORD},
+                   lambda: [p["record"]["text"] for p in fake.posts], 300, bluesky_length)
+
+
 @pytest.fixture
-def networks(x_api, telegram_api, mastodon_api) -> dict[str, Network]:
-    found = [x_network(x_api), telegram_network(telegram_api), mastodon_network(mastodon_api)]
+def networks(x_api, telegram_api, mastodon_api, bluesky_api) -> dict[str, Network]:
+    found = [x_network(x_api), telegram_network(telegram_api), mastodon_network(mastodon_api),
+             bluesky_network(bluesky_api)]
     return {network.name: network for network in found}
 
 
@@ -117,7 +127,7 @@ class TestEveryNetwork:
             assert LINK_OF_4 in text, network.name
             assert network.measure(text) <= network.limit, network.name
 
-    @pytest.mark.parametrize("failing", ["x", "telegram", "mastodon"])
+    @pytest.mark.parametrize("failing", ["x", "telegram", "mastodon", "bluesky"])
     def test_auth_failure_pauses_only_that_target(self, bridge, networks, failing):
         """One network refusing its credentials pauses that target alone; the others post."""
         bridge.start()
@@ -140,6 +150,8 @@ AUTH_FAILURES = {
     "telegram": ("POST", "sendMessage", {"status": 401, "json": {"ok": False, "error_code": 401,
                                                                   "description": "Unauthorized"}}),
     "mastodon": ("POST", "/api/v1/statuses", {"status": 401, "json": {"error": "The access token is invalid"}}),
+    "bluesky": ("POST", "com.atproto.server.createSession", {"status": 401, "json": {
+        "error": "AuthenticationRequired", "message": "Invalid identifier or password"}}),
 }
 
 
@@ -189,3 +201,26 @@ class TestMastodonInPipeline:
         keys = [r.headers["Idempotency-Key"] for r in fake.routed("/api/v1/statuses")]
         assert keys == [f"bridge-delivery-{delivery.id}"] * 2
         assert len(fake.statuses) == 1 and bridge.states("mastodon") == ["sent"]
+
+
+class TestBlueskyInPipeline:
+    def test_card_carries_the_photo(self, bridge, networks):
+        """The story's photo becomes the link card's thumbnail, downloaded within 1,000,000 bytes."""
+        bridge.start()
+        poll(bridge.rt, bridge.rt.config.sources[0], force=True)
+        bridge.publish(antara_item(4, image=bridge.photo()))
+        deliver_due(bridge.rt)
+        fake = networks["bluesky"].fake
+        external = fake.posts[0]["record"]["embed"]["external"]
+        assert external["uri"] == LINK_OF_4 and fake.blobs[external["thumb"]["ref"]["$link"]] == PNG
+
+    def test_crash_then_retry_is_left_to_the_operator(self, bridge, networks):
+        """A Bluesky post in doubt after a crash is marked failed, not resent."""
+        bridge.start()
+        poll(bridge.rt, bridge.rt.config.sources[0], force=True)
+        bridge.publish(antara_item(4))
+        [delivery] = bridge.rt.repo.due_deliveries("bluesky", bridge.clock(), 10)
+        bridge.rt.repo.claim(delivery.id, bridge.clock())
+        bridge.start()
+        deliver_due(bridge.rt)
+        assert networks["bluesky"].posts() == [] and bridge.states("bluesky") == ["failed"]

@@ -13,6 +13,8 @@ from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from requests.structures import CaseInsensitiveDict
+
 
 @dataclass
 class Answer:
@@ -34,7 +36,8 @@ class Request:
     """The full path as received, with the query."""
     route: str
     """What the fake dispatches on (network-specific: e.g. the Bot API method name)."""
-    headers: dict[str, str]
+    headers: CaseInsensitiveDict
+    """Looked up case-insensitively, as HTTP names are (clients differ in how they write them)."""
     body: object
     """JSON as a dict, a form as {name: value}, multipart as {name: text, or bytes for file parts}."""
     query: dict[str, str] = field(default_factory=dict)
@@ -138,7 +141,7 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             request = Request(self.command, self.path, fake.route(self.command, parts.path),
-                              dict(self.headers.items()), parse_body(raw, self.headers.get("Content-Type", "")),
+                              CaseInsensitiveDict(self.headers.items()), parse_body(raw, self.headers.get("Content-Type", "")),
                               query)
             answer = fake._answer(request)
             if answer.delay and fake._stopping.wait(answer.delay):
