@@ -110,6 +110,13 @@ TARGET_KINDS: dict[str, TargetKind] = {
                  "langs": TargetOption("str_list", ["id"])},
         extra="bluesky", extra_module="atproto",
     ),
+    "facebook": TargetKind(
+        credential_fields=("page_token",),
+        default_api_base="https://graph.facebook.com",
+        options={"page_id": TargetOption("string", required=True, hint='page_id = "123456789"'),
+                 "version": TargetOption("string", DEFAULT_GRAPH_API_VERSION),
+                 "photo_posts": TargetOption("boolean", False)},
+    ),
 }
 
 _BRIDGE_KEYS = {

@@ -13,11 +13,13 @@ MINIMAL_TARGETS = {
     "telegram": {"kind": "telegram", "chat_id": "@kemenpora"},
     "mastodon": {"kind": "mastodon", "instance": "https://mastodon.social"},
     "bluesky": {"kind": "bluesky", "service": "https://bsky.social", "handle": "kemenpora.bsky.social"},
+    "facebook": {"kind": "facebook", "page_id": "123456789", "api_base": "https://graph.facebook.com"},
 }
 SECRETS = {
     "telegram": ["BRIDGE_TELEGRAM_BOT_TOKEN"],
     "mastodon": ["BRIDGE_MASTODON_ACCESS_TOKEN"],
     "bluesky": ["BRIDGE_BLUESKY_APP_PASSWORD"],
+    "facebook": ["BRIDGE_FACEBOOK_PAGE_TOKEN"],
 }
 
 
@@ -91,6 +93,11 @@ class TestKeys:
         """A Bluesky target without service posts to https://bsky.social, in Indonesian by default."""
         config = parse_config(raw({"b": {"kind": "bluesky", "handle": "kemenpora.bsky.social"}}), environ={})
         assert config.targets["b"].api_base == "https://bsky.social" and config.targets["b"].options["langs"] == ("id",)
+
+    def test_facebook_defaults(self):
+        """A Facebook target uses Graph API v25.0 and link posts unless told otherwise."""
+        options = parse_config(raw({"f": MINIMAL_TARGETS["facebook"]}), environ={}).targets["f"].options
+        assert (options["version"], options["photo_posts"]) == ("v25.0", False)
 
     def test_numeric_chat_id(self):
         """A Telegram chat_id written as a TOML number is read as its text."""

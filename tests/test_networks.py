@@ -12,6 +12,7 @@ from bridge.model import DeliveryState
 from bridge.pipeline import deliver_due, poll
 from bridge.service import build_runtime, close, open_repository, prepare
 from tests.fakes.bluesky import APP_PASSWORD as BLUESKY_PASSWORD, HANDLE as BLUESKY_HANDLE
+from tests.fakes.facebook import PAGE_ID, PAGE_TOKEN, TOKEN_EXPIRED
 from tests.fakes.mastodon import ACCESS_TOKEN as MASTODON_TOKEN
 from tests.fakes.telegram import BOT_TOKEN
 from tests.fakes.x_api import CREDENTIALS as X_CREDENTIALS
@@ -61,10 +62,18 @@ def bluesky_network(fake) -> Network:
                    lambda: [p["record"]["text"] for p in fake.posts], 300, bluesky_length)
 
 
+def facebook_network(fake) -> Network:
+    from bridge.publish.facebook import LENGTH_RULE
+
+    return Network("facebook", fake, {"kind": "facebook", "page_id": PAGE_ID, "api_base": fake.base_url},
+                   {"BRIDGE_FACEBOOK_PAGE_TOKEN": PAGE_TOKEN},
+                   lambda: [p["message"] for p in fake.posts], LENGTH_RULE.max_length, LENGTH_RULE.measure)
+
+
 @pytest.fixture
-def networks(x_api, telegram_api, mastodon_api, bluesky_api) -> dict[str, Network]:
+def networks(x_api, telegram_api, mastodon_api, bluesky_api, facebook_api) -> dict[str, Network]:
     found = [x_network(x_api), telegram_network(telegram_api), mastodon_network(mastodon_api),
-             bluesky_network(bluesky_api)]
+             bluesky_network(bluesky_api), facebook_network(facebook_api)]
     return {network.name: network for network in found}
 
 
@@ -127,7 +136,7 @@ class TestEveryNetwork:
             assert LINK_OF_4 in text, network.name
             assert network.measure(text) <= network.limit, network.name
 
-    @pytest.mark.parametrize("failing", ["x", "telegram", "mastodon", "bluesky"])
+    @pytest.mark.parametrize("failing", ["x", "telegram", "mastodon", "bluesky", "facebook"])
     def test_auth_failure_pauses_only_that_target(self, bridge, networks, failing):
         """One network refusing its credentials pauses that target alone; the others post."""
         bridge.start()
@@ -152,6 +161,7 @@ AUTH_FAILURES = {
     "mastodon": ("POST", "/api/v1/statuses", {"status": 401, "json": {"error": "The access token is invalid"}}),
     "bluesky": ("POST", "com.atproto.server.createSession", {"status": 401, "json": {
         "error": "AuthenticationRequired", "message": "Invalid identifier or password"}}),
+    "facebook": ("POST", f"/{PAGE_ID}/feed", {"status": 400, "json": TOKEN_EXPIRED}),
 }
 
 
@@ -224,3 +234,25 @@ class TestBlueskyInPipeline:
         bridge.start()
         deliver_due(bridge.rt)
         assert networks["bluesky"].posts() == [] and bridge.states("bluesky") == ["failed"]
+
+
+class TestFacebookInPipeline:
+    def test_photo_post_when_asked(self, bridge, networks):
+        """With photo_posts = true the story's photo goes to the Page with the text as caption."""
+        bridge.start(targets={"facebook": {"photo_posts": True}})
+        poll(bridge.rt, bridge.rt.config.sources[0], force=True)
+        bridge.publish(antara_item(4, image=bridge.photo()))
+        deliver_due(bridge.rt)
+        [post] = networks["facebook"].fake.posts
+        assert post["photo"] == PNG and LINK_OF_4 in post["message"]
+
+    def test_crash_then_retry_is_left_to_the_operator(self, bridge, networks):
+        """A Facebook post in doubt after a crash is marked failed, not resent."""
+        bridge.start()
+        poll(bridge.rt, bridge.rt.config.sources[0], force=True)
+        bridge.publish(antara_item(4))
+        [delivery] = bridge.rt.repo.due_deliveries("facebook", bridge.clock(), 10)
+        bridge.rt.repo.claim(delivery.id, bridge.clock())
+        bridge.start()
+        deliver_due(bridge.rt)
+        assert networks["facebook"].posts() == [] and bridge.states("facebook") == ["failed"]
