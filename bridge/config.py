@@ -117,6 +117,17 @@ TARGET_KINDS: dict[str, TargetKind] = {
                  "version": TargetOption("string", DEFAULT_GRAPH_API_VERSION),
                  "photo_posts": TargetOption("boolean", False)},
     ),
+    "whatsapp": TargetKind(
+        credential_fields=("access_token",),
+        default_api_base="https://graph.facebook.com",
+        options={"phone_number_id": TargetOption("string", required=True, hint='phone_number_id = "1098765"'),
+                 "message_template": TargetOption("string", required=True,
+                                                  hint='message_template = "berita_terbaru"'),
+                 "language": TargetOption("string", "id"),
+                 "recipients": TargetOption("str_list", required=True, hint='recipients = ["6281234567890"]'),
+                 "version": TargetOption("string", DEFAULT_GRAPH_API_VERSION)},
+        template="{title}",
+    ),
 }
 
 _BRIDGE_KEYS = {

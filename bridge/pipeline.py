@@ -87,6 +87,8 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     stored = rt.repo.store_poll(
         source.name, source.url, items, source.targets, now=now, skip=skip,
         etag=result.etag, last_modified=result.last_modified, next_poll_at=now + source.poll_interval,
+        recipients={name: rt.config.targets[name].recipients for name in source.targets
+                    if name in rt.config.targets and rt.config.targets[name].recipients},
     )
     by_key = {item.key: item for item in items}
     for key in stored.queued_keys:
@@ -218,7 +220,8 @@ def _send(rt: Runtime, publisher: Publisher, delivery: Delivery) -> bool:
     target = rt.config.targets[delivery.target]
     source = _source(rt, delivery)
     cost = 0.0
-    wants_photo = bool(delivery.item.image_url) and target.images and (source is None or source.images)
+    wants_photo = (bool(delivery.item.image_url) and target.images and (source is None or source.images)
+                   and getattr(publisher, "takes_photos", True))
     if delivery.recipient:
         fields["recipient"] = delivery.recipient
     try:

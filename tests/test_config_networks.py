@@ -14,12 +14,15 @@ MINIMAL_TARGETS = {
     "mastodon": {"kind": "mastodon", "instance": "https://mastodon.social"},
     "bluesky": {"kind": "bluesky", "service": "https://bsky.social", "handle": "kemenpora.bsky.social"},
     "facebook": {"kind": "facebook", "page_id": "123456789", "api_base": "https://graph.facebook.com"},
+    "whatsapp": {"kind": "whatsapp", "phone_number_id": "1098765", "message_template": "berita_terbaru",
+                 "language": "id", "recipients": ["6281234567890"], "api_base": "https://graph.facebook.com"},
 }
 SECRETS = {
     "telegram": ["BRIDGE_TELEGRAM_BOT_TOKEN"],
     "mastodon": ["BRIDGE_MASTODON_ACCESS_TOKEN"],
     "bluesky": ["BRIDGE_BLUESKY_APP_PASSWORD"],
     "facebook": ["BRIDGE_FACEBOOK_PAGE_TOKEN"],
+    "whatsapp": ["BRIDGE_WHATSAPP_ACCESS_TOKEN"],
 }
 
 
@@ -118,6 +121,21 @@ class TestExtras:
                             lambda name, *a: None if name == "mastodon" else real(name, *a))
         problems = problems_of({"m": {"kind": "mastodon", "instance": "https://mastodon.social"}})
         assert problems == ["targets.m.kind: mastodon needs its client library: pip install 'bridge[mastodon]'"]
+
+
+class TestWhatsApp:
+    def test_recipients_required(self):
+        """A WhatsApp target without recipients says to list them."""
+        table = {k: v for k, v in MINIMAL_TARGETS["whatsapp"].items() if k != "recipients"}
+        assert problems_of({"wa": table}) == [
+            'targets.wa.recipients: required for a whatsapp target, e.g. recipients = ["6281234567890"]']
+
+    def test_template_of_the_network_wins_over_the_source(self):
+        """WhatsApp's text is {title} (the link is a separate parameter) unless the target sets its own."""
+        config = parse_config(raw({"wa": MINIMAL_TARGETS["whatsapp"]}, source={"template": "{title} {url}"}),
+                              environ={})
+        assert Config.template_for(config.sources[0], config.targets["wa"]) == "{title}"
+        assert config.targets["wa"].recipients == ("6281234567890",)
 
 
 class TestTemplates:

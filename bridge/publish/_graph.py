@@ -75,7 +75,7 @@ class GraphClient:
             status=response.status_code, code=_int(error.get("code")), subcode=_int(error.get("error_subcode")),
             message=str(error.get("message") or f"HTTP {response.status_code} {response.reason_phrase}"),
             fbtrace_id=str(error.get("fbtrace_id") or ""), transient=bool(error.get("is_transient")),
-            user_message=str(error.get("error_user_msg") or ""), headers=response.headers,
+            user_message=str(error.get("error_user_msg") or _details(error)), headers=response.headers,
         )
 
     def close(self) -> None:
@@ -119,6 +119,12 @@ def regain_access_minutes(headers: httpx.Headers) -> int | None:
     except (ValueError, TypeError, AttributeError):
         return None
     return max(waits, default=0) or None
+
+
+def _details(error: dict) -> str:
+    """WhatsApp puts the useful part in error_data.details."""
+    data = error.get("error_data")
+    return str(data.get("details") or "") if isinstance(data, dict) else ""
 
 
 def _int(value) -> int | None:
