@@ -19,7 +19,8 @@ EXIT_DATABASE = 3
 """The database cannot be opened or upgraded."""
 
 DESCRIPTION = """\
-Posts each new story from news sites and feeds to X (and later other networks), once.
+Posts each new story from news sites and feeds to X, Facebook Pages, WhatsApp (approved template
+messages), Telegram channels, Mastodon and Bluesky, once per target.
 
 Configuration is read from --config PATH, else $BRIDGE_CONFIG, else ./settings.toml,
 else /etc/bridge/settings.toml. Secrets come from BRIDGE_<TARGET>_<FIELD> variables or

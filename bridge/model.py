@@ -64,6 +64,8 @@ class Post:
     image_url: str | None = None
     image: Image | None = None
     """The photo to attach, when one was downloaded; a post never waits or fails for lack of it."""
+    recipient: str | None = None
+    """For a target that sends each story to several recipients (WhatsApp): this delivery's one."""
 
 
 class DeliveryState(str, enum.Enum):
@@ -94,6 +96,8 @@ class Delivery:
     next_attempt_at: datetime | None = None
     remote_id: str | None = None
     last_error: str | None = None
+    recipient: str = ""
+    """Whom this delivery goes to, for a target with recipients (WhatsApp); "" for the target itself."""
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,8 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     stored = rt.repo.store_poll(
         source.name, source.url, items, source.targets, now=now, skip=skip,
         etag=result.etag, last_modified=result.last_modified, next_poll_at=now + source.poll_interval,
+        recipients={name: rt.config.targets[name].recipients for name in source.targets
+                    if name in rt.config.targets and rt.config.targets[name].recipients},
     )
     by_key = {item.key: item for item in items}
     for key in stored.queued_keys:
@@ -234,15 +236,19 @@ def _send(rt: Runtime, publisher: Publisher, delivery: Delivery) -> bool:
     target = rt.config.targets[delivery.target]
     source = _source(rt, delivery)
     cost = 0.0
+    if delivery.recipient:
+        fields["recipient"] = delivery.recipient
     try:
-        post = compose_post(source, target, delivery.item, publisher.length_rule, source_name=delivery.source)
+        post = compose_post(source, target, delivery.item, publisher, source_name=delivery.source)
+        if delivery.recipient:
+            post = replace(post, recipient=delivery.recipient)
         cost = post_cost(target, post.text)
         budget = over_budget(rt.repo, target, rt.config.bridge.timezone, now, cost)
         if budget and not getattr(publisher, "dry_run", False):
             rt.repo.release(delivery.id, now)
             _held(rt, delivery.target, budget)
             return False
-        if post.image_url and target.images and (source is None or source.images):
+        if wants_photo(source, target, publisher, delivery.item):
             post = _with_photo(rt, publisher, post, fields)
         remote_id = publisher.publish(post, idempotency_key=f"bridge-delivery-{delivery.id}")
     except AlreadyPosted as exc:
@@ -314,10 +320,26 @@ def _source(rt: Runtime, delivery: Delivery) -> SourceConfig | None:
         return None
 
 
-def compose_post(source: SourceConfig | None, target: TargetConfig, item: Item, rule: LengthRule,
+def wants_photo(source: SourceConfig | None, target: TargetConfig, publisher: Publisher, item: Item) -> bool:
+    """The story has a photo, neither the source nor the target turned photos off, and the network
+    takes them."""
+    return (bool(item.image_url) and target.images and (source is None or source.images)
+            and getattr(publisher, "takes_photos", True))
+
+
+def length_rule_for_post(source: SourceConfig | None, target: TargetConfig, publisher: Publisher,
+                         item: Item) -> LengthRule:
+    """The network's rule, or its shorter one for posts with a photo (Telegram's caption)."""
+    photo_rule = getattr(publisher, "photo_length_rule", None)
+    return photo_rule if photo_rule and wants_photo(source, target, publisher, item) else publisher.length_rule
+
+
+def compose_post(source: SourceConfig | None, target: TargetConfig, item: Item, publisher: Publisher,
                  source_name: str | None = None) -> Post:
     """The post one target gets for one story: its template, the source's hashtags, the network's
-    length rule. `bridge preview` calls this too, so what it shows is what is posted."""
+    length rule (a shorter one when the post carries a photo, like Telegram's caption). `bridge
+    preview` calls this too, so what it shows is what is posted."""
+    rule = length_rule_for_post(source, target, publisher, item)
     tags = hashtags_for(source.hashtags, item.categories, source.category_hashtags) if source else []
     return compose(Config.template_for(source, target), item, source=source_name or source.name,
                    rule=rule, hashtags=tags)

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from bridge.config import Config, SourceConfig
 from bridge.errors import PostRejected
 from bridge.model import Item
-from bridge.pipeline import compose_post
+from bridge.pipeline import compose_post, length_rule_for_post
 from bridge.publish import build_publisher
 from bridge.sources.fetch import make_client
 from bridge.sources.pacing import HostPacer, PoliteFetcher
@@ -72,9 +72,9 @@ def preview(config: Config, source: SourceConfig, *, story_pages: bool = True,
 
 
 def _post(config: Config, source: SourceConfig, name: str, publisher, item: Item) -> PreviewPost:
-    rule = publisher.length_rule
+    rule = length_rule_for_post(source, config.targets[name], publisher, item)
     try:  # the same call the delivery stage makes, so the text shown is the text posted
-        post = compose_post(source, config.targets[name], item, rule)
+        post = compose_post(source, config.targets[name], item, publisher)
     except PostRejected as exc:
         return PreviewPost(name, "", 0, rule.max_length, error=exc.message)
     return PreviewPost(name, post.text, rule.measure(post.text), rule.max_length)

@@ -37,7 +37,7 @@ def only_local_network(monkeypatch):
 
 
 # The local fakes' fixtures (feed_server, x_api), available to every test module.
-pytest_plugins = ["tests.fakes.feed_server", "tests.fakes.x_api"]
+pytest_plugins = ["tests.fakes.feed_server", "tests.fakes.x_api", "tests.fakes.telegram", "tests.fakes.mastodon", "tests.fakes.bluesky", "tests.fakes.facebook", "tests.fakes.whatsapp"]
 
 
 class FakeClock:

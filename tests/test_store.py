@@ -21,14 +21,40 @@ def item(key: str, title: str = "Judul", url: str | None = None, published: date
     return Item(key=key, title=title, link=url, url=url, published=published)
 
 
-def store(repo: Repository, items, targets=("x",), skip=None, source="antara", now=T0):
+def store(repo: Repository, items, targets=("x",), skip=None, source="antara", now=T0, recipients=None):
     return repo.store_poll(source, "https://example.com/feed", items, targets, now=now, skip=skip or {},
-                           etag=None, last_modified=None, next_poll_at=now + timedelta(minutes=5))
+                           etag=None, last_modified=None, next_poll_at=now + timedelta(minutes=5),
+                           recipients=recipients)
 
 
 def states(repo: Repository) -> dict[int, str]:
     with repo.engine.connect() as conn:
         return dict(conn.execute(text("SELECT id, state FROM deliveries")).all())
+
+
+def _as_version_2(conn) -> None:
+    """Turn a new database's deliveries table back into its version 2 shape (no recipient column,
+    unique per item and target), to test the upgrade."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(text("ALTER TABLE deliveries DROP CONSTRAINT uq_deliveries_item_target_recipient"))
+        conn.execute(text("ALTER TABLE deliveries DROP COLUMN recipient"))
+        conn.execute(text("ALTER TABLE deliveries ADD CONSTRAINT uq_deliveries_item_target UNIQUE (item_id, target)"))
+        return
+    columns = ("id, item_id, target, state, attempts, next_attempt_at, remote_id, last_error, created_at, "
+               "updated_at, sent_at, cost")
+    conn.execute(text("ALTER TABLE deliveries RENAME TO deliveries_v3"))
+    conn.execute(text("DROP INDEX ix_deliveries_state_target"))
+    conn.execute(text("DROP INDEX ix_deliveries_target_sent_at"))
+    conn.execute(text("""CREATE TABLE deliveries (id INTEGER NOT NULL, item_id INTEGER NOT NULL,
+        target VARCHAR(200) NOT NULL, state VARCHAR(20) NOT NULL, attempts INTEGER NOT NULL,
+        next_attempt_at DATETIME, remote_id TEXT, last_error TEXT, created_at DATETIME NOT NULL,
+        updated_at DATETIME NOT NULL, sent_at DATETIME, cost FLOAT, PRIMARY KEY (id),
+        CONSTRAINT uq_deliveries_item_target UNIQUE (item_id, target),
+        FOREIGN KEY(item_id) REFERENCES items (id) ON DELETE CASCADE)"""))
+    conn.execute(text(f"INSERT INTO deliveries ({columns}) SELECT {columns} FROM deliveries_v3"))
+    conn.execute(text("DROP TABLE deliveries_v3"))
+    conn.execute(text("CREATE INDEX ix_deliveries_state_target ON deliveries (state, target)"))
+    conn.execute(text("CREATE INDEX ix_deliveries_target_sent_at ON deliveries (target, sent_at)"))
 
 
 class TestDatabase:
@@ -49,10 +75,23 @@ class TestDatabase:
         assert migrate(engine) == LATEST_VERSION
         assert Repository(engine).known_keys("antara", ["a", "b"]) == {"a", "b"}
 
+    def test_upgrade_from_version_2_keeps_deliveries(self, repo):
+        """A version 2 database (one delivery per item and target) gets recipients and keeps every delivery."""
+        store(repo, [item("a"), item("b")])
+        before = states(repo)
+        with repo.engine.begin() as conn:
+            _as_version_2(conn)
+            conn.execute(update(schema.schema_version).values(version=2))
+        assert migrate(repo.engine) == 2
+        assert states(repo) == before and {d.recipient for d in repo.due_deliveries("x", T0, 10)} == {""}
+        store(repo, [item("c")], targets=["wa"], recipients={"wa": ["6281", "6282"]})
+        assert sorted(d.recipient for d in repo.due_deliveries("wa", T0, 10)) == ["6281", "6282"]
+
     def test_upgrade_from_version_1_keeps_items(self, repo):
         """A version 1 database (before post costs) is upgraded in place and keeps every seen item."""
         store(repo, [item("a"), item("b")])
         with repo.engine.begin() as conn:
+            _as_version_2(conn)
             conn.execute(text("ALTER TABLE deliveries DROP COLUMN cost"))
             conn.execute(update(schema.schema_version).values(version=1))
         assert migrate(repo.engine) == 1

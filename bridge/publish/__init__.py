@@ -7,6 +7,7 @@ its URLs, headers or error codes.
 
 from __future__ import annotations
 
+import importlib
 from datetime import datetime
 from typing import Protocol
 
@@ -28,6 +29,10 @@ class Publisher(Protocol):
     """Set by publish(): when the network said its quota is used up, the time it resets."""
     image_problem: str | None
     """Set by publish(): why the post's photo was not attached (the post went out without it)."""
+    photo_length_rule: LengthRule | None
+    """Optional: the rule for a post that goes out with a photo, when it differs (Telegram's caption
+    is 1024 characters, its message 4096). The pipeline composes with it when a photo is wanted; the
+    text then fits both ways, should the photo fail."""
 
     def publish(self, post: Post, idempotency_key: str) -> str:
         """Post it; return the remote id. Raises RetryLater, TargetPaused, PostRejected or AlreadyPosted."""
@@ -37,6 +42,24 @@ class Publisher(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+
+
+NETWORK_MODULES = {
+    "x": "bridge.publish.x",
+    "telegram": "bridge.publish.telegram",
+    "mastodon": "bridge.publish.mastodon",
+    "bluesky": "bridge.publish.bluesky",
+    "facebook": "bridge.publish.facebook",
+    "whatsapp": "bridge.publish.whatsapp",
+}
+"""One module per network. Each has LENGTH_RULE, MAX_IMAGE_BYTES, optionally PHOTO_LENGTH_RULE, and
+build(target, timeout=, clock=) -> its publisher."""
+
+
+def _network(kind: str):
+    if kind not in NETWORK_MODULES:
+        raise ValueError(f"no publisher for target kind {kind!r}")
+    return importlib.import_module(NETWORK_MODULES[kind])
 
 
 def build_publisher(target, *, dry_run: bool, timeout: float, clock=None) -> Publisher:
@@ -52,13 +75,21 @@ def build_publisher(target, *, dry_run: bool, timeout: float, clock=None) -> Pub
         options = {"clock": clock} if clock else {}
         return XPublisher(target.name, api_base=target.api_base, credentials=target.credentials,
                           timeout=timeout, **options)
-    raise ValueError(f"no publisher for target kind {target.kind!r}")
+    network = _network(target.kind)
+    if dry_run:
+        return DryRunPublisher(target.name, network.LENGTH_RULE, max_image_bytes=network.MAX_IMAGE_BYTES,
+                               photo_length_rule=getattr(network, "PHOTO_LENGTH_RULE", None))
+    return network.build(target, timeout=timeout, clock=clock)
 
 
 def length_rule_for(kind: str) -> LengthRule:
-    """How a target kind counts characters, without building a publisher (config checks)."""
+    """How a target kind counts characters, without building a publisher (config checks). For
+    Mastodon this is the default of 500; a live publisher reads its instance's own limit."""
     if kind == "x":
         from bridge.publish.x import X_LENGTH_RULE
 
         return X_LENGTH_RULE
-    raise ValueError(f"no length rule for target kind {kind!r}")
+    try:
+        return _network(kind).LENGTH_RULE
+    except ValueError:
+        raise ValueError(f"no length rule for target kind {kind!r}") from None

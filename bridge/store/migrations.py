@@ -22,7 +22,52 @@ def _v2_delivery_cost(connection: Connection) -> None:
     connection.execute(text("ALTER TABLE deliveries ADD COLUMN cost FLOAT"))
 
 
-UPGRADES: dict[int, Callable[[Connection], None]] = {2: _v2_delivery_cost}
+_V3_SQLITE_DELIVERIES = """
+CREATE TABLE deliveries (
+    id INTEGER NOT NULL,
+    item_id INTEGER NOT NULL,
+    target VARCHAR(200) NOT NULL,
+    state VARCHAR(20) NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at DATETIME,
+    remote_id TEXT,
+    last_error TEXT,
+    created_at DATETIME NOT NULL,
+    updated_at DATETIME NOT NULL,
+    sent_at DATETIME,
+    cost FLOAT,
+    recipient VARCHAR(64) DEFAULT '' NOT NULL,
+    PRIMARY KEY (id),
+    CONSTRAINT uq_deliveries_item_target_recipient UNIQUE (item_id, target, recipient),
+    FOREIGN KEY(item_id) REFERENCES items (id) ON DELETE CASCADE
+)"""
+_V2_DELIVERY_COLUMNS = ("id, item_id, target, state, attempts, next_attempt_at, remote_id, last_error, "
+                        "created_at, updated_at, sent_at, cost")
+
+
+def _v3_delivery_recipient(connection: Connection) -> None:
+    """One delivery per recipient (WhatsApp): a recipient column, "" for every other target, and
+    uniqueness over (item_id, target, recipient) instead of (item_id, target)."""
+    if connection.dialect.name != "sqlite":
+        connection.execute(text("ALTER TABLE deliveries ADD COLUMN recipient VARCHAR(64) DEFAULT '' NOT NULL"))
+        connection.execute(text("ALTER TABLE deliveries DROP CONSTRAINT uq_deliveries_item_target"))
+        connection.execute(text("ALTER TABLE deliveries ADD CONSTRAINT uq_deliveries_item_target_recipient "
+                                "UNIQUE (item_id, target, recipient)"))
+        return
+    # SQLite cannot drop a constraint: copy the rows (ids kept) into a new table. Nothing references
+    # deliveries, so renaming and dropping it leaves every other table as it was.
+    connection.execute(text("ALTER TABLE deliveries RENAME TO deliveries_v2"))
+    connection.execute(text("DROP INDEX IF EXISTS ix_deliveries_state_target"))
+    connection.execute(text("DROP INDEX IF EXISTS ix_deliveries_target_sent_at"))
+    connection.execute(text(_V3_SQLITE_DELIVERIES))
+    connection.execute(text(f"INSERT INTO deliveries ({_V2_DELIVERY_COLUMNS}, recipient) "
+                            f"SELECT {_V2_DELIVERY_COLUMNS}, '' FROM deliveries_v2"))
+    connection.execute(text("DROP TABLE deliveries_v2"))
+    connection.execute(text("CREATE INDEX ix_deliveries_state_target ON deliveries (state, target)"))
+    connection.execute(text("CREATE INDEX ix_deliveries_target_sent_at ON deliveries (target, sent_at)"))
+
+
+UPGRADES: dict[int, Callable[[Connection], None]] = {2: _v2_delivery_cost, 3: _v3_delivery_recipient}
 LATEST_VERSION = max(UPGRADES, default=1)
 
 

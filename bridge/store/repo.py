@@ -78,14 +78,16 @@ class Repository:
     def store_poll(
         self, source: str, url: str, items: Sequence[Item], targets: Sequence[str], *, now: datetime,
         skip: Mapping[str, str], etag: str | None, last_modified: str | None,
-        next_poll_at: datetime | None,
+        next_poll_at: datetime | None, recipients: Mapping[str, Sequence[str]] | None = None,
     ) -> NewDeliveries:
         """Record a successful poll: new items, one delivery per target for each, and the source's
         state, in one transaction (so a crash leaves either all of it or none).
 
         `skip` maps the keys of new items not to post to the reason (first-run policy, catch-up,
         stale): they get `skipped` deliveries. A story whose normalised link another item already
-        carries to a target gets a `skipped` delivery for that target."""
+        carries to a target gets a `skipped` delivery for that target.
+
+        A target named in `recipients` (WhatsApp) gets one delivery per recipient instead of one."""
         counts = {"new": 0, "pending": 0, "skipped": 0}
         queued: list[str] = []
         with self.engine.begin() as conn:
@@ -95,9 +97,10 @@ class Repository:
                     continue
                 item_id = self._insert_item(conn, source, item, now)
                 counts["new"] += 1
-                for target in targets:
-                    reason = skip.get(item.key) or self._already_delivered_reason(conn, item.url, target, item_id)
-                    self._insert_delivery(conn, item_id, target, now, reason)
+                for target, recipient in _outbox_rows(targets, recipients or {}):
+                    reason = skip.get(item.key) or self._already_delivered_reason(
+                        conn, item.url, target, item_id, recipient)
+                    self._insert_delivery(conn, item_id, target, now, reason, recipient)
                     counts["skipped" if reason else "pending"] += 1
                     if not reason and (not queued or queued[-1] != item.key):
                         queued.append(item.key)
@@ -298,7 +301,7 @@ class Repository:
 
     def delivery_rows(self, states: Sequence[DeliveryState], limit: int = 50) -> list[dict]:
         query = (
-            select(D.c.id, D.c.target, D.c.state, D.c.attempts, D.c.last_error, D.c.next_attempt_at,
+            select(D.c.id, D.c.target, D.c.recipient, D.c.state, D.c.attempts, D.c.last_error, D.c.next_attempt_at,
                    I.c.source, I.c.title, I.c.link)
             .join(I, I.c.id == D.c.item_id).where(D.c.state.in_([s.value for s in states]))
             .order_by(D.c.id.desc()).limit(limit)
@@ -324,21 +327,23 @@ class Repository:
             image_url=item.image_url, first_seen_at=now,
         )).inserted_primary_key[0]
 
-    def _already_delivered_reason(self, conn: Connection, url: str | None, target: str, item_id: int) -> str | None:
+    def _already_delivered_reason(self, conn: Connection, url: str | None, target: str, item_id: int,
+                                  recipient: str = "") -> str | None:
         if not url:
             return None
         other = conn.execute(
             select(I.c.source, D.c.id).join(D, D.c.item_id == I.c.id)
-            .where(I.c.url == url, I.c.id != item_id, D.c.target == target,
+            .where(I.c.url == url, I.c.id != item_id, D.c.target == target, D.c.recipient == recipient,
                    D.c.state != DeliveryState.FAILED.value).limit(1)
         ).first()
         return f"same link already delivered via {other.source} (delivery {other.id})" if other else None
 
-    def _insert_delivery(self, conn: Connection, item_id: int, target: str, now: datetime, skip_reason: str | None) -> None:
+    def _insert_delivery(self, conn: Connection, item_id: int, target: str, now: datetime, skip_reason: str | None,
+                         recipient: str = "") -> None:
         state = DeliveryState.SKIPPED if skip_reason else DeliveryState.PENDING
         conn.execute(insert(D).values(
             item_id=item_id, target=target, state=state.value, attempts=0, last_error=skip_reason,
-            created_at=now, updated_at=now,
+            created_at=now, updated_at=now, recipient=recipient,
         ))
 
     def _save_source(self, conn: Connection, name: str, url: str, now: datetime, **values) -> None:
@@ -367,5 +372,11 @@ def _delivery(row) -> Delivery:
     return Delivery(
         id=row["id"], target=row["target"], source=row["source"], state=DeliveryState(row["state"]),
         attempts=row["attempts"], item=item, next_attempt_at=row["next_attempt_at"],
-        remote_id=row["remote_id"], last_error=row["last_error"],
+        remote_id=row["remote_id"], last_error=row["last_error"], recipient=row["recipient"] or "",
     )
+
+
+def _outbox_rows(targets: Sequence[str], recipients: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """(target, recipient) for each delivery a new story needs: one per recipient where a target has
+    recipients, else one with recipient "" (the target itself)."""
+    return [(target, recipient) for target in targets for recipient in (recipients.get(target) or [""])]

@@ -75,7 +75,7 @@ items = Table(
     Index("ix_items_url", "url"),
 )
 
-# The outbox: one row per (item, target). See model.DeliveryState for the states.
+# The outbox: one row per (item, target, recipient). See model.DeliveryState for the states.
 deliveries = Table(
     "deliveries", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -90,7 +90,10 @@ deliveries = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
     Column("cost", Float),  # USD, for sent posts (schema version 2)
-    UniqueConstraint("item_id", "target", name="uq_deliveries_item_target"),
+    # Whom it goes to, for a target that sends each story to several recipients (WhatsApp); "" for
+    # every other target, so (item_id, target, recipient) stays unique on every backend (schema version 3).
+    Column("recipient", String(64), nullable=False, default="", server_default=""),
+    UniqueConstraint("item_id", "target", "recipient", name="uq_deliveries_item_target_recipient"),
     Index("ix_deliveries_state_target", "state", "target"),
     Index("ix_deliveries_target_sent_at", "target", "sent_at"),
 )

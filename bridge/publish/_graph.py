@@ -1,0 +1,134 @@
+"""Meta's Graph API, as Facebook Pages (facebook.py) and the WhatsApp Cloud API (whatsapp.py) both
+speak it: one error shape and the error codes the two share. Each network's own codes stay in its
+module; this one knows only the platform.
+
+An error answer is `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id",
+"is_transient", "error_user_msg", "error_data"}}`, mostly with HTTP 400 whatever the cause, so the
+code decides, not the status.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+
+from bridge.errors import PublishError, RetryLater, TargetPaused
+from bridge.publish._http import json_body, scrub, transport_problem
+
+TOKEN_INVALID = 190
+"""OAuthException: the access token expired (subcode 463), was invalidated (460, 467) or revoked."""
+SESSION_INVALID = 102
+PERMISSION_CODES = {3, 10} | set(range(200, 300))
+"""The app or token lacks a permission (pages_manage_posts, whatsapp_business_messaging, ...)."""
+THROTTLING_CODES = {4, 17, 32, 613, 80001}
+"""App, user, page and custom-level call limits (80001: the Page's own limit)."""
+TRANSIENT_CODES = {1, 2}
+"""Unknown error and service unavailable: try again."""
+POLICY_BLOCK = 368
+"""Temporarily blocked for policy violations: posting again only makes it worse."""
+THROTTLE_WAIT_FALLBACK = timedelta(minutes=30)
+"""How long to wait after throttling when no X-Business-Use-Case-Usage header says."""
+
+
+@dataclass
+class GraphFailure(Exception):
+    """An error answer, read: the HTTP status, Graph's error fields, and the response headers."""
+
+    status: int
+    code: int | None
+    subcode: int | None
+    message: str
+    fbtrace_id: str
+    transient: bool
+    user_message: str
+    headers: httpx.Headers
+
+    def describe(self) -> str:
+        code = f"code {self.code}" + (f"/{self.subcode}" if self.subcode else "")
+        user = f" ({self.user_message})" if self.user_message and self.user_message not in self.message else ""
+        trace = f", fbtrace_id {self.fbtrace_id}" if self.fbtrace_id else ""
+        return f"{self.message}{user} [{code}{trace}]"
+
+
+class GraphClient:
+    """POSTs with the token in the Authorization header (never in a URL or a log), raising
+    GraphFailure for an error answer and RetryLater when Meta cannot be reached."""
+
+    def __init__(self, network: str, api_base: str, version: str, token: str, timeout: float):
+        self.network, self.token, self.timeout = network, token, timeout
+        self.base = f"{api_base.rstrip('/')}/{version.strip('/')}"
+        self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+
+    def request(self, method: str, path: str, **kwargs) -> dict:
+        try:
+            response = self._http.request(method, f"{self.base}/{path}", **kwargs)
+        except httpx.TransportError as error:
+            raise scrub(transport_problem(self.network, self.base, error, self.timeout), [self.token]) from None
+        body = json_body(response)
+        if response.is_success:
+            return body
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        raise GraphFailure(
+            status=response.status_code, code=_int(error.get("code")), subcode=_int(error.get("error_subcode")),
+            message=str(error.get("message") or f"HTTP {response.status_code} {response.reason_phrase}"),
+            fbtrace_id=str(error.get("fbtrace_id") or ""), transient=bool(error.get("is_transient")),
+            user_message=str(error.get("error_user_msg") or _details(error)), headers=response.headers,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def common_error(failure: GraphFailure, *, network: str, target: str, token_hint: str, permission_hint: str,
+                 now: datetime) -> PublishError | None:
+    """The platform's own codes: token, permissions, throttling, outages, policy blocks. None when the
+    code is the network's business."""
+    detail = failure.describe()
+    if failure.code == TOKEN_INVALID or failure.code == SESSION_INVALID or failure.status == 401:
+        return TargetPaused(f"{network} refused the access token of target {target!r} ({detail}): {token_hint}")
+    if failure.code in PERMISSION_CODES:
+        return TargetPaused(f"{network} says target {target!r} lacks a permission ({detail}): {permission_hint}")
+    if failure.code in THROTTLING_CODES:
+        return throttled(failure, network, now)
+    if failure.code == POLICY_BLOCK:
+        return TargetPaused(f"{network} has temporarily blocked target {target!r} for a policy violation "
+                            f"({detail}): check the account in Meta Business Suite before restarting")
+    if failure.code in TRANSIENT_CODES or failure.transient or failure.status >= 500:
+        return RetryLater(f"{network} answered {failure.status}: {detail}")
+    return None
+
+
+def throttled(failure: GraphFailure, network: str, now: datetime) -> RetryLater:
+    """Wait as long as Meta says (estimated_time_to_regain_access, in minutes), else a fallback."""
+    minutes = regain_access_minutes(failure.headers)
+    retry_at = now + (timedelta(minutes=minutes) if minutes else THROTTLE_WAIT_FALLBACK)
+    return RetryLater(f"{network} is throttling ({failure.describe()}); next try after "
+                      f"{retry_at:%Y-%m-%d %H:%M:%S} UTC", retry_at=retry_at, counts_as_attempt=False)
+
+
+def regain_access_minutes(headers: httpx.Headers) -> int | None:
+    """The largest estimated_time_to_regain_access in X-Business-Use-Case-Usage, a JSON object of
+    business ids to lists of usage entries."""
+    try:
+        usage = json.loads(headers.get("x-business-use-case-usage") or "{}")
+        waits = [int(entry.get("estimated_time_to_regain_access") or 0)
+                 for entries in usage.values() for entry in entries]
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return max(waits, default=0) or None
+
+
+def _details(error: dict) -> str:
+    """WhatsApp puts the useful part in error_data.details."""
+    data = error.get("error_data")
+    return str(data.get("details") or "") if isinstance(data, dict) else ""
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,218 @@
+"""Publishing to a Bluesky account through the atproto SDK.
+
+The only module that knows Bluesky's XRPC methods, record shapes and error names. What matters:
+- Length: a post's text may hold 300 graphemes and 3000 UTF-8 bytes; the rule counts both.
+- Links are rich text: a link facet marks each URL by its UTF-8 *byte* offsets (not characters),
+  and the story's link becomes an external card (title, description, the photo as a thumbnail
+  blob of at most 1,000,000 bytes).
+- Sessions: createSession is tightly rate-limited (30 per 5 minutes, 300 a day per account), so
+  we log in once, keep the session, refresh it (refreshSession) when its access token expired,
+  and only log in again when the refresh itself is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+from atproto import Client, models
+from atproto_client.exceptions import (
+    AtProtocolError, BadRequestError, NetworkError, RateLimitExceededError, RequestErrorBase, UnauthorizedError,
+)
+from atproto_client.models.common import XrpcError
+from atproto_client.request import Request
+from twitter_text import extract_urls_with_indices
+
+from bridge.compose import LengthRule
+from bridge.errors import ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
+from bridge.model import Post
+from bridge.publish._http import scrub
+from bridge.publish.graphemes import grapheme_count
+from bridge.secrets import credential_env_var
+
+log = logging.getLogger("bridge.publish.bluesky")
+
+MAX_GRAPHEMES = 300
+MAX_TEXT_BYTES = 3000
+"""app.bsky.feed.post text: maxGraphemes 300 and maxLength 3000 (UTF-8 bytes), both enforced."""
+MAX_IMAGE_BYTES = 1_000_000
+"""The external card's thumbnail blob may be at most 1,000,000 bytes."""
+CARD_DESCRIPTION_MAX = 300
+"""Characters of the story's summary shown on the link card (the card is a preview, not the story)."""
+RATE_LIMIT_FALLBACK = timedelta(minutes=5)
+"""How long to wait after a 429 without a ratelimit-reset header."""
+_SESSION_EXPIRED = {"ExpiredToken", "InvalidToken"}
+_HASHTAG = re.compile(r"(?<!\S)#(\w*[^\W\d]\w*)")
+
+
+def bluesky_length(text: str) -> int:
+    """Graphemes, or a tenth of the UTF-8 bytes if more: so 300 keeps both limits (3000 bytes / 300)."""
+    byte_units = -(-len(text.encode("utf-8")) // (MAX_TEXT_BYTES // MAX_GRAPHEMES))
+    return max(grapheme_count(text), byte_units)
+
+
+LENGTH_RULE = LengthRule(MAX_GRAPHEMES, bluesky_length)
+
+
+def facets_for(text: str) -> list:
+    """Link facets for every http(s) URL and tag facets for every #hashtag, by UTF-8 byte offsets."""
+    def byte_slice(start: int, end: int):
+        return models.AppBskyRichtextFacet.ByteSlice(byte_start=len(text[:start].encode()),
+                                                     byte_end=len(text[:end].encode()))
+    facets = [
+        models.AppBskyRichtextFacet.Main(index=byte_slice(*url["indices"]),
+                                         features=[models.AppBskyRichtextFacet.Link(uri=url["url"])])
+        for url in extract_urls_with_indices(text, extract_urls_without_protocol=False)
+    ]
+    facets += [
+        models.AppBskyRichtextFacet.Main(index=byte_slice(*match.span()),
+                                         features=[models.AppBskyRichtextFacet.Tag(tag=match.group(1))])
+        for match in _HASHTAG.finditer(text)
+    ]
+    return facets
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def build(target, *, timeout: float, clock=None) -> "BlueskyPublisher":
+    return BlueskyPublisher(target.name, service=target.api_base, handle=target.options["handle"],
+                            app_password=target.credentials.get("app_password", ""),
+                            langs=target.options.get("langs") or ("id",), timeout=timeout, clock=clock or _utc_now)
+
+
+class BlueskyPublisher:
+    """Posts to one Bluesky account with an app password. Satisfies bridge.publish.Publisher."""
+
+    kind = "bluesky"
+    length_rule = LENGTH_RULE
+    max_image_bytes = MAX_IMAGE_BYTES
+    resend_in_doubt_is_safe = False
+    """createRecord takes the same text twice: a post in doubt is left for the operator."""
+
+    def __init__(self, name: str, *, service: str, handle: str, app_password: str, langs=("id",),
+                 timeout: float = 20.0, clock: Callable[[], datetime] = _utc_now):
+        self.name = name
+        self._password_var = credential_env_var(name, "app_password")
+        if not app_password:
+            raise ConfigError([f"targets.{name}: app_password is missing (set {self._password_var})"])
+        self._service = service.rstrip("/")
+        self._handle = handle.lstrip("@")
+        self._password = app_password
+        self._langs = list(langs)
+        self._clock = clock
+        self._client = Client(base_url=self._service, request=Request(timeout=timeout))
+        self._did: str | None = None
+        self.sessions_created = 0
+        self.hold_until: datetime | None = None
+        self.image_problem: str | None = None
+
+    def publish(self, post: Post, idempotency_key: str) -> str:
+        """Post the text with its facets and a link card; return the post's at:// URI."""
+        del idempotency_key  # createRecord has none
+        self.hold_until = None
+        self.image_problem = None
+        embed = self._card(post) if post.link else None
+        response = self._call("createRecord", lambda: self._client.send_post(
+            post.text, profile_identify=self._did, facets=facets_for(post.text) or None, embed=embed,
+            langs=self._langs))
+        return str(response.uri)
+
+    def _card(self, post: Post):
+        thumb = None
+        if post.image is not None:
+            try:
+                thumb = self._call("uploadBlob", lambda: self._client.upload_blob(post.image.data)).blob
+            except (RetryLater, PostRejected) as error:  # a card without its picture still links the story
+                self.image_problem = error.message
+        description = " ".join(post.summary.split())
+        if len(description) > CARD_DESCRIPTION_MAX:
+            description = description[:CARD_DESCRIPTION_MAX - 1].rsplit(" ", 1)[0] + "…"
+        return models.AppBskyEmbedExternal.Main(external=models.AppBskyEmbedExternal.External(
+            uri=post.link, title=post.title or post.link, description=description, thumb=thumb))
+
+    def verify(self) -> str:
+        """Log in (or reuse the session); return the account's handle and DID."""
+        self._ensure_session()
+        return f"@{self._handle} ({self._did})"
+
+    def close(self) -> None:
+        self._client.request.close()
+
+    # --- Sessions --------------------------------------------------------------------------------
+
+    def _ensure_session(self) -> None:
+        if self._did is None:
+            self._login()
+
+    def _login(self) -> None:
+        try:
+            session = self._client.login(self._handle, self._password, fetch_bsky_profile=False)
+            del session
+        except AtProtocolError as error:
+            raise self._scrub(self._map("createSession", error, posting=False)) from None
+        self.sessions_created += 1
+        self._did = self._client._session.did  # the SDK keeps it; login() returns only the profile
+
+    def _renew(self) -> None:
+        """The access token expired: refresh the session; log in again only if that is refused."""
+        try:
+            self._client._refresh_and_set_session()  # the SDK refreshes early only by its own clock
+        except AtProtocolError:
+            self._did = None
+            self._login()
+
+    def _call(self, method: str, call: Callable):
+        self._ensure_session()
+        try:
+            try:
+                return call()
+            except (BadRequestError, UnauthorizedError) as error:
+                if _error_name(error) not in _SESSION_EXPIRED:
+                    raise
+                self._renew()
+                return call()
+        except AtProtocolError as error:
+            raise self._scrub(self._map(method, error, posting=True)) from None
+
+    # --- Errors ----------------------------------------------------------------------------------
+
+    def _map(self, method: str, error: AtProtocolError, posting: bool) -> PublishError:
+        detail = _detail(error)
+        status = error.response.status_code if isinstance(error, RequestErrorBase) and error.response else None
+        if isinstance(error, RateLimitExceededError):
+            now = self._clock()
+            reset = error.reset_at
+            retry_at = reset if reset and reset > now else now + RATE_LIMIT_FALLBACK
+            return RetryLater(f"Bluesky rate limit on {method} reached; next try after "
+                              f"{retry_at:%Y-%m-%d %H:%M:%S} UTC", retry_at=retry_at, counts_as_attempt=False)
+        if isinstance(error, NetworkError) and status != 413:
+            return RetryLater(f"could not reach Bluesky at {self._service} "
+                              f"({'timed out' if status is None else f'{status} {detail}'})")
+        if isinstance(error, UnauthorizedError) or method == "createSession" and status == 400:
+            return TargetPaused(
+                f"Bluesky refused the login of target {self.name!r} as {self._handle} ({detail}): check handle "
+                f"and {self._password_var} (an app password from Settings > Privacy and security > App passwords)")
+        if status is not None and status >= 500:
+            return RetryLater(f"Bluesky answered {status} to {method}: {detail}")
+        if posting and status is not None:
+            return PostRejected(f"Bluesky refused {method} ({status}): {detail}")
+        return TargetPaused(f"Bluesky refused {method} for target {self.name!r}: {detail}")
+
+    def _scrub(self, error: PublishError) -> PublishError:
+        return scrub(error, [self._password])
+
+
+def _error_name(error: AtProtocolError) -> str | None:
+    content = error.response.content if isinstance(error, RequestErrorBase) and error.response else None
+    return content.error if isinstance(content, XrpcError) else None
+
+
+def _detail(error: AtProtocolError) -> str:
+    content = error.response.content if isinstance(error, RequestErrorBase) and error.response else None
+    if isinstance(content, XrpcError):
+        return f"{content.error}: {content.message}" if content.message else content.error
+    return type(error).__name__

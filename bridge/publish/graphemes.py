@@ -1,0 +1,14 @@
+"""Counting user-perceived characters (extended grapheme clusters, Unicode UAX #29), as Mastodon
+and Bluesky count a post's length. The `regex` module's \\X follows the current Unicode version and
+is maintained; the `grapheme` package stopped at Unicode 13 in 2020."""
+
+from __future__ import annotations
+
+import regex
+
+_CLUSTER = regex.compile(r"\X")
+
+
+def grapheme_count(text: str) -> int:
+    """How many grapheme clusters `text` holds: "👨‍👩‍👧" and "é" (e + combining accent) are one each."""
+    return sum(1 for _ in _CLUSTER.finditer(text))

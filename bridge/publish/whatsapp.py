@@ -1,0 +1,154 @@
+"""Sending each story to opted-in WhatsApp numbers through the WhatsApp Cloud API.
+
+No official API posts to a WhatsApp Channel, and unofficial WhatsApp-Web automations get numbers
+banned. What Meta allows a business is an approved *template message* to people who opted in:
+`POST /{version}/{phone-number-id}/messages` with the template's name, its language, and body
+parameters: {{1}} is the composed text (by default the story's title) and {{2}} the link.
+
+The outbox holds one delivery per recipient (the pipeline sets Post.recipient), so a recipient
+WhatsApp cannot reach fails alone while the others get the story. The Graph error shape and the
+codes shared with Facebook are in _graph.py; WhatsApp's own codes are here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from bridge.compose import LengthRule
+from bridge.errors import ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
+from bridge.model import Post
+from bridge.publish._graph import GraphClient, GraphFailure, common_error, throttled
+from bridge.publish._http import scrub
+from bridge.secrets import credential_env_var
+
+TEXT_PARAMETER_MAX = 700
+"""A template's body may be at most 1024 characters with its parameters filled in: 700 for the text
+leaves room for the template's own words and the link."""
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+"""Unused: the documented template has no image header, so no photo is downloaded (takes_photos)."""
+_PARAMETER_SPACING = re.compile(r"\s+")
+"""A text parameter may hold no newline or tab, nor more than four spaces in a row."""
+
+THROTTLING = {130429, 131048, 80007}
+"""Throughput, spam-rate and account-level rate limits: wait, for the whole target."""
+PAIR_RATE_LIMIT = 131056
+"""Too many messages to this one number: retry this delivery later, the others go on."""
+RECIPIENT_PROBLEMS = {131026, 131030, 131047, 131049, 131050, 131051}
+"""Undeliverable, not in the test allow-list, outside the window, not sent to keep engagement,
+stopped marketing messages, unsupported: this recipient's delivery fails; the others go on."""
+TEMPLATE_PROBLEMS = {132000, 132001, 132005, 132007, 132012, 132015, 132016}
+"""The template is missing, paused, disabled, or does not take our two body parameters: every
+message would fail the same way, so the target pauses."""
+ACCOUNT_PROBLEMS = {131031, 131042, 131045, 133010}
+"""Account locked, payment problem, phone number not registered."""
+
+LENGTH_RULE = LengthRule(TEXT_PARAMETER_MAX, len)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def build(target, *, timeout: float, clock=None) -> "WhatsAppPublisher":
+    options = target.options
+    return WhatsAppPublisher(target.name, api_base=target.api_base, version=options["version"],
+                             phone_number_id=options["phone_number_id"], template=options["message_template"],
+                             language=options["language"], access_token=target.credentials.get("access_token", ""),
+                             timeout=timeout, clock=clock or _utc_now)
+
+
+class WhatsAppPublisher:
+    """Sends a template message per delivery to its recipient. Satisfies bridge.publish.Publisher."""
+
+    kind = "whatsapp"
+    length_rule = LENGTH_RULE
+    max_image_bytes = MAX_IMAGE_BYTES
+    takes_photos = False
+    resend_in_doubt_is_safe = False
+    """The Cloud API delivers the same template twice if asked twice."""
+
+    def __init__(self, name: str, *, api_base: str, version: str, phone_number_id: str, template: str,
+                 language: str, access_token: str, timeout: float = 20.0,
+                 clock: Callable[[], datetime] = _utc_now):
+        self.name = name
+        self._token_var = credential_env_var(name, "access_token")
+        if not access_token:
+            raise ConfigError([f"targets.{name}: access_token is missing (set {self._token_var})"])
+        self._phone_number_id = phone_number_id
+        self._template = template
+        self._language = language
+        self._clock = clock
+        self._graph = GraphClient("WhatsApp", api_base, version, access_token, timeout)
+        self.hold_until: datetime | None = None
+        self.image_problem: str | None = None
+
+    def publish(self, post: Post, idempotency_key: str) -> str:
+        """Send the template to post.recipient with {{1}} the text and {{2}} the link; return the wamid."""
+        del idempotency_key  # the Cloud API has none
+        self.hold_until = None
+        self.image_problem = None
+        if not post.recipient:
+            raise PostRejected("a WhatsApp delivery needs a recipient; list them in recipients = [...]")
+        parameters = [_parameter(post.text), _parameter(post.link or post.title or post.text)]
+        payload = {
+            "messaging_product": "whatsapp", "recipient_type": "individual", "to": post.recipient,
+            "type": "template",
+            "template": {"name": self._template, "language": {"code": self._language},
+                         "components": [{"type": "body", "parameters": [
+                             {"type": "text", "text": value} for value in parameters]}]},
+        }
+        answer = self._call(f"{self._phone_number_id}/messages", json=payload)
+        messages = answer.get("messages") if isinstance(answer.get("messages"), list) else []
+        if not messages or not isinstance(messages[0], dict) or not messages[0].get("id"):
+            raise RetryLater("WhatsApp accepted the message without a message id")
+        return str(messages[0]["id"])
+
+    def verify(self) -> str:
+        """Check the token against the phone number; return its display number and verified name."""
+        number = self._call(self._phone_number_id, method="GET",
+                            params={"fields": "display_phone_number,verified_name"}, posting=False)
+        return f"{number.get('verified_name', '?')} ({number.get('display_phone_number', self._phone_number_id)})"
+
+    def close(self) -> None:
+        self._graph.close()
+
+    def _call(self, path: str, method: str = "POST", posting: bool = True, **kwargs) -> dict:
+        try:
+            return self._graph.request(method, path, **kwargs)
+        except GraphFailure as failure:
+            raise scrub(self._map(failure, posting), [self._graph.token]) from None
+
+    def _map(self, failure: GraphFailure, posting: bool) -> PublishError:
+        detail = failure.describe()
+        now = self._clock()
+        if failure.code in THROTTLING:
+            return throttled(failure, "WhatsApp", now)
+        if failure.code == PAIR_RATE_LIMIT:
+            return RetryLater(f"WhatsApp: too many messages to this number for now ({detail})", counts_as_attempt=False)
+        if failure.code in RECIPIENT_PROBLEMS:
+            return PostRejected(f"WhatsApp cannot deliver to this recipient ({detail}); the other recipients "
+                                "are not affected")
+        if failure.code in TEMPLATE_PROBLEMS:
+            return TargetPaused(
+                f"WhatsApp refused template {self._template!r} ({self._language}) of target {self.name!r} "
+                f"({detail}): in WhatsApp Manager, check it is approved in that language with a body taking "
+                "exactly two parameters, {{1}} the text and {{2}} the link")
+        if failure.code in ACCOUNT_PROBLEMS:
+            return TargetPaused(f"WhatsApp refused to send for target {self.name!r} ({detail}): check the "
+                                "WhatsApp Business account and phone number in Meta Business Suite")
+        known = common_error(
+            failure, network="WhatsApp", target=self.name, now=now,
+            token_hint=f"create a System User access token with whatsapp_business_messaging and set {self._token_var}",
+            permission_hint="the token needs whatsapp_business_messaging for this WhatsApp Business account")
+        if known is not None:
+            return known
+        if posting and 400 <= failure.status < 500:
+            return PostRejected(f"WhatsApp refused the message ({failure.status}): {detail}")
+        return TargetPaused(f"WhatsApp refused the check of target {self.name!r}: {detail}")
+
+
+def _parameter(text: str) -> str:
+    """One line, single spaces: WhatsApp refuses parameters with newlines, tabs or long runs of spaces."""
+    return _PARAMETER_SPACING.sub(" ", text).strip()

@@ -1,0 +1,122 @@
+"""A fake Bluesky PDS on 127.0.0.1 speaking XRPC with the real shapes: sessions with JWTs, blobs,
+createRecord, and `{"error": "Name", "message": "..."}` errors.
+
+It checks what a PDS checks: the app password, the access token (expired ones get ExpiredToken),
+the text's 300 graphemes and 3000 bytes, the blob size (1,000,000 bytes), and, beyond a PDS, that
+every facet's byte range really covers its link. Use the `bluesky_api` fixture."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import time
+
+import pytest
+import regex
+
+from tests.fakes.http_fake import Answer, FakeServer, Request
+
+HANDLE = "kemenpora.bsky.social"
+APP_PASSWORD = "abcd-efgh-ijkl-mnop"
+DID = "did:plc:kemenporafake0000000000"
+BAD_LOGIN = {"error": "AuthenticationRequired", "message": "Invalid identifier or password"}
+EXPIRED = {"error": "ExpiredToken", "message": "Token has expired"}
+_CLUSTER = regex.compile(r"\X")
+
+
+def _jwt(kind: str, n: int) -> str:
+    """A JWT the SDK can read the expiry of (it checks the real clock, so real time is used here)."""
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    payload = {"scope": "com.atproto.appPass" if kind == "access" else "com.atproto.refresh", "sub": DID,
+               "iat": int(time.time()), "exp": int(time.time()) + 7200, "jti": f"{kind}-{n}"}
+    return f"{part({'typ': 'at+jwt', 'alg': 'ES256K'})}.{part(payload)}.c2lnbmF0dXJl"
+
+
+class FakeBluesky(FakeServer):
+    """`posts` holds every record created; `sessions` counts createSession calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.posts: list[dict] = []
+        self.blobs: dict[str, bytes] = {}
+        self.sessions = 0
+        self.refreshes = 0
+        self._n = itertools.count(1)
+        self.access = self.refresh = ""
+
+    def expire_access_token(self) -> None:
+        """The session's access token runs out, as it does after two hours."""
+        self.access = "expired"
+
+    def route(self, method: str, path: str) -> str:
+        return path.removeprefix("/xrpc/")
+
+    def handle(self, request: Request) -> Answer:
+        body = request.body if isinstance(request.body, dict) else {}
+        auth = request.headers.get("Authorization", "")
+        if request.route == "com.atproto.server.createSession":
+            if body.get("identifier") != HANDLE or body.get("password") != APP_PASSWORD:
+                return Answer(401, dict(BAD_LOGIN))
+            self.sessions += 1
+            return Answer(200, self._session())
+        if request.route == "com.atproto.server.refreshSession":
+            if not self.refresh or auth != f"Bearer {self.refresh}":
+                return Answer(400, {"error": "ExpiredToken", "message": "Token has been revoked"})
+            self.refreshes += 1
+            return Answer(200, self._session())
+        if not auth.startswith("Bearer "):
+            return Answer(401, {"error": "AuthMissing", "message": "Authentication Required"})
+        if auth != f"Bearer {self.access}":
+            return Answer(400, dict(EXPIRED))
+        if request.route == "com.atproto.repo.uploadBlob":
+            return self._upload(request)
+        if request.route == "com.atproto.repo.createRecord":
+            return self._create(body)
+        return Answer(501, {"error": "MethodNotImplemented", "message": "Method Not Implemented"})
+
+    def _session(self) -> dict:
+        n = next(self._n)
+        self.access, self.refresh = _jwt("access", n), _jwt("refresh", n)
+        return {"did": DID, "handle": HANDLE, "accessJwt": self.access, "refreshJwt": self.refresh,
+                "active": True, "email": "humas@kemenpora.go.id", "emailConfirmed": True}
+
+    def _upload(self, request: Request) -> Answer:
+        data = request.body if isinstance(request.body, bytes) else b""
+        if len(data) > 1_000_000:
+            return Answer(400, {"error": "BlobTooLarge", "message": f"This file is too large. It is {len(data)} "
+                                "bytes but the maximum size is 1000000 bytes."})
+        ref = f"bafkreifake{len(self.blobs):04d}"
+        self.blobs[ref] = data
+        return Answer(200, {"blob": {"$type": "blob", "ref": {"$link": ref},
+                                     "mimeType": request.headers.get("Content-Type", "*/*"), "size": len(data)}})
+
+    def _create(self, body: dict) -> Answer:
+        record = body.get("record") or {}
+        text = record.get("text", "")
+        if len(_CLUSTER.findall(text)) > 300 or len(text.encode()) > 3000:
+            return Answer(400, {"error": "InvalidRequest", "message": "Invalid app.bsky.feed.post record: "
+                                "Record/text must not be longer than 300 graphemes"})
+        raw = text.encode()
+        for facet in record.get("facets") or []:
+            start, end = facet["index"]["byteStart"], facet["index"]["byteEnd"]
+            for feature in facet["features"]:
+                covered = raw[start:end].decode("utf-8", "replace")
+                wanted = feature.get("uri") or "#" + feature.get("tag", "")
+                if covered != wanted:
+                    return Answer(400, {"error": "InvalidRequest", "message": f"facet covers {covered!r}"})
+        rkey = f"3lfake{len(self.posts):07d}"
+        self.posts.append({"repo": body.get("repo"), "record": record, "rkey": rkey})
+        return Answer(200, {"uri": f"at://{DID}/app.bsky.feed.post/{rkey}", "cid": f"bafyreifake{rkey}",
+                            "commit": {"cid": "bafyreicommit", "rev": rkey}, "validationStatus": "valid"})
+
+
+@pytest.fixture
+def bluesky_api():
+    """A running fake Bluesky PDS; stopped after the test."""
+    fake = FakeBluesky().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

@@ -1,0 +1,167 @@
+"""The plumbing of the network fakes: a real HTTP server on 127.0.0.1, a request log, and a queue
+of scripted answers per route. Each network's fake (telegram.py, mastodon.py, ...) subclasses
+FakeServer with that network's routes, checks and response shapes."""
+
+from __future__ import annotations
+
+import email.policy
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from requests.structures import CaseInsensitiveDict
+
+
+@dataclass
+class Answer:
+    """One answer: a status, a JSON body (or raw bytes), headers, and an optional delay."""
+
+    status: int
+    json: object = None
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Request:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    """The full path as received, with the query."""
+    route: str
+    """What the fake dispatches on (network-specific: e.g. the Bot API method name)."""
+    headers: CaseInsensitiveDict
+    """Looked up case-insensitively, as HTTP names are (clients differ in how they write them)."""
+    body: object
+    """JSON as a dict, a form as {name: value}, multipart as {name: text, or bytes for file parts}."""
+    query: dict[str, str] = field(default_factory=dict)
+
+
+class FakeServer:
+    """Subclasses implement route(method, path) and handle(request) -> Answer."""
+
+    def __init__(self):
+        self.requests: list[Request] = []
+        self._queues: dict[tuple[str, str], deque[Answer]] = {}
+        self.lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        # A short poll interval: shutdown() waits up to one interval, at every test's teardown.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def enqueue(self, method: str, route: str, *, status: int, json: object = None, body: bytes | str | None = None,
+                headers: dict[str, str] | None = None, delay: float = 0.0) -> None:
+        """Answer the next `method route` request with this instead of the normal behaviour."""
+        raw = body.encode() if isinstance(body, str) else body
+        with self.lock:
+            self._queues.setdefault((method.upper(), route), deque()).append(
+                Answer(status, json, raw, dict(headers or {}), delay))
+
+    def routed(self, route: str) -> list[Request]:
+        return [r for r in self.requests if r.route == route]
+
+    # --- For subclasses --------------------------------------------------------------------------
+
+    def route(self, method: str, path: str) -> str:
+        return path
+
+    def handle(self, request: Request) -> Answer:
+        return Answer(404, {"error": "not found"})
+
+    # --- Plumbing --------------------------------------------------------------------------------
+
+    def _answer(self, request: Request) -> Answer:
+        with self.lock:
+            self.requests.append(request)
+            queue = self._queues.get((request.method, request.route))
+            if queue:
+                return queue.popleft()
+            return self.handle(request)
+
+
+def parse_body(raw: bytes, content_type: str) -> object:
+    if content_type.startswith("multipart/form-data"):
+        message = BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        parts = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            parts[name] = payload if part.get_filename() else payload.decode()
+        return parts
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        # A key written as name[] (Rails-style arrays, e.g. Mastodon's media_ids[]) keeps every value.
+        return {k: (v if k.endswith("[]") else v[0])
+                for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
+    if content_type.startswith("application/json"):
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None
+    return raw
+
+
+def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def do_HEAD(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            parts = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            request = Request(self.command, self.path, fake.route(self.command, parts.path),
+                              CaseInsensitiveDict(self.headers.items()), parse_body(raw, self.headers.get("Content-Type", "")),
+                              query)
+            answer = fake._answer(request)
+            if answer.delay and fake._stopping.wait(answer.delay):
+                return
+            payload = answer.body if answer.body is not None else json.dumps(answer.json).encode()
+            content_type = ("text/html; charset=utf-8" if answer.body is not None
+                            else "application/json; charset=utf-8")
+            try:
+                self.send_response(answer.status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout test)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler

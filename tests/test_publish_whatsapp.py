@@ -1,0 +1,109 @@
+"""bridge.publish.whatsapp against the fake Cloud API over real HTTP: template messages per
+recipient, parameters WhatsApp accepts, and every error class."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bridge.errors import ConfigError, PostRejected, RetryLater, TargetPaused
+from bridge.model import Post
+from bridge.publish.whatsapp import LENGTH_RULE, WhatsAppPublisher
+from tests.fakes.whatsapp import ACCESS_TOKEN, PHONE_NUMBER_ID, RECIPIENTS, wa_error
+
+NOW = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
+LINK = "https://www.antaranews.com/berita/4123456/menpora-buka-pon"
+POST = Post(text="Menpora membuka PON\nXXI  di   Aceh", link=LINK, recipient=RECIPIENTS[0])
+
+
+def make(fake, *, token: str = ACCESS_TOKEN, template: str = "berita_terbaru") -> WhatsAppPublisher:
+    return WhatsAppPublisher("kemenpora-wa", api_base=fake.base_url, version="v25.0", phone_number_id=PHONE_NUMBER_ID,
+                             template=template, language="id", access_token=token, timeout=5, clock=lambda: NOW)
+
+
+@pytest.fixture
+def publisher(whatsapp_api):
+    publisher = make(whatsapp_api)
+    yield publisher
+    publisher.close()
+
+
+class TestPublish:
+    def test_template_message(self, publisher, whatsapp_api):
+        """The approved template goes to the delivery's recipient with {{1}} the text on one line and {{2}} the link."""
+        wamid = publisher.publish(POST, "k")
+        [message] = whatsapp_api.messages
+        assert wamid == message["id"] and message["to"] == RECIPIENTS[0]
+        assert (message["template"], message["language"]) == ("berita_terbaru", "id")
+        assert message["parameters"] == ["Menpora membuka PON XXI di Aceh", LINK]
+
+    def test_length_rule(self):
+        """The text parameter is kept to 700 characters, leaving the template room within WhatsApp's 1024."""
+        assert LENGTH_RULE.max_length == 700 and LENGTH_RULE.measure("abc") == 3
+
+    def test_no_recipient_is_rejected(self, publisher):
+        """A delivery without a recipient is rejected, saying where recipients are listed."""
+        with pytest.raises(PostRejected, match="recipients"):
+            publisher.publish(Post(text="x", link=LINK), "k")
+
+
+class TestErrors:
+    def test_recipient_not_allowed_fails_alone(self, publisher, whatsapp_api):
+        """A recipient WhatsApp will not reach (131030) fails that delivery only."""
+        with pytest.raises(PostRejected, match="131030.*other recipients are not affected"):
+            publisher.publish(Post(text="x", link=LINK, recipient="6280000000000"), "k")
+
+    def test_unknown_template_pauses(self, whatsapp_api):
+        """A template WhatsApp does not know (132001) pauses the target with what to check."""
+        with pytest.raises(TargetPaused, match=r"132001.*approved.*\{\{1\}\} the text and \{\{2\}\} the link"):
+            make(whatsapp_api, template="berita_lama").publish(POST, "k")
+
+    def test_bad_token_pauses(self, whatsapp_api):
+        """A refused token (190) pauses the target, naming the variable, never the token."""
+        with pytest.raises(TargetPaused, match="BRIDGE_KEMENPORA_WA_ACCESS_TOKEN") as caught:
+            make(whatsapp_api, token="EAAGanotherToken0000").publish(POST, "k")
+        assert "anotherToken" not in str(caught.value)
+
+    def test_throughput_limit_defers(self, publisher, whatsapp_api):
+        """The throughput limit (130429) holds the target without counting an attempt."""
+        whatsapp_api.enqueue("POST", f"/{PHONE_NUMBER_ID}/messages", status=429,
+                             json=wa_error("(#130429) Rate limit hit", 130429, "Cloud API message throughput has been reached."))
+        with pytest.raises(RetryLater) as caught:
+            publisher.publish(POST, "k")
+        assert caught.value.retry_at == NOW + timedelta(minutes=30) and not caught.value.counts_as_attempt
+
+    def test_pair_rate_limit_retries_this_recipient(self, publisher, whatsapp_api):
+        """Too many messages to one number (131056) retries that delivery later, without holding the target."""
+        whatsapp_api.enqueue("POST", f"/{PHONE_NUMBER_ID}/messages", status=400,
+                             json=wa_error("(#131056) (Business Account, Consumer Account) pair rate limit hit",
+                                           131056, "Message failed to send because there were too many messages"))
+        with pytest.raises(RetryLater) as caught:
+            publisher.publish(POST, "k")
+        assert caught.value.retry_at is None and not caught.value.counts_as_attempt
+
+    def test_server_error_retries(self, publisher, whatsapp_api):
+        """An unknown error (131000, HTTP 500) is retried."""
+        whatsapp_api.enqueue("POST", f"/{PHONE_NUMBER_ID}/messages", status=500,
+                             json=wa_error("Something went wrong", 131000, "Message failed to send due to an unknown error."))
+        with pytest.raises(RetryLater, match="answered 500"):
+            publisher.publish(POST, "k")
+
+    def test_invalid_parameter_rejects(self, publisher, whatsapp_api):
+        """Another invalid parameter (100) rejects the message with WhatsApp's details."""
+        whatsapp_api.enqueue("POST", f"/{PHONE_NUMBER_ID}/messages", status=400,
+                             json=wa_error("(#100) Invalid parameter", 100, "Parameter value is not valid"))
+        with pytest.raises(PostRejected, match=r"\(#100\) Invalid parameter \(Parameter value is not valid\)"):
+            publisher.publish(POST, "k")
+
+
+class TestVerifyAndConfig:
+    def test_verify(self, publisher):
+        """verify() names the business number."""
+        assert publisher.verify() == "Kemenpora RI (+62 21 5700000)"
+
+    def test_missing_token(self):
+        """A live target without its token is a configuration error naming the variable."""
+        with pytest.raises(ConfigError, match="BRIDGE_KEMENPORA_WA_ACCESS_TOKEN"):
+            WhatsAppPublisher("kemenpora-wa", api_base="https://graph.facebook.com", version="v25.0",
+                              phone_number_id="1", template="t", language="id", access_token="")
