@@ -1,7 +1,7 @@
 """How a site lays out its listing and story pages (CSS selectors), and the presets we ship.
 
 A source in settings.toml names a preset and may override any of its selectors one by one;
-resolve_layout turns that into one Layout per source (config.py calls it while validating).
+resolve_layout turns that into one Layout per source (bridge/config/settings.py calls it while validating).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ PRESETS: dict[str, Layout] = {"kemenpora": KEMENPORA}
 
 def resolve_layout(preset: Layout | None, overrides: dict[str, str | None], kind: str, where: str,
                    problems: list[str]) -> Layout | None:
-    """A preset with a source's overrides (config.py's validation of them appends to `problems`).
+    """A preset with a source's overrides (the config's validation of them appends to `problems`).
     None when there is nothing to read a page with (kind "auto" then needs a feed)."""
     from bridge.sources.html import check_selector  # here: html.py imports this module
 

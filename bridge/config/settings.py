@@ -1,0 +1,301 @@
+"""settings.toml + secrets -> frozen, validated objects: [bridge], [[sources]], and the whole.
+
+The whole file is checked before anything starts, and every problem is reported with its key path,
+so an operator fixes them all in one edit instead of one per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bridge.compose import template_fields
+from bridge.config.defaults import (
+    DEFAULT_DATABASE, DEFAULT_POLL_INTERVAL, DEFAULT_FIRST_RUN, DEFAULT_TIMEZONE, DEFAULT_LOG_LEVEL,
+    DEFAULT_DELIVERY_INTERVAL, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FEED_BYTES,
+    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_TEMPLATE,
+    DEFAULT_SOURCE_KIND, DEFAULT_PAGE_DELAY, DEFAULT_MAX_PAGES, MAX_PAGES_LIMIT, DEFAULT_HEALTH_LISTEN,
+    CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS,
+)
+from bridge.config.targets import TargetConfig, parse_targets
+from bridge.config.values import (
+    NAME_RE, FirstRun, TableReader, parse_duration, resolve_database_url, table_of, unknown_keys,
+)
+from bridge.errors import ConfigError
+from bridge.sources.presets import LAYOUT_KEYS, PRESETS, Layout, resolve_layout
+
+_BRIDGE_KEYS = {
+    "database", "poll_interval", "first_run", "dry_run", "timezone", "log_level", "delivery_interval",
+    "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
+    "retry_backoff_max", "user_agent", "health_listen",
+}
+_BRIDGE_KEYS |= {"page_delay"}
+_SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
+                "max_age", "hashtags", "category_hashtags", "images"}
+_HTML_SOURCE_KEYS = {"timezone", "preset", "max_pages", "story_pages", *LAYOUT_KEYS}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    url: str
+    kind: str
+    targets: tuple[str, ...]
+    template: str | None
+    poll_interval: timedelta
+    first_run: FirstRun
+    max_age: timedelta | None = None
+    """A story older than this when first seen is recorded as skipped, never posted."""
+    hashtags: tuple[str, ...] = ()
+    category_hashtags: bool = False
+    images: bool = True
+    timezone: str = DEFAULT_TIMEZONE
+    """Zone of dates the source writes without one (and of `bridge preview`'s dates)."""
+    layout: Layout | None = None
+    """Selectors for html (and auto) sources: a preset with the source's overrides."""
+    max_pages: int = DEFAULT_MAX_PAGES
+    story_pages: bool = True
+    """Read each new story's page for its summary, lead image and time (html sources)."""
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    database: str
+    poll_interval: timedelta
+    first_run: FirstRun
+    dry_run: bool
+    timezone: str
+    log_level: str
+    delivery_interval: timedelta
+    connect_timeout: timedelta
+    fetch_timeout: timedelta
+    max_feed_bytes: int
+    publish_timeout: timedelta
+    max_attempts: int
+    retry_backoff_max: timedelta
+    user_agent: str | None
+    page_delay: timedelta = field(default_factory=lambda: parse_duration(DEFAULT_PAGE_DELAY))
+    health_listen: str | None = DEFAULT_HEALTH_LISTEN
+    """"host:port" (or "[::1]:port") of the /healthz and /metrics endpoint; None: no endpoint."""
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    bridge: BridgeSettings
+    sources: tuple[SourceConfig, ...]
+    targets: Mapping[str, TargetConfig]
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
+
+    def secrets(self) -> list[str]:
+        """Every credential value, for log redaction."""
+        return [v for t in self.targets.values() for v in t.credentials.values() if v]
+
+    @staticmethod
+    def template_for(source: SourceConfig | None, target: TargetConfig) -> str:
+        """A target's template wins over its source's, which wins over the default. `source` is
+        None for a story whose source was removed from settings.toml after it was queued."""
+        return (target.template or target.kind_template or (source.template if source else None)
+                or DEFAULT_TEMPLATE)
+
+
+# --- Locating and loading ------------------------------------------------------------------------
+
+
+def find_config_path(cli_path: str | None, environ: Mapping[str, str] = os.environ) -> Path:
+    """--config, else $BRIDGE_CONFIG, else ./settings.toml, else /etc/bridge/settings.toml."""
+    if cli_path:
+        return Path(cli_path)
+    if environ.get("BRIDGE_CONFIG"):
+        return Path(environ["BRIDGE_CONFIG"])
+    for candidate in CONFIG_SEARCH_PATH:
+        if candidate.is_file():
+            return candidate
+    searched = ", ".join(str(p) for p in CONFIG_SEARCH_PATH)
+    raise ConfigError([f"no settings file found (looked for --config, $BRIDGE_CONFIG, {searched})"])
+
+
+def load_config(
+    path: Path, *, environ: Mapping[str, str] = os.environ, dry_run: bool | None = None
+) -> Config:
+    """Read, validate and resolve the whole file. `dry_run` (from the CLI) overrides the file's."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {path}"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read {path}: {exc}"], str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
+    return parse_config(raw, path=path, environ=environ, dry_run=dry_run)
+
+
+def parse_config(
+    raw: dict[str, Any], *, path: Path | None = None, environ: Mapping[str, str] = os.environ,
+    dry_run: bool | None = None,
+) -> Config:
+    problems: list[str] = []
+    unknown_keys(raw, {"bridge", "sources", "targets"}, "", problems)
+    bridge = _parse_bridge(table_of(raw, "bridge", problems), problems, environ)
+    if dry_run is not None and bridge is not None:
+        bridge = replace(bridge, dry_run=dry_run)
+    live = bridge is not None and not bridge.dry_run
+    targets = parse_targets(raw.get("targets", {}), problems, environ, live)
+    sources = _parse_sources(raw.get("sources", []), problems, bridge, set(targets))
+    if not problems:
+        _check_templates_fit(sources, targets, problems)
+    if problems or bridge is None:
+        raise ConfigError(problems, str(path) if path else None)
+    return Config(path=path, bridge=bridge, sources=tuple(sources), targets=targets)
+
+
+def _check_templates_fit(sources: list[SourceConfig], targets: dict[str, TargetConfig],
+                         problems: list[str]) -> None:
+    """A template whose own text leaves no room for the link would fail every post: say so now."""
+    from bridge.compose import compose
+    from bridge.errors import PostRejected
+    from bridge.model import Item
+    from bridge.publish import length_rule_for
+
+    probe = Item(key="probe", title="", link="https://example.com/berita/1")
+    for source in sources:
+        for name in source.targets:
+            target = targets[name]
+            template = Config.template_for(source, target)
+            if "url" not in template_fields(template):
+                continue
+            try:
+                compose(template, probe, source=source.name, rule=length_rule_for(target.kind))
+            except PostRejected as exc:
+                where = f"targets.{name}.template" if target.template else f"sources ({source.name}).template"
+                problems.append(f"{where}: leaves no room for the link on {target.kind}: {exc}")
+
+
+# --- Sections ------------------------------------------------------------------------------------
+
+
+def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) -> BridgeSettings | None:
+    before = len(problems)
+    unknown_keys(table, _BRIDGE_KEYS, "bridge", problems)
+    get = TableReader(table, "bridge", problems)
+    timezone = get.string("timezone", DEFAULT_TIMEZONE)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"bridge.timezone: unknown time zone {timezone!r} (use an IANA name like 'Asia/Jakarta')")
+    log_level = get.string("log_level", DEFAULT_LOG_LEVEL).lower()
+    if log_level not in LOG_LEVELS:
+        problems.append(f"bridge.log_level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    settings = BridgeSettings(
+        database=resolve_database_url(get.string("database", DEFAULT_DATABASE), environ),
+        poll_interval=get.duration("poll_interval", DEFAULT_POLL_INTERVAL),
+        first_run=get.first_run("first_run", DEFAULT_FIRST_RUN),
+        dry_run=get.boolean("dry_run", False),
+        timezone=timezone,
+        log_level=log_level,
+        delivery_interval=get.duration("delivery_interval", DEFAULT_DELIVERY_INTERVAL),
+        connect_timeout=get.duration("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        fetch_timeout=get.duration("fetch_timeout", DEFAULT_FETCH_TIMEOUT),
+        max_feed_bytes=get.positive_int("max_feed_bytes", DEFAULT_MAX_FEED_BYTES),
+        publish_timeout=get.duration("publish_timeout", DEFAULT_PUBLISH_TIMEOUT),
+        max_attempts=get.positive_int("max_attempts", DEFAULT_MAX_ATTEMPTS),
+        retry_backoff_max=get.duration("retry_backoff_max", DEFAULT_RETRY_BACKOFF_MAX),
+        user_agent=get.string("user_agent", None),
+        page_delay=get.duration("page_delay", DEFAULT_PAGE_DELAY),
+        health_listen=get.listen_address("health_listen", DEFAULT_HEALTH_LISTEN),
+    )
+    return None if len(problems) > before else settings
+
+
+def _parse_sources(
+    raw: Any, problems: list[str], bridge: BridgeSettings | None, target_names: set[str]
+) -> list[SourceConfig]:
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        problems.append("sources: must be an array of tables, each starting with [[sources]]")
+        return []
+    if not raw:
+        problems.append("sources: none configured; add at least one [[sources]] table")
+    sources: list[SourceConfig] = []
+    seen: set[str] = set()
+    for index, table in enumerate(raw):
+        where = f"sources[{index}]"
+        unknown_keys(table, _SOURCE_KEYS | _HTML_SOURCE_KEYS, where, problems)
+        get = TableReader(table, where, problems)
+        name = get.string("name", None)
+        if name is None:
+            problems.append(f"{where}.name: required")
+        elif not NAME_RE.match(name):
+            problems.append(f"{where}.name: {name!r} may hold only letters, digits, '-' and '_'")
+        elif name in seen:
+            problems.append(f"{where}.name: {name!r} is used by another source; names must be unique")
+        seen.add(name or "")
+        if name:
+            where = f"sources[{index}] ({name})"
+            get.where = where
+        url = get.url("url", None)
+        if url is None:
+            problems.append(f"{where}.url: required")
+        kind = get.string("kind", DEFAULT_SOURCE_KIND)
+        if kind not in SOURCE_KINDS:
+            problems.append(f"{where}.kind: must be one of {', '.join(SOURCE_KINDS)} (got {kind!r})")
+        targets = get.str_list("targets")
+        if not targets:
+            problems.append(f"{where}.targets: required; name at least one target, e.g. targets = [\"x\"]")
+        for target in targets:
+            if target not in target_names:
+                problems.append(f"{where}.targets: no target named {target!r}; add a [targets.{target}] table")
+        default_interval = bridge.poll_interval if bridge else timedelta(minutes=5)
+        default_first_run = bridge.first_run if bridge else FirstRun("skip")
+        sources.append(SourceConfig(
+            name=name or "", url=url or "", kind=kind, targets=tuple(targets),
+            template=get.template("template"),
+            poll_interval=get.duration("poll_interval", None) or default_interval,
+            first_run=get.first_run("first_run", None) or default_first_run,
+            max_age=get.duration("max_age", None),
+            hashtags=tuple(get.str_list("hashtags")),
+            category_hashtags=get.boolean("category_hashtags", False),
+            images=get.boolean("images", True),
+            **_html_settings(table, kind, get, problems, bridge),
+        ))
+    return sources
+
+
+def _html_settings(table: dict, kind: str, get: TableReader, problems: list[str],
+                   bridge: BridgeSettings | None) -> dict[str, Any]:
+    """timezone, layout (preset + selector overrides), max_pages and story_pages of one source."""
+    where = get.where
+    timezone = get.string("timezone", bridge.timezone if bridge else DEFAULT_TIMEZONE)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"{where}.timezone: unknown time zone {timezone!r} (use an IANA name like 'Asia/Jakarta')")
+        timezone = DEFAULT_TIMEZONE
+    max_pages = get.positive_int("max_pages", DEFAULT_MAX_PAGES)
+    if max_pages > MAX_PAGES_LIMIT:
+        problems.append(f"{where}.max_pages: at most {MAX_PAGES_LIMIT} (got {max_pages})")
+    settings = {"timezone": timezone, "max_pages": max_pages, "story_pages": get.boolean("story_pages", True)}
+    preset_name = get.string("preset", None)
+    overrides = {key: get.string(key, None) for key in LAYOUT_KEYS if key in table}
+    if kind == "feed":
+        if preset_name or overrides:
+            keys = ", ".join(sorted({*overrides, *(["preset"] if preset_name else [])}))
+            problems.append(f'{where}: {keys} apply to kind = "html" or "auto", not "feed"')
+        return settings
+    preset = None
+    if preset_name is not None:
+        preset = PRESETS.get(preset_name)
+        if preset is None:
+            problems.append(f"{where}.preset: no preset named {preset_name!r} (presets: {', '.join(PRESETS)})")
+            return settings
+    settings["layout"] = resolve_layout(preset, overrides, kind, where, problems)
+    return settings
