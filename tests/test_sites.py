@@ -33,11 +33,11 @@ class Bridge:
         self.site, self.x, self.tmp_path, self.clock = site, x_api, tmp_path, clock
         self.rt = None
 
-    def start(self, **bridge):
+    def start(self, source: dict | None = None, **bridge):
         if self.rt:
             close(self.rt)
         raw = make_config({"kemenpora": self.site.listing_url}, x_base=self.x.base_url,
-                          bridge={**NO_DELAY, **bridge}, source=KEMENPORA)
+                          bridge={**NO_DELAY, **bridge}, source={**KEMENPORA, **(source or {})})
         self.rt = runtime(raw, self.tmp_path, self.clock)
         prepare(self.rt)
         return self
@@ -139,6 +139,20 @@ class TestDrift:
         outcome = bridge.cycle()
         assert outcome.status == "error" and "check its url and the selectors" in outcome.error
         assert not bridge.rt.repo.source_state("kemenpora").initialised
+
+    def test_allow_empty_listing(self, bridge, site):
+        """With allow_empty, a listing without rows (an agenda between events) is a quiet, good poll
+        that uses up the first run, so every story that appears later is posted, once."""
+        site.show("redesigned.html")
+        bridge.start(source={"allow_empty": True})
+        outcome = bridge.cycle()
+        assert outcome.status == "ok" and outcome.items_seen == 0
+        site.show("berita.html")
+        site.publish_new_story()
+        bridge.cycle()
+        assert len(bridge.tweets()) == 5 and "Desa Olahraga" in bridge.tweets()[-1]
+        bridge.cycle()
+        assert len(bridge.tweets()) == 5
 
 
 def write_settings(tmp_path, url: str, x_base: str, *, extra_source: str = "") -> Path:

@@ -37,7 +37,7 @@ _BRIDGE_KEYS = {
 _BRIDGE_KEYS |= {"page_delay"}
 _SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
                 "max_age", "hashtags", "category_hashtags", "images"}
-_HTML_SOURCE_KEYS = {"timezone", "preset", "max_pages", "story_pages", *LAYOUT_KEYS}
+_HTML_SOURCE_KEYS = {"timezone", "preset", "max_pages", "story_pages", "allow_empty", *LAYOUT_KEYS}
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class SourceConfig:
     """Selectors for html (and auto) sources: a preset with the source's overrides."""
     max_pages: int = DEFAULT_MAX_PAGES
     story_pages: bool = True
+    allow_empty: bool = False
+    """An html listing that may hold no stories (an agenda page between events): zero rows is then
+    a quiet poll, not a layout-drift error. It also turns drift detection off for that source."""
     """Read each new story's page for its summary, lead image and time (html sources)."""
 
 
@@ -283,7 +286,8 @@ def _html_settings(table: dict, kind: str, get: TableReader, problems: list[str]
     max_pages = get.positive_int("max_pages", DEFAULT_MAX_PAGES)
     if max_pages > MAX_PAGES_LIMIT:
         problems.append(f"{where}.max_pages: at most {MAX_PAGES_LIMIT} (got {max_pages})")
-    settings = {"timezone": timezone, "max_pages": max_pages, "story_pages": get.boolean("story_pages", True)}
+    settings = {"timezone": timezone, "max_pages": max_pages, "story_pages": get.boolean("story_pages", True),
+                "allow_empty": get.boolean("allow_empty", False)}
     preset_name = get.string("preset", None)
     overrides = {key: get.string(key, None) for key in LAYOUT_KEYS if key in table}
     if kind == "feed":

@@ -44,6 +44,7 @@ class SourceLike(Protocol):
     layout: Layout | None
     max_pages: int
     story_pages: bool
+    allow_empty: bool
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
             raise FeedParseError(result.url, 'not a feed, and the page advertises none: set kind = "html" '
                                              'with a preset or selectors (see README, "HTML sources")')
     items, day_only = _read_listing_pages(fetcher, source, tree, result)
-    if not items:
+    if not items and not source.allow_empty:
         raise _no_stories(source, result.url, previously_seen)
     return SourceRead(False, items, result.etag, result.last_modified, "html", day_only)
 
