@@ -48,7 +48,7 @@ class World:
         self.feeds.edit("/rss/terkini.xml", body=antara_feed(stories), etag=f'"v{len(stories)}-{id(stories)}"')
 
     def tweets(self):
-        return [r.json["text"] for r in self.x.requests if r.route == "/2/tweets" and r.method == "POST"]
+        return [r.body["text"] for r in self.x.requests if r.route == "/2/tweets" and r.method == "POST"]
 
 
 class TestOncePerStory:
@@ -139,7 +139,7 @@ def test_real_feed_shapes_post_each_story_once_within_280(path, feed_server, x_a
         outcome = poll(rt, rt.config.sources[0], force=True)
         deliver_due(rt)
         close(rt)
-        tweets = [r.json["text"] for r in x_api.requests if r.route == "/2/tweets"]
+        tweets = [r.body["text"] for r in x_api.requests if r.route == "/2/tweets"]
         if restart == 0:
             assert outcome.items_new == outcome.items_seen > 0
             assert len(tweets) == outcome.deliveries_created > 0

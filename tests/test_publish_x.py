@@ -13,7 +13,8 @@ from requests_oauthlib import OAuth1
 
 from bridge.errors import AlreadyPosted, ConfigError, PostRejected, RetryLater, TargetPaused
 from bridge.model import Post
-from bridge.publish.x import X_CREDENTIAL_FIELDS, X_LENGTH_RULE, XPublisher, _short_reason, x_weighted_length
+from bridge.publish._http import short_reason
+from bridge.publish.x import X_CREDENTIAL_FIELDS, X_LENGTH_RULE, XPublisher, x_weighted_length
 from tests.fakes.x_api import CREDENTIALS
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
@@ -80,7 +81,7 @@ class TestPublish:
         """A post is sent as OAuth-signed JSON to POST /2/tweets and its id is returned."""
         assert publisher.publish(POST, "delivery-1") == "1445880548472328192"
         (request,) = x_api.requests
-        assert (request.method, request.path, request.json) == ("POST", "/2/tweets", {"text": POST.text})
+        assert (request.method, request.path, request.body) == ("POST", "/2/tweets", {"text": POST.text})
         assert request.auth_problem is None and request.headers["Authorization"].startswith("OAuth ")
 
     def test_duplicate_is_already_posted(self, publisher, x_api):
@@ -296,7 +297,7 @@ class TestTransient:
 
     def test_short_reason_fallback(self):
         """Without an errno, the reason is the exception's type."""
-        assert _short_reason(requests.ConnectionError("odd")) == "ConnectionError"
+        assert short_reason(requests.ConnectionError("odd")) == "ConnectionError"
 
 
     def test_default_clock_is_utc_now(self, x_api):

@@ -48,7 +48,7 @@ class Bridge:
         return outcome
 
     def tweets(self):
-        return [r.json["text"] for r in self.x.requests if r.route == "/2/tweets" and r.method == "POST"]
+        return [r.body["text"] for r in self.x.requests if r.route == "/2/tweets" and r.method == "POST"]
 
 
 @pytest.fixture

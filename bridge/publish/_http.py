@@ -1,5 +1,6 @@
-"""Small helpers the httpx-based network modules share. Nothing here knows any network's URLs,
-headers or error codes: only how to read an answer and how to keep a secret out of a message."""
+"""Small helpers every network module shares (httpx or requests alike). Nothing here knows any
+network's URLs, headers or error codes: only how to read an answer and how to keep a secret out of
+a message."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 
 import httpx
+import requests
 
 from bridge.errors import PublishError, RetryLater
 
@@ -15,7 +17,7 @@ MIN_SECRET_LENGTH = 6
 """Shorter values are not real credentials; replacing them would garble ordinary words."""
 
 
-def json_body(response: httpx.Response) -> dict:
+def json_body(response: httpx.Response | requests.Response) -> dict:
     """The answer's JSON object, or {} for an HTML error page from a proxy, or JSON that is no object."""
     try:
         body = response.json()

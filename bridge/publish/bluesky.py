@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from atproto import Client, models
 from atproto_client.exceptions import (
@@ -25,6 +25,7 @@ from atproto_client.models.common import XrpcError
 from atproto_client.request import Request
 from twitter_text import extract_urls_with_indices
 
+from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
@@ -74,14 +75,10 @@ def facets_for(text: str) -> list:
     return facets
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def build(target, *, timeout: float, clock=None) -> "BlueskyPublisher":
     return BlueskyPublisher(target.name, service=target.api_base, handle=target.options["handle"],
                             app_password=target.credentials.get("app_password", ""),
-                            langs=target.options.get("langs") or ("id",), timeout=timeout, clock=clock or _utc_now)
+                            langs=target.options.get("langs") or ("id",), timeout=timeout, clock=clock or utc_now)
 
 
 class BlueskyPublisher:
@@ -94,7 +91,7 @@ class BlueskyPublisher:
     """createRecord takes the same text twice: a post in doubt is left for the operator."""
 
     def __init__(self, name: str, *, service: str, handle: str, app_password: str, langs=("id",),
-                 timeout: float = 20.0, clock: Callable[[], datetime] = _utc_now):
+                 timeout: float = 20.0, clock: Callable[[], datetime] = utc_now):
         self.name = name
         self._password_var = credential_env_var(name, "app_password")
         if not app_password:
@@ -106,7 +103,6 @@ class BlueskyPublisher:
         self._clock = clock
         self._client = Client(base_url=self._service, request=Request(timeout=timeout))
         self._did: str | None = None
-        self.sessions_created = 0
         self.hold_until: datetime | None = None
         self.image_problem: str | None = None
 
@@ -154,7 +150,6 @@ class BlueskyPublisher:
             del session
         except AtProtocolError as error:
             raise self._scrub(self._map("createSession", error, posting=False)) from None
-        self.sessions_created += 1
         self._did = self._client._session.did  # the SDK keeps it; login() returns only the profile
 
     def _renew(self) -> None:

@@ -9,8 +9,9 @@ caption. The Graph error shape and the codes Facebook shares with WhatsApp are i
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 
+from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import AlreadyPosted, ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
@@ -31,15 +32,11 @@ UNKNOWN_OBJECT = 33
 LENGTH_RULE = LengthRule(MAX_MESSAGE_CHARACTERS, len)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def build(target, *, timeout: float, clock=None) -> "FacebookPublisher":
     return FacebookPublisher(target.name, api_base=target.api_base, version=target.options["version"],
                              page_id=target.options["page_id"], page_token=target.credentials.get("page_token", ""),
                              photo_posts=target.options.get("photo_posts", False), timeout=timeout,
-                             clock=clock or _utc_now)
+                             clock=clock or utc_now)
 
 
 class FacebookPublisher:
@@ -52,7 +49,7 @@ class FacebookPublisher:
     """Code 506 refuses only an immediate duplicate; an hour later the same text posts again."""
 
     def __init__(self, name: str, *, api_base: str, version: str, page_id: str, page_token: str,
-                 photo_posts: bool = False, timeout: float = 20.0, clock: Callable[[], datetime] = _utc_now):
+                 photo_posts: bool = False, timeout: float = 20.0, clock: Callable[[], datetime] = utc_now):
         self.name = name
         self._token_var = credential_env_var(name, "page_token")
         if not page_token:

@@ -25,10 +25,11 @@ from mastodon.errors import (
 )
 from twitter_text import extract_urls_with_indices
 
+from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Image, Post
-from bridge.publish._http import scrub
+from bridge.publish._http import from_epoch, scrub
 from bridge.publish.graphemes import grapheme_count
 from bridge.secrets import credential_env_var
 
@@ -63,14 +64,10 @@ def mastodon_length(text: str, url_weight: int = DEFAULT_URL_WEIGHT) -> int:
 LENGTH_RULE = LengthRule(DEFAULT_MAX_CHARACTERS, mastodon_length)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def build(target, *, timeout: float, clock=None) -> "MastodonPublisher":
     return MastodonPublisher(target.name, instance=target.api_base, access_token=target.credentials.get(
         "access_token", ""), visibility=target.options.get("visibility", "public"), timeout=timeout,
-        clock=clock or _utc_now)
+        clock=clock or utc_now)
 
 
 class _Session(requests.Session):
@@ -94,7 +91,7 @@ class MastodonPublisher:
     """The Idempotency-Key makes a resend return the first status instead of a second one."""
 
     def __init__(self, name: str, *, instance: str, access_token: str, visibility: str = "public",
-                 timeout: float = 20.0, clock: Callable[[], datetime] = _utc_now):
+                 timeout: float = 20.0, clock: Callable[[], datetime] = utc_now):
         self.name = name
         self._token_var = credential_env_var(name, "access_token")
         if not access_token:
@@ -228,10 +225,8 @@ def _parse_reset(value: str | None) -> datetime | None:
     """X-RateLimit-Reset is an ISO 8601 time on Mastodon (a Unix time on some other servers)."""
     if not value:
         return None
-    try:
-        return datetime.fromtimestamp(float(value), timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        pass
+    if epoch := from_epoch(value):
+        return epoch
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import httpx
 
+from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import AlreadyPosted, ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
@@ -40,14 +41,10 @@ LENGTH_RULE = LengthRule(MESSAGE_MAX, utf16_length)
 PHOTO_LENGTH_RULE = LengthRule(CAPTION_MAX, utf16_length)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def build(target, *, timeout: float, clock=None) -> "TelegramPublisher":
     return TelegramPublisher(target.name, api_base=target.api_base, chat_id=target.options["chat_id"],
                              bot_token=target.credentials.get("bot_token", ""), timeout=timeout,
-                             clock=clock or _utc_now)
+                             clock=clock or utc_now)
 
 
 class TelegramPublisher:
@@ -61,7 +58,7 @@ class TelegramPublisher:
     """The Bot API has no idempotency key and accepts the same text twice."""
 
     def __init__(self, name: str, *, api_base: str, chat_id: str, bot_token: str, timeout: float = 20.0,
-                 clock: Callable[[], datetime] = _utc_now):
+                 clock: Callable[[], datetime] = utc_now):
         self.name = name
         self._token_var = credential_env_var(name, "bot_token")
         if not bot_token:

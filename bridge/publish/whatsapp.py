@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 
+from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
@@ -47,16 +48,12 @@ ACCOUNT_PROBLEMS = {131031, 131042, 131045, 133010}
 LENGTH_RULE = LengthRule(TEXT_PARAMETER_MAX, len)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def build(target, *, timeout: float, clock=None) -> "WhatsAppPublisher":
     options = target.options
     return WhatsAppPublisher(target.name, api_base=target.api_base, version=options["version"],
                              phone_number_id=options["phone_number_id"], template=options["message_template"],
                              language=options["language"], access_token=target.credentials.get("access_token", ""),
-                             timeout=timeout, clock=clock or _utc_now)
+                             timeout=timeout, clock=clock or utc_now)
 
 
 class WhatsAppPublisher:
@@ -71,7 +68,7 @@ class WhatsAppPublisher:
 
     def __init__(self, name: str, *, api_base: str, version: str, phone_number_id: str, template: str,
                  language: str, access_token: str, timeout: float = 20.0,
-                 clock: Callable[[], datetime] = _utc_now):
+                 clock: Callable[[], datetime] = utc_now):
         self.name = name
         self._token_var = credential_env_var(name, "access_token")
         if not access_token:

@@ -16,9 +16,8 @@ error classes and response parsing untouched (no copy of its 70-line request met
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import requests
@@ -26,9 +25,11 @@ import tweepy
 from requests.adapters import HTTPAdapter
 from twitter_text import parse_tweet
 
+from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import AlreadyPosted, ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Image, Post
+from bridge.publish._http import from_epoch, json_body, scrub, short_reason
 from bridge.secrets import credential_env_var
 
 # tweepy logs request and response headers at DEBUG, and requests-oauthlib logs the signed
@@ -37,8 +38,6 @@ from bridge.secrets import credential_env_var
 for _logger_name in ("tweepy", "requests_oauthlib", "oauthlib"):
     logging.getLogger(_logger_name).setLevel(logging.INFO)
 
-X_API_BASE = "https://api.x.com"
-"""The real API. tweepy's hard-coded host, api.twitter.com, still answers too."""
 TWEEPY_HOST = "https://api.twitter.com"
 X_CREDENTIAL_FIELDS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
@@ -62,10 +61,6 @@ def x_weighted_length(text: str) -> int:
 
 
 X_LENGTH_RULE = LengthRule(280, x_weighted_length)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class _TimeoutAdapter(HTTPAdapter):
@@ -119,7 +114,7 @@ class XPublisher:
         api_base: str,
         credentials: Mapping[str, str],
         timeout: float = 20.0,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ):
         self.name = name
         self._env_prefix = credential_env_var(name, "")  # "BRIDGE_X_", for messages
@@ -173,7 +168,7 @@ class XPublisher:
             data={"media_category": "tweet_image", "media_type": image.mime_type},
             files={"media": ("photo", image.data, image.mime_type)},
         ))
-        body = _json_body(response)
+        body = json_body(response)
         data = body.get("data") if isinstance(body.get("data"), dict) else body  # v1.1-style answers too
         media_id = data.get("id") or data.get("media_id_string") or data.get("media_id")
         if not media_id:
@@ -208,7 +203,7 @@ class XPublisher:
     def _quota_exhausted_until(self, headers: Mapping[str, str]) -> datetime | None:
         """When a successful answer says a quota is used up (remaining 0), the time it resets."""
         resets = [
-            _from_epoch(reset, self._clock() + RATE_LIMIT_FALLBACK)
+            from_epoch(reset) or self._clock() + RATE_LIMIT_FALLBACK
             for family in _RATE_LIMIT_FAMILIES
             if _int_header(headers, f"{family}-remaining") == 0
             and (reset := _int_header(headers, f"{family}-reset")) is not None
@@ -237,16 +232,16 @@ class XPublisher:
         except requests.Timeout:
             raise self._scrub(RetryLater(f"X did not answer within {self._timeout:g}s")) from None
         except requests.ConnectionError as error:
-            raise self._scrub(RetryLater(f"could not reach X at {self._api_base}: {_short_reason(error)}")) from None
+            raise self._scrub(RetryLater(f"could not reach X at {self._api_base}: {short_reason(error)}")) from None
         except (requests.RequestException, tweepy.TweepyException, ValueError, LookupError, AttributeError,
                 TypeError) as error:
             # A cut-off or unreadable answer: bad JSON is a ValueError, and tweepy raises KeyError (a LookupError),
             # AttributeError or TypeError on JSON of an unexpected shape. Outcome unknown; a resend is safe.
-            raise self._scrub(RetryLater(f"X's answer to {endpoint} was unreadable: {_short_reason(error)}")) from None
+            raise self._scrub(RetryLater(f"X's answer to {endpoint} was unreadable: {short_reason(error)}")) from None
 
     def _from_response(self, endpoint: str, response: requests.Response, posting: bool) -> PublishError:
         status, reason = response.status_code, response.reason or ""
-        body = _json_body(response)
+        body = json_body(response)
         detail = _detail(body) or f"{status} {reason}".strip()
         if status == 429:
             return self._rate_limited(endpoint, response.headers)
@@ -302,7 +297,7 @@ class XPublisher:
         if chosen is None:
             retry_at, which = now + RATE_LIMIT_FALLBACK, "a rate limit"
         else:
-            retry_at = max(_from_epoch(chosen[0], now + RATE_LIMIT_FALLBACK), now + RATE_LIMIT_MIN_WAIT)
+            retry_at = max(from_epoch(chosen[0]) or now + RATE_LIMIT_FALLBACK, now + RATE_LIMIT_MIN_WAIT)
             which = chosen[1]
         return RetryLater(
             f"X rate limit on {endpoint} ({which}) reached; next try after {retry_at:%Y-%m-%d %H:%M:%S} UTC",
@@ -312,23 +307,7 @@ class XPublisher:
 
     def _scrub(self, error: PublishError) -> PublishError:
         """Belt and braces: no credential value may reach a message, a log or the database."""
-        message = error.message
-        for secret in self._secrets:
-            if len(secret) < 6:
-                continue  # too short to be a real key; replacing it would garble the message
-            message = message.replace(secret, "***")
-        if message != error.message:
-            error.message = message
-            error.args = (message,)
-        return error
-
-
-def _json_body(response: requests.Response) -> dict:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}  # an HTML error page from a proxy or X's front end
-    return body if isinstance(body, dict) else {}
+        return scrub(error, self._secrets)
 
 
 def _messages(body: dict) -> str:
@@ -349,19 +328,3 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return int(headers[name])
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def _from_epoch(seconds: int, fallback: datetime) -> datetime:
-    try:
-        return datetime.fromtimestamp(seconds, timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return fallback  # a garbled header must not crash the delivery
-
-
-def _short_reason(error: Exception) -> str:
-    """ "Connection refused" rather than urllib3's three nested reprs."""
-    text = str(error)
-    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-    if match:
-        return match.group(1).strip()
-    return type(error).__name__

@@ -1,7 +1,7 @@
 """A real HTTP server on 127.0.0.1 that serves feeds the way news sites do, and misbehaves on demand.
 
-Use the `feed_server` fixture (import it into a test module: `from tests.fakes.feed_server import
-feed_server  # noqa: F401`), register routes, and point the code under test at `server.url(path)`.
+Use the `feed_server` fixture (registered for every test module in tests/conftest.py), register
+routes, and point the code under test at `server.url(path)`.
 Every request is recorded in `request_log` so tests can assert what was sent.
 """
 

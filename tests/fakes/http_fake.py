@@ -41,6 +41,8 @@ class Request:
     body: object
     """JSON as a dict, a form as {name: value}, multipart as {name: text, or bytes for file parts}."""
     query: dict[str, str] = field(default_factory=dict)
+    auth_problem: str | None = None
+    """Why the fake refused the request's credentials (see FakeServer.refuse), or None."""
 
 
 class FakeServer:
@@ -90,11 +92,18 @@ class FakeServer:
     def handle(self, request: Request) -> Answer:
         return Answer(404, {"error": "not found"})
 
+    def refuse(self, request: Request) -> Answer | None:
+        """An answer that wins even over scripted ones (bad credentials), or None to go on."""
+        return None
+
     # --- Plumbing --------------------------------------------------------------------------------
 
     def _answer(self, request: Request) -> Answer:
         with self.lock:
             self.requests.append(request)
+            refusal = self.refuse(request)
+            if refusal is not None:
+                return refusal
             queue = self._queues.get((request.method, request.route))
             if queue:
                 return queue.popleft()
