@@ -34,6 +34,8 @@ log = structlog.get_logger("bridge")
 
 SOURCE_BACKOFF_MAX = timedelta(hours=6)
 """A failing source is retried at its interval, then twice that, ... but at least this often."""
+CAUGHT_UP = "caught up: `bridge catchup`"
+"""Why a catch-up's stories (new ones, and known ones still pending) are skipped."""
 PUBLISH_BACKOFF_BASE = timedelta(minutes=1)
 """First wait after a transient publish failure; doubles per attempt up to bridge.retry_backoff_max."""
 
@@ -111,7 +113,7 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
         log.info("new story", source=source.name, item=key, url=by_key[key].link, title=by_key[key].title)
     if catchup:
         stored_skips = rt.repo.skip_pending_for_keys(
-            source.name, [i.key for i in items], "caught up: `bridge catchup`", now)
+            source.name, [i.key for i in items], CAUGHT_UP, now)
     else:
         stored_skips = 0
     outcome = PollOutcome(
@@ -128,7 +130,7 @@ def skip_reasons(items: Sequence[Item], source: SourceConfig, *, first_run: bool
     """Which of these items must not be posted if new, and why: a catch-up posts nothing, a first
     run posts what its policy picks, and a story older than the source's max_age is stale."""
     if catchup:
-        return {item.key: "caught up: `bridge catchup`" for item in items}
+        return {item.key: CAUGHT_UP for item in items}
     reasons: dict[str, str] = {}
     if first_run:
         chosen = choose_first_run_items(items, source.first_run)

@@ -67,14 +67,6 @@ def build_publisher(target, *, dry_run: bool, timeout: float, clock=None) -> Pub
     here, lazily, so that a dry run or `bridge status` does not load every network's client."""
     from bridge.publish.dry_run import DryRunPublisher
 
-    if target.kind == "x":
-        from bridge.publish.x import MAX_IMAGE_BYTES, X_LENGTH_RULE, XPublisher
-
-        if dry_run:
-            return DryRunPublisher(target.name, X_LENGTH_RULE, max_image_bytes=MAX_IMAGE_BYTES)
-        options = {"clock": clock} if clock else {}
-        return XPublisher(target.name, api_base=target.api_base, credentials=target.credentials,
-                          timeout=timeout, **options)
     network = _network(target.kind)
     if dry_run:
         return DryRunPublisher(target.name, network.LENGTH_RULE, max_image_bytes=network.MAX_IMAGE_BYTES,
@@ -85,10 +77,6 @@ def build_publisher(target, *, dry_run: bool, timeout: float, clock=None) -> Pub
 def length_rule_for(kind: str) -> LengthRule:
     """How a target kind counts characters, without building a publisher (config checks). For
     Mastodon this is the default of 500; a live publisher reads its instance's own limit."""
-    if kind == "x":
-        from bridge.publish.x import X_LENGTH_RULE
-
-        return X_LENGTH_RULE
     try:
         return _network(kind).LENGTH_RULE
     except ValueError:

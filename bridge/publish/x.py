@@ -61,6 +61,13 @@ def x_weighted_length(text: str) -> int:
 
 
 X_LENGTH_RULE = LengthRule(280, x_weighted_length)
+LENGTH_RULE = X_LENGTH_RULE
+"""The name every network module exports (bridge.publish.NETWORK_MODULES)."""
+
+
+def build(target, *, timeout: float, clock=None) -> "XPublisher":
+    return XPublisher(target.name, api_base=target.api_base, credentials=target.credentials,
+                      timeout=timeout, clock=clock or utc_now)
 
 
 class _TimeoutAdapter(HTTPAdapter):
