@@ -26,7 +26,7 @@ from bridge.model import Delivery, Item, PollOutcome, Post
 from bridge.pacing import hold_reason, over_budget, post_cost
 from bridge.publish import Publisher
 from bridge.sources.fetch import FetchLimits
-from bridge.sources.pacing import HostPacer, PoliteFetcher
+from bridge.sources.polite import HostPacer, PoliteFetcher
 from bridge.sources.read import add_story_pages, read_source
 from bridge.store.repo import Repository
 

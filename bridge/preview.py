@@ -2,7 +2,7 @@
 
 How an operator checks a new source, preset or template before going live. It changes no state:
 it never opens the database, and publishers are built as for a dry run (no credentials, no posts).
-Story pages are read for every story shown (politely, see sources/pacing.py), since a poll would
+Story pages are read for every story shown (politely, see sources/polite.py), since a poll would
 read them for each new story.
 """
 
@@ -17,7 +17,7 @@ from bridge.model import Item
 from bridge.pipeline import compose_post, length_rule_for_post
 from bridge.publish import build_publisher
 from bridge.sources.fetch import make_client
-from bridge.sources.pacing import HostPacer, PoliteFetcher
+from bridge.sources.polite import HostPacer, PoliteFetcher
 from bridge.sources.read import add_story_pages, read_source
 
 

@@ -10,7 +10,7 @@ import pytest
 from bridge.config import parse_config
 from bridge.errors import FeedParseError, NoStoriesFound
 from bridge.sources.fetch import FetchLimits, make_client
-from bridge.sources.pacing import HostPacer, PoliteFetcher
+from bridge.sources.polite import HostPacer, PoliteFetcher
 from bridge.sources.read import add_story_pages, looks_like_html, read_source
 from tests.helpers import antara_feed, antara_item
 from tests.sites import PAGE_1, PAGE_2, KemenporaSite

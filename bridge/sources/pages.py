@@ -18,7 +18,7 @@ from bridge.sources.html import (
     MAX_SUMMARY_CHARS, absolute_http, base_url, clip, image_src, meta_content, node_text, parse_html,
     read_date,
 )
-from bridge.sources.pacing import PoliteFetcher
+from bridge.sources.polite import PoliteFetcher
 from bridge.sources.presets import Layout
 from bridge.sources.text import plain_text
 

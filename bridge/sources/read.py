@@ -20,7 +20,7 @@ from bridge.model import Item, unique_by_key
 from bridge.sources.dates import assume_timezone
 from bridge.sources.feed import parse_feed
 from bridge.sources.html import base_url, parse_html, read_listing, story_key
-from bridge.sources.pacing import PoliteFetcher
+from bridge.sources.polite import PoliteFetcher
 from bridge.sources.pages import add_story_pages as _add_pages
 from bridge.sources.presets import Layout
 
