@@ -147,6 +147,20 @@ class TestReload:
         finally:
             daemon.close()
 
+    def test_jobs_run_one_at_a_time_with_jitter_and_never_skip_silently(self, world):
+        """Each source has its own poll job, plus one delivery job: at most one instance each, late
+        runs coalesce instead of being dropped, and polls are spread by a jitter."""
+        daemon = make_daemon(world)
+        try:
+            daemon._schedule(daemon.rt.config, None)
+            poll_job, deliver_job = daemon.scheduler.get_job("poll:a"), daemon.scheduler.get_job("deliver")
+            for job in (poll_job, deliver_job):
+                assert job.max_instances == 1 and job.coalesce is True
+            assert poll_job.misfire_grace_time == 300  # a whole interval, not APScheduler's 1 s
+            assert poll_job.trigger.jitter == 30  # a tenth of the 5 minute interval
+        finally:
+            daemon.close()
+
     def test_a_bad_reload_keeps_the_old_settings_and_logs_every_problem(self, world):
         """An invalid file is refused with every problem logged; the old runtime stays in force."""
         def broken():
