@@ -55,7 +55,7 @@ class PublishError(BridgeError):
 
 
 class RetryLater(PublishError):
-    """Transient: try again. `retry_at` is set when the network said when (rate limit reset);
+    """Never sent (nothing reached the network, or it answered that it took nothing): try again. `retry_at` is set when the network said when (rate limit reset);
     otherwise the caller backs off exponentially. `counts_as_attempt` is False for rate limits,
     which are not the post's fault."""
 
@@ -72,6 +72,13 @@ class TargetPaused(PublishError):
 
 class PostRejected(PublishError):
     """The network refused this post for good (invalid text). The delivery fails; others go on."""
+
+
+class InDoubt(PublishError):
+    """The request may have reached the network and no proof of the outcome came back: a read or
+    write timeout after it was sent, the connection closed before a complete answer, a 5xx to a
+    create call, a 2xx without the post's id. Retrying as if nothing was sent could post twice, so
+    the delivery becomes `in_doubt` and the network's own rule settles it (see pipeline.py)."""
 
 
 class AlreadyPosted(PublishError):

@@ -69,12 +69,19 @@ class Post:
 
 
 class DeliveryState(str, enum.Enum):
-    """Where a delivery stands. Only `pending` and `sending` are unfinished."""
+    """Where a delivery stands. `pending`, `sending`, `in_doubt` and `held` are unfinished."""
 
     PENDING = "pending"
     """Waiting to be sent (maybe held until `next_attempt_at`)."""
     SENDING = "sending"
     """Committed just before the API call; found at start-up it means the outcome is in doubt."""
+    IN_DOUBT = "in_doubt"
+    """The post may have gone out and no proof came back. Settled by the network's rule (identical
+    re-send where duplicates are refused, a look at the account where it can be read) or by the
+    operator (`bridge resolve ID --sent`, `bridge retry ID`); never silently failed or re-sent."""
+    HELD = "held"
+    """Part of a burst (a known source suddenly brought many "new" stories: a site move, a CMS
+    change): waits for the operator's `bridge release SOURCE` or `bridge catchup SOURCE`."""
     SENT = "sent"
     """The network answered with an id (or said it already had this post)."""
     FAILED = "failed"
@@ -98,6 +105,22 @@ class Delivery:
     last_error: str | None = None
     recipient: str = ""
     """Whom this delivery goes to, for a target with recipients (WhatsApp); "" for the target itself."""
+    frozen: "FrozenPost | None" = None
+    """What the first attempt sent, byte for byte; every later attempt sends exactly this."""
+    first_attempt_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FrozenPost:
+    """The post as first sent: the text, the photo's URL and alt text, and what it costs. Stored
+    with the delivery before the API call, so a re-send (after a timeout, after a crash) is the
+    same post whatever settings.toml says now, and X's duplicate check can recognise it."""
+
+    text: str
+    image_url: str | None = None
+    alt_text: str = ""
+    cost: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -62,11 +62,12 @@ def build_runtime(config: Config, repo: Repository, *, clock: Clock = utc_now) -
 
 
 def prepare(rt: Runtime) -> None:
-    """Start-up bookkeeping: settle deliveries a crash left in doubt, lift old pauses."""
-    safe = {name for name, p in rt.publishers.items() if p.resend_in_doubt_is_safe}
-    requeued, failed = rt.repo.recover_in_doubt(safe, rt.clock())
-    if requeued or failed:
-        log.warning("deliveries in doubt after an unclean stop", requeued=requeued, marked_failed=failed)
+    """Start-up bookkeeping: posts a crash left `sending` become in doubt (settled by their
+    network's rule, see pipeline.py), old pauses are lifted."""
+    in_doubt = rt.repo.recover_in_doubt(rt.clock())
+    if in_doubt:
+        log.warning("posts in doubt after an unclean stop: each is settled by its network's rule "
+                    "(see `bridge status`)", in_doubt=in_doubt)
     for target in rt.repo.clear_pauses():
         log.info("target unpaused at start-up", target=target)
 

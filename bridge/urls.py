@@ -75,3 +75,11 @@ def _clean_query(query: str) -> str:
 def _is_tracking(piece: str) -> bool:
     name = unquote(piece.partition("=")[0]).strip().lower()
     return name in _TRACKING_PARAMS or name.startswith(_TRACKING_PREFIXES)
+
+
+def names_a_page(url: str) -> bool:
+    """True when `url` (as published or normalised, with or without its scheme) points below a
+    site's root: a site's home page is shared by unrelated stories, so it never identifies one."""
+    rest = url.split("://", 1)[-1]
+    path = rest.partition("/")[2].split("?", 1)[0].split("#", 1)[0]
+    return bool(path.strip("/"))

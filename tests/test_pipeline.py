@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bridge.compose import compose
-from bridge.model import DeliveryState
-from bridge.pipeline import deliver_due, poll
+from bridge.model import DeliveryState, Post
+from bridge.pipeline import deliver_due, freeze_post, poll
 from bridge.publish.x import x_weighted_length
 from bridge.service import close, prepare
 from tests.helpers import antara_feed, antara_item, make_config, runtime
@@ -250,14 +250,32 @@ class TestCrashSafety:
         world.publish([antara_item(4)] + world.stories)
         poll(world.rt, world.rt.config.sources[0], force=True)
         [delivery] = world.rt.repo.due_deliveries("x", world.clock(), 10)
-        world.rt.repo.claim(delivery.id, world.clock())
-        # X got the post, then the process died before recording `sent`:
         x = world.rt.publishers["x"]
-        x.publish(compose("{title} {url}", delivery.item, source="antara", rule=x.length_rule), "k")
-        world.start()  # restart: the in-doubt delivery is re-queued
+        frozen = freeze_post(world.rt, x, delivery)
+        world.rt.repo.claim(delivery, world.clock(), frozen)
+        # X got the post, then the process died before recording `sent`:
+        x.publish(Post(text=frozen.text), "k")
+        world.start()  # restart: the delivery is in doubt, and X's duplicate check settles the re-send
         deliver_due(world.rt)
         assert len(world.x.posted) == 1
-        assert world.rt.repo.target_rows(world.clock() - timedelta(days=1))[0]["sent_today"] == 1
+        [row] = world.rt.repo.target_rows(world.clock() - timedelta(days=1))
+        assert row["sent_today"] == 1 and row["spent_today"] == pytest.approx(0.20)  # what was paid then
+
+    def test_resend_after_crash_uses_the_frozen_text(self, world):
+        """A template changed between the crash and the restart does not change the re-sent text: X refuses the duplicate."""
+        world.start()
+        world.cycle()
+        world.publish([antara_item(4)] + world.stories)
+        poll(world.rt, world.rt.config.sources[0], force=True)
+        [delivery] = world.rt.repo.due_deliveries("x", world.clock(), 10)
+        x = world.rt.publishers["x"]
+        frozen = freeze_post(world.rt, x, delivery)
+        world.rt.repo.claim(delivery, world.clock(), frozen)
+        x.publish(Post(text=frozen.text), "k")
+        world.start(target={"template": "BARU: {title} {url}"})
+        deliver_due(world.rt)
+        assert [t["text"] for t in world.x.tweets] == [frozen.text]
+        assert world.rt.repo.delivery_rows([DeliveryState.SENT])[0]["id"] == delivery.id
 
 
 class TestPacing:

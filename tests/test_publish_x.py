@@ -72,7 +72,7 @@ class TestLengthRule:
 
     def test_publisher_attributes(self):
         """The publisher declares X's rule, its kind, and that a resend in doubt is safe."""
-        assert (XPublisher.kind, XPublisher.length_rule, XPublisher.resend_in_doubt_is_safe) == ("x", X_LENGTH_RULE, True)
+        assert (XPublisher.kind, XPublisher.length_rule, XPublisher.duplicate_safe_for) == ("x", X_LENGTH_RULE, timedelta.max)
         assert X_LENGTH_RULE.max_length == 280
 
 

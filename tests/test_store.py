@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import insert, text, update
 
 from bridge.errors import DatabaseError
-from bridge.model import Item
+from bridge.model import FrozenPost, Item
 from bridge.store import schema
 from bridge.store.db import create_database_engine
 from bridge.store.migrations import LATEST_VERSION, migrate
@@ -21,10 +21,14 @@ def item(key: str, title: str = "Judul", url: str | None = None, published: date
     return Item(key=key, title=title, link=url, url=url, published=published)
 
 
-def store(repo: Repository, items, targets=("x",), skip=None, source="antara", now=T0, recipients=None):
+def store(repo: Repository, items, targets=("x",), skip=None, source="antara", now=T0, recipients=None,
+          hold=None):
     return repo.store_poll(source, "https://example.com/feed", items, targets, now=now, skip=skip or {},
                            etag=None, last_modified=None, next_poll_at=now + timedelta(minutes=5),
-                           recipients=recipients)
+                           recipients=recipients, hold=hold)
+
+
+FROZEN = FrozenPost("Judul https://x.id/1", cost=0.2)
 
 
 def states(repo: Repository) -> dict[int, str]:
@@ -32,9 +36,17 @@ def states(repo: Repository) -> dict[int, str]:
         return dict(conn.execute(text("SELECT id, state FROM deliveries")).all())
 
 
+def _as_version_3(conn) -> None:
+    """Turn a new database back into its version 3 shape (no frozen posts, no meta table)."""
+    for column in ("post_text", "post_image_url", "post_alt_text", "first_attempt_at", "last_attempt_at"):
+        conn.execute(text(f"ALTER TABLE deliveries DROP COLUMN {column}"))
+    conn.execute(text("DROP TABLE meta"))
+
+
 def _as_version_2(conn) -> None:
     """Turn a new database's deliveries table back into its version 2 shape (no recipient column,
     unique per item and target), to test the upgrade."""
+    _as_version_3(conn)
     if conn.dialect.name != "sqlite":
         conn.execute(text("ALTER TABLE deliveries DROP CONSTRAINT uq_deliveries_item_target_recipient"))
         conn.execute(text("ALTER TABLE deliveries DROP COLUMN recipient"))
@@ -97,8 +109,8 @@ class TestDatabase:
         assert migrate(repo.engine) == 1
         assert repo.known_keys("antara", ["a", "b"]) == {"a", "b"}
         [first, _] = repo.due_deliveries("x", T0, 10)
-        repo.claim(first.id, T0)
-        repo.mark_sent(first.id, "1", T0, cost=0.2)
+        repo.claim(first, T0, FrozenPost("Judul", cost=0.2))
+        repo.mark_sent(first.id, "1", T0)
         assert repo.spent_since("x", T0) == pytest.approx(0.2)
 
     def test_newer_database_is_refused(self, repo):
@@ -127,15 +139,51 @@ class TestDedupe:
         assert result.new_items == 0 and len(states(repo)) == 1
 
     def test_same_link_from_two_sources_goes_out_once_per_target(self, repo):
-        """The same normalised link from a second source is recorded but skipped for targets that have it."""
-        store(repo, [item("a", url="https://x.id/berita/1")], targets=("x",), source="one")
-        result = store(repo, [item("other-guid", url="https://x.id/berita/1")], targets=("x", "fb"), source="two")
-        assert (result.new_items, result.pending, result.skipped) == (1, 1, 1)
+        """The same article from a second source is judged a duplicate, when sent, only for targets that carry it."""
+        store(repo, [item("a", url="x.id/berita/1")], targets=("x",), source="one")
+        [first] = repo.due_deliveries("x", T0, 10)
+        repo.claim(first, T0, FROZEN)
+        repo.mark_sent(first.id, "1", T0)
+        result = store(repo, [item("other-guid", url="x.id/berita/1")], targets=("x", "fb"), source="two")
+        assert (result.new_items, result.pending, result.skipped) == (1, 2, 0)
+        [to_x] = repo.due_deliveries("x", T0, 10)
+        [to_fb] = repo.due_deliveries("fb", T0, 10)
+        assert "via one (delivery" in repo.same_story_elsewhere(to_x)
+        assert repo.same_story_elsewhere(to_fb) is None
+
+    def test_failed_copy_does_not_block_the_other_source(self, repo):
+        """A copy from another source that failed (or still waits) does not stop this one."""
+        store(repo, [item("a", url="x.id/berita/1")], source="one")
+        [first] = repo.due_deliveries("x", T0, 10)
+        store(repo, [item("b", url="x.id/berita/1")], source="two")
+        second = [d for d in repo.due_deliveries("x", T0, 10) if d.source == "two"][0]
+        assert repo.same_story_elsewhere(second) is None  # the first is only pending
+        repo.claim(first, T0, FROZEN)
+        repo.mark_failed(first.id, "400", T0)
+        assert repo.same_story_elsewhere(second) is None
 
     def test_same_link_twice_in_one_feed(self, repo):
-        """Two entries with different ids but the same link in one feed are posted once."""
-        result = store(repo, [item("a", url="https://x.id/1"), item("b", url="https://x.id/1")])
-        assert (result.pending, result.skipped) == (1, 1)
+        """Two entries with different ids but the same link in one feed are two stories: both post."""
+        result = store(repo, [item("a", url="x.id/1"), item("b", url="x.id/1")])
+        assert (result.pending, result.skipped) == (2, 0)
+        a, b = repo.due_deliveries("x", T0, 10)
+        repo.claim(a, T0, FROZEN)
+        repo.mark_sent(a.id, "1", T0)
+        assert repo.same_story_elsewhere(b) is None
+
+    def test_shared_listing_link_is_no_article(self, repo):
+        """A link several stories of one source share (a podcast's home page) never makes another source's story a duplicate."""
+        store(repo, [item("ep1", url="pod.id/show"), item("ep2", url="pod.id/show")], source="pod")
+        for d in repo.due_deliveries("x", T0, 10):
+            repo.claim(d, T0, FROZEN)
+            repo.mark_sent(d.id, d.item.key, T0)
+        store(repo, [item("home", url="pod.id")], source="one")
+        store(repo, [item("home2", url="pod.id")], source="two")
+        one = [d for d in repo.due_deliveries("x", T0, 10) if d.source == "one"][0]
+        repo.claim(one, T0, FROZEN)
+        repo.mark_sent(one.id, "9", T0)
+        [two] = repo.due_deliveries("x", T0, 10)
+        assert repo.same_story_elsewhere(two) is None  # a site's home page names no article
 
     def test_repeated_key_in_one_feed(self, repo):
         """A feed that repeats a guid does not break the transaction."""
@@ -152,8 +200,8 @@ class TestOutbox:
         """Only one worker can move a delivery from pending to sending."""
         store(repo, [item("a")])
         [delivery] = repo.due_deliveries("x", T0, 10)
-        assert repo.claim(delivery.id, T0) is True
-        assert repo.claim(delivery.id, T0) is False
+        assert repo.claim(delivery, T0, FROZEN) is True
+        assert repo.claim(delivery, T0, FROZEN) is False
         assert repo.due_deliveries("x", T0, 10) == []
 
     def test_oldest_story_first(self, repo):
@@ -165,25 +213,61 @@ class TestOutbox:
         """A deferred delivery is not due before its retry time."""
         store(repo, [item("a")])
         [d] = repo.due_deliveries("x", T0, 10)
-        repo.claim(d.id, T0)
+        repo.claim(d, T0, FROZEN)
         repo.mark_retry(d.id, "503", T0 + timedelta(minutes=2), T0, counted=True)
         assert repo.due_deliveries("x", T0 + timedelta(minutes=1), 10) == []
         [again] = repo.due_deliveries("x", T0 + timedelta(minutes=2), 10)
         assert again.attempts == 1 and again.last_error == "503"
 
     def test_in_doubt_recovery(self, repo):
-        """After a crash, `sending` goes back to pending where a resend is safe, and to failed elsewhere."""
+        """After a crash, every `sending` delivery is in doubt and due now, keeping the post it froze."""
         store(repo, [item("a")], targets=("x", "other"))
         for d in repo.due_deliveries("x", T0, 10) + repo.due_deliveries("other", T0, 10):
-            repo.claim(d.id, T0)
-        assert repo.recover_in_doubt({"x"}, T0) == (1, 1)
-        assert sorted(states(repo).values()) == ["failed", "pending"]
+            repo.claim(d, T0, FrozenPost("Judul https://x.id/1", cost=0.2))
+        assert repo.recover_in_doubt(T0 + timedelta(minutes=1)) == 2
+        assert sorted(states(repo).values()) == ["in_doubt", "in_doubt"]
+        [again] = repo.due_deliveries("x", T0 + timedelta(minutes=1), 10)
+        assert again.frozen == FrozenPost("Judul https://x.id/1", cost=0.2) and again.first_attempt_at == T0
+
+    def test_frozen_post_is_kept_by_later_claims(self, repo):
+        """The first claim stores the post; a later claim (a re-send) keeps it, whatever it is given."""
+        store(repo, [item("a")])
+        [d] = repo.due_deliveries("x", T0, 10)
+        repo.claim(d, T0, FrozenPost("first text", "http://127.0.0.1/a.jpg", "alt", 0.2))
+        repo.mark_retry(d.id, "503", T0, T0, counted=True)
+        [d] = repo.due_deliveries("x", T0, 10)
+        repo.claim(d, T0 + timedelta(minutes=5), FrozenPost("second text", None, "", 0.015))
+        repo.mark_sent(d.id, "1", T0)
+        with repo.engine.connect() as conn:
+            [row] = conn.execute(text("SELECT post_text, post_image_url, post_alt_text, cost FROM deliveries")).all()
+        assert tuple(row) == ("first text", "http://127.0.0.1/a.jpg", "alt", 0.2)
+
+    def test_resolve_and_retry_settle_a_post_in_doubt(self, repo):
+        """`resolve --sent` makes a post in doubt sent; `retry` puts one back in the queue; nothing else is touched."""
+        store(repo, [item("a"), item("b")])
+        a, b = repo.due_deliveries("x", T0, 10)
+        for d in (a, b):
+            repo.claim(d, T0, FROZEN)
+            repo.mark_in_doubt(d.id, "timed out", None, T0)
+        assert repo.due_deliveries("x", T0 + timedelta(days=1), 10) == []  # the operator decides
+        assert repo.resolve_sent(a.id, T0) and not repo.resolve_sent(a.id, T0)
+        assert repo.requeue(b.id, T0)
+        assert states(repo) == {a.id: "sent", b.id: "pending"}
+
+    def test_held_burst_is_released_or_dropped(self, repo):
+        """A held burst waits; `release` queues it, `catchup` drops it, per source."""
+        store(repo, [item("a"), item("b")], source="one", hold="burst")
+        store(repo, [item("c")], source="two", hold="burst")
+        assert repo.due_deliveries("x", T0, 10) == [] and repo.held_stories() == {"one": 2, "two": 1}
+        assert repo.release_held("one", T0) == 2
+        assert repo.skip_held("two", "caught up", T0) == 1
+        assert sorted(states(repo).values()) == ["pending", "pending", "skipped"]
 
     def test_retry_and_skip_commands(self, repo):
         """A failed delivery can be re-queued; a pending one can be skipped; other states are left alone."""
         store(repo, [item("a"), item("b")])
         a, b = repo.due_deliveries("x", T0, 10)
-        repo.claim(a.id, T0)
+        repo.claim(a, T0, FROZEN)
         repo.mark_failed(a.id, "400", T0)
         assert repo.requeue(a.id, T0) and not repo.requeue(a.id, T0)
         assert repo.skip(b.id, "operator", T0) and not repo.skip(b.id, "operator", T0)
@@ -193,7 +277,7 @@ class TestOutbox:
         """sent_since and last_sent_at see only sent deliveries."""
         store(repo, [item("a"), item("b")])
         a, b = repo.due_deliveries("x", T0, 10)
-        repo.claim(a.id, T0)
+        repo.claim(a, T0, FROZEN)
         repo.mark_sent(a.id, "123", T0)
         assert repo.sent_since("x", T0 - timedelta(hours=1)) == 1
         assert repo.sent_since("x", T0 + timedelta(seconds=1)) == 0

@@ -25,14 +25,14 @@ class Site:
     def __init__(self, feeds, x, tmp_path, clock):
         self.feeds, self.x, self.tmp_path, self.clock = feeds, x, tmp_path, clock
         self.rt = None
-        feeds.add("/rss.xml", antara_feed([]))
+        feeds.add("/rss.xml", antara_feed([antara_item(99)]))
 
     def photo(self, n: int, body: bytes = JPEG, content_type: str = "image/jpeg") -> str:
         self.feeds.add(f"/foto/{n}.jpg", body, content_type=content_type)
         return self.feeds.url(f"/foto/{n}.jpg")
 
     def start(self, **config):
-        """Start the bridge and let it see the (empty) feed once: a first run posts nothing."""
+        """Start the bridge and let it see the feed once (one old story): a first run posts nothing."""
         raw = make_config({"antara": self.feeds.url("/rss.xml")}, x_base=self.x.base_url, **config)
         self.rt = runtime(raw, self.tmp_path, self.clock)
         prepare(self.rt)

@@ -25,6 +25,8 @@ DEFAULT_PRICE_PER_LINK_POST = 0.20
 DEFAULT_SOURCE_KIND = "auto"
 DEFAULT_PAGE_DELAY = "2s"
 """Between two follow-up requests (story pages, next listing pages) to one host: see sources/polite.py."""
+DEFAULT_BURST_LIMIT = 10
+"""A poll of a known source bringing more new stories than this is held (a site move, a CMS change)."""
 DEFAULT_MAX_PAGES = 1
 """Listing pages read per poll. Polling every few minutes, page 1 holds everything new; a first run
 only remembers what is there, so reading older pages would cost requests and post nothing."""

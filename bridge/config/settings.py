@@ -20,7 +20,7 @@ from bridge.config.defaults import (
     DEFAULT_DELIVERY_INTERVAL, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FEED_BYTES,
     DEFAULT_PUBLISH_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_TEMPLATE,
     DEFAULT_SOURCE_KIND, DEFAULT_PAGE_DELAY, DEFAULT_MAX_PAGES, MAX_PAGES_LIMIT, DEFAULT_HEALTH_LISTEN,
-    CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS,
+    CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS, DEFAULT_BURST_LIMIT,
 )
 from bridge.config.targets import TargetConfig, parse_targets
 from bridge.config.values import (
@@ -34,9 +34,9 @@ _BRIDGE_KEYS = {
     "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
     "retry_backoff_max", "user_agent", "health_listen",
 }
-_BRIDGE_KEYS |= {"page_delay"}
+_BRIDGE_KEYS |= {"page_delay", "burst_limit"}
 _SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
-                "max_age", "hashtags", "category_hashtags", "images"}
+                "max_age", "hashtags", "category_hashtags", "images", "burst_limit"}
 _HTML_SOURCE_KEYS = {"timezone", "preset", "max_pages", "story_pages", "allow_empty", *LAYOUT_KEYS}
 
 
@@ -60,6 +60,8 @@ class SourceConfig:
     """Selectors for html (and auto) sources: a preset with the source's overrides."""
     max_pages: int = DEFAULT_MAX_PAGES
     story_pages: bool = True
+    burst_limit: int = DEFAULT_BURST_LIMIT
+    """More new stories than this in one poll of a source read before are held for the operator."""
     allow_empty: bool = False
     """An html listing that may hold no stories (an agenda page between events): zero rows is then
     a quiet poll, not a layout-drift error. It also turns drift detection off for that source."""
@@ -83,6 +85,7 @@ class BridgeSettings:
     retry_backoff_max: timedelta
     user_agent: str | None
     page_delay: timedelta = field(default_factory=lambda: parse_duration(DEFAULT_PAGE_DELAY))
+    burst_limit: int = DEFAULT_BURST_LIMIT
     health_listen: str | None = DEFAULT_HEALTH_LISTEN
     """"host:port" (or "[::1]:port") of the /healthz and /metrics endpoint; None: no endpoint."""
 
@@ -215,6 +218,7 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
         retry_backoff_max=get.duration("retry_backoff_max", DEFAULT_RETRY_BACKOFF_MAX),
         user_agent=get.string("user_agent", None),
         page_delay=get.duration("page_delay", DEFAULT_PAGE_DELAY),
+        burst_limit=get.positive_int("burst_limit", DEFAULT_BURST_LIMIT),
         health_listen=get.listen_address("health_listen", DEFAULT_HEALTH_LISTEN),
     )
     return None if len(problems) > before else settings
@@ -268,6 +272,7 @@ def _parse_sources(
             hashtags=tuple(get.str_list("hashtags")),
             category_hashtags=get.boolean("category_hashtags", False),
             images=get.boolean("images", True),
+            burst_limit=get.positive_int("burst_limit", bridge.burst_limit if bridge else DEFAULT_BURST_LIMIT),
             **_html_settings(table, kind, get, problems, bridge),
         ))
     return sources

@@ -8,7 +8,7 @@ its URLs, headers or error codes.
 from __future__ import annotations
 
 import importlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from bridge.compose import LengthRule
@@ -20,9 +20,12 @@ class Publisher(Protocol):
     """The target's name from settings.toml."""
     length_rule: LengthRule
     """How this network counts characters, and its limit."""
-    resend_in_doubt_is_safe: bool
-    """True when re-sending a post whose first attempt's outcome is unknown (crash between
-    'sending' and 'sent') cannot create a second post, e.g. because the network refuses duplicates."""
+    duplicate_safe_for: timedelta | None
+    """For how long after a post's first attempt the network itself refuses an identical re-send
+    (X's duplicate check: always; Mastodon's Idempotency-Key: an hour), so a post in doubt may be
+    sent again with the same bytes and key; None when it never does."""
+    verify_after: timedelta
+    """Optional, with find_post: how long the network may take to show a new post on the account."""
     max_image_bytes: int
     """The largest photo this network takes; the download stops there."""
     hold_until: datetime | None
@@ -35,7 +38,13 @@ class Publisher(Protocol):
     text then fits both ways, should the photo fail."""
 
     def publish(self, post: Post, idempotency_key: str) -> str:
-        """Post it; return the remote id. Raises RetryLater, TargetPaused, PostRejected or AlreadyPosted."""
+        """Post it; return the remote id. Raises RetryLater (never sent), InDoubt (may have been
+        sent), TargetPaused, PostRejected or AlreadyPosted; the module decides which from what it saw."""
+
+    # Optional: def find_post(self, post: Post, since: datetime) -> str | None
+    #   Look for `post` among the account's posts since `since`: its remote id, or None when it is
+    #   not there. Raises a PublishError when the network cannot be asked now. Networks that let an
+    #   account read its own posts (Mastodon, Bluesky, Facebook) have it; it settles posts in doubt.
 
     def verify(self) -> str:
         """Check the credentials; return the account's name. Raises TargetPaused when they are bad."""

@@ -87,7 +87,7 @@ class BlueskyPublisher:
     kind = "bluesky"
     length_rule = LENGTH_RULE
     max_image_bytes = MAX_IMAGE_BYTES
-    resend_in_doubt_is_safe = False
+    duplicate_safe_for = None
     """createRecord takes the same text twice: a post in doubt is left for the operator."""
 
     def __init__(self, name: str, *, service: str, handle: str, app_password: str, langs=("id",),

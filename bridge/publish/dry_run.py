@@ -13,7 +13,7 @@ log = structlog.get_logger("bridge.publish")
 class DryRunPublisher:
     """Stands in for a target's real publisher; composes with that network's length rule."""
 
-    resend_in_doubt_is_safe = True
+    duplicate_safe_for = None
     dry_run = True
     hold_until = None
     image_problem = None

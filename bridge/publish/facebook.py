@@ -45,7 +45,7 @@ class FacebookPublisher:
     kind = "facebook"
     length_rule = LENGTH_RULE
     max_image_bytes = MAX_IMAGE_BYTES
-    resend_in_doubt_is_safe = False
+    duplicate_safe_for = None
     """Code 506 refuses only an immediate duplicate; an hour later the same text posts again."""
 
     def __init__(self, name: str, *, api_base: str, version: str, page_id: str, page_token: str,

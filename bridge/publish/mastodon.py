@@ -83,12 +83,18 @@ class _Session(requests.Session):
         self.last_headers = response.headers
 
 
+IDEMPOTENCY_WINDOW = timedelta(minutes=55)
+"""Mastodon keeps an Idempotency-Key for up to one hour (docs.joinmastodon.org, methods/statuses,
+POST /api/v1/statuses); we stop relying on it a little before."""
+
+
 class MastodonPublisher:
     """Posts statuses to one Mastodon account. Satisfies bridge.publish.Publisher."""
 
     kind = "mastodon"
-    resend_in_doubt_is_safe = True
-    """The Idempotency-Key makes a resend return the first status instead of a second one."""
+    duplicate_safe_for = IDEMPOTENCY_WINDOW
+    """The Idempotency-Key makes a re-send return the first status instead of a second one, for as
+    long as the instance keeps the key."""
 
     def __init__(self, name: str, *, instance: str, access_token: str, visibility: str = "public",
                  timeout: float = 20.0, clock: Callable[[], datetime] = utc_now):

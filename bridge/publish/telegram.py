@@ -54,7 +54,7 @@ class TelegramPublisher:
     length_rule = LENGTH_RULE
     photo_length_rule = PHOTO_LENGTH_RULE
     max_image_bytes = MAX_IMAGE_BYTES
-    resend_in_doubt_is_safe = False
+    duplicate_safe_for = None
     """The Bot API has no idempotency key and accepts the same text twice."""
 
     def __init__(self, name: str, *, api_base: str, chat_id: str, bot_token: str, timeout: float = 20.0,

@@ -63,7 +63,7 @@ class WhatsAppPublisher:
     length_rule = LENGTH_RULE
     max_image_bytes = MAX_IMAGE_BYTES
     takes_photos = False
-    resend_in_doubt_is_safe = False
+    duplicate_safe_for = None
     """The Cloud API delivers the same template twice if asked twice."""
 
     def __init__(self, name: str, *, api_base: str, version: str, phone_number_id: str, template: str,

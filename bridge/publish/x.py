@@ -111,7 +111,7 @@ class XPublisher:
     kind = "x"
     length_rule = X_LENGTH_RULE
     max_image_bytes = MAX_IMAGE_BYTES
-    resend_in_doubt_is_safe = True
+    duplicate_safe_for = timedelta.max
     """X refuses a second post with the same text (403 duplicate content), which we count as sent."""
 
     def __init__(

@@ -8,6 +8,7 @@ with a new step, so an upgrade keeps every seen item.
 
 from __future__ import annotations
 
+import secrets
 from typing import Callable
 
 from sqlalchemy import Connection, Engine, func, insert, inspect, select, text, update
@@ -67,7 +68,32 @@ def _v3_delivery_recipient(connection: Connection) -> None:
     connection.execute(text("CREATE INDEX ix_deliveries_target_sent_at ON deliveries (target, sent_at)"))
 
 
-UPGRADES: dict[int, Callable[[Connection], None]] = {2: _v2_delivery_cost, 3: _v3_delivery_recipient}
+def _v4_frozen_posts_and_installation_id(connection: Connection) -> None:
+    """The post as first sent, kept with its delivery (so re-sends are identical), when it was tried,
+    and a random installation id for idempotency keys."""
+    for column, kind in (("post_text", "TEXT"), ("post_image_url", "TEXT"), ("post_alt_text", "TEXT"),
+                         ("first_attempt_at", _datetime_type(connection)),
+                         ("last_attempt_at", _datetime_type(connection))):
+        connection.execute(text(f"ALTER TABLE deliveries ADD COLUMN {column} {kind}"))
+    schema.meta.create(connection, checkfirst=True)
+    if connection.execute(select(schema.meta.c.value).where(schema.meta.c.name == INSTALLATION_ID)).first() is None:
+        _stamp_installation_id(connection)
+
+
+def _datetime_type(connection: Connection) -> str:
+    return "DATETIME" if connection.dialect.name == "sqlite" else "TIMESTAMP WITHOUT TIME ZONE"
+
+
+INSTALLATION_ID = "installation_id"
+
+
+def _stamp_installation_id(connection: Connection) -> None:
+    connection.execute(insert(schema.meta).values(name=INSTALLATION_ID, value=secrets.token_hex(8)))
+
+
+UPGRADES: dict[int, Callable[[Connection], None]] = {
+    2: _v2_delivery_cost, 3: _v3_delivery_recipient, 4: _v4_frozen_posts_and_installation_id,
+}
 LATEST_VERSION = max(UPGRADES, default=1)
 
 
@@ -90,6 +116,7 @@ def migrate(engine: Engine) -> int:
             if found == 0:
                 schema.metadata.create_all(connection)
                 connection.execute(insert(schema.schema_version).values(version=LATEST_VERSION))
+                _stamp_installation_id(connection)
                 return found
             for version in range(found + 1, LATEST_VERSION + 1):
                 UPGRADES[version](connection)

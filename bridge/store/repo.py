@@ -11,11 +11,16 @@ from typing import Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
 
-from bridge.model import Delivery, DeliveryState, Item, unique_by_key
+from bridge.model import Delivery, DeliveryState, FrozenPost, Item, unique_by_key
+from bridge.urls import names_a_page
 from bridge.store import schema
 from bridge.store.db import READ_ONLY
 
-S, I, D, T = schema.sources, schema.items, schema.deliveries, schema.targets
+S, I, D, T, M = schema.sources, schema.items, schema.deliveries, schema.targets, schema.meta
+UNFINISHED = (DeliveryState.PENDING.value, DeliveryState.SENDING.value, DeliveryState.IN_DOUBT.value,
+              DeliveryState.HELD.value)
+CARRIED = (DeliveryState.SENT.value, DeliveryState.SENDING.value, DeliveryState.IN_DOUBT.value)
+"""States in which a delivery has (or may have) put its story on the account."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class NewDeliveries:
     skipped: int
     queued_keys: tuple[str, ...] = ()
     """Keys of the new items that got at least one pending delivery, in feed order."""
+    held: int = 0
+    """Deliveries stored as `held` (a burst waiting for the operator)."""
 
 
 @dataclass(frozen=True)
@@ -79,16 +86,19 @@ class Repository:
         self, source: str, url: str, items: Sequence[Item], targets: Sequence[str], *, now: datetime,
         skip: Mapping[str, str], etag: str | None, last_modified: str | None,
         next_poll_at: datetime | None, recipients: Mapping[str, Sequence[str]] | None = None,
+        hold: str | None = None, initialise: bool = True,
     ) -> NewDeliveries:
         """Record a successful poll: new items, one delivery per target for each, and the source's
         state, in one transaction (so a crash leaves either all of it or none).
 
         `skip` maps the keys of new items not to post to the reason (first-run policy, catch-up,
-        stale): they get `skipped` deliveries. A story whose normalised link another item already
-        carries to a target gets a `skipped` delivery for that target.
+        stale): they get `skipped` deliveries. With `hold` (a burst), the others are `held` with that
+        reason instead of `pending`. `initialise` False (a first read that found nothing) leaves the
+        source's first-run policy for its next read. The same story from another source is judged
+        when it is sent (same_story_elsewhere), not here, so a copy that fails never blocks it.
 
         A target named in `recipients` (WhatsApp) gets one delivery per recipient instead of one."""
-        counts = {"new": 0, "pending": 0, "skipped": 0}
+        counts = {"new": 0, "pending": 0, "skipped": 0, "held": 0}
         queued: list[str] = []
         with self.engine.begin() as conn:
             known = self._known_keys(conn, source, [item.key for item in items])
@@ -97,19 +107,21 @@ class Repository:
                     continue
                 item_id = self._insert_item(conn, source, item, now)
                 counts["new"] += 1
-                for target, recipient in _outbox_rows(targets, recipients or {}):
-                    reason = skip.get(item.key) or self._already_delivered_reason(
-                        conn, item.url, target, item_id, recipient)
-                    self._insert_delivery(conn, item_id, target, now, reason, recipient)
-                    counts["skipped" if reason else "pending"] += 1
-                    if not reason and (not queued or queued[-1] != item.key):
-                        queued.append(item.key)
+                rows = _outbox_rows(targets, recipients or {})
+                reason = skip.get(item.key)
+                state = DeliveryState.SKIPPED if reason else (DeliveryState.HELD if hold else DeliveryState.PENDING)
+                for target, recipient in rows:
+                    self._insert_delivery(conn, item_id, target, now, state, reason or hold, recipient)
+                    counts["skipped" if reason else ("held" if hold else "pending")] += 1
+                if rows and state is DeliveryState.PENDING:
+                    queued.append(item.key)
             self._save_source(
-                conn, source, url, now, initialised=True, last_outcome="ok", last_error=None,
+                conn, source, url, now, last_outcome="ok", last_error=None,
+                **({"initialised": True} if initialise else {}),
                 consecutive_failures=0, next_poll_at=next_poll_at, etag=etag, last_modified=last_modified,
                 last_success_at=now, last_items_seen=len(items),
             )
-        return NewDeliveries(counts["new"], counts["pending"], counts["skipped"], tuple(queued))
+        return NewDeliveries(counts["new"], counts["pending"], counts["skipped"], tuple(queued), counts["held"])
 
     def known_keys(self, source: str, keys: Sequence[str]) -> set[str]:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
@@ -124,6 +136,30 @@ class Repository:
                 .values(state=DeliveryState.SKIPPED.value, last_error=reason, updated_at=now)
             )
             return result.rowcount
+
+    def release_held(self, source: str, now: datetime) -> int:
+        """`bridge release SOURCE`: the source's held burst goes out (oldest first, within pacing)."""
+        return self._change_held(source, now, state=DeliveryState.PENDING.value, last_error=None)
+
+    def skip_held(self, source: str, reason: str, now: datetime) -> int:
+        """`bridge catchup SOURCE`: the source's held burst is dropped."""
+        return self._change_held(source, now, state=DeliveryState.SKIPPED.value, last_error=reason)
+
+    def _change_held(self, source: str, now: datetime, **values) -> int:
+        with self.engine.begin() as conn:
+            ids = select(I.c.id).where(I.c.source == source)
+            return conn.execute(
+                update(D).where(D.c.item_id.in_(ids), D.c.state == DeliveryState.HELD.value)
+                .values(updated_at=now, next_attempt_at=None, **values)
+            ).rowcount
+
+    def held_stories(self) -> dict[str, int]:
+        """Per source, how many stories wait in a held burst."""
+        query = (select(I.c.source, func.count(func.distinct(D.c.item_id)))
+                 .join(I, I.c.id == D.c.item_id).where(D.c.state == DeliveryState.HELD.value)
+                 .group_by(I.c.source))
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return {source: count for source, count in conn.execute(query)}
 
     def record_not_modified(self, source: str, url: str, now: datetime, next_poll_at: datetime | None) -> None:
         with self.engine.begin() as conn:
@@ -148,33 +184,55 @@ class Repository:
 
     # --- Deliveries ------------------------------------------------------------------------------
 
-    def due_deliveries(self, target: str, now: datetime, limit: int) -> list[Delivery]:
-        """Pending deliveries whose time has come, oldest story first."""
+    def due_deliveries(self, target: str, now: datetime, limit: int, *, in_doubt: bool = True) -> list[Delivery]:
+        """Deliveries whose time has come, oldest story first: pending ones, and (with `in_doubt`)
+        deliveries in doubt whose next check is due (those without one wait for the operator)."""
         story_time = func.coalesce(I.c.published_at, I.c.first_seen_at)
+        due_now = or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now)
+        states = D.c.state == DeliveryState.PENDING.value
+        if in_doubt:
+            states = or_(states, and_(D.c.state == DeliveryState.IN_DOUBT.value, D.c.next_attempt_at.is_not(None)))
         query = (
             select(D, I.c.source, I.c.key, I.c.title, I.c.link, I.c.url, I.c.summary,
                    I.c.published_at, I.c.categories, I.c.image_url)
             .join(I, I.c.id == D.c.item_id)
-            .where(D.c.target == target, D.c.state == DeliveryState.PENDING.value,
-                   or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now))
+            .where(D.c.target == target, states, due_now)
             .order_by(story_time, D.c.id).limit(limit)
         )
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return [_delivery(row) for row in conn.execute(query).mappings()]
 
-    def claim(self, delivery_id: int, now: datetime) -> bool:
-        """pending -> sending, committed before the API call. False if someone else took it."""
+    def claim(self, delivery: Delivery, now: datetime, post: FrozenPost, *, attempt: bool = True) -> bool:
+        """pending (or in_doubt) -> sending, committed before the API call, with the post frozen:
+        the first claim stores its text, photo and cost; later ones keep what is stored. `attempt`
+        False for a claim that only looks the post up on the account. False if the delivery is no
+        longer in the state it was read in (the operator changed it meanwhile)."""
+        first = D.c.post_text.is_(None)
+        values = dict(
+            state=DeliveryState.SENDING.value, updated_at=now,
+            post_text=func.coalesce(D.c.post_text, post.text),
+            post_image_url=case((first, post.image_url), else_=D.c.post_image_url),
+            post_alt_text=case((first, post.alt_text), else_=D.c.post_alt_text),
+            cost=case((first, post.cost), else_=D.c.cost),
+            first_attempt_at=func.coalesce(D.c.first_attempt_at, now),
+        )
+        if attempt:
+            values["last_attempt_at"] = now
         with self.engine.begin() as conn:
             result = conn.execute(
-                update(D).where(D.c.id == delivery_id, D.c.state == DeliveryState.PENDING.value)
-                .values(state=DeliveryState.SENDING.value, updated_at=now)
-            )
+                update(D).where(D.c.id == delivery.id, D.c.state == delivery.state.value).values(**values))
             return result.rowcount == 1
 
-    def mark_sent(self, delivery_id: int, remote_id: str | None, now: datetime, note: str | None = None,
-                  cost: float = 0.0) -> None:
+    def record_attempt(self, delivery_id: int, now: datetime) -> None:
+        """A claimed delivery is about to be sent again (after looking for it found nothing)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(D).where(D.c.id == delivery_id).values(last_attempt_at=now, updated_at=now))
+
+    def mark_sent(self, delivery_id: int, remote_id: str | None, now: datetime, note: str | None = None) -> None:
+        """Sent: the cost stays what was stored when the post was frozen (an "already posted"
+        answer settles a post that was paid for then)."""
         self._finish(delivery_id, now, state=DeliveryState.SENT, remote_id=remote_id, sent_at=now,
-                     last_error=note, next_attempt_at=None, attempts=D.c.attempts + 1, cost=cost)
+                     last_error=note, next_attempt_at=None, attempts=D.c.attempts + 1)
 
     def mark_failed(self, delivery_id: int, error: str, now: datetime, counted: bool = True) -> None:
         self._finish(delivery_id, now, state=DeliveryState.FAILED, last_error=error, next_attempt_at=None,
@@ -184,6 +242,12 @@ class Repository:
         self._finish(delivery_id, now, state=DeliveryState.PENDING, last_error=error, next_attempt_at=retry_at,
                      attempts=D.c.attempts + (1 if counted else 0))
 
+    def mark_in_doubt(self, delivery_id: int, reason: str, next_check_at: datetime | None, now: datetime,
+                      counted: bool = True) -> None:
+        """The post may be on the account. `next_check_at` None: only the operator can settle it."""
+        self._finish(delivery_id, now, state=DeliveryState.IN_DOUBT, last_error=reason,
+                     next_attempt_at=next_check_at, attempts=D.c.attempts + (1 if counted else 0))
+
     def mark_skipped(self, delivery_id: int, reason: str, now: datetime) -> None:
         self._finish(delivery_id, now, state=DeliveryState.SKIPPED, last_error=reason, next_attempt_at=None)
 
@@ -191,27 +255,57 @@ class Repository:
         """sending -> pending untouched (nothing was sent: e.g. the target is paused)."""
         self._finish(delivery_id, now, state=DeliveryState.PENDING)
 
-    def recover_in_doubt(self, resend_safe: set[str], now: datetime) -> tuple[int, int]:
-        """After a crash, deliveries still `sending` are in doubt. Where re-sending cannot double-post
-        (the network refuses duplicates) they go back to pending; elsewhere they fail with a note, so
-        the operator checks the account and re-queues them with `bridge retry` if they are missing."""
-        note = "outcome unknown after a crash: check the account, then `bridge retry` if it is missing"
-        sending = D.c.state == DeliveryState.SENDING.value
+    def postpone(self, delivery_id: int, until: datetime, now: datetime) -> None:
+        """A delivery in doubt is looked for on the account only once the network has had time to show it."""
         with self.engine.begin() as conn:
-            requeued = conn.execute(
-                update(D).where(sending, D.c.target.in_(resend_safe))
-                .values(state=DeliveryState.PENDING.value, updated_at=now)
-            ).rowcount
-            failed = conn.execute(
-                update(D).where(sending).values(state=DeliveryState.FAILED.value, last_error=note, updated_at=now)
-            ).rowcount
-        return requeued, failed
+            conn.execute(update(D).where(D.c.id == delivery_id, D.c.state == DeliveryState.IN_DOUBT.value)
+                         .values(next_attempt_at=until, updated_at=now))
 
-    def requeue(self, delivery_id: int, now: datetime) -> bool:
-        """failed -> pending, now (bridge retry)."""
+    def recover_in_doubt(self, now: datetime) -> int:
+        """At start-up, in the process that holds the run lock: deliveries still `sending` were
+        interrupted between "about to call the network" and its answer. They are in doubt, due now,
+        and settled by the same rules as any other post in doubt."""
+        note = "outcome unknown: the bridge stopped while posting"
         with self.engine.begin() as conn:
             return conn.execute(
-                update(D).where(D.c.id == delivery_id, D.c.state == DeliveryState.FAILED.value)
+                update(D).where(D.c.state == DeliveryState.SENDING.value)
+                .values(state=DeliveryState.IN_DOUBT.value, last_error=note, next_attempt_at=now, updated_at=now)
+            ).rowcount
+
+    def same_story_elsewhere(self, delivery: Delivery) -> str | None:
+        """Why this delivery's story is already on its target through ANOTHER source (the same
+        article in two feeds), or None. Only links that name one article count: not a site's home
+        page, not a link that several stories of this source share (a listing or podcast page every
+        item points to). Within one source the story key alone decides."""
+        url = delivery.item.url
+        if not url or not names_a_page(url):
+            return None
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            sharing = conn.execute(select(func.count()).where(I.c.source == delivery.source, I.c.url == url)).scalar()
+            if sharing > 1:
+                return None
+            other = conn.execute(
+                select(I.c.source, D.c.id).join(D, D.c.item_id == I.c.id)
+                .where(I.c.url == url, I.c.source != delivery.source, D.c.target == delivery.target,
+                       D.c.recipient == delivery.recipient, D.c.state.in_(CARRIED)).limit(1)
+            ).first()
+        return f"same link already delivered via {other.source} (delivery {other.id})" if other else None
+
+    def installation_id(self) -> str:
+        """This database's random id (see schema.meta), for idempotency keys."""
+        if not hasattr(self, "_installation_id"):
+            with self.engine.connect().execution_options(**READ_ONLY) as conn:
+                self._installation_id = conn.execute(
+                    select(M.c.value).where(M.c.name == "installation_id")).scalar() or ""
+        return self._installation_id
+
+    def requeue(self, delivery_id: int, now: datetime) -> bool:
+        """failed or in doubt -> pending, now (bridge retry). A post in doubt is sent again with the
+        text it was first sent with: the operator looked and it is not on the account."""
+        retryable = (DeliveryState.FAILED.value, DeliveryState.IN_DOUBT.value)
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(D).where(D.c.id == delivery_id, D.c.state.in_(retryable))
                 .values(state=DeliveryState.PENDING.value, next_attempt_at=None, attempts=0, updated_at=now)
             ).rowcount == 1
 
@@ -223,6 +317,16 @@ class Repository:
                 .values(state=DeliveryState.SKIPPED.value, last_error=reason, updated_at=now)
             ).rowcount == 1
 
+    def resolve_sent(self, delivery_id: int, now: datetime) -> bool:
+        """in doubt -> sent (bridge resolve ID --sent): the operator found the post on the account."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(D).where(D.c.id == delivery_id, D.c.state == DeliveryState.IN_DOUBT.value)
+                .values(state=DeliveryState.SENT.value, sent_at=func.coalesce(D.c.last_attempt_at, now),
+                        next_attempt_at=None, last_error="marked sent by the operator (`bridge resolve`)",
+                        updated_at=now)
+            ).rowcount == 1
+
     def sent_since(self, target: str, since: datetime) -> int:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return conn.execute(
@@ -231,11 +335,14 @@ class Repository:
             ).scalar_one()
 
     def spent_since(self, target: str, since: datetime) -> float:
-        """USD spent on posts to `target` sent since `since`."""
+        """USD spent on posts to `target` since `since`: those sent, and those in doubt or in flight
+        (they may have been billed; the budget must not be passed by guessing they were not)."""
+        sent = and_(D.c.state == DeliveryState.SENT.value, D.c.sent_at >= since)
+        maybe = and_(D.c.state.in_([DeliveryState.IN_DOUBT.value, DeliveryState.SENDING.value]),
+                     D.c.last_attempt_at >= since)
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return float(conn.execute(
-                select(func.coalesce(func.sum(D.c.cost), 0.0)).where(
-                    D.c.target == target, D.c.state == DeliveryState.SENT.value, D.c.sent_at >= since)
+                select(func.coalesce(func.sum(D.c.cost), 0.0)).where(D.c.target == target, or_(sent, maybe))
             ).scalar_one())
 
     def last_sent_at(self, target: str) -> datetime | None:
@@ -283,12 +390,15 @@ class Repository:
                 func.sum(case((sent_this_month, func.coalesce(D.c.cost, 0.0)), else_=0.0)).label("spent_month"),
                 func.sum(case((D.c.state.in_(["pending", "sending"]), 1), else_=0)).label("pending"),
                 func.sum(case((D.c.state == "failed", 1), else_=0)).label("failed"),
+                func.sum(case((D.c.state == "in_doubt", 1), else_=0)).label("in_doubt"),
+                func.sum(case((D.c.state == "held", 1), else_=0)).label("held"),
             ).group_by(D.c.target)
         )
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             rows = {r["target"]: dict(r) for r in conn.execute(counts).mappings()}
             for r in conn.execute(select(T)).mappings():
                 rows.setdefault(r["name"], {"target": r["name"], "sent_today": 0, "pending": 0, "failed": 0,
+                                            "in_doubt": 0, "held": 0,
                                             "spent_today": 0.0, "spent_month": 0.0})
                 rows[r["name"]].update(paused_reason=r["paused_reason"], hold_until=r["hold_until"])
         return [rows[name] for name in sorted(rows)]
@@ -302,7 +412,7 @@ class Repository:
     def delivery_rows(self, states: Sequence[DeliveryState], limit: int = 50) -> list[dict]:
         query = (
             select(D.c.id, D.c.target, D.c.recipient, D.c.state, D.c.attempts, D.c.last_error, D.c.next_attempt_at,
-                   I.c.source, I.c.title, I.c.link)
+                   D.c.last_attempt_at, I.c.source, I.c.title, I.c.link)
             .join(I, I.c.id == D.c.item_id).where(D.c.state.in_([s.value for s in states]))
             .order_by(D.c.id.desc()).limit(limit)
         )
@@ -327,22 +437,10 @@ class Repository:
             image_url=item.image_url, first_seen_at=now,
         )).inserted_primary_key[0]
 
-    def _already_delivered_reason(self, conn: Connection, url: str | None, target: str, item_id: int,
-                                  recipient: str = "") -> str | None:
-        if not url:
-            return None
-        other = conn.execute(
-            select(I.c.source, D.c.id).join(D, D.c.item_id == I.c.id)
-            .where(I.c.url == url, I.c.id != item_id, D.c.target == target, D.c.recipient == recipient,
-                   D.c.state != DeliveryState.FAILED.value).limit(1)
-        ).first()
-        return f"same link already delivered via {other.source} (delivery {other.id})" if other else None
-
-    def _insert_delivery(self, conn: Connection, item_id: int, target: str, now: datetime, skip_reason: str | None,
-                         recipient: str = "") -> None:
-        state = DeliveryState.SKIPPED if skip_reason else DeliveryState.PENDING
+    def _insert_delivery(self, conn: Connection, item_id: int, target: str, now: datetime, state: DeliveryState,
+                         reason: str | None, recipient: str = "") -> None:
         conn.execute(insert(D).values(
-            item_id=item_id, target=target, state=state.value, attempts=0, last_error=skip_reason,
+            item_id=item_id, target=target, state=state.value, attempts=0, last_error=reason,
             created_at=now, updated_at=now, recipient=recipient,
         ))
 
@@ -373,6 +471,10 @@ def _delivery(row) -> Delivery:
         id=row["id"], target=row["target"], source=row["source"], state=DeliveryState(row["state"]),
         attempts=row["attempts"], item=item, next_attempt_at=row["next_attempt_at"],
         remote_id=row["remote_id"], last_error=row["last_error"], recipient=row["recipient"] or "",
+        frozen=None if row["post_text"] is None else FrozenPost(
+            text=row["post_text"], image_url=row["post_image_url"], alt_text=row["post_alt_text"] or "",
+            cost=row["cost"] or 0.0),
+        first_attempt_at=row["first_attempt_at"], last_attempt_at=row["last_attempt_at"],
     )
 
 

@@ -93,9 +93,24 @@ deliveries = Table(
     # Whom it goes to, for a target that sends each story to several recipients (WhatsApp); "" for
     # every other target, so (item_id, target, recipient) stays unique on every backend (schema version 3).
     Column("recipient", String(64), nullable=False, default="", server_default=""),
+    # The post as first sent (schema version 4): every re-send uses these bytes, never a new
+    # composition, so a changed template cannot turn X's duplicate check off.
+    Column("post_text", Text),
+    Column("post_image_url", Text),
+    Column("post_alt_text", Text),
+    Column("first_attempt_at", UTCDateTime),
+    Column("last_attempt_at", UTCDateTime),
     UniqueConstraint("item_id", "target", "recipient", name="uq_deliveries_item_target_recipient"),
     Index("ix_deliveries_state_target", "state", "target"),
     Index("ix_deliveries_target_sent_at", "target", "sent_at"),
+)
+
+# Facts about this database itself (schema version 4), e.g. its random installation id, which makes
+# idempotency keys unique across installations: a recreated database never reuses an old key.
+meta = Table(
+    "meta", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 # Per-target state that outlives a restart: a pause the operator must clear, a rate-limit hold.
