@@ -63,10 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     catchup = commands.add_parser("catchup", help="mark everything now in a feed as seen, without posting it")
     catchup.add_argument("source", nargs="?", help="source name (default: every source)")
 
-    retry = commands.add_parser("retry", help="re-queue a failed delivery")
+    retry = commands.add_parser("retry", help="re-queue a failed delivery, or one in doubt that is not on the "
+                                              "account (it is sent again with its first text)")
     retry.add_argument("delivery_id", type=int, metavar="ID")
     skip = commands.add_parser("skip", help="drop a pending delivery without posting it")
     skip.add_argument("delivery_id", type=int, metavar="ID")
+    resolve = commands.add_parser("resolve", help="settle a delivery in doubt that you found on the account")
+    resolve.add_argument("delivery_id", type=int, metavar="ID")
+    resolve.add_argument("--sent", action="store_true", required=True,
+                         help="the post is on the account: record it as sent (if it is not, use `bridge retry ID`)")
+    release = commands.add_parser("release", help="post a source's held burst of new stories (oldest first, "
+                                                  "within pacing); `bridge catchup SOURCE` drops it instead")
+    release.add_argument("source", help="source name")
     return parser
 
 
@@ -225,13 +233,43 @@ def _change_delivery(config, delivery_id: int, action: str) -> int:
     repo = service.open_repository(config)
     if action == "retry":
         done = repo.requeue(delivery_id, utc_now())
-        message = "re-queued" if done else "not re-queued: no failed delivery with that id"
+        message = "re-queued" if done else "not re-queued: no failed delivery, nor one in doubt, with that id"
+    elif action == "resolve":
+        done = repo.resolve_sent(delivery_id, utc_now())
+        message = "recorded as sent" if done else "not changed: no delivery in doubt with that id"
     else:
         done = repo.skip(delivery_id, "skipped by the operator (`bridge skip`)", utc_now())
         message = "skipped" if done else "not skipped: no pending delivery with that id"
     print(f"delivery {delivery_id}: {message}")
     repo.engine.dispose()
     return EXIT_OK if done else EXIT_PROBLEM
+
+
+def cmd_resolve(args, config) -> int:
+    return _change_delivery(config, args.delivery_id, "resolve")
+
+
+def cmd_release(args, config) -> int:
+    from bridge import service
+    from bridge.clock import utc_now
+
+    _source_named(config, args.source)
+    repo = service.open_repository(config)
+    released = repo.release_held(args.source, utc_now())
+    repo.engine.dispose()
+    if not released:
+        print(f"{args.source}: nothing held")
+        return EXIT_PROBLEM
+    print(f"{args.source}: {released} held deliveries queued; they go out oldest first, within pacing")
+    return EXIT_OK
+
+
+def _source_named(config, name: str):
+    try:
+        return config.source(name)
+    except KeyError:
+        names = ", ".join(s.name for s in config.sources)
+        raise ConfigError([f"no source named {name!r} (sources: {names})"]) from None
 
 
 def _duration(delta) -> str:
@@ -243,7 +281,7 @@ def _duration(delta) -> str:
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "catchup": cmd_catchup,
-            "retry": cmd_retry, "skip": cmd_skip}
+            "retry": cmd_retry, "skip": cmd_skip, "resolve": cmd_resolve, "release": cmd_release}
 COMMANDS["preview"] = cmd_preview
 
 

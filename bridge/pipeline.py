@@ -122,9 +122,9 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     by_key = {item.key: item for item in items}
     for key in stored.queued_keys:
         log.info("new story", source=source.name, item=key, url=by_key[key].link, title=by_key[key].title)
-    if catchup:
+    if catchup:  # stories known and still waiting are dropped too, a held burst included
         stored_skips = rt.repo.skip_pending_for_keys(
-            source.name, [i.key for i in items], CAUGHT_UP, now)
+            source.name, [i.key for i in items], CAUGHT_UP, now) + rt.repo.skip_held(source.name, CAUGHT_UP, now)
     else:
         stored_skips = 0
     outcome = PollOutcome(

@@ -17,6 +17,8 @@ from bridge.store.migrations import LATEST_VERSION, current_version
 from bridge.store.repo import Repository
 
 RECENT_FAILURES_SHOWN = 10
+IN_DOUBT_SHOWN = 200
+"""Posts in doubt are few and each needs a decision: all of them are shown, up to this many."""
 LATE_MIN_OVERDUE = timedelta(minutes=2)
 """A poll may start up to a minute after its time (jitter) or wait for a busy worker. A source is
 late once its next poll is overdue by its own interval and by at least this much: the daemon is
@@ -60,10 +62,33 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
                         "spent_month": round(row.get("spent_month") or 0.0, 4),
                         "budget_per_day": settings.budget_per_day if settings else None,
                         "pending": row.get("pending") or 0, "failed": row.get("failed") or 0,
+                        "in_doubt": row.get("in_doubt") or 0, "held": row.get("held") or 0,
                         "state": state or "ok"})
     failures = repo.delivery_rows([DeliveryState.FAILED], limit=RECENT_FAILURES_SHOWN)
+    held = repo.held_stories()
+    for source in sources:
+        if held.get(source["name"]):
+            source["held"] = held[source["name"]]
+            source["state"] = "held" if source["state"] == "ok" else f"held, {source['state']}"
     return {"now": now, "dry_run": config.bridge.dry_run, "sources": sources, "targets": targets,
-            "recent_failures": failures}
+            "in_doubt": in_doubt_rows(repo), "held": held_bursts(held), "recent_failures": failures}
+
+
+def in_doubt_rows(repo: Repository) -> list[dict]:
+    """Every post in doubt, oldest first, with what settles it."""
+    rows = repo.delivery_rows([DeliveryState.IN_DOUBT], limit=IN_DOUBT_SHOWN)
+    for row in reversed(rows):
+        row["todo"] = (f"the bridge checks again at {row['next_attempt_at']:%Y-%m-%d %H:%M} UTC"
+                       if row["next_attempt_at"] else
+                       f"look at the account: `bridge resolve {row['id']} --sent` if the post is there, "
+                       f"`bridge retry {row['id']}` if it is not")
+    return list(reversed(rows))
+
+
+def held_bursts(held: dict[str, int]) -> list[dict]:
+    return [{"source": name, "stories": count,
+             "todo": f"`bridge release {name}` posts them, `bridge catchup {name}` drops them"}
+            for name, count in sorted(held.items())]
 
 
 def source_state(row: dict, source, now: datetime) -> str:
@@ -94,11 +119,23 @@ def render(report: dict) -> str:
                      _ago(s.get("next_poll"), now), s.get("last_error") or ""))
     lines += _table(rows)
     lines += ["", "TARGETS" + ("  (dry run: nothing is posted)" if report["dry_run"] else "")]
-    rows = [("name", "posted today", "spent today", "this month", "pending", "failed", "state")]
+    rows = [("name", "posted today", "spent today", "this month", "pending", "in doubt", "failed", "state")]
     rows += [(t["name"], str(t["posted_today"]), _money(t["spent_today"], t["budget_per_day"]),
-              _money(t["spent_month"]), str(t["pending"]), str(t["failed"]), t["state"])
+              _money(t["spent_month"]), str(t["pending"]), str(t["in_doubt"]), str(t["failed"]), t["state"])
              for t in report["targets"]]
     lines += _table(rows)
+    if report.get("in_doubt"):
+        lines += ["", "IN DOUBT (the post may be on the account; nothing is re-sent blindly)"]
+        rows = [("id", "target", "source", "title", "tried", "why", "what settles it")]
+        rows += [(str(d["id"]), d["target"] + (f" {d['recipient']}" if d.get("recipient") else ""), d["source"],
+                  _short(d["title"], 40), _ago(d.get("last_attempt_at"), now), _short(d["last_error"] or "", 60),
+                  d["todo"]) for d in report["in_doubt"]]
+        lines += _table(rows)
+    if report.get("held"):
+        lines += ["", "HELD BURSTS (a known source suddenly brought many new stories: a site move?)"]
+        rows = [("source", "stories", "what settles it")]
+        rows += [(h["source"], str(h["stories"]), h["todo"]) for h in report["held"]]
+        lines += _table(rows)
     if report["recent_failures"]:
         lines += ["", "RECENT FAILURES (re-queue with `bridge retry ID`)"]
         rows = [("id", "target", "source", "title", "error")]

@@ -95,11 +95,14 @@ class Bridge:
         self.rt = None
         feeds.add("/rss.xml", antara_feed([antara_item(99)]))  # a first run remembers it
 
-    def start(self, *, source: dict | None = None, targets: dict | None = None):
+    def start(self, *, source: dict | None = None, targets: dict | None = None, settings: dict | None = None,
+              only: str | None = None):
+        """(Re)start on the same database; `only` routes the source to that one network."""
         if self.rt:
             close(self.rt)
-        tables = {name: {**n.table, **(targets or {}).get(name, {})} for name, n in self.networks.items()}
-        raw = {"bridge": {"database": "sqlite:///bridge.db", "dry_run": False},
+        tables = {name: {**n.table, **(targets or {}).get(name, {})} for name, n in self.networks.items()
+                  if only in (None, name)}
+        raw = {"bridge": {"database": "sqlite:///bridge.db", "dry_run": False, **(settings or {})},
                "sources": [{"name": "antara", "url": self.feeds.url("/rss.xml"), "targets": list(tables),
                             **(source or {})}],
                "targets": tables}

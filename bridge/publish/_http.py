@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 
 import httpx
 import requests
+import urllib3
 
-from bridge.errors import PublishError, RetryLater
+from bridge.errors import InDoubt, PublishError, RetryLater
 
 MIN_SECRET_LENGTH = 6
 """Shorter values are not real credentials; replacing them would garble ordinary words."""
@@ -34,11 +35,53 @@ def short_reason(error: Exception) -> str:
     return type(error).__name__
 
 
-def transport_problem(network: str, base: str, error: httpx.TransportError, timeout: float) -> RetryLater:
-    """A timeout or an unreachable server: transient, retried with backoff."""
+MAY_HAVE_ACTED = frozenset({500, 502, 503, 504})
+"""Statuses to a create call after which the post may exist: the server (or the one behind a proxy)
+may have created it before failing or timing out. 408 and 429 say the request was not processed."""
+
+_NEVER_SENT_HTTPX = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
+                     httpx.ProxyError)
+"""Raised before a request can have left: DNS, refused, connect timeout, TLS handshake, no free
+connection. Every other transport error (read/write timeout, connection closed or reset, protocol
+error) may come after the network received the request."""
+
+
+def transport_problem(network: str, base: str, error: httpx.TransportError, timeout: float,
+                      creates: bool = True) -> RetryLater | InDoubt:
+    """What an httpx transport error says about a call: never sent (retry), or, for a call that
+    creates a post (`creates`), may have been sent (in doubt). A call that creates nothing (reading,
+    logging in, uploading a blob nobody sees) is safe to repeat either way."""
+    if isinstance(error, _NEVER_SENT_HTTPX) or not creates:
+        if isinstance(error, httpx.TimeoutException):
+            return RetryLater(f"{network} did not answer within {timeout:g}s")
+        return RetryLater(f"could not reach {network} at {base}: {short_reason(error)}")
     if isinstance(error, httpx.TimeoutException):
-        return RetryLater(f"{network} did not answer within {timeout:g}s")
-    return RetryLater(f"could not reach {network} at {base}: {short_reason(error)}")
+        return InDoubt(f"{network} did not answer within {timeout:g}s after receiving the post")
+    return InDoubt(f"the connection to {network} broke after the post was sent: {short_reason(error)}")
+
+
+def requests_problem(network: str, base: str, error: requests.RequestException, timeout: float,
+                     creates: bool = True) -> RetryLater | InDoubt:
+    """The same judgement for the requests stack (tweepy, Mastodon.py): requests folds "connection
+    refused" and "connection closed mid-answer" into one ConnectionError, so look at its cause."""
+    never_sent = isinstance(error, requests.ConnectTimeout) or (
+        isinstance(error, requests.ConnectionError) and _before_request_left(error))
+    if never_sent or not creates:
+        if isinstance(error, requests.Timeout):
+            return RetryLater(f"{network} did not answer within {timeout:g}s")
+        return RetryLater(f"could not reach {network} at {base}: {short_reason(error)}")
+    if isinstance(error, requests.Timeout):
+        return InDoubt(f"{network} did not answer within {timeout:g}s after receiving the post")
+    return InDoubt(f"the connection to {network} broke after the post was sent: {short_reason(error)}")
+
+
+def _before_request_left(error: requests.ConnectionError) -> bool:
+    """True when urllib3 failed to connect at all (DNS, refused, connect timeout, TLS handshake)."""
+    cause = error.args[0] if error.args else None
+    reason = getattr(cause, "reason", cause)  # MaxRetryError wraps the real reason
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
+                               urllib3.exceptions.NameResolutionError, urllib3.exceptions.SSLError,
+                               urllib3.exceptions.ProxyError))
 
 
 def scrub(error: PublishError, secrets: Iterable[str]) -> PublishError:

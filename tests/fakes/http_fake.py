@@ -1,11 +1,20 @@
-"""The plumbing of the network fakes: a real HTTP server on 127.0.0.1, a request log, and a queue
-of scripted answers per route. Each network's fake (telegram.py, mastodon.py, ...) subclasses
-FakeServer with that network's routes, checks and response shapes."""
+"""The plumbing of the network fakes: a real HTTP server on 127.0.0.1, a request log, a queue
+of scripted answers per route, and faults. Each network's fake (telegram.py, mastodon.py, ...)
+subclasses FakeServer with that network's routes, checks and response shapes.
+
+Faults are how networks misbehave in the wild: the request arrives and the network DOES act on it
+(the post is created), but the answer is lost on the way back: never sent (HANG), sent after the
+client gave up (LATE), the connection closed before any answer (DROP), a proxy's 502 or 504 page
+(BAD_GATEWAY, GATEWAY_TIMEOUT), a 200 whose body is cut off or garbage (GARBLED), or a 200 that
+names no id (NO_ID). REFUSE is the one fault where nothing arrives: the port refuses connections
+(`refuse_connections()` ... `accept_connections()`). Tests then check that a post exists at most
+once whatever the client concluded."""
 
 from __future__ import annotations
 
 import email.policy
 import json
+import socket
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -45,24 +54,39 @@ class Request:
     """Why the fake refused the request's credentials (see FakeServer.refuse), or None."""
 
 
+HANG, LATE, DROP, BAD_GATEWAY, GATEWAY_TIMEOUT, GARBLED, NO_ID, REFUSE = (
+    "hang", "late", "drop", "502", "504", "garbled", "no id", "refuse")
+AFTER_ACTING = (HANG, LATE, DROP, BAD_GATEWAY, GATEWAY_TIMEOUT, GARBLED, NO_ID)
+"""The faults in which the network acted on the request: the outcome is unknown to the client."""
+LATE_BY = 1.5
+"""Seconds a LATE answer waits: longer than the publish timeout the fault tests give their clients."""
+HANG_FOR = 30.0
+"""A HANG holds the connection this long at most (or until the fake stops)."""
+
+
 class FakeServer:
     """Subclasses implement route(method, path) and handle(request) -> Answer."""
 
     def __init__(self):
         self.requests: list[Request] = []
         self._queues: dict[tuple[str, str], deque[Answer]] = {}
+        self._faults: dict[tuple[str, str], deque[str]] = {}
         self.lock = threading.RLock()
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._port = 0
+        self._listen()
+
+    def _listen(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), _handler_for(self))
         self._server.daemon_threads = True
+        self._port = self._server.server_address[1]
         # A short poll interval: shutdown() waits up to one interval, at every test's teardown.
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         daemon=True)
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._port}"
 
     def start(self):
         self._thread.start()
@@ -72,6 +96,27 @@ class FakeServer:
         self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
+
+    def refuse_connections(self) -> None:
+        """Close the listening port: connections are refused, nothing reaches the network."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def accept_connections(self) -> None:
+        """Listen again on the same port, after refuse_connections()."""
+        self._listen()
+        self.start()
+
+    def fail(self, method: str, route: str, fault: str, times: int = 1) -> None:
+        """The next `times` requests to `method route` are acted on as usual (the post is created),
+        then their answer is lost as `fault` says (see the module docstring)."""
+        with self.lock:
+            self._faults.setdefault((method.upper(), route), deque()).extend([fault] * times)
+
+    def _take_fault(self, request: Request) -> str | None:
+        with self.lock:
+            queue = self._faults.get((request.method, request.route))
+            return queue.popleft() if queue else None
 
     def enqueue(self, method: str, route: str, *, status: int, json: object = None, body: bytes | str | None = None,
                 headers: dict[str, str] | None = None, delay: float = 0.0) -> None:
@@ -153,6 +198,11 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                               CaseInsensitiveDict(self.headers.items()), parse_body(raw, self.headers.get("Content-Type", "")),
                               query)
             answer = fake._answer(request)
+            fault = fake._take_fault(request)
+            if fault is not None:
+                answer = self._misbehave(fault, answer)
+                if answer is None:
+                    return
             if answer.delay and fake._stopping.wait(answer.delay):
                 return
             payload = answer.body if answer.body is not None else json.dumps(answer.json).encode()
@@ -169,6 +219,29 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test)
+
+        def _misbehave(self, fault: str, answer: Answer) -> Answer | None:
+            """The answer a fault turns `answer` into, or None when no answer is sent at all."""
+            if fault == HANG:
+                fake._stopping.wait(HANG_FOR)
+                self.close_connection = True
+                return None
+            if fault == DROP:
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return None
+            if fault == LATE:
+                return Answer(answer.status, answer.json, answer.body, answer.headers, delay=LATE_BY)
+            if fault in (BAD_GATEWAY, GATEWAY_TIMEOUT):
+                return Answer(int(fault), body=f"<html><body><h1>{fault} Gateway</h1></body></html>".encode())
+            if fault == GARBLED:
+                return Answer(200, body=b'{"data": {"id": "12')  # cut off mid-answer
+            if fault == NO_ID:
+                return Answer(200, json={})
+            raise ValueError(f"unknown fault {fault!r}")
 
         def log_message(self, format: str, *args: object) -> None:
             pass
