@@ -71,6 +71,8 @@ class FakeServer:
         self.requests: list[Request] = []
         self._queues: dict[tuple[str, str], deque[Answer]] = {}
         self._faults: dict[tuple[str, str], deque[str]] = {}
+        self.on_request = None
+        """A test's hook, called with each request once the fake has acted on it (before it answers)."""
         self.lock = threading.RLock()
         self._stopping = threading.Event()
         self._port = 0
@@ -150,9 +152,10 @@ class FakeServer:
             if refusal is not None:
                 return refusal
             queue = self._queues.get((request.method, request.route))
-            if queue:
-                return queue.popleft()
-            return self.handle(request)
+            answer = queue.popleft() if queue else self.handle(request)
+            if self.on_request is not None:
+                self.on_request(request)
+            return answer
 
 
 def parse_body(raw: bytes, content_type: str) -> object:
