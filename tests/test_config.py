@@ -93,6 +93,17 @@ class TestDefaults:
         assert config.template_for(source, config.targets["x"]) == "{title} {hashtags} {url}"
 
 
+    def test_burst_limit_defaults_and_overrides(self):
+        """burst_limit is 10 unless [bridge] sets it; a source's own value wins; zero is refused with its key."""
+        assert parse(MINIMAL).sources[0].burst_limit == 10
+        config = parse(MINIMAL.replace("dry_run = true", "dry_run = true\nburst_limit = 25"))
+        assert config.sources[0].burst_limit == 25
+        config = parse(MINIMAL.replace('targets = ["x"]', 'targets = ["x"]\nburst_limit = 3'))
+        assert config.sources[0].burst_limit == 3
+        [problem] = problems_of(MINIMAL.replace('targets = ["x"]', 'targets = ["x"]\nburst_limit = 0'))
+        assert "burst_limit" in problem and "antara" in problem
+
+
 class TestValidation:
     def test_every_problem_reported_with_its_key_path(self):
         """All problems in a file are reported at once, each with the key path to fix."""
