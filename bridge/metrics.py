@@ -78,7 +78,12 @@ def _database_families(rt) -> Iterator[Metric]:
     now = utc_now()
     posts = CounterMetricFamily("bridge_posts", "Posts made (deliveries sent), by target, ever.", labels=["target"])
     deliveries = GaugeMetricFamily("bridge_deliveries", "Deliveries by target and state "
-                                   "(pending, sending, sent, failed, skipped).", labels=["target", "state"])
+                                   "(pending, sending, in_doubt, held, sent, failed, skipped).",
+                                   labels=["target", "state"])
+    in_doubt = GaugeMetricFamily("bridge_deliveries_in_doubt", "Posts that may be on the account without "
+                                 "proof, by target: each needs its network's check or the operator.",
+                                 labels=["target"])
+    doubtful: dict[str, int] = {}
     queue = GaugeMetricFamily("bridge_queue_depth", "Deliveries waiting to be posted (pending or sending), "
                               "by target.", labels=["target"])
     waiting: dict[str, int] = {}
@@ -88,9 +93,12 @@ def _database_families(rt) -> Iterator[Metric]:
             posts.add_metric([row["target"]], row["count"])
         if row["state"] in ("pending", "sending"):
             waiting[row["target"]] = waiting.get(row["target"], 0) + row["count"]
+        if row["state"] == "in_doubt":
+            doubtful[row["target"]] = row["count"]
     for target in rt.config.targets:
         queue.add_metric([target], waiting.get(target, 0))
-    yield from (posts, deliveries, queue)
+        in_doubt.add_metric([target], doubtful.get(target, 0))
+    yield from (posts, deliveries, queue, in_doubt)
 
     items = CounterMetricFamily("bridge_items", "Stories ever stored, by source.", labels=["source"])
     failures = GaugeMetricFamily("bridge_source_consecutive_failures", "Failed polls in a row, by source.",
@@ -99,7 +107,12 @@ def _database_families(rt) -> Iterator[Metric]:
                              labels=["source"])
     success = GaugeMetricFamily("bridge_source_last_success_timestamp_seconds",
                                 "Unix time of the source's last successful poll.", labels=["source"])
+    held = GaugeMetricFamily("bridge_source_held_stories", "Stories of a burst held for the operator "
+                             "(`bridge release` or `bridge catchup`), by source.", labels=["source"])
+    held_now = rt.repo.held_stories()
     configured = {s.name: s for s in rt.config.sources}
+    for name in configured:
+        held.add_metric([name], held_now.get(name, 0))
     for row in rt.repo.source_rows():
         name = row["name"]
         items.add_metric([name], row["items"] or 0)
@@ -109,7 +122,7 @@ def _database_families(rt) -> Iterator[Metric]:
         late.add_metric([name], 1 if "late" in source_state(row, configured[name], now) else 0)
         if row.get("last_success_at"):
             success.add_metric([name], row["last_success_at"].timestamp())
-    yield from (items, failures, late, success)
+    yield from (items, failures, late, success, held)
 
     paused = GaugeMetricFamily("bridge_target_paused", "1 when a target is paused until the operator acts.",
                                labels=["target"])

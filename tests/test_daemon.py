@@ -249,6 +249,8 @@ class TestHealth:
             assert 'bridge_posts_total{target="x"} 2.0' in metrics
             assert 'bridge_polls_total{outcome="ok",source="a"} 1.0' in metrics
             assert 'bridge_queue_depth{target="x"} 0.0' in metrics and "bridge_database_up 1.0" in metrics
+            assert 'bridge_deliveries_in_doubt{target="x"} 0.0' in metrics
+            assert 'bridge_source_held_stories{source="a"} 0.0' in metrics
             assert 'bridge_spend_today_usd{target="x"}' in metrics and 'bridge_spend_month_usd{target="x"}' in metrics
             daemon.rt.repo.pause_target("x", "X rejected the credentials: regenerate the access token", clock())
             status, body = _get(base + "/healthz")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bridge.model import DeliveryState
+from bridge.model import DeliveryState, FrozenPost
 from bridge.pipeline import deliver_due, poll
 from bridge.service import build_runtime
 from bridge.status import collect
@@ -122,3 +122,25 @@ class TestReload:
         assert len(world.x.tweets) == 5
         skipped = world.rt.repo.delivery_rows([DeliveryState.SKIPPED], limit=100)
         assert sum(1 for d in skipped if d["last_error"] == "dry run: not posted") == 15
+
+
+class TestMetrics:
+    def test_held_burst_and_in_doubt_are_counted(self, world):
+        """/metrics counts a source's held stories and a target's posts in doubt."""
+        from prometheus_client import generate_latest
+
+        from bridge.metrics import Metrics
+
+        world.start()
+        world.cycle()
+        world.publish([antara_item(n) for n in range(10, 40)] + world.stories)
+        world.cycle()
+        world.rt.repo.release_held("antara", world.clock())
+        [first] = world.rt.repo.due_deliveries("x", world.clock(), 1)
+        world.rt.repo.claim(first, world.clock(), FrozenPost("t"))
+        world.rt.repo.mark_in_doubt(first.id, "timed out", None, world.clock())
+        world.publish([antara_item(n) for n in range(50, 62)] + world.stories)
+        world.cycle()
+        text = generate_latest(Metrics(lambda: world.rt, lambda: 1.0).registry).decode()
+        assert 'bridge_source_held_stories{source="antara"} 12.0' in text
+        assert 'bridge_deliveries_in_doubt{target="x"} 1.0' in text
