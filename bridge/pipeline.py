@@ -344,7 +344,9 @@ def _publish(rt: Runtime, publisher: Publisher, delivery: Delivery, frozen: Froz
         log.info("already posted", outcome="sent", reason=exc.message, duration_ms=_ms_since(started), **fields)
         return True
     except RetryLater as exc:
-        if resend:
+        if resend:  # this re-send was refused, but the first attempt may still be on the account
+            if exc.retry_at:
+                rt.repo.hold_target(delivery.target, exc.retry_at)
             return _in_doubt(rt, publisher, delivery, f"re-send not taken: {exc.message}", started,
                              counted=exc.counts_as_attempt, not_before=exc.retry_at)
         return _retry_or_fail(rt, delivery, exc, now, started, fields)
