@@ -18,10 +18,12 @@ def credential_env_var(target: str, field_name: str) -> str:
 
 
 def load_credentials(
-    target: str, fields: tuple[str, ...], environ: Mapping[str, str], problems: list[str]
+    target: str, fields: tuple[str, ...], environ: Mapping[str, str], problems: list[str],
+    required: bool = True,
 ) -> dict[str, str]:
     """Environment first, then systemd credentials: `$CREDENTIALS_DIRECTORY/<target>/<field>` or, as
-    `LoadCredential=<target>:/some/dir` names them, `$CREDENTIALS_DIRECTORY/<target>_<field>`."""
+    `LoadCredential=<target>:/some/dir` names them, `$CREDENTIALS_DIRECTORY/<target>_<field>`.
+    With required=False a missing field is left out quietly (an optional secret)."""
     found: dict[str, str] = {}
     cred_dir = environ.get("CREDENTIALS_DIRECTORY")
     for name in fields:
@@ -37,7 +39,7 @@ def load_credentials(
                     break
         if value:
             found[name] = value
-        else:
+        elif required:
             hint = f" or the file $CREDENTIALS_DIRECTORY/{target}/{name}" if cred_dir else ""
             problems.append(
                 f"targets.{target}: missing secret {name}: set {credential_env_var(target, name)}{hint} "

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bridge.compose import compose
-from bridge.errors import ConfigError, PostRejected, RetryLater, TargetPaused
+from bridge.errors import ConfigError, InDoubt, PostRejected, RetryLater, TargetPaused
 from bridge.model import Image, Item, Post
 from bridge.publish.telegram import LENGTH_RULE, PHOTO_LENGTH_RULE, TelegramPublisher, utf16_length
+from tests.fakes.http_fake import BAD_GATEWAY, DROP, GARBLED, GATEWAY_TIMEOUT, HANG, NO_ID
 from tests.fakes.telegram import BOT_TOKEN, CHAT_NOT_FOUND, KICKED, bad_request, flood
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
@@ -131,18 +132,17 @@ class TestErrors:
         with pytest.raises(PostRejected, match=r"refused the post \(400\): Bad Request: message text is empty"):
             publisher.publish(POST, "k")
 
-    def test_server_error_retries(self, publisher, telegram_api):
-        """A 5xx, even an HTML page, is retried and counts as an attempt."""
-        telegram_api.enqueue("POST", "sendMessage", status=502, body="<html>Bad Gateway</html>")
-        with pytest.raises(RetryLater, match="answered 502") as caught:
-            publisher.publish(POST, "k")
-        assert caught.value.counts_as_attempt
+    def test_server_error_on_a_check_retries(self, publisher, telegram_api):
+        """A 5xx to getMe, which creates nothing, is simply retried."""
+        telegram_api.enqueue("POST", "getMe", status=502, body="<html>Bad Gateway</html>")
+        with pytest.raises(RetryLater, match="answered 502"):
+            publisher.verify()
 
-    def test_timeout(self, telegram_api):
-        """An answer slower than the timeout is retried."""
-        telegram_api.enqueue("POST", "sendMessage", status=200, json={"ok": True, "result": {}}, delay=5)
+    def test_timeout_on_a_check_retries(self, telegram_api):
+        """A getMe slower than the timeout is retried: nothing was created."""
+        telegram_api.fail("POST", "getMe", HANG)
         with pytest.raises(RetryLater, match=r"^Telegram did not answer within 0.3s$"):
-            make(telegram_api, timeout=0.3).publish(POST, "k")
+            make(telegram_api, timeout=0.3).verify()
 
     def test_connection_refused(self, telegram_api):
         """Nothing listening is retried, with the reason in a few words and no token."""
@@ -151,6 +151,88 @@ class TestErrors:
             port = sock.getsockname()[1]
         with pytest.raises(RetryLater, match=f"could not reach Telegram at http://127.0.0.1:{port}: Connection refused"):
             make(telegram_api, api_base=f"http://127.0.0.1:{port}").publish(POST, "k")
+
+
+class TestOutcomes:
+    """After sendMessage or sendPhoto left, only Telegram's answer proves what happened."""
+
+    def test_read_timeout_is_in_doubt(self, telegram_api):
+        """A message whose answer does not come within the timeout may exist: in doubt, not retried."""
+        telegram_api.fail("POST", "sendMessage", HANG)
+        with pytest.raises(InDoubt, match="did not answer within 0.3s after receiving the post"):
+            make(telegram_api, timeout=0.3).publish(POST, "k")
+        assert len(telegram_api.messages) == 1
+
+    def test_dropped_connection_is_in_doubt(self, publisher, telegram_api):
+        """A connection closed before any answer is in doubt."""
+        telegram_api.fail("POST", "sendMessage", DROP)
+        with pytest.raises(InDoubt, match="broke after the post was sent"):
+            publisher.publish(POST, "k")
+
+    @pytest.mark.parametrize("fault", [BAD_GATEWAY, GATEWAY_TIMEOUT])
+    def test_gateway_errors_are_in_doubt(self, publisher, telegram_api, fault):
+        """A proxy's 502 or 504 to sendMessage is in doubt: Telegram may have posted behind it."""
+        telegram_api.fail("POST", "sendMessage", fault)
+        with pytest.raises(InDoubt, match=f"answered {fault} to sendMessage"):
+            publisher.publish(POST, "k")
+
+    def test_server_error_is_in_doubt(self, publisher, telegram_api):
+        """A 500 to sendMessage is in doubt."""
+        telegram_api.enqueue("POST", "sendMessage", status=500, json={
+            "ok": False, "error_code": 500, "description": "Internal Server Error"})
+        with pytest.raises(InDoubt, match="answered 500"):
+            publisher.publish(POST, "k")
+
+    def test_ok_without_message_id_is_in_doubt(self, publisher, telegram_api):
+        """ok: true without a message_id proves nothing: in doubt, not counted as posted."""
+        telegram_api.enqueue("POST", "sendMessage", status=200, json={"ok": True, "result": {}})
+        with pytest.raises(InDoubt, match="named no message id"):
+            publisher.publish(POST, "k")
+
+    @pytest.mark.parametrize("fault", [GARBLED, NO_ID])
+    def test_answer_that_is_not_the_bot_api_is_in_doubt(self, publisher, telegram_api, fault):
+        """A 2xx that is not the Bot API's answer (cut off, or an empty object) is in doubt."""
+        telegram_api.fail("POST", "sendMessage", fault)
+        with pytest.raises(InDoubt, match="unreadable"):
+            publisher.publish(POST, "k")
+
+    def test_photo_in_doubt_never_falls_back_to_a_message(self, publisher, telegram_api):
+        """A sendPhoto in doubt stays in doubt: no second message with the text alone."""
+        telegram_api.fail("POST", "sendPhoto", GATEWAY_TIMEOUT)
+        with pytest.raises(InDoubt, match="sendPhoto"):
+            publisher.publish(with_photo(POST), "k")
+        assert [r.route for r in telegram_api.requests] == ["sendPhoto"]
+
+    def test_refused_connection_is_never_sent(self, telegram_api):
+        """A refused port means nothing left: retried."""
+        telegram_api.refuse_connections()
+        try:
+            with pytest.raises(RetryLater, match="could not reach Telegram"):
+                make(telegram_api).publish(POST, "k")
+        finally:
+            telegram_api.accept_connections()
+        assert telegram_api.messages == []
+
+
+class TestMissingRights:
+    def test_no_admin_rights_pauses(self, publisher, telegram_api):
+        """A bot that is no channel administrator (400 "need administrator rights") pauses the target with what to fix."""
+        telegram_api.rights = "member"
+        with pytest.raises(TargetPaused, match=r"need administrator rights.*administrator of the channel"):
+            publisher.publish(POST, "k")
+
+    def test_no_right_to_post_messages_pauses(self, publisher, telegram_api):
+        """A bot without the right to post messages (400 "not enough rights") pauses the target."""
+        telegram_api.rights = "no_text"
+        with pytest.raises(TargetPaused, match="not enough rights to send text messages"):
+            publisher.publish(POST, "k")
+
+    def test_no_right_to_send_photos_pauses(self, publisher, telegram_api):
+        """A photo refused for missing rights pauses the target instead of falling back to a message."""
+        telegram_api.rights = "no_text"
+        with pytest.raises(TargetPaused, match="not enough rights to send photos"):
+            publisher.publish(with_photo(POST), "k")
+        assert [r.route for r in telegram_api.requests] == ["sendPhoto"]
 
 
 class TestVerifyAndConfig:

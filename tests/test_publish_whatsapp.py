@@ -7,19 +7,22 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bridge.errors import ConfigError, PostRejected, RetryLater, TargetPaused
+from bridge.errors import ConfigError, InDoubt, PostRejected, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish.whatsapp import LENGTH_RULE, WhatsAppPublisher
-from tests.fakes.whatsapp import ACCESS_TOKEN, PHONE_NUMBER_ID, RECIPIENTS, wa_error
+from tests.fakes.http_fake import BAD_GATEWAY, DROP, GARBLED, GATEWAY_TIMEOUT, HANG, NO_ID
+from tests.fakes.whatsapp import ACCESS_TOKEN, PARAMETER_FORMAT, PHONE_NUMBER_ID, RECIPIENTS, wa_error
+
+MESSAGES = f"/{PHONE_NUMBER_ID}/messages"
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
 LINK = "https://www.antaranews.com/berita/4123456/menpora-buka-pon"
 POST = Post(text="Menpora membuka PON\nXXI  di   Aceh", link=LINK, recipient=RECIPIENTS[0])
 
 
-def make(fake, *, token: str = ACCESS_TOKEN, template: str = "berita_terbaru") -> WhatsAppPublisher:
+def make(fake, *, token: str = ACCESS_TOKEN, template: str = "berita_terbaru", timeout: float = 5) -> WhatsAppPublisher:
     return WhatsAppPublisher("kemenpora-wa", api_base=fake.base_url, version="v25.0", phone_number_id=PHONE_NUMBER_ID,
-                             template=template, language="id", access_token=token, timeout=5, clock=lambda: NOW)
+                             template=template, language="id", access_token=token, timeout=timeout, clock=lambda: NOW)
 
 
 @pytest.fixture
@@ -82,12 +85,18 @@ class TestErrors:
             publisher.publish(POST, "k")
         assert caught.value.retry_at is None and not caught.value.counts_as_attempt
 
-    def test_server_error_retries(self, publisher, whatsapp_api):
-        """An unknown error (131000, HTTP 500) is retried."""
-        whatsapp_api.enqueue("POST", f"/{PHONE_NUMBER_ID}/messages", status=500,
+    def test_server_error_is_in_doubt(self, publisher, whatsapp_api):
+        """An unknown error (131000, HTTP 500) to a send may come after Meta took the message: in doubt."""
+        whatsapp_api.enqueue("POST", MESSAGES, status=500,
                              json=wa_error("Something went wrong", 131000, "Message failed to send due to an unknown error."))
-        with pytest.raises(RetryLater, match="answered 500"):
+        with pytest.raises(InDoubt, match="answered 500"):
             publisher.publish(POST, "k")
+
+    def test_server_error_on_a_check_retries(self, publisher, whatsapp_api):
+        """A 5xx to the phone number check creates nothing: retried."""
+        whatsapp_api.enqueue("GET", f"/{PHONE_NUMBER_ID}", status=503, body="<html>unavailable</html>")
+        with pytest.raises(RetryLater, match="answered 503"):
+            publisher.verify()
 
     def test_invalid_parameter_rejects(self, publisher, whatsapp_api):
         """Another invalid parameter (100) rejects the message with WhatsApp's details."""
@@ -95,6 +104,79 @@ class TestErrors:
                              json=wa_error("(#100) Invalid parameter", 100, "Parameter value is not valid"))
         with pytest.raises(PostRejected, match=r"\(#100\) Invalid parameter \(Parameter value is not valid\)"):
             publisher.publish(POST, "k")
+
+
+    def test_text_too_long_fails_that_message(self, publisher, whatsapp_api):
+        """A text too long for the template once filled in (132005) fails that one delivery, not the target."""
+        with pytest.raises(PostRejected, match="132005.*next story"):
+            publisher.publish(Post(text="kata " * 220, link=LINK, recipient=RECIPIENTS[0]), "k")
+
+    def test_parameter_format_fails_that_message(self, publisher, whatsapp_api):
+        """A parameter in the wrong format (132012) fails that one delivery."""
+        whatsapp_api.enqueue("POST", MESSAGES, status=400, json=PARAMETER_FORMAT)
+        with pytest.raises(PostRejected, match="132012"):
+            publisher.publish(POST, "k")
+
+    @pytest.mark.parametrize("code", [132015, 132016])
+    def test_paused_or_disabled_template_pauses(self, publisher, whatsapp_api, code):
+        """A template paused or disabled for quality stops every message: the target pauses."""
+        whatsapp_api.enqueue("POST", MESSAGES, status=400, json=wa_error(f"(#{code}) Template is paused", code,
+                                                                        "Template is paused due to low quality"))
+        with pytest.raises(TargetPaused, match=f"{code}.*WhatsApp Manager"):
+            publisher.publish(POST, "k")
+
+    def test_account_problem_pauses(self, publisher, whatsapp_api):
+        """A locked business account (131031) pauses the target."""
+        whatsapp_api.enqueue("POST", MESSAGES, status=400, json=wa_error(
+            "(#131031) Business Account locked", 131031, "Business Account locked"))
+        with pytest.raises(TargetPaused, match="131031"):
+            publisher.publish(POST, "k")
+
+
+class TestOutcomes:
+    """After POST /messages left, only a wamid proves Meta took the message."""
+
+    def test_read_timeout_is_in_doubt(self, whatsapp_api):
+        """A send whose answer does not come within the timeout may have gone: in doubt."""
+        whatsapp_api.fail("POST", MESSAGES, HANG)
+        with pytest.raises(InDoubt, match="after receiving the post"):
+            make(whatsapp_api, timeout=0.3).publish(POST, "k")
+        assert len(whatsapp_api.messages) == 1
+
+    def test_dropped_connection_is_in_doubt(self, publisher, whatsapp_api):
+        """A connection closed before any answer is in doubt."""
+        whatsapp_api.fail("POST", MESSAGES, DROP)
+        with pytest.raises(InDoubt, match="broke after the post was sent"):
+            publisher.publish(POST, "k")
+
+    @pytest.mark.parametrize("fault", [BAD_GATEWAY, GATEWAY_TIMEOUT])
+    def test_gateway_errors_are_in_doubt(self, publisher, whatsapp_api, fault):
+        """A proxy's 502 or 504 to a send is in doubt."""
+        whatsapp_api.fail("POST", MESSAGES, fault)
+        with pytest.raises(InDoubt, match=f"answered {fault}"):
+            publisher.publish(POST, "k")
+
+    def test_ok_without_message_id_is_in_doubt(self, publisher, whatsapp_api):
+        """A 200 without messages[0].id is in doubt, not retried."""
+        whatsapp_api.fail("POST", MESSAGES, NO_ID)
+        with pytest.raises(InDoubt, match="without a message id"):
+            publisher.publish(POST, "k")
+
+    def test_unreadable_answer_is_in_doubt(self, publisher, whatsapp_api):
+        """A 200 whose body is cut off is in doubt."""
+        whatsapp_api.fail("POST", MESSAGES, GARBLED)
+        with pytest.raises(InDoubt, match="unreadable"):
+            publisher.publish(POST, "k")
+
+    def test_refused_connection_is_never_sent(self, whatsapp_api):
+        """A refused port means nothing left: retried."""
+        whatsapp_api.refuse_connections()
+        try:
+            with pytest.raises(RetryLater, match="could not reach WhatsApp"):
+                make(whatsapp_api).publish(POST, "k")
+        finally:
+            whatsapp_api.accept_connections()
+        assert whatsapp_api.messages == []
 
 
 class TestVerifyAndConfig:

@@ -34,6 +34,8 @@ class TargetKind:
 
     credential_fields: tuple[str, ...]
     default_api_base: str | None
+    optional_credentials: tuple[str, ...] = ()
+    """Secrets read the same way when present, never required (Facebook's app_secret)."""
     """None: no default, the operator must say where (a Mastodon instance)."""
     base_key: str = "api_base"
     """The setting that says where requests go: api_base, or the network's own word for it
@@ -80,6 +82,7 @@ TARGET_KINDS: dict[str, TargetKind] = {
     "facebook": TargetKind(
         credential_fields=("page_token",),
         default_api_base="https://graph.facebook.com",
+        optional_credentials=("app_secret",),
         options={"page_id": TargetOption("string", required=True, hint='page_id = "123456789"'),
                  "version": TargetOption("string", DEFAULT_GRAPH_API_VERSION),
                  "photo_posts": TargetOption("boolean", False)},
@@ -160,6 +163,7 @@ def parse_targets(
         credentials: dict[str, str] = {}
         if live:
             credentials = load_credentials(name, kind.credential_fields, environ, problems)
+            credentials.update(load_credentials(name, kind.optional_credentials, environ, problems, required=False))
         price_per_post, price_per_link_post = kind.prices
         targets[name] = TargetConfig(
             name=name, kind=kind_name, api_base=api_base.rstrip("/") if api_base else "",

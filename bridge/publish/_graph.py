@@ -5,18 +5,28 @@ module; this one knows only the platform.
 An error answer is `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id",
 "is_transient", "error_user_msg", "error_data"}}`, mostly with HTTP 400 whatever the cause, so the
 code decides, not the status.
+
+A call that creates something (a Page post, a WhatsApp message) passes `creates=True`: once its
+request may have left, a lost answer (timeout, dropped connection, 500/502/503/504, a 2xx that is not
+JSON) is InDoubt; calls that create nothing are retried (bridge.errors, pipeline.py).
+
+With an app secret, every call carries `appsecret_proof`, the HMAC-SHA256 of the access token keyed
+with the app secret, in hex (Graph API "Securing Requests": required when the app has "Require App
+Secret" on; Graph refuses a call without it, or with a wrong one, with code 100).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
 
-from bridge.errors import PublishError, RetryLater, TargetPaused
-from bridge.publish._http import json_body, scrub, transport_problem
+from bridge.errors import InDoubt, PublishError, RetryLater, TargetPaused
+from bridge.publish._http import MAY_HAVE_ACTED, json_body, scrub, transport_problem
 
 TOKEN_INVALID = 190
 """OAuthException: the access token expired (subcode 463), was invalidated (460, 467) or revoked."""
@@ -53,23 +63,44 @@ class GraphFailure(Exception):
         return f"{self.message}{user} [{code}{trace}]"
 
 
-class GraphClient:
-    """POSTs with the token in the Authorization header (never in a URL or a log), raising
-    GraphFailure for an error answer and RetryLater when Meta cannot be reached."""
+def appsecret_proof(token: str, app_secret: str) -> str:
+    """HMAC-SHA256 of the access token keyed with the app secret, as lowercase hex."""
+    return hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
 
-    def __init__(self, network: str, api_base: str, version: str, token: str, timeout: float):
+
+class GraphClient:
+    """Requests with the token in the Authorization header (never in a URL or a log), raising
+    GraphFailure for an error answer, RetryLater when Meta cannot be reached, and InDoubt when a
+    create call's answer is lost."""
+
+    def __init__(self, network: str, api_base: str, version: str, token: str, timeout: float,
+                 app_secret: str | None = None):
         self.network, self.token, self.timeout = network, token, timeout
+        self.secrets = [token] + ([app_secret] if app_secret else [])
         self.base = f"{api_base.rstrip('/')}/{version.strip('/')}"
+        self._proof = appsecret_proof(token, app_secret) if app_secret else None
         self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
 
-    def request(self, method: str, path: str, **kwargs) -> dict:
+    def request(self, method: str, path: str, *, creates: bool = False, **kwargs) -> dict:
+        """The answer's JSON object. `creates`: the call makes a post or a message (see the module)."""
+        if self._proof:
+            kwargs["params"] = {**(kwargs.get("params") or {}), "appsecret_proof": self._proof}
         try:
             response = self._http.request(method, f"{self.base}/{path}", **kwargs)
         except httpx.TransportError as error:
-            raise scrub(transport_problem(self.network, self.base, error, self.timeout), [self.token]) from None
-        body = json_body(response)
+            raise scrub(transport_problem(self.network, self.base, error, self.timeout, creates=creates),
+                        self.secrets) from None
         if response.is_success:
-            return body
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if isinstance(body, dict):
+                return body
+            if creates:
+                raise InDoubt(f"{self.network}'s answer to /{path} was unreadable; it may have acted on it")
+            raise RetryLater(f"{self.network}'s answer to /{path} was unreadable")
+        body = json_body(response)
         error = body.get("error") if isinstance(body.get("error"), dict) else {}
         raise GraphFailure(
             status=response.status_code, code=_int(error.get("code")), subcode=_int(error.get("error_subcode")),
@@ -83,9 +114,9 @@ class GraphClient:
 
 
 def common_error(failure: GraphFailure, *, network: str, target: str, token_hint: str, permission_hint: str,
-                 now: datetime) -> PublishError | None:
+                 now: datetime, creates: bool = False) -> PublishError | None:
     """The platform's own codes: token, permissions, throttling, outages, policy blocks. None when the
-    code is the network's business."""
+    code is the network's business. An outage's 500/502/503/504 to a create call is InDoubt."""
     detail = failure.describe()
     if failure.code == TOKEN_INVALID or failure.code == SESSION_INVALID or failure.status == 401:
         return TargetPaused(f"{network} refused the access token of target {target!r} ({detail}): {token_hint}")
@@ -96,6 +127,8 @@ def common_error(failure: GraphFailure, *, network: str, target: str, token_hint
     if failure.code == POLICY_BLOCK:
         return TargetPaused(f"{network} has temporarily blocked target {target!r} for a policy violation "
                             f"({detail}): check the account in Meta Business Suite before restarting")
+    if creates and failure.status in MAY_HAVE_ACTED:
+        return InDoubt(f"{network} answered {failure.status} ({detail}); it may have acted on the request")
     if failure.code in TRANSIENT_CODES or failure.transient or failure.status >= 500:
         return RetryLater(f"{network} answered {failure.status}: {detail}")
     return None

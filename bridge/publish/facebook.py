@@ -4,16 +4,26 @@ The only module that knows the Page endpoints: `POST /{version}/{page-id}/feed` 
 `link` (Facebook builds the link preview, photo included, from the story's page), or, with
 `photo_posts = true`, `POST /{version}/{page-id}/photos` with the photo's bytes and the text as its
 caption. The Graph error shape and the codes Facebook shares with WhatsApp are in _graph.py.
+
+Outcomes: a /feed or /photos call whose answer is lost (timeout, dropped connection,
+500/502/503/504, a 2xx without an id or unreadable) is InDoubt. The Page can be read back, so
+find_post settles it: after verify_after it reads `GET /{page-id}/posts` (fields id, message,
+created_time, permalink_url; newest first, paged with cursors) for a post with our text made since
+the first attempt: found = sent with that id, not found = sent again (Pages API "Posts" guide and the
+Graph reference for Page /posts, /feed and Page Post; `link` is no readable field since v3.3).
+
+With the optional secret `app_secret` (for apps with "Require App Secret" on), every call carries
+`appsecret_proof` (_graph.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bridge.clock import utc_now
 from bridge.compose import LengthRule
-from bridge.errors import AlreadyPosted, ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
+from bridge.errors import AlreadyPosted, ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish._graph import GraphClient, GraphFailure, common_error
 from bridge.publish._http import scrub
@@ -29,6 +39,20 @@ INVALID_PARAMETER = 100
 UNKNOWN_OBJECT = 33
 """Subcode of 100: the page id names nothing this token can post to."""
 
+APPSECRET_PROOF_WORD = "appsecret_proof"
+"""In the message of the code-100 answer to a call without a right proof ("API calls from the server
+require an appsecret_proof argument", "Invalid appsecret_proof provided in the API argument")."""
+PERMISSIONS = ("pages_manage_posts, pages_read_engagement, pages_manage_engagement, pages_read_user_engagement "
+               "and pages_show_list, from someone who can do the CREATE_CONTENT task on the Page")
+"""What the Pages API posting guide lists for publishing as the Page."""
+VERIFY_AFTER = timedelta(minutes=2)
+"""How long a new Page post may take to show in /{page-id}/posts."""
+FIND_PAGE_SIZE = 25
+FIND_PAGES = 4
+"""find_post reads at most 4 pages of 25 posts: a Page posts far fewer between two checks."""
+CLOCK_ALLOWANCE = timedelta(minutes=2)
+"""Facebook's created_time comes from Meta's clock, `since` from ours: allow them to differ this much."""
+
 LENGTH_RULE = LengthRule(MAX_MESSAGE_CHARACTERS, len)
 
 
@@ -36,7 +60,7 @@ def build(target, *, timeout: float, clock=None) -> "FacebookPublisher":
     return FacebookPublisher(target.name, api_base=target.api_base, version=target.options["version"],
                              page_id=target.options["page_id"], page_token=target.credentials.get("page_token", ""),
                              photo_posts=target.options.get("photo_posts", False), timeout=timeout,
-                             clock=clock or utc_now)
+                             clock=clock or utc_now, app_secret=target.credentials.get("app_secret"))
 
 
 class FacebookPublisher:
@@ -47,9 +71,11 @@ class FacebookPublisher:
     max_image_bytes = MAX_IMAGE_BYTES
     duplicate_safe_for = None
     """Code 506 refuses only an immediate duplicate; an hour later the same text posts again."""
+    verify_after = VERIFY_AFTER
 
     def __init__(self, name: str, *, api_base: str, version: str, page_id: str, page_token: str,
-                 photo_posts: bool = False, timeout: float = 20.0, clock: Callable[[], datetime] = utc_now):
+                 photo_posts: bool = False, timeout: float = 20.0, clock: Callable[[], datetime] = utc_now,
+                 app_secret: str | None = None):
         self.name = name
         self._token_var = credential_env_var(name, "page_token")
         if not page_token:
@@ -57,7 +83,8 @@ class FacebookPublisher:
         self._page_id = page_id
         self._photo_posts = photo_posts
         self._clock = clock
-        self._graph = GraphClient("Facebook", api_base, version, page_token, timeout)
+        self._secret_var = credential_env_var(name, "app_secret")
+        self._graph = GraphClient("Facebook", api_base, version, page_token, timeout, app_secret=app_secret)
         self.hold_until: datetime | None = None
         self.image_problem: str | None = None
 
@@ -79,6 +106,33 @@ class FacebookPublisher:
         answer = self._call(f"{self._page_id}/feed", data=data)
         return str(answer.get("id") or self._no_id("feed"))
 
+    def find_post(self, post: Post, since: datetime) -> str | None:
+        """The id of the Page's post with this text made since `since`, or None when there is none.
+        Raises a PublishError when the Page cannot be read now."""
+        wanted = _words(post.text)
+        earliest = since - CLOCK_ALLOWANCE
+        params = {"fields": "id,message,created_time,permalink_url", "limit": str(FIND_PAGE_SIZE),
+                  "since": str(int(earliest.timestamp()))}
+        for _ in range(FIND_PAGES):
+            answer = self._call(f"{self._page_id}/posts", method="GET", params=params, posting=False)
+            data = answer.get("data")
+            if not isinstance(data, list):
+                raise RetryLater(f"Facebook's list of the posts of page {self._page_id} was unreadable")
+            for entry in data:
+                if not isinstance(entry, dict):
+                    continue
+                made = _graph_time(entry.get("created_time"))
+                if made is not None and made < earliest:
+                    return None  # newest first: everything further is older
+                if entry.get("id") and _words(entry.get("message")) == wanted:
+                    return str(entry["id"])
+            paging = answer.get("paging") if isinstance(answer.get("paging"), dict) else {}
+            cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+            if not paging.get("next") or not cursors.get("after"):
+                return None
+            params = {**params, "after": str(cursors["after"])}
+        return None
+
     def verify(self) -> str:
         """Check the token against the Page; return the Page's name."""
         page = self._call(self._page_id, method="GET", params={"fields": "id,name"}, posting=False)
@@ -88,21 +142,25 @@ class FacebookPublisher:
         self._graph.close()
 
     def _no_id(self, edge: str) -> str:
-        # A 2xx without an id: the post most likely exists; resending could post it twice.
-        raise AlreadyPosted(f"Facebook accepted /{self._page_id}/{edge} but named no post id")
+        # A 2xx without an id: the post may exist, nothing proves it. find_post settles it.
+        raise InDoubt(f"Facebook answered /{self._page_id}/{edge} without a post id")
 
     def _call(self, path: str, method: str = "POST", posting: bool = True, **kwargs) -> dict:
         try:
-            return self._graph.request(method, path, **kwargs)
+            return self._graph.request(method, path, creates=posting, **kwargs)
         except GraphFailure as failure:
-            raise scrub(self._map(failure, posting), [self._graph.token]) from None
+            raise scrub(self._map(failure, posting), self._graph.secrets) from None
 
     def _map(self, failure: GraphFailure, posting: bool) -> PublishError:
+        if failure.code == INVALID_PARAMETER and APPSECRET_PROOF_WORD in failure.message:
+            return TargetPaused(f"Facebook wants an app secret proof for target {self.name!r} "
+                                f"({failure.describe()}): set {self._secret_var} to the App Secret of the app "
+                                "the Page token belongs to (App Dashboard, App settings > Basic)")
         known = common_error(
-            failure, network="Facebook", target=self.name, now=self._clock(),
+            failure, network="Facebook", target=self.name, now=self._clock(), creates=posting,
             token_hint=(f"a Page access token expires or is invalidated (password change, app removed): "
                         f"generate a long-lived Page token for page {self._page_id} and set {self._token_var}"),
-            permission_hint="the token needs pages_manage_posts and pages_read_engagement for this Page")
+            permission_hint=f"the token needs {PERMISSIONS}")
         if known is not None:
             return known
         detail = failure.describe()
@@ -116,3 +174,16 @@ class FacebookPublisher:
         if posting:
             return RetryLater(f"Facebook answered {failure.status}: {detail}")
         return TargetPaused(f"Facebook refused the check of target {self.name!r}: {detail}")
+
+
+def _words(text) -> str:
+    """A text with its whitespace evened out, as Facebook may trim or fold it."""
+    return " ".join(text.split()) if isinstance(text, str) else ""
+
+
+def _graph_time(value) -> datetime | None:
+    """Graph's created_time, e.g. "2026-11-26T03:00:05+0000"."""
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        return None

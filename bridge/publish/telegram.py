@@ -5,6 +5,11 @@ administrator of the channel allowed to post. Every answer is `{"ok": ..., "resu
 "description", "parameters"}`; `parameters.retry_after` says how long flood control lasts.
 
 The bot token is part of every URL (`/bot<token>/method`), so no URL ever goes into a message.
+
+Outcomes (bridge.errors): sendMessage and sendPhoto create a message, so once the request may have
+left, a lost answer (read timeout, dropped connection, a 500/502/503/504, a 2xx that is not the Bot
+API's answer or names no message_id) is InDoubt: a bot cannot read back its channel's history, so
+the operator settles it. getMe and getChat create nothing and are simply retried.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ import httpx
 
 from bridge.clock import utc_now
 from bridge.compose import LengthRule
-from bridge.errors import AlreadyPosted, ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
+from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
-from bridge.publish._http import json_body, scrub, transport_problem
+from bridge.publish._http import MAY_HAVE_ACTED, json_body, scrub, transport_problem
 from bridge.secrets import credential_env_var
 
 MESSAGE_MAX = 4096
@@ -30,6 +35,10 @@ MAX_IMAGE_BYTES = 10 * 1024 * 1024
 """sendPhoto takes an uploaded photo of at most 10 MB."""
 FLOOD_WAIT_FALLBACK = timedelta(seconds=60)
 """How long to wait after a 429 that names no retry_after."""
+MISSING_RIGHTS = ("need administrator rights", "not enough rights", "have no rights to send",
+                  "have no write access", "chat_write_forbidden", "chat_admin_required")
+"""Descriptions of a 400 that says the bot may not post in the chat (its admin rights, or its right to
+post messages or photos, were taken away): every post would fail the same way, so the target pauses."""
 
 
 def utf16_length(text: str) -> int:
@@ -88,6 +97,8 @@ class TelegramPublisher:
                         "sendPhoto", data={"chat_id": self._chat_id, "caption": text, "parse_mode": "HTML"},
                         files={"photo": ("photo", post.image.data, post.image.mime_type)}))
                 except PostRejected as error:  # the photo (its size, its dimensions): post the text alone
+                    # Only a refusal falls back: an InDoubt photo may be in the channel already, and a
+                    # second message would double it.
                     self.image_problem = error.message
         payload: dict = {"chat_id": self._chat_id, "text": text, "parse_mode": "HTML"}
         if post.link:
@@ -107,20 +118,23 @@ class TelegramPublisher:
     def _message_id(self, method: str, result: dict) -> str:
         message_id = result.get("message_id")
         if message_id is None:
-            # ok: true means the message exists; resending could post it twice.
-            raise AlreadyPosted(f"Telegram accepted {method} but named no message id")
+            # ok: true without the Message: it probably exists, but nothing proves it. In doubt.
+            raise InDoubt(f"Telegram accepted {method} but named no message id")
         return str(message_id)
 
     def _call(self, method: str, *, posting: bool = True, **request) -> dict:
         try:
             response = self._http.post(f"{self._base}/bot{self._token}/{method}", **request)
         except httpx.TransportError as error:
-            raise scrub(transport_problem("Telegram", self._base, error, self._timeout), [self._token]) from None
+            raise scrub(transport_problem("Telegram", self._base, error, self._timeout, creates=posting),
+                        [self._token]) from None
         body = json_body(response)
         if response.is_success and body.get("ok") is True:
             result = body.get("result")
             return result if isinstance(result, dict) else {}
         if response.is_success:  # 2xx that is not the Bot API's answer: a proxy's page, or cut off
+            if posting:
+                raise InDoubt(f"Telegram's answer to {method} was unreadable; the message may have been sent")
             raise RetryLater(f"Telegram's answer to {method} was unreadable")
         raise scrub(self._error(method, response.status_code, body, posting), [self._token])
 
@@ -133,6 +147,8 @@ class TelegramPublisher:
             retry_at = self._clock() + delay
             return RetryLater(f"Telegram flood control on {method} ({description}); next try after "
                               f"{retry_at:%Y-%m-%d %H:%M:%S} UTC", retry_at=retry_at, counts_as_attempt=False)
+        if status in MAY_HAVE_ACTED and posting:
+            return InDoubt(f"Telegram answered {status} to {method} ({description}); the message may have been sent")
         if status >= 500:
             return RetryLater(f"Telegram answered {status} to {method}: {description}")
         if status in (401, 404):  # a revoked token is 401; a malformed one makes the URL unknown, 404
@@ -145,6 +161,10 @@ class TelegramPublisher:
         if "migrate_to_chat_id" in parameters:
             return TargetPaused(f"the chat of target {self.name!r} moved ({description}): set "
                                 f"chat_id = \"{parameters['migrate_to_chat_id']}\" in settings.toml")
+        if any(words in description.lower() for words in MISSING_RIGHTS):
+            return TargetPaused(f"the bot of target {self.name!r} may not post in chat {self._chat_id} "
+                                f"({description}): make it an administrator of the channel with the right to "
+                                "post messages (and to send photos)")
         if "chat not found" in description.lower():
             return TargetPaused(f"Telegram does not know chat {self._chat_id} of target {self.name!r} "
                                 f"({description}): check chat_id (\"@channelname\" or the numeric id) and "

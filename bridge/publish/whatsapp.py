@@ -8,6 +8,15 @@ parameters: {{1}} is the composed text (by default the story's title) and {{2}} 
 The outbox holds one delivery per recipient (the pipeline sets Post.recipient), so a recipient
 WhatsApp cannot reach fails alone while the others get the story. The Graph error shape and the
 codes shared with Facebook are in _graph.py; WhatsApp's own codes are here.
+
+"Sent" means Meta accepted the message: a 200 naming its `wamid`. Whether it reached the phone is
+told later, and only to a webhook (statuses with errors such as 131026, 131047, 131049, 131050),
+which the bridge does not run; those failures show in WhatsApp Manager. A POST /messages whose answer
+is lost (timeout, dropped connection, 500/502/503/504, a 200 without messages[0].id) is InDoubt: the
+Cloud API cannot read a message back, so the operator settles it.
+
+Error codes: WhatsApp Cloud API "Error codes" (developers.facebook.com/documentation/
+business-messaging/whatsapp/support/error-codes, updated 2026-06-18).
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from datetime import datetime
 
 from bridge.clock import utc_now
 from bridge.compose import LengthRule
-from bridge.errors import ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
+from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish._graph import GraphClient, GraphFailure, common_error, throttled
 from bridge.publish._http import scrub
@@ -39,9 +48,15 @@ PAIR_RATE_LIMIT = 131056
 RECIPIENT_PROBLEMS = {131026, 131030, 131047, 131049, 131050, 131051}
 """Undeliverable, not in the test allow-list, outside the window, not sent to keep engagement,
 stopped marketing messages, unsupported: this recipient's delivery fails; the others go on."""
-TEMPLATE_PROBLEMS = {132000, 132001, 132005, 132007, 132012, 132015, 132016}
-"""The template is missing, paused, disabled, or does not take our two body parameters: every
-message would fail the same way, so the target pauses."""
+MESSAGE_PROBLEMS = {131008, 131009, 132005, 132007, 132012}
+"""Caused by this one message's parameters, not by the template: a required parameter missing
+(131008), a parameter value not valid (131009), the text too long once filled in (132005), its
+content against the template's character policy (132007), a parameter in the wrong format (132012).
+This delivery fails; the next story may well pass."""
+TEMPLATE_PROBLEMS = {132000, 132001, 132015, 132016}
+"""The template takes another number of parameters (132000), does not exist in that language
+(132001), is paused (132015) or disabled (132016) for low quality: every message would fail the same
+way, so the target pauses."""
 ACCOUNT_PROBLEMS = {131031, 131042, 131045, 133010}
 """Account locked, payment problem, phone number not registered."""
 
@@ -99,7 +114,7 @@ class WhatsAppPublisher:
         answer = self._call(f"{self._phone_number_id}/messages", json=payload)
         messages = answer.get("messages") if isinstance(answer.get("messages"), list) else []
         if not messages or not isinstance(messages[0], dict) or not messages[0].get("id"):
-            raise RetryLater("WhatsApp accepted the message without a message id")
+            raise InDoubt("WhatsApp answered the message without a message id; it may have been sent")
         return str(messages[0]["id"])
 
     def verify(self) -> str:
@@ -113,9 +128,9 @@ class WhatsAppPublisher:
 
     def _call(self, path: str, method: str = "POST", posting: bool = True, **kwargs) -> dict:
         try:
-            return self._graph.request(method, path, **kwargs)
+            return self._graph.request(method, path, creates=posting, **kwargs)
         except GraphFailure as failure:
-            raise scrub(self._map(failure, posting), [self._graph.token]) from None
+            raise scrub(self._map(failure, posting), self._graph.secrets) from None
 
     def _map(self, failure: GraphFailure, posting: bool) -> PublishError:
         detail = failure.describe()
@@ -127,6 +142,9 @@ class WhatsAppPublisher:
         if failure.code in RECIPIENT_PROBLEMS:
             return PostRejected(f"WhatsApp cannot deliver to this recipient ({detail}); the other recipients "
                                 "are not affected")
+        if failure.code in MESSAGE_PROBLEMS and posting:
+            return PostRejected(f"WhatsApp refused this message's parameters ({detail}); the next story is "
+                                "sent as usual")
         if failure.code in TEMPLATE_PROBLEMS:
             return TargetPaused(
                 f"WhatsApp refused template {self._template!r} ({self._language}) of target {self.name!r} "
@@ -136,7 +154,7 @@ class WhatsAppPublisher:
             return TargetPaused(f"WhatsApp refused to send for target {self.name!r} ({detail}): check the "
                                 "WhatsApp Business account and phone number in Meta Business Suite")
         known = common_error(
-            failure, network="WhatsApp", target=self.name, now=now,
+            failure, network="WhatsApp", target=self.name, now=now, creates=posting,
             token_hint=f"create a System User access token with whatsapp_business_messaging and set {self._token_var}",
             permission_hint="the token needs whatsapp_business_messaging for this WhatsApp Business account")
         if known is not None:

@@ -1,6 +1,20 @@
 """A fake Telegram Bot API on 127.0.0.1 with the real answer shapes: `{"ok": true, "result": ...}` or
 `{"ok": false, "error_code", "description", "parameters"}`.
 
+Where its behaviour comes from:
+- The Bot API reference, https://core.telegram.org/bots/api ("Making requests": the answer object,
+  `ok`, `description`, `error_code`, `parameters`; ResponseParameters: `retry_after`,
+  `migrate_to_chat_id`; sendMessage: text 1-4096 characters after entities parsing,
+  `link_preview_options`; sendPhoto: caption 0-1024 characters, photo at most 10 MB; the Message
+  object with `message_id`), read 2026-12.
+- The answers of a bot that lost its rights in a channel, as the real API sends them (HTTP 400):
+  "Bad Request: need administrator rights in the channel chat" (reported in teloxide#450,
+  2021-09-27, after the "Post Messages" right is removed) and "Bad Request: not enough rights to send
+  text messages to the chat" (python-telegram-bot#3956, pyTelegramBotAPI#2068, 2023-10-31).
+  `rights` plays them: "admin" (default) posts, "member" answers the first, "no_text" the second
+  (and, by the same pattern, "not enough rights to send photos to the chat" for a photo: that
+  wording is assumed, not seen in a report).
+
 It checks what Telegram checks: the token in the path, the chat, the text's length in UTF-16 code
 units (4096 for a message, 1024 for a caption), HTML entities, and that a photo was uploaded.
 Use the `telegram_api` fixture."""
@@ -22,6 +36,11 @@ BOT = {"id": 7000000001, "is_bot": True, "first_name": "Kemenpora Bridge", "user
 UNAUTHORIZED = {"ok": False, "error_code": 401, "description": "Unauthorized"}
 KICKED = {"ok": False, "error_code": 403, "description": "Forbidden: bot is not a member of the channel chat"}
 CHAT_NOT_FOUND = {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}
+NEED_ADMIN = {"ok": False, "error_code": 400, "description": "Bad Request: need administrator rights in the channel chat"}
+NO_TEXT_RIGHTS = {"ok": False, "error_code": 400,
+                  "description": "Bad Request: not enough rights to send text messages to the chat"}
+NO_PHOTO_RIGHTS = {"ok": False, "error_code": 400,
+                   "description": "Bad Request: not enough rights to send photos to the chat"}
 _ENTITY_PROBLEM = re.compile(r"<|&(?!lt;|gt;|amp;|quot;)")
 _PHOTO_MAGIC = (b"\xff\xd8\xff", b"\x89PNG")
 
@@ -46,6 +65,8 @@ class FakeTelegram(FakeServer):
         super().__init__()
         self.token = token
         self.messages: list[dict] = []
+        self.rights = "admin"
+        """"admin": may post; "member": no admin rights; "no_text": may not send messages or photos."""
         self._ids = itertools.count(101)
 
     def route(self, method: str, path: str) -> str:
@@ -63,6 +84,10 @@ class FakeTelegram(FakeServer):
             return Answer(400, dict(CHAT_NOT_FOUND))
         if request.route == "getChat":
             return Answer(200, {"ok": True, "result": dict(CHANNEL)})
+        if self.rights == "member":
+            return Answer(400, dict(NEED_ADMIN))
+        if self.rights == "no_text":
+            return Answer(400, dict(NO_TEXT_RIGHTS if request.route == "sendMessage" else NO_PHOTO_RIGHTS))
         if request.route == "sendMessage":
             return self._send_message(body)
         return self._send_photo(body)

@@ -2,7 +2,20 @@
 real answer (`{"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}`) and the Graph
 error shape with WhatsApp's codes and `error_data.details`. It knows one approved template,
 "berita_terbaru" in "id" with two body parameters, and (as in test mode) an allow-list of
-recipients. Use the `whatsapp_api` fixture."""
+recipients. Use the `whatsapp_api` fixture.
+
+Where its behaviour comes from:
+- WhatsApp Cloud API, "Error codes" (developers.facebook.com/documentation/business-messaging/
+  whatsapp/support/error-codes, updated 2026-06-18): the error shape with `error_data.details`;
+  132000 parameter count mismatch, 132001 template does not exist in the language, 132005 translated
+  text too long, 132012 parameter format mismatch, 131030 recipient not in the allowed list, 190 token.
+  Per-recipient failures (131026, 131047, 131049, 131050) are asynchronous there: they come in the
+  status webhook, never in this answer, so this fake never answers them to a send.
+- Meta's template guidelines: a template body holds at most 1024 characters; this fake applies the
+  limit to the body with its parameters filled in and answers 132005 past it (an assumption: the
+  error page names 132005 without the exact threshold). A text parameter may hold no newline, tab or
+  more than four consecutive spaces (code 100 with that detail, as reported by users of the API).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +31,9 @@ ACCESS_TOKEN = "EAAGfakeWhatsAppSystemUserToken0123456789"
 VERSION = "v25.0"
 TEMPLATES = {("berita_terbaru", "id"): 2}
 """Approved templates: (name, language) -> how many body parameters it takes."""
+TEMPLATE_BODIES = {("berita_terbaru", "id"): "Berita terbaru Kemenpora: {{1}} Selengkapnya: {{2}}"}
+BODY_MAX = 1024
+"""A template's body, parameters filled in, is at most 1024 characters."""
 RECIPIENTS = ["6281234567890", "6289876543210"]
 
 
@@ -25,6 +41,12 @@ def wa_error(message: str, code: int, details: str) -> dict:
     body = graph_error(message, code)
     body["error"]["error_data"] = {"messaging_product": "whatsapp", "details": details}
     return body
+
+
+TEXT_TOO_LONG = wa_error("(#132005) Translated text too long", 132005,
+                         "Translated text is too long. Check the parameter values.")
+PARAMETER_FORMAT = wa_error("(#132012) Parameter format does not match format in the created template", 132012,
+                            "body: Format mismatch, expected TEXT, received UNKNOWN")
 
 
 class FakeWhatsApp(FakeServer):
@@ -62,6 +84,9 @@ class FakeWhatsApp(FakeServer):
         if any(not p or "\n" in p or "\t" in p or "     " in p for p in parameters):
             return Answer(400, wa_error("(#100) Invalid parameter", 100, "Param text cannot have new-line/tab "
                                         "characters or more than 4 consecutive spaces"))
+        filled = TEMPLATE_BODIES[key].replace("{{1}}", parameters[0]).replace("{{2}}", parameters[1])
+        if len(filled) > BODY_MAX:
+            return Answer(400, TEXT_TOO_LONG)
         to = body.get("to")
         if to not in self.allowed:
             return Answer(400, wa_error("(#131030) Recipient phone number not in allowed list", 131030,
