@@ -12,6 +12,7 @@ and never in a silent failure.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
@@ -105,3 +106,27 @@ def test_refused_connection_posts_exactly_once_when_healthy(bridge, networks, na
     expected = len(network.table.get("recipients", [None]))
     assert sum(made.values()) == expected and max(made.values()) == 1, made
     assert set(bridge.states(name)) == {"sent"}
+
+
+def test_mastodon_after_the_key_window_finds_the_status(bridge, networks):
+    """A Mastodon status in doubt past the key's hour is found on the account, not sent a second time."""
+    start_one(bridge, "mastodon")
+    network = networks["mastodon"]
+    network.fake.fail(*CREATE["mastodon"], "drop")
+    bridge.publish(antara_item(4))
+    deliver_due(bridge.rt)
+    network.fake.refuse_connections()  # the re-send within the key's hour does not get through
+    try:
+        bridge.clock.advance(minutes=30)
+        deliver_due(bridge.rt)
+    finally:
+        network.fake.accept_connections()
+    bridge.clock.advance(minutes=30)  # an hour after the first attempt: the instance forgot the key
+    assert not bridge.rt.publishers["mastodon"].duplicate_safe_for > timedelta(minutes=60)
+    deliver_due(bridge.rt)
+    run_rounds(bridge)
+    assert list(copies(network).values()) == [1]
+    [row] = [d for d in bridge.rt.repo.delivery_rows(list(DeliveryState))
+             if d["target"] == "mastodon" and not (d["last_error"] or "").startswith("first run")]
+    assert row["state"] == "sent"
+    assert network.fake.routed("/api/v1/accounts/109876543210/statuses")

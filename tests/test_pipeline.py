@@ -195,8 +195,8 @@ class TestXOutcomes:
         deliver_due(world.rt)
         assert len(world.tweets()) == 2 and len(world.x.posted) == 1
 
-    def test_server_errors_retry_with_backoff_then_fail(self, world):
-        """5xx answers are retried after growing waits, and fail after max_attempts."""
+    def test_server_errors_leave_the_post_in_doubt_until_the_operator(self, world):
+        """5xx answers to POST /2/tweets leave the post in doubt: re-sent after growing waits, then the operator decides, never failed."""
         world.start(bridge={"max_attempts": 3})
         world.cycle()
         world.publish([antara_item(4)] + world.stories)
@@ -204,17 +204,18 @@ class TestXOutcomes:
             world.x.enqueue("POST", "/2/tweets", status=503, json={"title": "Service Unavailable"})
         world.cycle()
         deliver_due(world.rt)  # too early: backoff
-        assert len(world.tweets()) == 1
+        assert len(world.x.routed("/2/tweets")) == 1
         world.clock.advance(minutes=1)
         deliver_due(world.rt)
         world.clock.advance(minutes=2)
         deliver_due(world.rt)
-        assert len(world.tweets()) == 3
+        assert len(world.x.routed("/2/tweets")) == 3
         world.clock.advance(hours=2)
         deliver_due(world.rt)
-        assert len(world.tweets()) == 3
-        [failure] = world.rt.repo.delivery_rows([DeliveryState.FAILED])
-        assert "gave up after 3 attempts" in failure["last_error"]
+        assert len(world.x.routed("/2/tweets")) == 3 and world.x.tweets == []
+        assert world.rt.repo.delivery_rows([DeliveryState.FAILED]) == []
+        [doubt] = world.rt.repo.delivery_rows([DeliveryState.IN_DOUBT])
+        assert doubt["next_attempt_at"] is None and "bridge resolve" in doubt["last_error"]
 
     def test_bad_credentials_pause_the_target(self, world):
         """A 401 pauses the target, keeps the post pending, and a restart lifts the pause."""

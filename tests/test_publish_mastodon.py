@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bridge.compose import compose
-from bridge.errors import ConfigError, PostRejected, RetryLater, TargetPaused
+from bridge.errors import ConfigError, InDoubt, PostRejected, RetryLater, TargetPaused
 from bridge.model import Image, Item, Post
 from bridge.publish.mastodon import LENGTH_RULE, MastodonPublisher, mastodon_length
+from tests.fakes.http_fake import BAD_GATEWAY, DROP, GARBLED, GATEWAY_TIMEOUT, HANG, LATE, NO_ID
 from tests.fakes.mastodon import ACCESS_TOKEN, INVALID_TOKEN, RATE_LIMITED, instance_v2
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
@@ -20,10 +21,14 @@ POST = Post(text=f"Menpora membuka PON {LINK}", link=LINK)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 200
 
 
+GIF = b"GIF89a" + b"\x03" * 200
+
+
 def make(fake, *, instance: str | None = None, token: str = ACCESS_TOKEN, timeout: float = 5.0,
-         visibility: str = "public") -> MastodonPublisher:
+         visibility: str = "public", clock=lambda: NOW, sleep=None) -> MastodonPublisher:
     return MastodonPublisher("kemenpora-masto", instance=instance or fake.base_url, access_token=token,
-                             visibility=visibility, timeout=timeout, clock=lambda: NOW)
+                             visibility=visibility, timeout=timeout, clock=clock,
+                             sleep=sleep or (lambda seconds: pytest.fail("slept for real")))
 
 
 @pytest.fixture
@@ -93,7 +98,7 @@ class TestPublish:
         publisher.publish(Post(text=POST.text, link=LINK, image=image), "k")
         [status] = mastodon_api.statuses
         [media_id] = status["media"]
-        assert mastodon_api.media[media_id] == {"data": PNG, "description": "Menpora di PON"}
+        assert mastodon_api.media[media_id]["data"] == PNG and mastodon_api.media[media_id]["description"] == "Menpora di PON"
 
     def test_failed_upload_posts_without_photo(self, publisher, mastodon_api):
         """When the upload fails, the status goes out without the photo and says why."""
@@ -138,11 +143,39 @@ class TestErrors:
         with pytest.raises(PostRejected, match=r"refused the post \(422\): Validation failed: Text can't be blank"):
             publisher.publish(POST, "k")
 
-    def test_server_error_retries(self, publisher, mastodon_api):
-        """A 5xx is retried (the idempotency key makes the resend safe)."""
-        mastodon_api.enqueue("POST", "/api/v1/statuses", status=503, body="<html>Service Unavailable</html>")
-        with pytest.raises(RetryLater, match="answered 503"):
+    @pytest.mark.parametrize("status", [500, 502, 503, 504])
+    def test_server_error_on_a_status_is_in_doubt(self, publisher, mastodon_api, status):
+        """A 500-504 to POST /api/v1/statuses leaves the status in doubt (it may have been made)."""
+        mastodon_api.enqueue("POST", "/api/v1/statuses", status=status, body="<html>Service Unavailable</html>")
+        with pytest.raises(InDoubt, match=f"answered {status}.*may exist"):
             publisher.publish(POST, "k")
+
+    def test_other_server_error_is_retried(self, publisher, mastodon_api):
+        """A 507 to POST /api/v1/statuses says nothing was made: retried."""
+        mastodon_api.enqueue("POST", "/api/v1/statuses", status=507, body="<html>Insufficient Storage</html>")
+        with pytest.raises(RetryLater, match="answered 507"):
+            publisher.publish(POST, "k")
+
+    def test_server_error_on_a_read_is_retried(self, publisher, mastodon_api):
+        """A 503 to a call that makes nothing (verify_credentials) is retried, never in doubt."""
+        mastodon_api.enqueue("GET", "/api/v1/accounts/verify_credentials", status=503, body="<html>down</html>")
+        with pytest.raises(RetryLater, match="answered 503"):
+            publisher.verify()
+
+    @pytest.mark.parametrize(("fault", "reason"), [
+        (DROP, "connection to Mastodon broke after the post was sent"), (GARBLED, "unreadable"),
+        (NO_ID, "without a status id"), (BAD_GATEWAY, "answered 502"), (GATEWAY_TIMEOUT, "answered 504"),
+        (LATE, "did not answer within 0.5s after receiving the post"),
+        (HANG, "did not answer within 0.5s after receiving the post"),
+    ])
+    def test_lost_answer_is_in_doubt(self, mastodon_api, fault, reason):
+        """The instance made the status and its answer was lost: in doubt, and the status exists once."""
+        publisher = make(mastodon_api, timeout=0.5)
+        publisher._instance_known = True
+        mastodon_api.fail("POST", "/api/v1/statuses", fault)
+        with pytest.raises(InDoubt, match=reason):
+            publisher.publish(POST, "k")
+        assert len(mastodon_api.statuses) == 1
 
     def test_not_found_pauses(self, publisher, mastodon_api):
         """A 404 pauses the target and points at the instance setting."""
@@ -151,11 +184,11 @@ class TestErrors:
             publisher.publish(POST, "k")
 
     def test_timeout(self, mastodon_api):
-        """An instance slower than the timeout is retried, never waited for."""
+        """An instance slower than the timeout after receiving the status leaves it in doubt, never waited for."""
         mastodon_api.enqueue("POST", "/api/v1/statuses", status=200, json={"id": "1"}, delay=5)
         publisher = make(mastodon_api, timeout=0.3)
         publisher._instance_known = True  # only the status call is slow
-        with pytest.raises(RetryLater, match=r"could not reach Mastodon .* \(timed out\)"):
+        with pytest.raises(InDoubt, match=r"^Mastodon did not answer within 0.3s after receiving the post$"):
             publisher.publish(POST, "k")
 
     def test_connection_refused(self, mastodon_api):
@@ -163,8 +196,111 @@ class TestErrors:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        with pytest.raises(RetryLater, match="no connection"):
+        with pytest.raises(RetryLater, match=f"^could not reach Mastodon at http://127.0.0.1:{port}: Connection refused$"):
             make(mastodon_api, instance=f"http://127.0.0.1:{port}").publish(POST, "k")
+
+
+class TestKeyWindow:
+    def test_fake_forgets_a_key_after_an_hour(self, mastodon_api, clock):
+        """Within the hour a repeated key returns the first status; after it the same request makes a second."""
+        publisher = make(mastodon_api, clock=clock)
+        first = publisher.publish(POST, "bridge-1-7")
+        clock.advance(minutes=59)
+        assert publisher.publish(POST, "bridge-1-7") == first
+        clock.advance(minutes=2)
+        assert publisher.publish(POST, "bridge-1-7") != first and len(mastodon_api.statuses) == 2
+
+    def test_window_within_the_hour(self):
+        """The publisher trusts the key for less than the hour the instance keeps it."""
+        assert MastodonPublisher.duplicate_safe_for < timedelta(hours=1)
+
+
+class TestFindPost:
+    def test_finds_the_status_after_the_key_window(self, mastodon_api, clock):
+        """After the key's hour, the status lost in doubt is found among the account's own statuses by text and link."""
+        publisher = make(mastodon_api, clock=clock)
+        since = clock()
+        mastodon_api.fail("POST", "/api/v1/statuses", DROP)
+        with pytest.raises(InDoubt):
+            publisher.publish(POST, "k")
+        clock.advance(hours=2)
+        assert publisher.find_post(POST, since=since) == mastodon_api.statuses[0]["id"]
+        [read] = mastodon_api.routed("/api/v1/accounts/109876543210/statuses")
+        assert read.headers["Authorization"] == f"Bearer {ACCESS_TOKEN}" and read.query["limit"] == "40"
+
+    def test_not_found_when_absent(self, publisher, mastodon_api):
+        """No status with the post's text: None (the pipeline then sends it)."""
+        publisher.publish(Post(text="Berita lain https://example.id/x", link="https://example.id/x"), "k")
+        assert publisher.find_post(POST, since=NOW) is None
+
+    def test_older_status_is_not_it(self, mastodon_api, clock):
+        """A status with the same text made before `since` (an earlier story) does not count."""
+        publisher = make(mastodon_api, clock=clock)
+        publisher.publish(POST, "k")
+        clock.advance(minutes=10)
+        assert publisher.find_post(POST, since=clock()) is None
+
+    def test_text_with_hashtags_and_lines_matches(self, publisher, mastodon_api):
+        """Mastodon's HTML (hashtag links, link spans, line breaks, escaped characters) reads back as the posted text."""
+        post = Post(text=f"Menpora & <PON> #Olahraga\n\nBaca: {LINK}", link=LINK)
+        remote = publisher.publish(post, "k")
+        assert publisher.find_post(post, since=NOW) == remote
+
+    def test_pages_back_until_since(self, publisher, mastodon_api):
+        """The status is found behind a full page of newer ones (max_id paging)."""
+        remote = publisher.publish(POST, "k")
+        for n in range(45):
+            publisher.publish(Post(text=f"lain {n}"), f"k{n}")
+        assert publisher.find_post(POST, since=NOW) == remote
+        assert len(mastodon_api.routed("/api/v1/accounts/109876543210/statuses")) == 2
+
+    def test_fake_caps_the_limit_and_checks_the_token(self, publisher, mastodon_api):
+        """The fake, like Mastodon, gives at most 40 statuses whatever the limit, and refuses a bad token."""
+        import requests
+        for n in range(45):
+            publisher.publish(Post(text=f"lain {n}"), f"k{n}")
+        url = f"{mastodon_api.base_url}/api/v1/accounts/109876543210/statuses"
+        good = {"Authorization": f"Bearer {ACCESS_TOKEN}"}
+        assert len(requests.get(url, params={"limit": 100}, headers=good, timeout=5).json()) == 40
+        assert len(requests.get(url, headers=good, timeout=5).json()) == 20
+        assert requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5).status_code == 401
+
+    def test_cannot_ask_is_a_publish_error(self, publisher, mastodon_api):
+        """When the account cannot be read now, find_post raises a PublishError (the pipeline asks later)."""
+        mastodon_api.enqueue("GET", "/api/v1/accounts/verify_credentials", status=503, body="down")
+        with pytest.raises(RetryLater):
+            publisher.find_post(POST, since=NOW)
+
+
+class TestProcessedMedia:
+    def test_gif_is_polled_until_processed(self, mastodon_api):
+        """A GIF answered 202 is polled at GET /api/v1/media/:id until ready, then attached."""
+        slept = []
+        publisher = make(mastodon_api, sleep=slept.append)
+        mastodon_api.processing_polls = 2
+        image = Image(data=GIF, mime_type="image/gif", url="http://127.0.0.1/a.gif", alt_text="animasi")
+        publisher.publish(Post(text=POST.text, link=LINK, image=image), "k")
+        [status] = mastodon_api.statuses
+        assert len(status["media"]) == 1 and publisher.image_problem is None
+        assert len(mastodon_api.routed(f"/api/v1/media/{status['media'][0]}")) == 3 and sum(slept) == 6
+
+    def test_not_ready_in_time_posts_without_it(self, mastodon_api):
+        """A GIF still processed after the bounded wait is left out: the status goes out and says why."""
+        slept = []
+        publisher = make(mastodon_api, sleep=slept.append)
+        mastodon_api.processing_polls = 1000
+        image = Image(data=GIF, mime_type="image/gif", url="http://127.0.0.1/a.gif", alt_text="animasi")
+        publisher.publish(Post(text=POST.text, link=LINK, image=image), "k")
+        assert [s["media"] for s in mastodon_api.statuses] == [[]]
+        assert "not processed" in publisher.image_problem and sum(slept) == 30
+
+    def test_fake_refuses_an_unprocessed_attachment(self, publisher, mastodon_api):
+        """The fake, like Mastodon, refuses a status attaching media still processed, with 422."""
+        mastodon_api.processing_polls = 5
+        attachment = publisher._client.media_post(GIF, mime_type="image/gif", file_name="a.gif")
+        with pytest.raises(PostRejected, match="have not finished processing"):
+            publisher._call("POST /api/v1/statuses", lambda: publisher._client.status_post(
+                "x", media_ids=[attachment["id"]]))
 
 
 class TestVerifyAndConfig:

@@ -11,10 +11,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth1
 
-from bridge.errors import AlreadyPosted, ConfigError, PostRejected, RetryLater, TargetPaused
+from bridge.errors import AlreadyPosted, ConfigError, InDoubt, PostRejected, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish._http import short_reason
 from bridge.publish.x import X_CREDENTIAL_FIELDS, X_LENGTH_RULE, XPublisher, x_weighted_length
+from tests.fakes.http_fake import DROP, GARBLED, GATEWAY_TIMEOUT
 from tests.fakes.x_api import CREDENTIALS
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
@@ -165,12 +166,25 @@ class TestPublish:
         with pytest.raises(PostRejected, match=r"\(413\): 413 Request Entity Too Large"):
             publisher.publish(POST, "k")
 
-    def test_payment_required(self, publisher, x_api):
-        """A 402 pauses the target: the app needs credits."""
+    def test_usage_capped_pauses(self, publisher, x_api):
+        """X's 429 usage-capped (credits or spend cap used up) pauses the target with what to do, not a rate-limit wait."""
+        x_api.usage_capped = True
+        with pytest.raises(TargetPaused, match="usage cap or credits.*used up.*add credits or raise the spend cap"):
+            publisher.publish(POST, "k")
+        assert x_api.tweets == []
+
+    def test_credits_exhausted_in_any_answer_pauses(self, publisher, x_api):
+        """Any answer that says the credits are exhausted pauses the target, whatever its status."""
         x_api.enqueue("POST", "/2/tweets", status=402,
                       json={"title": "CreditsDepleted", "detail": "Your account does not have any credits.",
                             "type": "https://api.twitter.com/2/problems/credits"})
-        with pytest.raises(TargetPaused, match="payment.*does not have any credits.*developer portal"):
+        with pytest.raises(TargetPaused, match="does not have any credits.*developer portal"):
+            publisher.publish(POST, "k")
+
+    def test_payment_required_pauses(self, publisher, x_api):
+        """A bare 402 pauses the target: the app needs credits or another plan."""
+        x_api.enqueue("POST", "/2/tweets", status=402, json={})
+        with pytest.raises(TargetPaused, match="payment.*developer portal"):
             publisher.publish(POST, "k")
 
     def test_not_found(self, publisher, x_api):
@@ -186,21 +200,21 @@ class TestPublish:
             publisher.publish(POST, "k")
 
     def test_created_without_id(self, publisher, x_api):
-        """A 2xx without an id is retried (a resend is safe: X refuses duplicates)."""
+        """A 2xx without an id leaves the post in doubt (it may exist)."""
         x_api.enqueue("POST", "/2/tweets", status=201, json={"data": {}})
-        with pytest.raises(RetryLater, match="without a post id"):
+        with pytest.raises(InDoubt, match="without a post id"):
             publisher.publish(POST, "k")
 
     def test_unreadable_answer(self, publisher, x_api):
-        """A 2xx whose body is not JSON is retried."""
+        """A 2xx whose body is not JSON leaves the post in doubt."""
         x_api.enqueue("POST", "/2/tweets", status=200, body="<html>ok</html>")
-        with pytest.raises(RetryLater, match="unreadable: JSONDecodeError"):
+        with pytest.raises(InDoubt, match="unreadable: JSONDecodeError"):
             publisher.publish(POST, "k")
 
     def test_json_not_an_object(self, publisher, x_api):
-        """An error body that is JSON but not an object (tweepy trips on it) is retried."""
+        """A 500 whose body is JSON but not an object (tweepy trips on it) leaves the post in doubt."""
         x_api.enqueue("POST", "/2/tweets", status=500, json=None)
-        with pytest.raises(RetryLater, match="unreadable: AttributeError"):
+        with pytest.raises(InDoubt, match="unreadable: AttributeError"):
             publisher.publish(POST, "k")
 
     def test_secret_in_detail_scrubbed(self, publisher, x_api):
@@ -267,27 +281,63 @@ class TestTransient:
 
     @pytest.mark.parametrize(("status", "body", "line"), [
         (503, {"title": "Service Unavailable", "detail": "Service Unavailable", "type": "about:blank", "status": 503},
-         "X answered 503 Service Unavailable"),
-        (502, "<html><body><h1>Bad Gateway</h1></body></html>", "X answered 502 Bad Gateway"),
-        (500, "", "X answered 500 Internal Server Error"),
+         "X answered 503 Service Unavailable to POST /2/tweets; the post may exist"),
+        (502, "<html><body><h1>Bad Gateway</h1></body></html>",
+         "X answered 502 Bad Gateway to POST /2/tweets; the post may exist"),
+        (504, "", "X answered 504 Gateway Timeout to POST /2/tweets; the post may exist"),
+        (500, "", "X answered 500 Internal Server Error to POST /2/tweets; the post may exist"),
     ])
-    def test_server_errors(self, publisher, x_api, status, body, line):
-        """A 5xx (JSON, HTML or empty) is retried and counts as an attempt, with a short message."""
+    def test_server_errors_leave_the_post_in_doubt(self, publisher, x_api, status, body, line):
+        """A 500/502/503/504 to POST /2/tweets (JSON, HTML or empty) leaves the post in doubt, with a short message."""
         if isinstance(body, dict):
             x_api.enqueue("POST", "/2/tweets", status=status, json=body)
         else:
             x_api.enqueue("POST", "/2/tweets", status=status, body=body)
-        with pytest.raises(RetryLater) as caught:
+        with pytest.raises(InDoubt) as caught:
             publisher.publish(POST, "k")
-        assert str(caught.value) == line and caught.value.counts_as_attempt and caught.value.retry_at is None
+        assert str(caught.value) == line
 
-    def test_timeout(self, x_api):
-        """An answer slower than the timeout is retried: "X did not answer within 0.5s"."""
+    def test_other_server_error_is_retried(self, publisher, x_api):
+        """A 5xx outside 500-504 (507) says nothing was made: retried, counted as an attempt."""
+        x_api.enqueue("POST", "/2/tweets", status=507, body="")
+        with pytest.raises(RetryLater, match="^X answered 507 Insufficient Storage$") as caught:
+            publisher.publish(POST, "k")
+        assert caught.value.counts_as_attempt and caught.value.retry_at is None
+
+    def test_server_error_on_verify_is_retried(self, publisher, x_api):
+        """A 503 to GET /2/users/me creates nothing: retried."""
+        x_api.enqueue("GET", "/2/users/me", status=503, json={})
+        with pytest.raises(RetryLater, match="^X answered 503 Service Unavailable$"):
+            publisher.verify()
+
+    def test_read_timeout_leaves_the_post_in_doubt(self, x_api):
+        """An answer slower than the timeout, after X received the post, leaves it in doubt."""
         publisher = make(x_api, timeout=0.5)
         x_api.enqueue("POST", "/2/tweets", status=201, json={"data": {"id": "1"}}, delay=5)
-        with pytest.raises(RetryLater, match=r"^X did not answer within 0.5s$") as caught:
+        with pytest.raises(InDoubt, match=r"^X did not answer within 0.5s after receiving the post$"):
             publisher.publish(POST, "k")
-        assert caught.value.counts_as_attempt
+
+    def test_dropped_connection_leaves_the_post_in_doubt(self, publisher, x_api):
+        """The connection closed before any answer to POST /2/tweets: the post is in doubt."""
+        x_api.fail("POST", "/2/tweets", DROP)
+        with pytest.raises(InDoubt, match="connection to X broke after the post was sent"):
+            publisher.publish(POST, "k")
+        assert len(x_api.tweets) == 1
+
+    def test_garbled_answer_leaves_the_post_in_doubt(self, publisher, x_api):
+        """A 200 cut off mid-body to POST /2/tweets: the post is in doubt."""
+        x_api.fail("POST", "/2/tweets", GARBLED)
+        with pytest.raises(InDoubt, match="unreadable"):
+            publisher.publish(POST, "k")
+
+    def test_in_doubt_resend_gets_the_duplicate_answer(self, publisher, x_api):
+        """After an answer lost, the identical re-send is X's duplicate 403: already posted, one post."""
+        x_api.fail("POST", "/2/tweets", GATEWAY_TIMEOUT)
+        with pytest.raises(InDoubt):
+            publisher.publish(POST, "k")
+        with pytest.raises(AlreadyPosted):
+            publisher.publish(POST, "k")
+        assert len(x_api.tweets) == 1
 
     def test_connection_refused(self, x_api):
         """Nothing listening is retried, with the reason in a few words."""
@@ -366,7 +416,7 @@ class TestSecretsStayOutOfLogs:
         publisher.publish(POST, "k")
         publisher.verify()
         x_api.enqueue("POST", "/2/tweets", status=503, json={})
-        with pytest.raises(RetryLater):
+        with pytest.raises(InDoubt):
             publisher.publish(Post(text="lagi"), "k2")
         assert caplog.records  # urllib3 does log at DEBUG: the capture works
         logged = caplog.text + "".join(str(r.args) for r in caplog.records)

@@ -17,6 +17,7 @@ from tests.helpers import WIB, antara_feed, antara_item, make_config, runtime
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x01" * 200
 JPEG = b"\xff\xd8\xff\xe0" + b"\x02" * 300
+GIF = b"GIF89a" + b"\x03" * 300
 
 
 class Site:
@@ -71,17 +72,43 @@ class TestPhotos:
         [tweet] = site.tweets()
         [media_id] = tweet["media_ids"]
         media = site.x.media[media_id]
-        assert media["data"] == PNG and media["media_type"] == "image/png" and media["category"] == "tweet_image"
+        assert media["data"] == PNG and media["category"] == "tweet_image"
         assert media["alt_text"] == "Menpora dorong atlet muda berprestasi, berita nomor 1"
         upload = next(r for r in site.x.requests if r.route == "/2/media/upload")
         assert upload.auth_problem is None  # signed with OAuth 1.0a for the URL it reached
 
-    def test_type_comes_from_the_bytes(self, site):
-        """A JPEG served as the unregistered "image/jpg" is uploaded as image/jpeg."""
+    def test_upload_sends_exactly_the_spec_fields(self, site):
+        """POST /2/media/upload carries exactly `media` and `media_category` (the spec forbids any other field)."""
         site.start()
         site.publish(antara_item(1, image=site.photo(1, JPEG, "image/jpg")))
         deliver_due(site.rt)
-        assert site.x.media[site.tweets()[0]["media_ids"][0]]["media_type"] == "image/jpeg"
+        [upload] = site.x.routed("/2/media/upload")
+        assert set(upload.body) == {"media", "media_category"} and upload.body["media"] == JPEG
+        assert site.tweets()[0]["media_ids"]
+
+    def test_fake_refuses_unknown_upload_fields(self, x_api):
+        """The fake answers an upload with a field outside the spec with the spec's 400 invalid-request problem."""
+        import requests
+        from requests_oauthlib import OAuth1
+
+        from tests.fakes.x_api import CREDENTIALS
+        auth = OAuth1(CREDENTIALS["consumer_key"], CREDENTIALS["consumer_secret"], CREDENTIALS["access_token"],
+                      CREDENTIALS["access_token_secret"])
+        response = requests.post(f"{x_api.base_url}/2/media/upload", auth=auth, timeout=5,
+                                 data={"media_category": "tweet_image", "media_type": "image/png"},
+                                 files={"media": ("photo", PNG, "image/png")})
+        assert response.status_code == 400
+        assert response.json()["type"] == "https://api.x.com/2/problems/invalid-request"
+        assert response.json()["parameter"] == "media_type" and x_api.media == {}
+
+    def test_gif_left_out_with_a_log_line(self, site):
+        """A GIF (it would need X's chunked upload) is not uploaded: the post goes out without it and the log says why."""
+        site.start()
+        site.publish(antara_item(1, image=site.photo(1, GIF, "image/gif")))
+        with structlog.testing.capture_logs() as logs:
+            deliver_due(site.rt)
+        assert [t["media_ids"] for t in site.tweets()] == [[]] and site.x.routed("/2/media/upload") == []
+        assert any(e["event"] == "photo not attached" and "chunked upload" in e["reason"] for e in logs)
 
     @pytest.mark.parametrize("problem", ["missing", "not an image", "too big"])
     def test_bad_photo_never_loses_the_post(self, site, problem):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import Any, Mapping
@@ -19,13 +20,26 @@ class TargetOption:
     """One kind-specific setting of a target: its type, default, and whether it must be given."""
 
     type: str
-    """"string", "boolean", "str_list", "chat_id" (a string, or a whole number as TOML may write it) or
-    "choice" (one of `choices`)."""
+    """"string", "boolean", "str_list", "lang_list" (BCP-47 language tags, at most `max_items`),
+    "chat_id" (a string, or a whole number as TOML may write it) or "choice" (one of `choices`)."""
     default: Any = None
     required: bool = False
     choices: tuple[str, ...] = ()
     hint: str = ""
     """For a missing required setting: an example line to add."""
+    max_items: int | None = None
+    """For a list: how many items the network takes at most."""
+
+
+_BCP47 = re.compile(
+    r"(?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4,8})"  # language, extended language subtags
+    r"(?:-[a-z]{4})?"  # script
+    r"(?:-(?:[a-z]{2}|[0-9]{3}))?"  # region
+    r"(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*"  # variants
+    r"(?:-[0-9a-wyz](?:-[a-z0-9]{2,8})+)*"  # extensions
+    r"(?:-x(?:-[a-z0-9]{1,8})+)?"  # private use
+    r"|x(?:-[a-z0-9]{1,8})+", re.IGNORECASE)
+"""A well-formed BCP-47 language tag (RFC 5646, section 2.1; grandfathered tags aside)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +90,8 @@ TARGET_KINDS: dict[str, TargetKind] = {
         default_api_base="https://bsky.social",
         base_key="service",
         options={"handle": TargetOption("string", required=True, hint='handle = "kemenpora.bsky.social"'),
-                 "langs": TargetOption("str_list", ["id"])},
+                 # app.bsky.feed.post langs: maxLength 3, each a BCP-47 tag (the lexicon's "language" format)
+                 "langs": TargetOption("lang_list", ["id"], max_items=3, hint='langs = ["id", "en"]')},
         extra="bluesky", extra_module="atproto",
     ),
     "facebook": TargetKind(
@@ -194,6 +209,15 @@ def _parse_options(get: "TableReader", kind_name: str, kind: TargetKind, problem
             value = get.str_list(key) if key in get.table else list(option.default or [])
             if option.required and not value:
                 problems.append(f"{get.where}.{key}: name at least one, e.g. {option.hint}")
+            options[key] = tuple(value)
+        elif option.type == "lang_list":
+            value = get.str_list(key) if key in get.table else list(option.default or [])
+            if option.max_items is not None and len(value) > option.max_items:
+                problems.append(f"{get.where}.{key}: at most {option.max_items} languages (got {len(value)})")
+            bad = [tag for tag in value if not _BCP47.fullmatch(tag)]
+            if bad:
+                problems.append(f"{get.where}.{key}: not a BCP-47 language tag: {', '.join(map(repr, bad))} "
+                                f"(e.g. {option.hint})")
             options[key] = tuple(value)
         elif option.type == "chat_id":
             value = get.table.get(key)

@@ -5,6 +5,13 @@ The only module that knows Bluesky's XRPC methods, record shapes and error names
 - Links are rich text: a link facet marks each URL by its UTF-8 *byte* offsets (not characters),
   and the story's link becomes an external card (title, description, the photo as a thumbnail
   blob of at most 1,000,000 bytes).
+- Tag facets: a tag may hold 64 graphemes and 640 bytes (app.bsky.richtext.facet#tag); a longer
+  #hashtag is dropped from the text and the facets (logged at debug), never sent to be refused.
+- Outcomes: createRecord whose answer was lost (read timeout, closed connection, 500-504, an
+  unreadable answer or one without the record's uri) is in doubt; nothing refuses a duplicate
+  record, so find_post() looks for it among the account's app.bsky.feed.post records
+  (com.atproto.repo.listRecords) by text, link and createdAt. We write createdAt ourselves, from the
+  injected clock, so that comparison uses one clock.
 - Sessions: createSession is tightly rate-limited (30 per 5 minutes, 300 a day per account), so
   we log in once, keep the session, refresh it (refreshSession) when its access token expired,
   and only log in again when the refresh itself is refused.
@@ -15,11 +22,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+
+import httpx
 
 from atproto import Client, models
 from atproto_client.exceptions import (
-    AtProtocolError, BadRequestError, NetworkError, RateLimitExceededError, RequestErrorBase, UnauthorizedError,
+    AtProtocolError, BadRequestError, ModelError, NetworkError, RateLimitExceededError, RequestErrorBase,
+    UnauthorizedError,
 )
 from atproto_client.models.common import XrpcError
 from atproto_client.request import Request
@@ -27,9 +37,9 @@ from twitter_text import extract_urls_with_indices
 
 from bridge.clock import utc_now
 from bridge.compose import LengthRule
-from bridge.errors import ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
+from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
-from bridge.publish._http import scrub
+from bridge.publish._http import MAY_HAVE_ACTED, scrub, transport_problem
 from bridge.publish.graphemes import grapheme_count
 from bridge.secrets import credential_env_var
 
@@ -44,6 +54,15 @@ CARD_DESCRIPTION_MAX = 300
 """Characters of the story's summary shown on the link card (the card is a preview, not the story)."""
 RATE_LIMIT_FALLBACK = timedelta(minutes=5)
 """How long to wait after a 429 without a ratelimit-reset header."""
+MAX_TAG_GRAPHEMES = 64
+MAX_TAG_BYTES = 640
+"""app.bsky.richtext.facet#tag: tag maxGraphemes 64, maxLength 640 (UTF-8 bytes)."""
+POST_COLLECTION = "app.bsky.feed.post"
+FIND_PAGE = 100
+FIND_PAGES = 3
+"""find_post reads listRecords 100 records at a time (the lexicon's maximum), at most 3 pages back."""
+VERIFY_AFTER = timedelta(minutes=2)
+"""A record is in the repo as soon as createRecord commits; a little slack for a busy PDS."""
 _SESSION_EXPIRED = {"ExpiredToken", "InvalidToken"}
 _HASHTAG = re.compile(r"(?<!\S)#(\w*[^\W\d]\w*)")
 
@@ -55,6 +74,25 @@ def bluesky_length(text: str) -> int:
 
 
 LENGTH_RULE = LengthRule(MAX_GRAPHEMES, bluesky_length)
+
+
+def _tag_fits(tag: str) -> bool:
+    return grapheme_count(tag) <= MAX_TAG_GRAPHEMES and len(tag.encode("utf-8")) <= MAX_TAG_BYTES
+
+
+def without_oversized_tags(text: str) -> str:
+    """The text less any #hashtag whose tag is over the lexicon's limits (each dropped is logged at
+    debug): Bluesky would refuse the whole post for its facet, and a tag it cannot link is noise."""
+    def drop(match: re.Match) -> str:
+        if _tag_fits(match.group(1)):
+            return match.group(0)
+        log.debug("hashtag dropped: over Bluesky's tag limits (%d graphemes, %d bytes)", MAX_TAG_GRAPHEMES,
+                  MAX_TAG_BYTES, extra={"tag_graphemes": grapheme_count(match.group(1))})
+        return ""
+    cleaned = _HASHTAG.sub(drop, text)
+    if cleaned == text:
+        return text
+    return "\n".join(re.sub(r"[ \t]{2,}", " ", line).strip() for line in cleaned.split("\n"))
 
 
 def facets_for(text: str) -> list:
@@ -70,7 +108,7 @@ def facets_for(text: str) -> list:
     facets += [
         models.AppBskyRichtextFacet.Main(index=byte_slice(*match.span()),
                                          features=[models.AppBskyRichtextFacet.Tag(tag=match.group(1))])
-        for match in _HASHTAG.finditer(text)
+        for match in _HASHTAG.finditer(text) if _tag_fits(match.group(1))
     ]
     return facets
 
@@ -88,7 +126,8 @@ class BlueskyPublisher:
     length_rule = LENGTH_RULE
     max_image_bytes = MAX_IMAGE_BYTES
     duplicate_safe_for = None
-    """createRecord takes the same text twice: a post in doubt is left for the operator."""
+    """createRecord takes the same text twice: a post in doubt is looked for (find_post) instead."""
+    verify_after = VERIFY_AFTER
 
     def __init__(self, name: str, *, service: str, handle: str, app_password: str, langs=("id",),
                  timeout: float = 20.0, clock: Callable[[], datetime] = utc_now):
@@ -101,6 +140,7 @@ class BlueskyPublisher:
         self._password = app_password
         self._langs = list(langs)
         self._clock = clock
+        self._timeout = timeout
         self._client = Client(base_url=self._service, request=Request(timeout=timeout))
         self._did: str | None = None
         self.hold_until: datetime | None = None
@@ -112,10 +152,42 @@ class BlueskyPublisher:
         self.hold_until = None
         self.image_problem = None
         embed = self._card(post) if post.link else None
-        response = self._call("createRecord", lambda: self._client.send_post(
-            post.text, profile_identify=self._did, facets=facets_for(post.text) or None, embed=embed,
-            langs=self._langs))
-        return str(response.uri)
+        text = without_oversized_tags(post.text)
+        self._ensure_session()
+        record = models.AppBskyFeedPost.Record(created_at=_iso(self._clock()), text=text,
+                                               facets=facets_for(text) or None, embed=embed, langs=self._langs)
+        response = self._call("createRecord", lambda: self._client.app.bsky.feed.post.create(self._did, record),
+                              creates=True)
+        uri = getattr(response, "uri", None)
+        if not uri:
+            raise InDoubt("Bluesky answered createRecord without the record's uri")
+        return str(uri)
+
+    def find_post(self, post: Post, since: datetime) -> str | None:
+        """The at:// URI of the account's post with this text (and link card) created at or after
+        `since`, or None. Reads com.atproto.repo.listRecords (app.bsky.feed.post, newest first)."""
+        text = without_oversized_tags(post.text)
+        since = since.replace(microsecond=since.microsecond // 1000 * 1000)  # createdAt has milliseconds
+        cursor = None
+        for _ in range(FIND_PAGES):
+            self._ensure_session()
+            params = {"repo": self._did, "collection": POST_COLLECTION, "limit": FIND_PAGE}
+            if cursor:
+                params["cursor"] = cursor
+            page = self._call("listRecords", lambda: self._client.com.atproto.repo.list_records(params))
+            for record in page.records:
+                value = _as_dict(record.value)
+                created = _parse_time(value.get("createdAt"))
+                if created is None:
+                    continue
+                if created < since:
+                    return None  # newest first: everything further back is older
+                if value.get("text") == text and _card_uri(value) == (post.link or None):
+                    return str(record.uri)
+            cursor = page.cursor
+            if not cursor or not page.records:
+                return None
+        return None
 
     def _card(self, post: Post):
         thumb = None
@@ -160,7 +232,9 @@ class BlueskyPublisher:
             self._did = None
             self._login()
 
-    def _call(self, method: str, call: Callable):
+    def _call(self, method: str, call: Callable, creates: bool = False):
+        """`creates`: the call makes what others see (a post), so an answer lost after the request
+        left leaves it in doubt."""
         self._ensure_session()
         try:
             try:
@@ -171,11 +245,13 @@ class BlueskyPublisher:
                 self._renew()
                 return call()
         except AtProtocolError as error:
-            raise self._scrub(self._map(method, error, posting=True)) from None
+            raise self._scrub(self._map(method, error, posting=True, creates=creates)) from None
+        except httpx.TransportError as error:  # the SDK lets protocol errors (closed mid-answer) through
+            raise self._scrub(transport_problem("Bluesky", self._service, error, self._timeout, creates)) from None
 
     # --- Errors ----------------------------------------------------------------------------------
 
-    def _map(self, method: str, error: AtProtocolError, posting: bool) -> PublishError:
+    def _map(self, method: str, error: AtProtocolError, posting: bool, creates: bool = False) -> PublishError:
         detail = _detail(error)
         status = error.response.status_code if isinstance(error, RequestErrorBase) and error.response else None
         if isinstance(error, RateLimitExceededError):
@@ -184,14 +260,20 @@ class BlueskyPublisher:
             retry_at = reset if reset and reset > now else now + RATE_LIMIT_FALLBACK
             return RetryLater(f"Bluesky rate limit on {method} reached; next try after "
                               f"{retry_at:%Y-%m-%d %H:%M:%S} UTC", retry_at=retry_at, counts_as_attempt=False)
-        if isinstance(error, NetworkError) and status != 413:
-            return RetryLater(f"could not reach Bluesky at {self._service} "
-                              f"({'timed out' if status is None else f'{status} {detail}'})")
+        if isinstance(error.__cause__, httpx.TransportError):  # the SDK wraps timeouts and network errors
+            return transport_problem("Bluesky", self._service, error.__cause__, self._timeout, creates)
+        if isinstance(error, ModelError) or (isinstance(error, RequestErrorBase) and status is None):
+            message = f"Bluesky's answer to {method} was unreadable ({type(error).__name__})"
+            return InDoubt(message) if creates else RetryLater(message)
         if isinstance(error, UnauthorizedError) or method == "createSession" and status == 400:
             return TargetPaused(
                 f"Bluesky refused the login of target {self.name!r} as {self._handle} ({detail}): check handle "
                 f"and {self._password_var} (an app password from Settings > Privacy and security > App passwords)")
         if status is not None and status >= 500:
+            if creates and status in MAY_HAVE_ACTED:
+                return InDoubt(f"Bluesky answered {status} to {method}; the post may exist: {detail}")
+            return RetryLater(f"Bluesky answered {status} to {method}: {detail}")
+        if isinstance(error, NetworkError) and status in (409,):
             return RetryLater(f"Bluesky answered {status} to {method}: {detail}")
         if posting and status is not None:
             return PostRejected(f"Bluesky refused {method} ({status}): {detail}")
@@ -199,6 +281,36 @@ class BlueskyPublisher:
 
     def _scrub(self, error: PublishError) -> PublishError:
         return scrub(error, [self._password])
+
+
+def _iso(moment: datetime) -> str:
+    """createdAt as the lexicon's datetime: UTC with milliseconds and Z."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _parse_time(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _as_dict(value) -> dict:
+    """A listRecords value: the SDK gives a model (or a dict for types it does not know)."""
+    if isinstance(value, dict):
+        return value
+    try:
+        return value.model_dump(by_alias=True, exclude_none=True)
+    except AttributeError:
+        return {}
+
+
+def _card_uri(value: dict) -> str | None:
+    external = (value.get("embed") or {}).get("external") or {}
+    return external.get("uri") or None
 
 
 def _error_name(error: AtProtocolError) -> str | None:

@@ -27,9 +27,9 @@ from twitter_text import parse_tweet
 
 from bridge.clock import utc_now
 from bridge.compose import LengthRule
-from bridge.errors import AlreadyPosted, ConfigError, PostRejected, PublishError, RetryLater, TargetPaused
+from bridge.errors import AlreadyPosted, ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Image, Post
-from bridge.publish._http import from_epoch, json_body, scrub, short_reason
+from bridge.publish._http import MAY_HAVE_ACTED, from_epoch, json_body, requests_problem, scrub, short_reason
 from bridge.secrets import credential_env_var
 
 # tweepy logs request and response headers at DEBUG, and requests-oauthlib logs the signed
@@ -42,6 +42,9 @@ TWEEPY_HOST = "https://api.twitter.com"
 X_CREDENTIAL_FIELDS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 """X's limit for a photo (GIFs and videos may be larger; we only post photos)."""
+GIF_LEFT_OUT = ("a GIF needs X's chunked upload (INIT/APPEND/FINALIZE, then STATUS until processed), which the "
+                "bridge does not do: posted without it")
+"""Why a GIF is not attached on X: the one-request upload takes photos (tweet_image) only."""
 RATE_LIMIT_FALLBACK = timedelta(minutes=15)
 """X's rate-limit window: how long to wait after a 429 that says nothing about its reset."""
 RATE_LIMIT_MIN_WAIT = timedelta(seconds=60)
@@ -150,7 +153,9 @@ class XPublisher:
         self.hold_until = None
         self.image_problem = None
         media_ids = None
-        if post.image is not None:
+        if post.image is not None and post.image.mime_type == "image/gif":
+            self.image_problem = GIF_LEFT_OUT
+        elif post.image is not None:
             try:
                 media_ids = [self._upload(post.image)]
             except PublishError as error:
@@ -160,19 +165,20 @@ class XPublisher:
             text=post.text, media_ids=media_ids, user_auth=True))
         data = response.data if isinstance(response.data, dict) else {}
         if not data.get("id"):
-            # X said 2xx without an id: the outcome is unknown, and a resend is safe (duplicates refused).
-            raise RetryLater(f"X answered {endpoint} without a post id")
+            # A 2xx without an id: the post may exist. In doubt; the identical re-send settles it.
+            raise self._scrub(InDoubt(f"X answered {endpoint} without a post id"))
         self.hold_until = self._quota_exhausted_until(self._client.session.last_headers)
         return str(data["id"])
 
     def _upload(self, image: Image) -> str:
-        """Upload a photo (POST /2/media/upload, one request, multipart) and set its alt text
+        """Upload a photo (POST /2/media/upload, one request, multipart with exactly the spec's fields
+        `media` and `media_category`: the spec forbids any other) and set its alt text
         (POST /2/media/metadata); return the media id. Signed with OAuth 1.0a like every other call."""
         endpoint = "POST /2/media/upload"
         response = self._raw_call(endpoint, lambda: self._client.session.post(
             f"{self._api_base}/2/media/upload", auth=self._oauth(),
             headers={"User-Agent": self._client.user_agent},
-            data={"media_category": "tweet_image", "media_type": image.mime_type},
+            data={"media_category": "tweet_image"},
             files={"media": ("photo", image.data, image.mime_type)},
         ))
         body = json_body(response)
@@ -192,14 +198,15 @@ class XPublisher:
         return str(media_id)
 
     def _raw_call(self, endpoint: str, call: Callable[[], requests.Response]) -> requests.Response:
-        """A request tweepy has no method for: same session, same error mapping."""
+        """A request tweepy has no method for (media: nobody sees it until a post attaches it, so
+        repeating it is safe): same session, same error mapping."""
         def checked() -> requests.Response:
             response = call()
             if not 200 <= response.status_code < 300:
-                raise self._from_response(endpoint, response, True)
+                raise self._from_response(endpoint, response, True, creates=False)
             return response
         try:
-            return self._call(endpoint, checked)
+            return self._call(endpoint, checked, creates=False)
         except PublishError as error:
             raise self._scrub(error) from None
 
@@ -231,28 +238,46 @@ class XPublisher:
 
     # --- Error mapping ---------------------------------------------------------------------------
 
-    def _call(self, endpoint: str, call: Callable[[], tweepy.Response], posting: bool = True) -> tweepy.Response:
+    def _call(self, endpoint: str, call: Callable[[], tweepy.Response], posting: bool = True,
+              creates: bool | None = None) -> tweepy.Response:
+        """`posting`: a refusal is the post's fault (PostRejected), not the target's. `creates`
+        (default: `posting`): the call creates something others see, so an answer lost after the
+        request left leaves the post in doubt rather than never sent."""
+        creates = posting if creates is None else creates
         try:
             return call()
         except tweepy.HTTPException as error:
-            raise self._scrub(self._from_response(endpoint, error.response, posting)) from None
-        except requests.Timeout:
-            raise self._scrub(RetryLater(f"X did not answer within {self._timeout:g}s")) from None
-        except requests.ConnectionError as error:
-            raise self._scrub(RetryLater(f"could not reach X at {self._api_base}: {short_reason(error)}")) from None
-        except (requests.RequestException, tweepy.TweepyException, ValueError, LookupError, AttributeError,
-                TypeError) as error:
-            # A cut-off or unreadable answer: bad JSON is a ValueError, and tweepy raises KeyError (a LookupError),
-            # AttributeError or TypeError on JSON of an unexpected shape. Outcome unknown; a resend is safe.
-            raise self._scrub(RetryLater(f"X's answer to {endpoint} was unreadable: {short_reason(error)}")) from None
+            raise self._scrub(self._from_response(endpoint, error.response, posting, creates)) from None
+        except requests.JSONDecodeError as error:  # a 2xx whose body is cut off or not JSON
+            raise self._scrub(self._unreadable(endpoint, error, creates)) from None
+        except requests.RequestException as error:
+            raise self._scrub(requests_problem("X", self._api_base, error, self._timeout, creates=creates)) from None
+        except (tweepy.TweepyException, ValueError, LookupError, AttributeError, TypeError) as error:
+            # An unreadable answer: bad JSON is a ValueError, and tweepy raises KeyError (a LookupError),
+            # AttributeError or TypeError on JSON of an unexpected shape.
+            raise self._scrub(self._unreadable(endpoint, error, creates)) from None
 
-    def _from_response(self, endpoint: str, response: requests.Response, posting: bool) -> PublishError:
+    @staticmethod
+    def _unreadable(endpoint: str, error: Exception, creates: bool) -> PublishError:
+        message = f"X's answer to {endpoint} was unreadable: {short_reason(error)}"
+        return InDoubt(message) if creates else RetryLater(message)
+
+    def _from_response(self, endpoint: str, response: requests.Response, posting: bool,
+                       creates: bool | None = None) -> PublishError:
+        creates = posting if creates is None else creates
         status, reason = response.status_code, response.reason or ""
         body = json_body(response)
         detail = _detail(body) or f"{status} {reason}".strip()
+        if _usage_capped(body):
+            return TargetPaused(
+                f"X says the usage cap or credits of the app behind target {self.name!r} are used up ({detail}): "
+                "add credits or raise the spend cap in the developer portal (Billing), then restart the bridge "
+                "to lift the pause")
         if status == 429:
             return self._rate_limited(endpoint, response.headers)
         if status >= 500:
+            if creates and status in MAY_HAVE_ACTED:  # X (or the proxy before it) may have made the post
+                return InDoubt(f"X answered {f'{status} {reason}'.strip()} to {endpoint}; the post may exist")
             return RetryLater(f"X answered {status} {reason}".strip())
         if status == 401:
             return TargetPaused(
@@ -315,6 +340,24 @@ class XPublisher:
     def _scrub(self, error: PublishError) -> PublishError:
         """Belt and braces: no credential value may reach a message, a log or the database."""
         return scrub(error, self._secrets)
+
+
+_USAGE_CAPPED = "/2/problems/usage-capped"
+"""X's problem type when a plan's cap, the credits or the spend limit are used up (a 429, not a 402:
+docs.x.com, "Error codes", fetched 2026-12)."""
+
+
+def _usage_capped(body: dict) -> bool:
+    """The answer says the app's usage cap, credits or spend limit are exhausted: waiting for a
+    rate-limit reset will not help, only the operator can."""
+    problems = [body, *(e for e in body.get("errors", []) if isinstance(e, dict))]
+    for problem in problems:
+        kind = str(problem.get("type") or "")
+        words = f"{problem.get('title') or ''} {problem.get('detail') or ''} {problem.get('message') or ''}".lower()
+        if kind.endswith(_USAGE_CAPPED) or "usagecapexceeded" in words.replace(" ", "") or any(
+                phrase in words for phrase in ("usage cap", "spend cap", "spending cap", "credits")):
+            return True
+    return False
 
 
 def _messages(body: dict) -> str:

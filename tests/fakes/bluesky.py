@@ -3,7 +3,23 @@ createRecord, and `{"error": "Name", "message": "..."}` errors.
 
 It checks what a PDS checks: the app password, the access token (expired ones get ExpiredToken),
 the text's 300 graphemes and 3000 bytes, the blob size (1,000,000 bytes), and, beyond a PDS, that
-every facet's byte range really covers its link. Use the `bluesky_api` fixture."""
+every facet's byte range really covers its link. Use the `bluesky_api` fixture.
+
+Where each behaviour comes from (the lexicons in github.com/bluesky-social/atproto, lexicons/, as
+shipped with the atproto 0.0.73 SDK's generated models, read 2026-12):
+- app.bsky.feed.post: text maxGraphemes 300 / maxLength 3000; createdAt required (datetime);
+  langs maxLength 3, each a language tag; facets are app.bsky.richtext.facet.
+- app.bsky.richtext.facet#tag: tag maxGraphemes 64, maxLength 640 (bytes). A record breaking a
+  lexicon limit is refused at createRecord with 400 InvalidRequest "Invalid app.bsky.feed.post
+  record: ...".
+- app.bsky.embed.external: thumb is a blob, accept image/*, maxSize 1000000; the PDS checks at
+  createRecord that the blob was uploaded and fits (400 InvalidRequest / BlobNotFound otherwise).
+- com.atproto.repo.listRecords (query): repo and collection required, limit 1..100 (default 50),
+  cursor, reverse; answers {records: [{uri, cid, value}], cursor?}, newest first; a bad parameter
+  is 400 InvalidRequest.
+- uploadBlob: the PDS sniffs the blob's type from its bytes and falls back to the Content-Type
+  the client gave (the PDS's blob transactor, packages/pds in the same repository).
+- XRPC errors are {"error": "Name", "message": "..."} (the XRPC HTTP spec, atproto.com/specs/xrpc)."""
 
 from __future__ import annotations
 
@@ -32,6 +48,16 @@ def _jwt(kind: str, n: int) -> str:
     payload = {"scope": "com.atproto.appPass" if kind == "access" else "com.atproto.refresh", "sub": DID,
                "iat": int(time.time()), "exp": int(time.time()) + 7200, "jti": f"{kind}-{n}"}
     return f"{part({'typ': 'at+jwt', 'alg': 'ES256K'})}.{part(payload)}.c2lnbmF0dXJl"
+
+
+def _sniff(data: bytes) -> str | None:
+    for magic, mime in ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+                        (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif")):
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 class FakeBluesky(FakeServer):
@@ -74,6 +100,8 @@ class FakeBluesky(FakeServer):
             return self._upload(request)
         if request.route == "com.atproto.repo.createRecord":
             return self._create(body)
+        if request.method == "GET" and request.route == "com.atproto.repo.listRecords":
+            return self._list(request.query)
         return Answer(501, {"error": "MethodNotImplemented", "message": "Method Not Implemented"})
 
     def _session(self) -> dict:
@@ -90,7 +118,32 @@ class FakeBluesky(FakeServer):
         ref = f"bafkreifake{len(self.blobs):04d}"
         self.blobs[ref] = data
         return Answer(200, {"blob": {"$type": "blob", "ref": {"$link": ref},
-                                     "mimeType": request.headers.get("Content-Type", "*/*"), "size": len(data)}})
+                                     "mimeType": _sniff(data) or request.headers.get("Content-Type", "*/*"),
+                                     "size": len(data)}})
+
+    def _list(self, query: dict) -> Answer:
+        if not query.get("repo") or not query.get("collection"):
+            missing = "repo" if not query.get("repo") else "collection"
+            return Answer(400, {"error": "InvalidRequest", "message": f'Error: Params must have the property "{missing}"'})
+        try:
+            limit = int(query.get("limit", 50))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            return Answer(400, {"error": "InvalidRequest", "message": "Error: limit must be between 1 and 100"})
+        if query["repo"] not in (DID, HANDLE):
+            return Answer(400, {"error": "InvalidRequest", "message": f"Could not find repo: {query['repo']}"})
+        records = [p for p in reversed(self.posts) if query["collection"] == "app.bsky.feed.post"]
+        if query.get("reverse") == "true":
+            records.reverse()
+        if query.get("cursor"):
+            records = [p for p in records if (p["rkey"] < query["cursor"]) != (query.get("reverse") == "true")]
+        page = records[:limit]
+        answer = {"records": [{"uri": f"at://{DID}/app.bsky.feed.post/{p['rkey']}", "cid": f"bafyreifake{p['rkey']}",
+                               "value": p["record"]} for p in page]}
+        if len(records) > limit:
+            answer["cursor"] = page[-1]["rkey"]
+        return Answer(200, answer)
 
     def _create(self, body: dict) -> Answer:
         record = body.get("record") or {}
@@ -98,6 +151,9 @@ class FakeBluesky(FakeServer):
         if len(_CLUSTER.findall(text)) > 300 or len(text.encode()) > 3000:
             return Answer(400, {"error": "InvalidRequest", "message": "Invalid app.bsky.feed.post record: "
                                 "Record/text must not be longer than 300 graphemes"})
+        problem = self._lexicon_problem(record)
+        if problem:
+            return Answer(400, {"error": "InvalidRequest", "message": f"Invalid app.bsky.feed.post record: {problem}"})
         raw = text.encode()
         for facet in record.get("facets") or []:
             start, end = facet["index"]["byteStart"], facet["index"]["byteEnd"]
@@ -110,6 +166,33 @@ class FakeBluesky(FakeServer):
         self.posts.append({"repo": body.get("repo"), "record": record, "rkey": rkey})
         return Answer(200, {"uri": f"at://{DID}/app.bsky.feed.post/{rkey}", "cid": f"bafyreifake{rkey}",
                             "commit": {"cid": "bafyreicommit", "rev": rkey}, "validationStatus": "valid"})
+
+
+    def _lexicon_problem(self, record: dict) -> str | None:
+        if not isinstance(record.get("createdAt"), str):
+            return 'Record must have the property "createdAt"'
+        langs = record.get("langs") or []
+        if len(langs) > 3:
+            return "Record/langs must not have more than 3 elements"
+        for i, facet in enumerate(record.get("facets") or []):
+            for j, feature in enumerate(facet.get("features") or []):
+                tag = feature.get("tag")
+                if tag is None:
+                    continue
+                if len(_CLUSTER.findall(tag)) > 64:
+                    return f"Record/facets/{i}/features/{j}/tag must not be longer than 64 graphemes"
+                if len(tag.encode()) > 640:
+                    return f"Record/facets/{i}/features/{j}/tag must not be longer than 640 characters"
+        thumb = ((record.get("embed") or {}).get("external") or {}).get("thumb")
+        if thumb is not None:
+            ref = (thumb.get("ref") or {}).get("$link")
+            if ref not in self.blobs:
+                return f"Could not find blob: {ref}"
+            if len(self.blobs[ref]) > 1_000_000 or thumb.get("size", 0) > 1_000_000:
+                return "Record/embed/external/thumb is too big (max 1000000 bytes)"
+            if not str(thumb.get("mimeType", "")).startswith("image/"):
+                return f"Record/embed/external/thumb has the wrong mime type {thumb.get('mimeType')!r}"
+        return None
 
 
 @pytest.fixture

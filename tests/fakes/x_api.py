@@ -4,6 +4,20 @@ It checks OAuth 1.0a like X does: the consumer key and access token must be the 
 and the HMAC-SHA1 signature must match the request *as received* (method, the URL from the Host
 header and path, the query). A client that signs one URL and sends another gets a 401 here.
 
+Where each behaviour comes from:
+- POST /2/tweets, GET /2/users/me, POST /2/media/upload, POST /2/media/metadata: request and answer
+  shapes from X's published OpenAPI spec (github.com/xdevplatform/xdk, specs/openapi.json, commit
+  84c26540, 2026-07-25). MediaUploadRequest is `additionalProperties: false` with exactly `media`,
+  `media_category` (required) and `additional_owners`; an unknown or missing field gets the spec's
+  InvalidRequestProblem (type https://api.x.com/2/problems/invalid-request, title, detail,
+  parameter) with status 400.
+- Duplicate text: 403 "You are not allowed to create a Tweet with duplicate content." (X API v2
+  "Error codes" page, docs.x.com, read 2026-11; no numeric code in v2).
+- Usage capped (`usage_capped = True`): 429 with the problem type
+  https://api.twitter.com/2/problems/usage-capped, title UsageCapExceeded (docs.x.com "Error codes",
+  read 2026-12; design.md "Facts to build on": an exhausted balance or cap is a 429, not a 402).
+- Rate-limit headers x-rate-limit-limit/-remaining/-reset (docs.x.com "Rate limits", 2026-11).
+
 The HTTP plumbing is tests/fakes/http_fake.py's FakeServer, as for every network's fake; the
 `x_api` fixture (registered in tests/conftest.py) gives each test a running one.
 """
@@ -32,6 +46,17 @@ UNAUTHORIZED = {"title": "Unauthorized", "type": "about:blank", "status": 401, "
 NOT_FOUND = {"title": "Not Found Error", "type": "about:blank", "status": 404,
              "detail": "Sorry, that page does not exist."}
 ME = {"id": "2244994945", "name": "Kemenpora RI", "username": "kemenpora"}
+USAGE_CAPPED = {"title": "UsageCapExceeded", "detail": "Usage cap exceeded: Monthly product cap",
+                "type": "https://api.twitter.com/2/problems/usage-capped", "period": "Monthly", "scope": "Product"}
+MEDIA_UPLOAD_FIELDS = {"media", "media_category", "additional_owners"}
+"""MediaUploadRequest's properties in the OpenAPI spec (additionalProperties: false)."""
+MEDIA_CATEGORIES = {"tweet_image", "tweet_video", "tweet_gif", "dm_image", "dm_video", "dm_gif", "subtitles"}
+
+
+def invalid_request(detail: str, parameter: str) -> dict:
+    """The spec's InvalidRequestProblem."""
+    return {"type": "https://api.x.com/2/problems/invalid-request", "title": "Invalid Request",
+            "detail": detail, "parameter": parameter, "status": 400}
 
 
 class FakeXApi(FakeServer):
@@ -44,6 +69,8 @@ class FakeXApi(FakeServer):
         self.posted: dict[str, str] = {}  # text -> id, to refuse duplicates like X
         self.tweets: list[dict] = []  # every created post: id, text, media_ids
         self.media: dict[str, dict] = {}  # media id -> {"data", "media_type", "category", "alt_text"}
+        self.usage_capped = False
+        """When True, every call is refused with 429 usage-capped, as when the credits run out."""
         self.rate_limit: dict[str, int] | None = None
         """When set ({"limit", "remaining", "reset"}), sent as x-rate-limit-* headers on each created
         post, with "remaining" counting down as X's does."""
@@ -61,6 +88,8 @@ class FakeXApi(FakeServer):
 
     def handle(self, request: Request) -> Answer:
         method, route, body = request.method, request.route, request.body
+        if self.usage_capped:
+            return Answer(429, dict(USAGE_CAPPED))
         if (method, route) == ("POST", "/2/tweets"):
             return self._create_tweet(body)
         if (method, route) == ("POST", "/2/media/upload"):
@@ -100,18 +129,23 @@ class FakeXApi(FakeServer):
                         headers=headers)
 
     def _upload_media(self, body: object) -> Answer:
-        """Simple (one request) upload, multipart: a `media` part with the raw bytes."""
-        media = body.get("media") if isinstance(body, dict) else None
+        """Simple (one request) upload, multipart: exactly the spec's fields, `media` the raw bytes."""
+        fields = body if isinstance(body, dict) else {}
+        unknown = sorted(set(fields) - MEDIA_UPLOAD_FIELDS)
+        if unknown:
+            return Answer(400, invalid_request(f"The request has an unknown field: {unknown[0]}", unknown[0]))
+        media = fields.get("media")
         if not isinstance(media, bytes) or not media:
-            return Answer(400, {"errors": [{"message": "media must be provided"}], "title": "Invalid Request",
-                                  "detail": "One or more parameters to your request was invalid.",
-                                  "type": "https://api.twitter.com/2/problems/invalid-request"})
+            return Answer(400, invalid_request("The `media` field is required.", "media"))
+        category = fields.get("media_category")
+        if category not in MEDIA_CATEGORIES:
+            return Answer(400, invalid_request(f"The `media_category` field must be one of {sorted(MEDIA_CATEGORIES)}.",
+                                               "media_category"))
         media_id = str(next(self._ids))
-        self.media[media_id] = {"data": media, "media_type": body.get("media_type"),
-                                "category": body.get("media_category"), "alt_text": None}
+        self.media[media_id] = {"data": media, "category": category, "alt_text": None}
         return Answer(200, {"data": {"id": media_id, "media_key": f"3_{media_id}", "size": len(media),
                                        "expires_after_secs": 86400,
-                                       "image": {"image_type": body.get("media_type"), "w": 800, "h": 533}}})
+                                       "image": {"image_type": "image/png", "w": 800, "h": 533}}})
 
     def _media_metadata(self, body: object) -> Answer:
         media_id = body.get("id") if isinstance(body, dict) else None
