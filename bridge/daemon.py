@@ -30,6 +30,7 @@ from bridge.notify import Notifier
 from bridge.pipeline import Runtime, deliver_due
 from bridge.service import close, close_clients, poll_and_deliver, prepare, rebuild_runtime, run_safely
 from bridge.store.db import check_connection
+from bridge.store.lock import RunLock, acquire_run_lock
 
 log = structlog.get_logger("bridge")
 
@@ -68,8 +69,11 @@ class Heartbeat:
 
 class Daemon:
     def __init__(self, rt: Runtime, *, reload_config: Callable[[], Config] | None = None,
-                 notifier: Notifier | None = None, monotonic: Callable[[], float] = time.monotonic):
+                 notifier: Notifier | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 run_lock: RunLock | None = None):
         self.rt = rt
+        self.run_lock = run_lock
+        """The database's run lock: given by the caller, or taken by start(); released by close()."""
         self.notifier = notifier or Notifier({})
         self.heartbeat = Heartbeat(monotonic)
         self.metrics = Metrics(lambda: self.rt, self.heartbeat.age)
@@ -109,7 +113,9 @@ class Daemon:
         self._wake.set()
 
     def start(self) -> None:
-        prepare(self.rt)
+        if self.run_lock is None:
+            self.run_lock = acquire_run_lock(self.rt.repo.engine)  # RunLockHeld: another daemon runs
+        prepare(self.rt, self.run_lock)
         self.scheduler.add_job(self._beat, IntervalTrigger(seconds=HEARTBEAT_INTERVAL.total_seconds()),
                                id="heartbeat", name="heartbeat", next_run_time=self.rt.clock(),
                                max_instances=1, coalesce=True, misfire_grace_time=None)
@@ -165,6 +171,8 @@ class Daemon:
         self._retired.clear()
         close(self.rt)
         self.notifier.close()
+        if self.run_lock is not None:
+            self.run_lock.release()  # last: until the database is closed, no other daemon may start
 
     # --- Watchdog and health ---------------------------------------------------------------------
 
