@@ -125,13 +125,6 @@ def run_forever(rt: Runtime, lock: RunLock, reload_config: Callable[[], Config] 
         os._exit(0)
 
 
-def poll_and_deliver(rt: Runtime, source):
-    outcome = run_safely(poll, rt, source)
-    if outcome is not None and outcome.deliveries_created:
-        run_safely(deliver_due, rt)
-    return outcome
-
-
 def run_safely(function, *args, **kwargs):
     """A job's unexpected error is logged and the job runs again next time; it never kills the daemon."""
     try:
