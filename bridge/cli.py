@@ -49,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true",
                      help="poll every source once, deliver what is due, and exit (0 even if a source "
                           "or target failed: see the log and `bridge status`)")
-    run.add_argument("--dry-run", action="store_true", help="post nothing; log each post that would be made")
+    run.add_argument("--dry-run", action="store_true",
+                     help="a rehearsal: read every source and log each post that would be made (new stories "
+                          "and queued deliveries that are due); writes nothing to the database, never creates "
+                          "it, takes no lock (runs beside the service), posts nothing")
 
     check = commands.add_parser("check", help="validate settings, list sources and targets, verify credentials")
     check.add_argument("--dry-run", action="store_true", help="validate as if dry_run = true (no credentials needed)")
@@ -102,6 +105,8 @@ def _load(args):
 
 
 def cmd_run(args, config) -> int:
+    if args.dry_run:
+        return _rehearse(args, config)
     from bridge.store.lock import lock_database
 
     # Refused (RunLockHeld, exit 3) beside a running bridge, before the slow imports and before the
@@ -123,6 +128,21 @@ def cmd_run(args, config) -> int:
     finally:
         service.close(rt)
         lock.release()
+    return EXIT_OK
+
+
+def _rehearse(args, config) -> int:
+    """`run --dry-run`: read and log what would be posted; no lock, and the database only read."""
+    import signal
+    import threading
+
+    from bridge import rehearsal
+
+    stop = threading.Event()
+    if not args.once:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda *_: stop.set())
+    rehearsal.rehearse(config, stop, once=args.once)
     return EXIT_OK
 
 

@@ -1,0 +1,262 @@
+"""`bridge run --dry-run`: a rehearsal. Reads every source and logs what would be posted; changes nothing.
+
+What it logs ("would post", one line per post): each new story for each of its targets, as the next
+real poll would queue it (the source's first-run policy, max_age, stories already known), and each
+delivery already queued that is due. What it never does: write to the database (no story marked
+seen, no validators or failures stored, no delivery touched, no pause lifted, no start-up
+recovery), create the database if it does not exist (every source is then new, so its first-run
+policy decides), take the run lock (so it runs beside the service), download a photo (the log
+names its URL), or post.
+
+`dry_run = true` in settings.toml is another thing: a whole installation in rehearsal, which
+records what it reads (stories it would have posted are stored as skipped), so that going live
+posts no backlog. That path is the ordinary pipeline with dry-run publishers.
+
+Run once (`--once`), it reads each source once. As a daemon it reads each source at its interval
+and remembers in memory what it has read and logged, so each would-be post is logged once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge.clock import Clock, utc_now
+from bridge.config import Config, SourceConfig
+from bridge.errors import DatabaseError, FetchError
+from bridge.model import Item
+from bridge.pacing import hold_reason
+from bridge.pipeline import skip_reasons, wants_photo
+from bridge.preview import dry_run_publishers, polite_fetcher, preview_post
+from bridge.publish import Publisher
+from bridge.sources.polite import PoliteFetcher
+from bridge.sources.read import add_story_pages, read_source
+from bridge.store.migrations import LATEST_VERSION, current_version
+from bridge.store.repo import Repository, SourceState
+
+log = structlog.get_logger("bridge")
+
+QUEUED_LIMIT = 10_000
+"""At most this many due deliveries per target are shown per round (a real round sends them all)."""
+
+
+@dataclass
+class Memory:
+    """What this rehearsal has read and logged, in memory only (the database is never written)."""
+
+    seen: dict[str, set[str]] = field(default_factory=dict)
+    """Per source, the story keys read so far: known, as a real poll would have stored them."""
+    validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    """Per source, the ETag and Last-Modified of its last full read."""
+    logged: set[tuple[str, str, str]] = field(default_factory=set)
+    """(target, source, story key) of every post logged, new or queued: each is logged once."""
+
+
+@dataclass(frozen=True)
+class WouldPost:
+    """One post the rehearsal found: new (delivery None) or already queued."""
+
+    target: str
+    source: str
+    item: Item
+    text: str
+    length: int
+    limit: int
+    error: str | None = None
+    delivery: int | None = None
+    image_url: str | None = None
+    """The photo the post would carry (never downloaded in a rehearsal)."""
+
+
+# --- The database, read only --------------------------------------------------------------------
+
+
+def open_read_only(url: str) -> Repository | None:
+    """The database opened so that it cannot be written, or None when it does not exist yet (or has
+    no tables): a rehearsal never creates or upgrades it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if not path or path == ":memory:" or not Path(path).exists():
+            return None
+        engine = create_engine(f"sqlite:///file:{Path(path).absolute()}?mode=ro&uri=true")
+        statement = "PRAGMA query_only = ON"
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+        statement = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+
+    @event.listens_for(engine, "connect")
+    def _read_only(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+        if parsed.get_backend_name() != "sqlite":
+            dbapi_connection.commit()
+
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("sources"):
+                engine.dispose()
+                return None
+            version = current_version(conn)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise DatabaseError(f"cannot read database {parsed!r}: {exc.orig or exc}") from None
+    if version != LATEST_VERSION:
+        engine.dispose()
+        raise DatabaseError(f"the database is at schema version {version}, this bridge uses {LATEST_VERSION}: "
+                            "a rehearsal never upgrades it; run `bridge status` once to upgrade it, then rehearse")
+    return Repository(engine)
+
+
+# --- One round ------------------------------------------------------------------------------------
+
+
+def rehearse_source(config: Config, repo: Repository | None, memory: Memory, fetcher: PoliteFetcher,
+                    publishers: dict[str, Publisher], source: SourceConfig, now: datetime) -> list[WouldPost]:
+    """The new stories a poll of `source` would queue now, composed for each of its targets."""
+    state = repo.source_state(source.name) if repo else SourceState()
+    moved = state.url is not None and state.url != source.url  # a new URL is a new feed: first run again
+    first_run = (not state.initialised or moved) and source.name not in memory.seen
+    etag, last_modified = memory.validators.get(source.name) or (
+        (None, None) if moved else (state.etag, state.last_modified))
+    try:
+        read = read_source(fetcher, source, etag=etag, last_modified=last_modified,
+                           previously_seen=state.last_items_seen)
+    except FetchError as exc:
+        log.warning("rehearsal: source unreadable", source=source.name, url=source.url, error=exc.reason)
+        return []
+    if read.not_modified:
+        log.info("rehearsal: source unchanged", source=source.name)
+        return []
+    items = read.items
+    seen = memory.seen.setdefault(source.name, set())
+    known = seen | (repo.known_keys(source.name, [i.key for i in items]) if repo and not moved else set())
+    skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now)
+    to_post = {i.key for i in items if i.key not in known and i.key not in skip}
+    items = add_story_pages(fetcher, source, read, to_post)
+    if to_post:  # a story page may have dated a story: judge staleness again, as a poll does
+        skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now)
+    seen.update(i.key for i in items)
+    memory.validators[source.name] = (read.etag, read.last_modified)
+    log.info("rehearsal: read", source=source.name, items=len(items), new=len({i.key for i in items} - known),
+             would_post=len(to_post - set(skip)), first_run=first_run)
+    return [_would_post(config, memory, publishers[name], name, source.name, source, item)
+            for item in items if item.key in to_post and item.key not in skip
+            for name in source.targets if name in publishers]
+
+
+def rehearse_queue(config: Config, repo: Repository | None, memory: Memory, publishers: dict[str, Publisher],
+                   now: datetime) -> list[WouldPost]:
+    """The deliveries already queued and due now, composed as the delivery round would."""
+    if repo is None:
+        return []
+    found = []
+    for name, publisher in publishers.items():
+        for delivery in repo.due_deliveries(name, now, limit=QUEUED_LIMIT):
+            source = _source(config, delivery.source)
+            found.append(_would_post(config, memory, publisher, name, delivery.source, source, delivery.item,
+                                     delivery=delivery.id))
+    return found
+
+
+def _would_post(config: Config, memory: Memory, publisher: Publisher, target: str, source_name: str,
+                source: SourceConfig | None, item: Item, delivery: int | None = None) -> WouldPost | None:
+    if (target, source_name, item.key) in memory.logged:
+        return None
+    memory.logged.add((target, source_name, item.key))
+    post = preview_post(config, source, target, publisher, item, source_name=source_name)
+    image = item.image_url if wants_photo(source, config.targets[target], publisher, item) else None
+    return WouldPost(target, source_name, item, post.text, post.length, post.limit, post.error, delivery, image)
+
+
+def _source(config: Config, name: str) -> SourceConfig | None:
+    try:
+        return config.source(name)
+    except KeyError:  # removed from settings.toml: its queued posts still go out
+        return None
+
+
+def report(config: Config, repo: Repository | None, posts: Iterable[WouldPost | None], now: datetime) -> list[WouldPost]:
+    """Log each would-be post (the photo by its URL: a rehearsal downloads none); return them."""
+    shown = []
+    holds: dict[str, str | None] = {}
+    for post in posts:
+        if post is None:
+            continue
+        target = config.targets[post.target]
+        if post.target not in holds:
+            holds[post.target] = hold_reason(repo, target, config.bridge.timezone, now) if repo else None
+        fields = {"target": post.target, "source": post.source, "item": post.item.key, "link": post.item.link}
+        if post.delivery is not None:
+            fields["delivery"] = post.delivery
+        if post.error:
+            log.warning("would not post: the story cannot be composed", reason=post.error, **fields)
+            continue
+        # Why the target would wait (quiet hours, a cap, a pause: a real start lifts pauses), if it would.
+        held = {"held": holds[post.target]} if holds[post.target] else {}
+        log.info("would post", text=post.text, length=post.length, limit=post.limit, image_url=post.image_url,
+                 queued=post.delivery is not None, **held, **fields)
+        shown.append(post)
+    return shown
+
+
+def rehearse_round(config: Config, repo: Repository | None, memory: Memory, fetcher: PoliteFetcher,
+                   publishers: dict[str, Publisher], sources: Iterable[SourceConfig], now: datetime) -> list[WouldPost]:
+    """Read `sources`, then look at the queue, as `bridge run --once` would poll then deliver."""
+    posts: list[WouldPost | None] = []
+    for source in sources:
+        posts += rehearse_source(config, repo, memory, fetcher, publishers, source, now)
+    posts += rehearse_queue(config, repo, memory, publishers, now)
+    return report(config, repo, posts, now)
+
+
+# --- Once, or as a daemon ---------------------------------------------------------------------------
+
+
+def rehearse_once(config: Config, *, clock: Clock = utc_now) -> list[WouldPost]:
+    """`bridge run --once --dry-run`: every source once, then the queue; the database is only read."""
+    return rehearse(config, threading.Event(), clock=clock, once=True)
+
+
+def rehearse(config: Config, stop: threading.Event, *, clock: Clock = utc_now, once: bool = False) -> list[WouldPost]:
+    """Until `stop` is set (or once): read each source at its interval and the queue at the delivery
+    interval, logging each would-be post once. Returns every post logged."""
+    repo = open_read_only(config.bridge.database)
+    log.info("rehearsal: reading every source, storing nothing, posting nothing", sources=len(config.sources),
+             database="not created yet: every source is new" if repo is None else "read only", once=once)
+    memory, logged = Memory(), []
+    targets = {name for source in config.sources for name in source.targets} | set(config.targets)
+    try:
+        with polite_fetcher(config) as fetcher, dry_run_publishers(config, targets) as publishers:
+            next_read = {source.name: clock() for source in config.sources}
+            next_queue = clock()
+            while True:
+                now = clock()
+                due = [s for s in config.sources if next_read[s.name] <= now]
+                for source in due:
+                    next_read[source.name] = now + source.poll_interval
+                if once or next_queue <= now:
+                    next_queue = now + config.bridge.delivery_interval
+                    logged += rehearse_round(config, repo, memory, fetcher, publishers, due, now)
+                else:
+                    logged += report(config, repo, [p for s in due for p in rehearse_source(
+                        config, repo, memory, fetcher, publishers, s, now)], now)
+                if once:
+                    break
+                wake = min([*next_read.values(), next_queue])
+                if stop.wait(max(0.0, (wake - clock()).total_seconds())):
+                    break
+    finally:
+        if repo is not None:
+            repo.engine.dispose()
+    log.info("rehearsal done: nothing was stored or posted", would_post=len(logged))
+    return logged

@@ -1,0 +1,180 @@
+"""`bridge run --dry-run`: a rehearsal reads every source and logs each would-be post; it writes nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge.cli import EXIT_OK, main
+from bridge.config import parse_config
+from bridge.pipeline import poll
+from bridge.rehearsal import Memory, open_read_only, rehearse_round
+from bridge.preview import dry_run_publishers, polite_fetcher
+from bridge.service import close
+from bridge.store.db import create_database_engine
+from bridge.store.lock import acquire_run_lock
+from bridge.store.migrations import migrate
+from tests.helpers import antara_feed, antara_item, env_for, runtime
+from tests.test_cli import write_settings
+from tests.test_daemon_process import REPO_ROOT, WAIT, Output
+
+
+def dump(path) -> str:
+    """Every table, row and index of a SQLite database, as SQL."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        return "\n".join(db.iterdump())
+
+
+def would_post(out: str) -> list[dict]:
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [e for e in events if e.get("event") == "would post"]
+
+
+@pytest.fixture
+def live(feed_server, x_api, tmp_path, monkeypatch, clock):
+    """A live database with a sent, a sending, a failed and a pending delivery, a paused target,
+    and a feed now offering two stories the database has never seen."""
+    for name, value in env_for(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("BRIDGE_CONFIG", raising=False)
+    feed_server.add("/rss.xml", antara_feed([antara_item(1)]), etag='"v1"')
+    path = write_settings(tmp_path, feed_server.url("/rss.xml"), x_api.base_url)
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK  # story 1: sent
+    feed_server.edit("/rss.xml", body=antara_feed([antara_item(n) for n in (1, 2, 3, 4)]), etag='"v2"')
+    raw = {"bridge": {"database": "sqlite:///bridge.db", "first_run": "all"},
+           "sources": [{"name": "antara", "url": feed_server.url("/rss.xml"), "targets": ["x"]}],
+           "targets": {"x": {"kind": "x", "api_base": x_api.base_url}}}
+    rt = runtime(raw, tmp_path, clock)
+    poll(rt, rt.config.sources[0])  # stories 2, 3, 4: pending
+    pending = {d.item.key: d.id for d in rt.repo.due_deliveries("x", clock(), limit=10)}
+    story = antara_item(2)["link"], antara_item(3)["link"]
+    assert rt.repo.claim(pending[story[0]], clock())  # a post in flight
+    rt.repo.mark_failed(pending[story[1]], "X refused it", clock())
+    rt.repo.pause_target("x", "X rejected the credentials: regenerate the access token", clock())
+    close(rt)
+    feed_server.edit("/rss.xml", body=antara_feed([antara_item(n) for n in (1, 2, 3, 4, 5, 6)]), etag='"v3"')
+    return path, tmp_path / "bridge.db", x_api
+
+
+class TestRehearsalChangesNothing:
+    def test_run_once_dry_run_leaves_the_database_byte_identical(self, live, capsys):
+        """`run --once --dry-run` on a live database logs the two new stories and the one due delivery, and
+        its SQL dump is the same before and after: nothing seen, no state, no delivery, no pause changed."""
+        path, db, x = live
+        before, requests_before = dump(db), len(x.requests)
+        capsys.readouterr()
+        assert main(["--config", str(path), "run", "--once", "--dry-run"]) == EXIT_OK
+        out = capsys.readouterr().out
+        assert dump(db) == before
+        posts = would_post(out)
+        assert sorted((p["item"], p["queued"]) for p in posts) == sorted(
+            [(antara_item(4)["link"], True), (antara_item(5)["link"], False), (antara_item(6)["link"], False)])
+        assert all(p["target"] == "x" and p["text"] and p["length"] <= p["limit"] == 280 for p in posts)
+        assert all(p["held"].startswith("paused: X rejected the credentials") for p in posts)
+        assert len(x.requests) == requests_before  # nothing posted, no credentials checked
+
+    def test_it_runs_beside_a_daemon_holding_the_lock(self, live, capsys):
+        """A rehearsal takes no run lock: it works while the service holds it."""
+        path, db, _ = live
+        holder = acquire_run_lock(create_database_engine(f"sqlite:///{db}"))
+        try:
+            assert main(["--config", str(path), "run", "--once", "--dry-run"]) == EXIT_OK
+        finally:
+            holder.release()
+        assert len(would_post(capsys.readouterr().out)) == 3
+
+    def test_a_missing_database_is_not_created_and_the_first_run_policy_decides(
+            self, feed_server, x_api, tmp_path, monkeypatch, capsys):
+        """Without a database every source is new to a first run: latest:1 would post the newest story
+        only, and no database (nor its folder) appears."""
+        monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+        monkeypatch.delenv("BRIDGE_CONFIG", raising=False)
+        feed_server.add("/rss.xml", antara_feed([antara_item(1), antara_item(2), antara_item(3)]))
+        path = write_settings(tmp_path, feed_server.url("/rss.xml"), x_api.base_url, first_run="latest:1")
+        assert main(["--config", str(path), "run", "--once", "--dry-run"]) == EXIT_OK
+        posts = would_post(capsys.readouterr().out)
+        assert [p["item"] for p in posts] == [antara_item(1)["link"]]
+        assert not (tmp_path / "state").exists()
+
+    def test_the_photo_is_named_not_downloaded(self, feed_server, x_api, tmp_path, monkeypatch, capsys):
+        """A story's photo appears in the log by its URL; the rehearsal never fetches it."""
+        monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+        image = feed_server.url("/photo.jpg")
+        feed_server.add("/rss.xml", antara_feed([antara_item(1, image=image)]))
+        path = write_settings(tmp_path, feed_server.url("/rss.xml"), x_api.base_url)
+        assert main(["--config", str(path), "run", "--once", "--dry-run"]) == EXIT_OK
+        (post,) = would_post(capsys.readouterr().out)
+        assert post["image_url"] == image and feed_server.requests_to("/photo.jpg") == []
+
+
+class TestRehearsalDaemon:
+    def test_each_would_be_post_is_logged_once_across_rounds(self, live, clock):
+        """Round after round, a rehearsal remembers in memory what it read and logged: only a story that
+        appears later is logged again, and the database stays as it was."""
+        path, db, _ = live
+        before = dump(db)
+        config = parse_config(_raw_from(path), environ=env_for(db.parent), dry_run=True)
+        repo, memory = open_read_only(config.bridge.database), Memory()
+        try:
+            with polite_fetcher(config) as fetcher, dry_run_publishers(config, ["x"]) as publishers:
+                first = rehearse_round(config, repo, memory, fetcher, publishers, config.sources, clock())
+                again = rehearse_round(config, repo, memory, fetcher, publishers, config.sources, clock())
+        finally:
+            repo.engine.dispose()
+        assert len(first) == 3 and again == []
+        assert dump(db) == before
+
+    def test_the_daemon_rehearsal_stops_on_sigterm_having_changed_nothing(self, live):
+        """`bridge run --dry-run` as a process logs the would-be posts, exits 0 on SIGTERM, and the
+        database is as it was."""
+        path, db, _ = live
+        before = dump(db)
+        import os
+
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        process = subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(path), "run", "--dry-run"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                   cwd=db.parent)
+        try:
+            out = Output(process.stdout)
+            out.wait_for(lambda e: e.get("event") == "would post", count=3)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(WAIT) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert dump(db) == before
+
+
+class TestReadOnlyDatabase:
+    @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+    def test_writes_are_refused(self, backend, request, tmp_path, clock):
+        """The rehearsal's database connection reads, and refuses any write."""
+        url = f"sqlite:///{tmp_path}/bridge.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+        engine = create_database_engine(url)
+        migrate(engine)
+        engine.dispose()
+        repo = open_read_only(url)
+        try:
+            assert repo.source_state("antara").initialised is False
+            with pytest.raises(SQLAlchemyError):
+                repo.pause_target("x", "no", clock())
+        finally:
+            repo.engine.dispose()
+
+    def test_an_absent_database_is_none(self, tmp_path):
+        """No file: nothing to read, and nothing is created."""
+        assert open_read_only(f"sqlite:///{tmp_path}/none/bridge.db") is None
+        assert not (tmp_path / "none").exists()
+
+
+def _raw_from(path) -> dict:
+    import tomllib
+
+    return tomllib.loads(path.read_text())
