@@ -61,8 +61,12 @@ class RunLock:
         self.held = False
 
     def __del__(self) -> None:
-        # A lock nobody refers to any more guards nothing: give it back rather than leak it.
-        self.release()
+        # A lock nobody refers to any more guards nothing: give it back rather than leak it. (At
+        # interpreter exit this may find its modules gone; the kernel releases the lock anyway.)
+        try:
+            self.release()
+        except Exception:
+            pass
 
     def __enter__(self) -> RunLock:
         return self
