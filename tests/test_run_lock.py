@@ -191,12 +191,17 @@ class TestPostgresLock:
 
     def test_bridges_in_other_schemas_do_not_refuse_each_other(self, postgres_url):
         """The key is per schema: a bridge (or test run) in another schema of the database is not refused."""
+        schema = f"bridge_test_other_{os.getpid()}"
         engine = create_engine(postgres_url)
-        other = create_engine(postgres_url.rsplit("options=", 1)[0] + "options=-csearch_path%3Dpublic")
+        other = create_engine(postgres_url.rsplit("options=", 1)[0] + f"options=-csearch_path%3D{schema}")
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
         try:
             with acquire_run_lock(engine), acquire_run_lock(other) as second:
                 assert second.held
         finally:
+            with engine.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA IF EXISTS {schema}"))
             engine.dispose()
             other.dispose()
 

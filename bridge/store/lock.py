@@ -168,7 +168,9 @@ def _lock_postgres(engine: Engine) -> RunLock:
         conn = lock_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         conn.execute(text("SELECT set_config('application_name', :name, false)"),
                      {"name": f"{APPLICATION_NAME_PREFIX} {holder_name()}"[:63]})
-        key = advisory_key(conn.execute(text("SELECT current_schema()")).scalar() or "public")
+        # current_schema() is NULL when no schema on the search_path exists yet: the path names it then.
+        schema = conn.execute(text("SELECT coalesce(current_schema(), current_setting('search_path'))")).scalar()
+        key = advisory_key(schema)
         taken = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
     except SQLAlchemyError as exc:
         lock_engine.dispose()
