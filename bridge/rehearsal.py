@@ -58,6 +58,9 @@ class Memory:
     """Per source, the ETag and Last-Modified of its last full read."""
     logged: set[tuple[str, str, str]] = field(default_factory=set)
     """(target, source, story key) of every post logged, new or queued: each is logged once."""
+    links: set[tuple[str, str]] = field(default_factory=set)
+    """(target, normalised link) of every new story logged: the same link from another source is
+    posted once per target, as the store decides."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,17 @@ def rehearse_source(config: Config, repo: Repository | None, memory: Memory, fet
              would_post=len(to_post - set(skip)), first_run=first_run)
     return [_would_post(config, memory, publishers[name], name, source.name, source, item)
             for item in items if item.key in to_post and item.key not in skip
-            for name in source.targets if name in publishers]
+            for name in source.targets if name in publishers and _first_with_link(repo, memory, name, item)]
+
+
+def _first_with_link(repo: Repository | None, memory: Memory, target: str, item: Item) -> bool:
+    """False when `target` already has (or this rehearsal already showed) a story with this link."""
+    if not item.url:
+        return True
+    if (target, item.url) in memory.links or (repo and repo.link_delivered_reason(item.url, target)):
+        return False
+    memory.links.add((target, item.url))
+    return True
 
 
 def rehearse_queue(config: Config, repo: Repository | None, memory: Memory, publishers: dict[str, Publisher],

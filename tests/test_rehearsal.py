@@ -113,6 +113,24 @@ class TestRehearsalChangesNothing:
         assert post["image_url"] == image and feed_server.requests_to("/photo.jpg") == []
 
 
+class TestSameLinkTwice:
+    def test_a_link_from_two_sources_would_post_once_per_target(self, live, feed_server, capsys):
+        """A story the database already delivered, offered again by a second source, and a story two new
+        sources both offer, would each be posted once (as the store decides), not once per source."""
+        path, db, _ = live
+        feed_server.add("/mirror.xml", antara_feed([antara_item(1), antara_item(9)]))
+        feed_server.add("/mirror2.xml", antara_feed([antara_item(9)]))
+        text = path.read_text()
+        for name in ("mirror", "mirror2"):
+            text += (f'[[sources]]\nname = "{name}"\nurl = "{feed_server.url(f"/{name}.xml")}"\n'
+                     'targets = ["x"]\n')
+        path.write_text(text)
+        assert main(["--config", str(path), "run", "--once", "--dry-run"]) == EXIT_OK
+        posts = would_post(capsys.readouterr().out)
+        assert [p["source"] for p in posts if p["item"] == antara_item(9)["link"]] == ["mirror"]
+        assert [p for p in posts if p["item"] == antara_item(1)["link"]] == []
+
+
 class TestRehearsalDaemon:
     def test_each_would_be_post_is_logged_once_across_rounds(self, live, clock):
         """Round after round, a rehearsal remembers in memory what it read and logged: only a story that

@@ -115,6 +115,12 @@ class Repository:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return self._known_keys(conn, source, keys)
 
+    def link_delivered_reason(self, url: str | None, target: str, recipient: str = "") -> str | None:
+        """Read only: why a new story carrying this normalised link would be skipped for `target`
+        (another story already carries it there), or None. What store_poll decides, asked ahead."""
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return self._already_delivered_reason(conn, url, target, item_id=-1, recipient=recipient)
+
     def skip_pending_for_keys(self, source: str, keys: Sequence[str], reason: str, now: datetime) -> int:
         """Catch-up: stories already known and still pending are dropped too."""
         with self.engine.begin() as conn:
