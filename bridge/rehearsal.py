@@ -56,8 +56,8 @@ class Memory:
     """Per source, the story keys read so far: known, as a real poll would have stored them."""
     validators: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     """Per source, the ETag and Last-Modified of its last full read."""
-    logged: set[tuple[str, str, str]] = field(default_factory=set)
-    """(target, source, story key) of every post logged, new or queued: each is logged once."""
+    logged: set[tuple[str, str, str, str]] = field(default_factory=set)
+    """(target, source, story key, recipient) of every post logged, new or queued: each is logged once."""
     links: set[tuple[str, str]] = field(default_factory=set)
     """(target, normalised link) of every new story logged: the same link from another source is
     posted once per target, as the store decides."""
@@ -77,6 +77,8 @@ class WouldPost:
     delivery: int | None = None
     image_url: str | None = None
     """The photo the post would carry (never downloaded in a rehearsal)."""
+    recipients: tuple[str, ...] = ()
+    """Whom it goes to, for a target with recipients (WhatsApp: one message each)."""
 
 
 # --- The database, read only --------------------------------------------------------------------
@@ -177,18 +179,25 @@ def rehearse_queue(config: Config, repo: Repository | None, memory: Memory, publ
         for delivery in repo.due_deliveries(name, now, limit=QUEUED_LIMIT):
             source = _source(config, delivery.source)
             found.append(_would_post(config, memory, publisher, name, delivery.source, source, delivery.item,
-                                     delivery=delivery.id))
+                                     delivery=delivery.id, recipient=delivery.recipient))
     return found
 
 
 def _would_post(config: Config, memory: Memory, publisher: Publisher, target: str, source_name: str,
-                source: SourceConfig | None, item: Item, delivery: int | None = None) -> WouldPost | None:
-    if (target, source_name, item.key) in memory.logged:
+                source: SourceConfig | None, item: Item, delivery: int | None = None,
+                recipient: str | None = None) -> WouldPost | None:
+    """A new story goes to each of the target's recipients; a queued delivery to its own."""
+    if recipient is None:  # a new story: one message per recipient of the target, if it has them
+        recipients = config.targets[target].recipients
+    else:
+        recipients = (recipient,) if recipient else ()
+    if (target, source_name, item.key, recipient or "") in memory.logged:
         return None
-    memory.logged.add((target, source_name, item.key))
+    memory.logged.add((target, source_name, item.key, recipient or ""))
     post = preview_post(config, source, target, publisher, item, source_name=source_name)
     image = item.image_url if wants_photo(source, config.targets[target], publisher, item) else None
-    return WouldPost(target, source_name, item, post.text, post.length, post.limit, post.error, delivery, image)
+    return WouldPost(target, source_name, item, post.text, post.length, post.limit, post.error, delivery, image,
+                     recipients)
 
 
 def _source(config: Config, name: str) -> SourceConfig | None:
@@ -211,6 +220,8 @@ def report(config: Config, repo: Repository | None, posts: Iterable[WouldPost | 
         fields = {"target": post.target, "source": post.source, "item": post.item.key, "link": post.item.link}
         if post.delivery is not None:
             fields["delivery"] = post.delivery
+        if post.recipients:
+            fields["recipients"] = list(post.recipients)
         if post.error:
             log.warning("would not post: the story cannot be composed", reason=post.error, **fields)
             continue

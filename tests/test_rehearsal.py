@@ -113,6 +113,24 @@ class TestRehearsalChangesNothing:
         assert post["image_url"] == image and feed_server.requests_to("/photo.jpg") == []
 
 
+class TestRecipients:
+    def test_a_new_story_names_each_recipient(self, feed_server, x_api, tmp_path, monkeypatch, capsys):
+        """For a WhatsApp target, the would-be post names every recipient it would be sent to."""
+        monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+        feed_server.add("/rss.xml", antara_feed([antara_item(1)]))
+        path = write_settings(tmp_path, feed_server.url("/rss.xml"), x_api.base_url)
+        path.write_text(path.read_text().replace('targets = ["x"]', 'targets = ["wa"]') + """
+[targets.wa]
+kind = "whatsapp"
+phone_number_id = "1234567890"
+message_template = "berita_terbaru"
+recipients = ["6281234567890", "6289876543210"]
+""")
+        assert main(["--config", str(path), "run", "--once", "--dry-run"]) == EXIT_OK
+        (post,) = would_post(capsys.readouterr().out)
+        assert post["target"] == "wa" and post["recipients"] == ["6281234567890", "6289876543210"]
+
+
 class TestSameLinkTwice:
     def test_a_link_from_two_sources_would_post_once_per_target(self, live, feed_server, capsys):
         """A story the database already delivered, offered again by a second source, and a story two new
