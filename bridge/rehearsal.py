@@ -117,8 +117,10 @@ def open_read_only(url: str) -> Repository | None:
         raise DatabaseError(f"cannot read database {parsed!r}: {exc.orig or exc}") from None
     if version != LATEST_VERSION:
         engine.dispose()
-        raise DatabaseError(f"the database is at schema version {version}, this bridge uses {LATEST_VERSION}: "
-                            "a rehearsal never upgrades it; run `bridge status` once to upgrade it, then rehearse")
+        raise DatabaseError(
+            f"the database is at schema version {version}, this bridge reads {LATEST_VERSION}, and a rehearsal "
+            "never upgrades it: " + ("upgrade bridge" if version > LATEST_VERSION else
+                                     "restart the service (or run `bridge run --once`) once, then rehearse"))
     return Repository(engine)
 
 
@@ -144,7 +146,8 @@ def rehearse_source(config: Config, repo: Repository | None, memory: Memory, fet
         return []
     items = read.items
     seen = memory.seen.setdefault(source.name, set())
-    known = seen | (repo.known_keys(source.name, [i.key for i in items]) if repo and not moved else set())
+    # A moved source's stories stay seen (Repository.restart_source): only its first-run policy restarts.
+    known = seen | (repo.known_keys(source.name, [i.key for i in items]) if repo else set())
     skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now)
     to_post = {i.key for i in items if i.key not in known and i.key not in skip}
     items = add_story_pages(fetcher, source, read, to_post)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.cli import EXIT_OK, main
 from bridge.config import parse_config
+from bridge.errors import DatabaseError
 from bridge.pipeline import poll
 from bridge.rehearsal import Memory, open_read_only, rehearse_round
 from bridge.preview import dry_run_publishers, polite_fetcher
@@ -78,6 +79,17 @@ class TestRehearsalChangesNothing:
         assert all(p["target"] == "x" and p["text"] and p["length"] <= p["limit"] == 280 for p in posts)
         assert all(p["held"].startswith("paused: X rejected the credentials") for p in posts)
         assert len(x.requests) == requests_before  # nothing posted, no credentials checked
+
+    def test_a_moved_source_is_on_its_first_run_again(self, live, feed_server, capsys):
+        """A source whose url changed is read as a new feed, as a poll would: its first-run policy (here
+        skip) decides again, so only the queued delivery would be posted."""
+        path, db, _ = live
+        feed_server.add("/moved.xml", antara_feed([antara_item(n) for n in (1, 2, 3, 4, 5, 6)]))
+        path.write_text(path.read_text().replace("/rss.xml", "/moved.xml").replace('first_run = "all"',
+                                                                                    'first_run = "skip"'))
+        assert main(["--config", str(path), "run", "--once", "--dry-run"]) == EXIT_OK
+        posts = would_post(capsys.readouterr().out)
+        assert [(p["item"], p["queued"]) for p in posts] == [(antara_item(4)["link"], True)]
 
     def test_it_runs_beside_a_daemon_holding_the_lock(self, live, capsys):
         """A rehearsal takes no run lock: it works while the service holds it."""
@@ -203,6 +215,21 @@ class TestReadOnlyDatabase:
                 repo.pause_target("x", "no", clock())
         finally:
             repo.engine.dispose()
+
+    def test_an_older_schema_is_refused_not_upgraded(self, tmp_path):
+        """A database an older bridge wrote is left alone, with what to do to upgrade it."""
+        from sqlalchemy import text
+
+        url = f"sqlite:///{tmp_path}/bridge.db"
+        engine = create_database_engine(url)
+        migrate(engine)
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE schema_version SET version = 1"))
+        engine.dispose()
+        before = dump(tmp_path / "bridge.db")
+        with pytest.raises(DatabaseError, match="never upgrades it: restart the service"):
+            open_read_only(url)
+        assert dump(tmp_path / "bridge.db") == before
 
     def test_an_absent_database_is_none(self, tmp_path):
         """No file: nothing to read, and nothing is created."""
