@@ -107,6 +107,22 @@ class TestOneDaemonPerDatabase:
         assert first.poll() is None  # the running daemon is untouched
         assert lock_path(bridge.tmp_path / "bridge.db").read_text().split()[0] == str(first.pid)
 
+    def test_of_three_daemons_started_together_exactly_one_runs(self, bridge):
+        """Three `bridge run` started at the same moment race for the lock: one runs, the others exit 3."""
+        listeners = [NotifyListener() for _ in range(3)]
+        bridge.listeners += listeners
+        racers = [subprocess.Popen(bridge._command("run"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                   text=True, env={**bridge.env, "NOTIFY_SOCKET": listener.name},
+                                   cwd=bridge.tmp_path) for listener in listeners]
+        bridge.processes += racers
+        assert wait_until(lambda: sum(p.poll() is not None for p in racers) == 2), "the losers did not exit"
+        (winner,) = [n for n, p in enumerate(racers) if p.poll() is None]
+        assert listeners[winner].wait_for("READY=1")
+        for n, loser in enumerate(racers):
+            if n != winner:
+                assert loser.returncode == 3
+                assert "another bridge is already running" in loser.stderr.read()
+
     def test_run_once_beside_the_daemon_leaves_its_post_in_flight_alone(self, bridge):
         """`bridge run --once` beside a daemon that is posting is refused (exit 3), and the daemon's
         `sending` row is not settled as if a crash had left it."""
