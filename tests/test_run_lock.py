@@ -169,6 +169,21 @@ class TestLockObject:
             assert again.held
         assert not again.held
 
+    @pytest.mark.parametrize("url,path", [
+        ("sqlite:////var/lib/bridge/bridge.db", "/var/lib/bridge/bridge.db"),
+        ("sqlite:///state/bridge.db?timeout=5", "state/bridge.db"),
+        ("sqlite+pysqlite:////x/b.db", "/x/b.db"),
+        ("sqlite://", None), ("sqlite:///:memory:", None), ("sqlite:///file:b?mode=memory&uri=true", None),
+        ("postgresql+psycopg://bridge@db/bridge", None),
+    ])
+    def test_the_sqlite_file_is_read_from_the_url_without_sqlalchemy(self, url, path):
+        """The file a SQLite URL names (locked before SQLAlchemy loads), None for memory or another database."""
+        from pathlib import Path
+
+        from bridge.store.lock import sqlite_file
+
+        assert sqlite_file(url) == (Path(path) if path else None)
+
     def test_an_in_memory_database_needs_no_lock(self):
         """Nothing else can open an in-memory database, so two locks on one never conflict."""
         engine = create_engine("sqlite://")

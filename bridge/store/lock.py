@@ -24,12 +24,12 @@ import hashlib
 import os
 import socket
 from pathlib import Path
-
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.pool import NullPool
+from typing import TYPE_CHECKING
 
 from bridge.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 LOCK_SUFFIX = ".lock"
 """The SQLite lock file is the database's path plus this."""
@@ -92,16 +92,36 @@ def acquire_run_lock(engine: Engine) -> RunLock:
 
 
 def lock_database(url: str) -> tuple[Engine, RunLock]:
-    """An engine for `url` and its run lock, taken before anything else touches the database.
-    Light to import, so a refused `bridge run` ends within a second."""
+    """An engine for `url` and its run lock, taken before anything else touches the database. A
+    SQLite file is locked before SQLAlchemy is even imported (a quarter of a second), so a refused
+    `bridge run` ends within a second of its start."""
+    database = sqlite_file(url)
+    lock = _lock_sqlite_file(database) if database else None
     from bridge.store.db import create_database_engine
 
-    engine = create_database_engine(url)
     try:
-        return engine, acquire_run_lock(engine)
+        engine = create_database_engine(url)
+    except BaseException:
+        if lock:
+            lock.release()
+        raise
+    try:
+        return engine, lock or acquire_run_lock(engine)
     except BaseException:
         engine.dispose()
         raise
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (`sqlite:///relative.db`, `sqlite:////absolute.db`, a `?query`
+    after it), or None for another database or an in-memory one. Read without SQLAlchemy."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.split("+")[0] != "sqlite" or not rest.startswith("/"):
+        return None
+    path = rest[1:].partition("?")[0]
+    if not path or path == ":memory:" or "mode=memory" in url:
+        return None
+    return Path(path)
 
 
 def holder_name(pid: int | None = None) -> str:
@@ -118,6 +138,10 @@ def lock_path(database: Path) -> Path:
 
 def _lock_sqlite_file(database: Path) -> RunLock:
     path = lock_path(database)
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)  # a first start: the state folder may be new
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the folder for {database}: {exc.strerror or exc}") from None
     try:
         # Never unlinked: removing a file another process is about to flock would let two hold "it".
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -162,6 +186,10 @@ def advisory_key(schema: str) -> int:
 
 
 def _lock_postgres(engine: Engine) -> RunLock:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
     # A connection of its own, outside the pool: the lock lives exactly as long as this session.
     lock_engine = create_engine(engine.url, poolclass=NullPool)
     try:
@@ -194,6 +222,8 @@ def _lock_postgres(engine: Engine) -> RunLock:
 
 def _postgres_holder(conn, key: int) -> str:
     """The holder's application_name (our PID and host) and its server-side PID, from pg_locks."""
+    from sqlalchemy import text
+
     classid, objid = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
     row = conn.execute(text(
         "SELECT a.application_name, a.pid, a.client_addr FROM pg_locks l "
