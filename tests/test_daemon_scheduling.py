@@ -17,8 +17,7 @@ from bridge import scheduler_logs
 from bridge.clock import utc_now
 from bridge.daemon import Daemon
 from bridge.sources.polite import HostPacer
-from tests.helpers import antara_feed, antara_item, make_config, runtime
-from tests.test_run_lock import wait_until
+from tests.helpers import antara_feed, antara_item, make_config, runtime, wait_until
 
 WAIT = 10
 """Seconds an expected event may take; a fetch that hangs is held far longer (20 s timeout)."""

@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -19,24 +18,13 @@ from sqlalchemy import create_engine, text
 
 from bridge.service import prepare
 from bridge.store.lock import RunLockHeld, acquire_run_lock, lock_path
-from tests.helpers import antara_feed, antara_item, env_for, runtime
+from tests.helpers import antara_feed, antara_item, env_for, runtime, wait_until
 from tests.test_daemon_process import REPO_ROOT, WAIT, NotifyListener, Output, free_port, settings_text
 
 REFUSAL_BOUND = 2.0
 """A second `bridge run` process must be refused within this many seconds of its start. The lock
 itself answers at once (TestLockObject); the rest is the interpreter and loading settings.toml
 (about 0.9 s here, most of it imports), before which the database's location is not known."""
-
-
-def wait_until(predicate, timeout: float = WAIT) -> bool:
-    """True as soon as `predicate()` is, False after `timeout` (for events no callback announces)."""
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        tick.wait(0.01)
-    return True
 
 
 class Bridge:
@@ -115,7 +103,7 @@ class TestOneDaemonPerDatabase:
                                    text=True, env={**bridge.env, "NOTIFY_SOCKET": listener.name},
                                    cwd=bridge.tmp_path) for listener in listeners]
         bridge.processes += racers
-        assert wait_until(lambda: sum(p.poll() is not None for p in racers) == 2), "the losers did not exit"
+        assert wait_until(lambda: sum(p.poll() is not None for p in racers) == 2, WAIT), "the losers did not exit"
         (winner,) = [n for n, p in enumerate(racers) if p.poll() is None]
         assert listeners[winner].wait_for("READY=1")
         for n, loser in enumerate(racers):
@@ -129,7 +117,7 @@ class TestOneDaemonPerDatabase:
         bridge.x.enqueue("POST", "/2/tweets", status=201, delay=WAIT,
                          json={"data": {"id": "1", "text": "slow", "edit_history_tweet_ids": ["1"]}})
         first, _, _ = bridge.start_daemon()
-        assert wait_until(lambda: bridge.x.routed("/2/tweets")), "the daemon never started posting"
+        assert wait_until(lambda: bridge.x.routed("/2/tweets"), WAIT), "the daemon never started posting"
         assert sorted(bridge.states()) == ["pending", "sending"]
         once, elapsed = bridge.run("run", "--once")
         assert once.returncode == 3 and f"PID {first.pid}" in once.stderr
@@ -250,7 +238,7 @@ class TestPostgresLock:
                 acquire_run_lock(engine)
             holder.kill()
             holder.wait(WAIT)
-            assert wait_until(lambda: _can_lock(engine)), "the lock outlived its holder"
+            assert wait_until(lambda: _can_lock(engine), WAIT), "the lock outlived its holder"
         finally:
             if holder.poll() is None:
                 holder.kill()
