@@ -94,7 +94,7 @@ def acquire_run_lock(engine: Engine) -> RunLock:
 def lock_database(url: str) -> tuple[Engine, RunLock]:
     """An engine for `url` and its run lock, taken before anything else touches the database. A
     SQLite file is locked before SQLAlchemy is even imported (a quarter of a second), so a refused
-    `bridge run` ends within a second of its start."""
+    `bridge run` ends as soon as it has read its settings."""
     database = sqlite_file(url)
     lock = _lock_sqlite_file(database) if database else None
     from bridge.store.db import create_database_engine
@@ -124,9 +124,9 @@ def sqlite_file(url: str) -> Path | None:
     return Path(path)
 
 
-def holder_name(pid: int | None = None) -> str:
+def holder_name() -> str:
     """What the lock's holder says about itself: its PID and host."""
-    return f"pid={pid or os.getpid()} host={socket.gethostname()}"
+    return f"pid={os.getpid()} host={socket.gethostname()}"
 
 
 # --- SQLite ---------------------------------------------------------------------------------------
