@@ -83,8 +83,8 @@ def bridge(tmp_path, feed_server, x_api):
 
 class TestOneDaemonPerDatabase:
     def test_a_second_daemon_is_refused_at_once_naming_the_first(self, bridge):
-        """A second `bridge run` on the same SQLite file exits 3 within a second, with one line naming the
-        running one's PID and what to do instead."""
+        """A second `bridge run` on the same SQLite file exits 3 at once, not waiting for the lock, with
+        one line naming the running one's PID and what to do instead."""
         first, _, _ = bridge.start_daemon()
         second, elapsed = bridge.run("run")
         assert second.returncode == 3, second.stderr
