@@ -237,26 +237,24 @@ def report(config: Config, repo: Repository | None, posts: Iterable[WouldPost | 
 
 
 def rehearse_round(config: Config, repo: Repository | None, memory: Memory, fetcher: PoliteFetcher,
-                   publishers: dict[str, Publisher], sources: Iterable[SourceConfig], now: datetime) -> list[WouldPost]:
-    """Read `sources`, then look at the queue, as `bridge run --once` would poll then deliver."""
+                   publishers: dict[str, Publisher], sources: Iterable[SourceConfig], now: datetime,
+                   *, queue: bool = True) -> list[WouldPost]:
+    """Read `sources`, then (with `queue`) look at the queue, as `bridge run --once` polls then delivers."""
     posts: list[WouldPost | None] = []
     for source in sources:
         posts += rehearse_source(config, repo, memory, fetcher, publishers, source, now)
-    posts += rehearse_queue(config, repo, memory, publishers, now)
+    if queue:
+        posts += rehearse_queue(config, repo, memory, publishers, now)
     return report(config, repo, posts, now)
 
 
 # --- Once, or as a daemon ---------------------------------------------------------------------------
 
 
-def rehearse_once(config: Config, *, clock: Clock = utc_now) -> list[WouldPost]:
-    """`bridge run --once --dry-run`: every source once, then the queue; the database is only read."""
-    return rehearse(config, threading.Event(), clock=clock, once=True)
-
-
 def rehearse(config: Config, stop: threading.Event, *, clock: Clock = utc_now, once: bool = False) -> list[WouldPost]:
-    """Until `stop` is set (or once): read each source at its interval and the queue at the delivery
-    interval, logging each would-be post once. Returns every post logged."""
+    """`bridge run --dry-run`: until `stop` is set, read each source at its interval and the queue at
+    the delivery interval, logging each would-be post once; with `once` (`--once`), every source
+    once and then the queue. Returns every post logged. Raises DatabaseError if it cannot read."""
     repo = open_read_only(config.bridge.database)
     log.info("rehearsal: reading every source, storing nothing, posting nothing", sources=len(config.sources),
              database="not created yet: every source is new" if repo is None else "read only", once=once)
@@ -271,12 +269,13 @@ def rehearse(config: Config, stop: threading.Event, *, clock: Clock = utc_now, o
                 due = [s for s in config.sources if next_read[s.name] <= now]
                 for source in due:
                     next_read[source.name] = now + source.poll_interval
-                if once or next_queue <= now:
+                queue = once or next_queue <= now
+                if queue:
                     next_queue = now + config.bridge.delivery_interval
-                    logged += rehearse_round(config, repo, memory, fetcher, publishers, due, now)
-                else:
-                    logged += report(config, repo, [p for s in due for p in rehearse_source(
-                        config, repo, memory, fetcher, publishers, s, now)], now)
+                try:
+                    logged += rehearse_round(config, repo, memory, fetcher, publishers, due, now, queue=queue)
+                except SQLAlchemyError as exc:
+                    raise DatabaseError(f"cannot read database {repo.engine.url!r}: {exc.orig or exc}") from None
                 if once:
                     break
                 wake = min([*next_read.values(), next_queue])
