@@ -231,6 +231,17 @@ class TestReadOnlyDatabase:
             open_read_only(url)
         assert dump(tmp_path / "bridge.db") == before
 
+    def test_a_database_it_cannot_read_is_one_line(self, live, capsys):
+        """A database that fails a query mid-rehearsal (here its deliveries table is gone) ends the
+        rehearsal with exit 3 and one line, no traceback."""
+        path, db, _ = live
+        with sqlite3.connect(db) as damaged:
+            damaged.execute("DROP TABLE deliveries")
+        capsys.readouterr()
+        assert main(["--config", str(path), "run", "--once", "--dry-run"]) == 3
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot read database" in err and "Traceback" not in err
+
     def test_an_absent_database_is_none(self, tmp_path):
         """No file: nothing to read, and nothing is created."""
         assert open_read_only(f"sqlite:///{tmp_path}/none/bridge.db") is None
