@@ -80,9 +80,12 @@ def prepare(rt: Runtime, lock: RunLock) -> None:
 def rebuild_runtime(old: Runtime, config: Config) -> Runtime:
     """A reload: new HTTP client and publishers for the new settings; the same database, and the
     same stop flag, delivery lock and once-a-day log memory, so work in flight and the next
-    delivery round see one daemon, not two."""
+    delivery round see one daemon, not two. The same host pacer too (with the new page_delay): a
+    poll in flight keeps its site's turn, and a poll after the reload waits for it."""
     fresh = build_runtime(config, old.repo, clock=old.clock)
-    return replace(fresh, stopping=old.stopping, delivery_lock=old.delivery_lock, logged_holds=old.logged_holds)
+    old.pacer.delay = config.bridge.page_delay.total_seconds()
+    return replace(fresh, stopping=old.stopping, delivery_lock=old.delivery_lock, logged_holds=old.logged_holds,
+                   pacer=old.pacer)
 
 
 def close_clients(rt: Runtime) -> None:

@@ -151,6 +151,27 @@ class TestPollSlot:
             assert again
 
 
+    def test_a_reload_keeps_the_sites_poll_slots(self, feed_server, x_api, tmp_path):
+        """A poll in flight during a reload keeps its site: the new runtime shares the pacer, with the
+        new page_delay."""
+        from bridge.config import parse_config
+        from tests.helpers import env_for
+
+        raw = make_config({"a": feed_server.url("/a.xml")}, x_base=x_api.base_url)
+        changed = make_config({"a": feed_server.url("/a.xml")}, x_base=x_api.base_url, bridge={"page_delay": "7s"})
+        daemon = Daemon(runtime(raw, tmp_path, utc_now),
+                        reload_config=lambda: parse_config(changed, environ=env_for(tmp_path)))
+        try:
+            old = daemon.rt
+            with old.pacer.poll_slot(feed_server.url("/a.xml")):
+                assert daemon.reload()
+                with daemon.rt.pacer.poll_slot(feed_server.url("/a.xml")) as free:
+                    assert not free
+            assert daemon.rt.pacer is old.pacer and daemon.rt.pacer.delay == 7
+        finally:
+            daemon.close()
+
+
 class TestStillRunningWarning:
     @pytest.fixture
     def busy_job(self):
