@@ -16,7 +16,7 @@ EXIT_PROBLEM = 1
 EXIT_CONFIG = 2
 """settings.toml is invalid (also argparse's code for bad arguments)."""
 EXIT_DATABASE = 3
-"""The database cannot be opened or upgraded."""
+"""The database cannot be opened or upgraded, or (`bridge run`) another bridge is running on it."""
 
 DESCRIPTION = """\
 Posts each new story from news sites and feeds to X, Facebook Pages, WhatsApp (approved template
@@ -29,7 +29,7 @@ $CREDENTIALS_DIRECTORY/<target>/<field> files, never from settings.toml.
 
 EPILOG = """\
 exit codes: 0 ok; 1 a check or command found a problem; 2 invalid configuration or arguments;
-3 the database cannot be opened.
+3 the database cannot be opened, or `bridge run` found another bridge running on it.
 """
 
 
@@ -43,11 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the daemon in the foreground (what systemd starts; SIGHUP "
-                                          "re-reads settings.toml, SIGTERM stops after the post in flight)")
+                                          "re-reads settings.toml, SIGTERM stops after the post in flight)",
+                              description="Poll and deliver. One `bridge run` (daemon or --once) per database: "
+                                          "a second is refused with exit 3, naming the running one's PID.")
     run.add_argument("--once", action="store_true",
                      help="poll every source once, deliver what is due, and exit (0 even if a source "
                           "or target failed: see the log and `bridge status`)")
-    run.add_argument("--dry-run", action="store_true", help="post nothing; log each post that would be made")
+    run.add_argument("--dry-run", action="store_true",
+                     help="a rehearsal: read every source and log each post that would be made (new stories "
+                          "and queued deliveries that are due); writes nothing to the database, never creates "
+                          "it, takes no lock (runs beside the service), posts nothing")
 
     check = commands.add_parser("check", help="validate settings, list sources and targets, verify credentials")
     check.add_argument("--dry-run", action="store_true", help="validate as if dry_run = true (no credentials needed)")
@@ -108,16 +113,44 @@ def _load(args):
 
 
 def cmd_run(args, config) -> int:
+    if args.dry_run:
+        return _rehearse(args, config)
+    from bridge.store.lock import lock_database
+
+    # Refused (RunLockHeld, exit 3) beside a running bridge, before the slow imports and before the
+    # schema is upgraded or any delivery recovered.
+    engine, lock = lock_database(config.bridge.database)
     from bridge import service
 
-    rt = service.build_runtime(config, service.open_repository(config))
+    try:
+        rt = service.build_runtime(config, service.open_repository(config, engine=engine))
+    except BaseException:
+        engine.dispose()
+        lock.release()
+        raise
     if not args.once:
-        service.run_forever(rt, reload_config=lambda: _reload(args))  # closes what it used
+        service.run_forever(rt, lock, reload_config=lambda: _reload(args))  # closes what it used
         return EXIT_OK
     try:
-        service.run_once(rt)
+        service.run_once(rt, lock)
     finally:
         service.close(rt)
+        lock.release()
+    return EXIT_OK
+
+
+def _rehearse(args, config) -> int:
+    """`run --dry-run`: read and log what would be posted; no lock, and the database only read."""
+    import signal
+    import threading
+
+    from bridge import rehearsal
+
+    stop = threading.Event()
+    if not args.once:
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda *_: stop.set())
+    rehearsal.rehearse(config, stop, once=args.once)
     return EXIT_OK
 
 

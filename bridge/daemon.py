@@ -14,7 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import structlog
@@ -22,14 +22,15 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bridge import logs
+from bridge import logs, scheduler_logs
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.metrics import Metrics
 from bridge.notify import Notifier
-from bridge.pipeline import Runtime, deliver_due
-from bridge.service import close, close_clients, poll_and_deliver, prepare, rebuild_runtime, run_safely
+from bridge.pipeline import Runtime, deliver_due, poll
+from bridge.service import close, close_clients, prepare, rebuild_runtime, run_safely
 from bridge.store.db import check_connection
+from bridge.store.lock import RunLock, acquire_run_lock
 
 log = structlog.get_logger("bridge")
 
@@ -44,6 +45,8 @@ a worker pool busy with fetches and posts, each bounded by a 20 s timeout."""
 STOP_GRACE = timedelta(seconds=30)
 """On SIGTERM, jobs in flight (a post: publish_timeout, 20 s by default) get this long to finish
 before the process leaves anyway. Keep it below the unit's TimeoutStopSec (60 s)."""
+HOST_BUSY_RETRY = timedelta(seconds=5)
+"""A poll whose site another source's poll is reading gives its worker back and runs this much later."""
 IDLE_TICK_SECONDS = 5.0
 """Without a watchdog, the main loop still wakes this often (signals also wake it at once)."""
 
@@ -68,8 +71,11 @@ class Heartbeat:
 
 class Daemon:
     def __init__(self, rt: Runtime, *, reload_config: Callable[[], Config] | None = None,
-                 notifier: Notifier | None = None, monotonic: Callable[[], float] = time.monotonic):
+                 notifier: Notifier | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 run_lock: RunLock | None = None):
         self.rt = rt
+        self.run_lock = run_lock
+        """The database's run lock: given by the caller, or taken by start(); released by close()."""
         self.notifier = notifier or Notifier({})
         self.heartbeat = Heartbeat(monotonic)
         self.metrics = Metrics(lambda: self.rt, self.heartbeat.age)
@@ -83,6 +89,9 @@ class Daemon:
         self._users: dict[int, int] = {}
         self._retired: list[Runtime] = []
         self._said_hung = False
+        self._delivery_wanted = threading.Event()
+        """Set by a poll that queued deliveries: the delivery round runs (again) for them."""
+        self._still_running_filter = None
 
     # --- Life cycle ------------------------------------------------------------------------------
 
@@ -109,7 +118,11 @@ class Daemon:
         self._wake.set()
 
     def start(self) -> None:
-        prepare(self.rt)
+        if self.run_lock is None:
+            self.run_lock = acquire_run_lock(self.rt.repo.engine)  # RunLockHeld: another daemon runs
+        prepare(self.rt, self.run_lock)
+        self._still_running_filter = scheduler_logs.install(
+            lambda job: self.metrics.jobs_still_running.labels(job).inc())
         self.scheduler.add_job(self._beat, IntervalTrigger(seconds=HEARTBEAT_INTERVAL.total_seconds()),
                                id="heartbeat", name="heartbeat", next_run_time=self.rt.clock(),
                                max_instances=1, coalesce=True, misfire_grace_time=None)
@@ -165,6 +178,11 @@ class Daemon:
         self._retired.clear()
         close(self.rt)
         self.notifier.close()
+        if self._still_running_filter is not None:
+            scheduler_logs.remove(self._still_running_filter)
+            self._still_running_filter = None
+        if self.run_lock is not None:
+            self.run_lock.release()  # last: until the database is closed, no other daemon may start
 
     # --- Watchdog and health ---------------------------------------------------------------------
 
@@ -311,6 +329,19 @@ class Daemon:
                 self._lock.notify_all()
             self._close_idle_retired()
 
+    def wake_delivery(self) -> None:
+        """Run the delivery job now (or again, if it is running): a poll queued posts. Polls never
+        deliver themselves, so a slow network holds up only the delivery job, never a poll."""
+        self._delivery_wanted.set()
+        self.run_job_soon("deliver")
+
+    def run_job_soon(self, job_id: str, delay: timedelta = timedelta(0)) -> None:
+        """Move a job's next run to `delay` from now (the scheduler's own clock: real time)."""
+        try:
+            self.scheduler.modify_job(job_id, next_run_time=datetime.now(timezone.utc) + delay)
+        except JobLookupError:
+            pass  # removed by a reload meanwhile, or never scheduled (stopping)
+
     def _close_idle_retired(self) -> None:
         with self._lock:
             idle = [old for old in self._retired if not self._users.get(id(old))]
@@ -324,11 +355,27 @@ def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
         source = rt.config.source(name)
     except KeyError:  # removed by a reload while this run waited in the queue
         return
-    daemon.metrics.record_poll(poll_and_deliver(rt, source))
+    with rt.pacer.poll_slot(source.url) as ours:
+        if not ours:  # another source's poll is reading this site: free the worker, come back soon
+            daemon.metrics.hosts_busy.labels(name).inc()
+            log.debug("site busy with another poll: polling later", source=name,
+                      retry_in_s=int(HOST_BUSY_RETRY.total_seconds()))
+            daemon.run_job_soon(f"poll:{name}", HOST_BUSY_RETRY)
+            return
+        outcome = run_safely(poll, rt, source)
+    daemon.metrics.record_poll(outcome)
+    if outcome is not None and outcome.deliveries_created:
+        daemon.wake_delivery()
 
 
 def _deliver(daemon: Daemon, rt: Runtime) -> None:
-    run_safely(deliver_due, rt)
+    # A wake that came while this round ran may have come after the round passed that target:
+    # go round again rather than leave the new posts to the next interval.
+    while True:
+        daemon._delivery_wanted.clear()
+        run_safely(deliver_due, rt)
+        if not daemon._delivery_wanted.is_set() or rt.stopping.is_set():
+            return
 
 
 def describe(config: Config) -> str:

@@ -34,6 +34,12 @@ class Metrics:
                                  registry=self.registry)
         self.reloads = Counter("bridge_reloads", "Reloads of settings.toml since start, by result "
                                "(applied, refused).", ["result"], registry=self.registry)
+        self.jobs_still_running = Counter(
+            "bridge_jobs_still_running", "Runs of a job skipped because its previous run was still going "
+            "(a slow poll or delivery round; APScheduler's 'maximum number of running instances').",
+            ["job"], registry=self.registry)
+        self.hosts_busy = Counter("bridge_polls_host_busy", "Polls put off a few seconds because another "
+                                  "source's poll was reading the same host.", ["source"], registry=self.registry)
         self.registry.register(DatabaseCollector(runtime, heartbeat_age))
 
     def record_poll(self, outcome: PollOutcome | None) -> None:

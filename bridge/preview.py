@@ -1,6 +1,7 @@
 """`bridge preview SOURCE`: read a source now and show, story by story, what each target would get.
 
-How an operator checks a new source, preset or template before going live. It changes no state:
+How an operator checks a new source, preset or template before going live. `bridge run --dry-run`
+(bridge.rehearsal) reads and composes with the same helpers. It changes no state:
 it never opens the database, and publishers are built as for a dry run (no credentials, no posts).
 Story pages are read for every story shown (politely, see sources/polite.py), since a poll would
 read them for each new story.
@@ -8,6 +9,8 @@ read them for each new story.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -15,7 +18,7 @@ from bridge.config import Config, SourceConfig
 from bridge.errors import PostRejected
 from bridge.model import Item
 from bridge.pipeline import compose_post, length_rule_for_post
-from bridge.publish import build_publisher
+from bridge.publish import Publisher, build_publisher
 from bridge.sources.fetch import make_client
 from bridge.sources.polite import HostPacer, PoliteFetcher
 from bridge.sources.read import add_story_pages, read_source
@@ -47,34 +50,50 @@ class Preview:
 def preview(config: Config, source: SourceConfig, *, story_pages: bool = True,
             pacer: HostPacer | None = None) -> Preview:
     """Read `source` now and compose each story for each of its targets. Raises FetchError."""
+    with polite_fetcher(config, pacer) as fetcher:
+        read = read_source(fetcher, source)
+        items = read.items
+        if story_pages:
+            items = add_story_pages(fetcher, source, read, {item.key for item in items})
+    with dry_run_publishers(config, source.targets) as publishers:
+        stories = [PreviewStory(item, [preview_post(config, source, name, publisher, item)
+                                       for name, publisher in publishers.items()]) for item in items]
+    return Preview(source, read.read_as, stories)
+
+
+@contextmanager
+def polite_fetcher(config: Config, pacer: HostPacer | None = None) -> Iterator[PoliteFetcher]:
+    """A fetcher with the configured limits and polite pacing, its HTTP client closed afterwards."""
     from bridge.service import fetch_limits
 
     limits = fetch_limits(config)
     client = make_client(limits)
     try:
-        fetcher = PoliteFetcher(client, limits, pacer or HostPacer(config.bridge.page_delay.total_seconds()))
-        read = read_source(fetcher, source)
-        items = read.items
-        if story_pages:
-            items = add_story_pages(fetcher, source, read, {item.key for item in items})
+        yield PoliteFetcher(client, limits, pacer or HostPacer(config.bridge.page_delay.total_seconds()))
     finally:
         client.close()
+
+
+@contextmanager
+def dry_run_publishers(config: Config, names: Iterable[str]) -> Iterator[dict[str, Publisher]]:
+    """Publishers built as for a dry run (no credentials, no posts): each network's length rules."""
     timeout = config.bridge.publish_timeout.total_seconds()
     publishers = {name: build_publisher(config.targets[name], dry_run=True, timeout=timeout)
-                  for name in source.targets}
+                  for name in names if name in config.targets}
     try:
-        stories = [PreviewStory(item, [_post(config, source, name, publisher, item)
-                                       for name, publisher in publishers.items()]) for item in items]
+        yield publishers
     finally:
         for publisher in publishers.values():
             publisher.close()
-    return Preview(source, read.read_as, stories)
 
 
-def _post(config: Config, source: SourceConfig, name: str, publisher, item: Item) -> PreviewPost:
+def preview_post(config: Config, source: SourceConfig | None, name: str, publisher: Publisher, item: Item,
+                 *, source_name: str | None = None) -> PreviewPost:
+    """The post `name` would get for `item`, measured by its network's rule, or why it cannot be
+    posted. `source` is None for a queued story whose source was removed (give `source_name`)."""
     rule = length_rule_for_post(source, config.targets[name], publisher, item)
     try:  # the same call the delivery stage makes, so the text shown is the text posted
-        post = compose_post(source, config.targets[name], item, publisher)
+        post = compose_post(source, config.targets[name], item, publisher, source_name=source_name)
     except PostRejected as exc:
         return PreviewPost(name, "", 0, rule.max_length, error=exc.message)
     return PreviewPost(name, post.text, rule.measure(post.text), rule.max_length)

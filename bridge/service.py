@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Callable
 
 import structlog
+from sqlalchemy import Engine
 
 from bridge.clock import Clock, utc_now
 from bridge.config import Config
@@ -21,15 +22,17 @@ from bridge.pipeline import Runtime, deliver_due, poll
 from bridge.publish import build_publisher
 from bridge.sources.fetch import FetchLimits, make_client
 from bridge.store.db import check_connection, create_database_engine
+from bridge.store.lock import RunLock
 from bridge.store.migrations import migrate
 from bridge.store.repo import Repository
 
 log = structlog.get_logger("bridge")
 
 
-def open_repository(config: Config, *, upgrade: bool = True) -> Repository:
-    """Open the database (raising DatabaseError with a readable reason) and bring its schema up to date."""
-    engine = create_database_engine(config.bridge.database)
+def open_repository(config: Config, *, upgrade: bool = True, engine: Engine | None = None) -> Repository:
+    """Open the database (raising DatabaseError with a readable reason) and bring its schema up to
+    date. `engine`: one already open (`bridge run` opens it to take the run lock first)."""
+    engine = engine or create_database_engine(config.bridge.database)
     check_connection(engine)
     if upgrade:
         migrate(engine)
@@ -61,9 +64,12 @@ def build_runtime(config: Config, repo: Repository, *, clock: Clock = utc_now) -
                    publishers=publishers, clock=clock)
 
 
-def prepare(rt: Runtime) -> None:
+def prepare(rt: Runtime, lock: RunLock) -> None:
     """Start-up bookkeeping: posts a crash left `sending` become in doubt (settled by their
-    network's rule, see pipeline.py), old pauses are lifted."""
+    network's rule, see pipeline.py), old pauses are lifted. Only the holder of the run lock may:
+    a `sending` row of a daemon that is alive is not left by a crash."""
+    if not lock.held:
+        raise RuntimeError("start-up recovery needs the database's run lock (bridge.store.lock)")
     in_doubt = rt.repo.recover_in_doubt(rt.clock())
     if in_doubt:
         log.warning("posts in doubt after an unclean stop: each is settled by its network's rule "
@@ -75,9 +81,12 @@ def prepare(rt: Runtime) -> None:
 def rebuild_runtime(old: Runtime, config: Config) -> Runtime:
     """A reload: new HTTP client and publishers for the new settings; the same database, and the
     same stop flag, delivery lock and once-a-day log memory, so work in flight and the next
-    delivery round see one daemon, not two."""
+    delivery round see one daemon, not two. The same host pacer too (with the new page_delay): a
+    poll in flight keeps its site's turn, and a poll after the reload waits for it."""
     fresh = build_runtime(config, old.repo, clock=old.clock)
-    return replace(fresh, stopping=old.stopping, delivery_lock=old.delivery_lock, logged_holds=old.logged_holds)
+    old.pacer.delay = config.bridge.page_delay.total_seconds()
+    return replace(fresh, stopping=old.stopping, delivery_lock=old.delivery_lock, logged_holds=old.logged_holds,
+                   pacer=old.pacer)
 
 
 def close_clients(rt: Runtime) -> None:
@@ -92,21 +101,21 @@ def close(rt: Runtime) -> None:
     rt.repo.engine.dispose()
 
 
-def run_once(rt: Runtime) -> None:
-    """Poll every source once (ignoring backoff), then deliver what is due."""
-    prepare(rt)
+def run_once(rt: Runtime, lock: RunLock) -> None:
+    """Poll every source once (ignoring backoff), then deliver what is due, holding `lock`."""
+    prepare(rt, lock)
     for source in rt.config.sources:
         run_safely(poll, rt, source, force=True)
     run_safely(deliver_due, rt)
 
 
-def run_forever(rt: Runtime, reload_config: Callable[[], Config] | None = None,
+def run_forever(rt: Runtime, lock: RunLock, reload_config: Callable[[], Config] | None = None,
                 notifier: Notifier | None = None) -> None:
     """Until SIGTERM/SIGINT: poll each source on its interval and deliver continuously; SIGHUP
-    re-reads settings.toml. Closes every runtime it used, the database last."""
+    re-reads settings.toml. Closes every runtime it used, the database last, then releases `lock`."""
     from bridge.daemon import Daemon
 
-    daemon = Daemon(rt, reload_config=reload_config, notifier=notifier or Notifier())
+    daemon = Daemon(rt, reload_config=reload_config, notifier=notifier or Notifier(), run_lock=lock)
     clean = False
     try:
         clean = daemon.run()
@@ -118,13 +127,6 @@ def run_forever(rt: Runtime, reload_config: Callable[[], Config] | None = None,
         # post in doubt is settled at the next start, so leave now.
         logging.shutdown()
         os._exit(0)
-
-
-def poll_and_deliver(rt: Runtime, source):
-    outcome = run_safely(poll, rt, source)
-    if outcome is not None and outcome.deliveries_created:
-        run_safely(deliver_due, rt)
-    return outcome
 
 
 def run_safely(function, *args, **kwargs):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from xml.sax.saxutils import escape
@@ -78,3 +80,15 @@ def runtime(raw: dict, tmp_path, clock):
     """A runtime as the daemon builds it; a new one on the same tmp_path is a restart."""
     config = parse_config(raw, environ=env_for(tmp_path))
     return build_runtime(config, open_repository(config), clock=clock)
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    """True as soon as `predicate()` is, False after `timeout` seconds: for an event in another
+    process or thread that no callback announces (a request reaching a fake, a process exiting)."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        tick.wait(0.01)
+    return True

@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bridge.config import parse_config
-from bridge.daemon import HEARTBEAT_MAX_AGE, Daemon, _poll_source
+from bridge.daemon import HEARTBEAT_MAX_AGE, Daemon, _deliver, _poll_source
 from bridge.errors import ConfigError
 from bridge.health import HealthServer
 from bridge.notify import Notifier
@@ -242,6 +242,7 @@ class TestHealth:
             assert _get(base + "/healthz")[0] == 503  # the scheduler never ran
             daemon._beat()
             daemon._job(_poll_source, "a")
+            daemon._job(_deliver)  # polls queue; the delivery job posts
             status, body = _get(base + "/healthz")
             assert status == 200 and body.startswith("ok: scheduler running")
             status, metrics = _get(base + "/metrics")

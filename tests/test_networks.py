@@ -10,6 +10,7 @@ from bridge.config import parse_config
 from bridge.model import DeliveryState
 from bridge.pipeline import deliver_due, freeze_post, idempotency_key, poll
 from bridge.service import build_runtime, close, open_repository, prepare
+from bridge.store.lock import acquire_run_lock
 from tests.fakes.bluesky import APP_PASSWORD as BLUESKY_PASSWORD, HANDLE as BLUESKY_HANDLE
 from tests.fakes.facebook import PAGE_ID, PAGE_TOKEN, TOKEN_EXPIRED
 from tests.fakes.mastodon import ACCESS_TOKEN as MASTODON_TOKEN
@@ -111,7 +112,7 @@ class Bridge:
             environ.update(network.secrets)
         config = parse_config(raw, environ=environ)
         self.rt = build_runtime(config, open_repository(config), clock=self.clock)
-        prepare(self.rt)
+        prepare(self.rt, acquire_run_lock(self.rt.repo.engine))
         return self.rt
 
     def publish(self, *stories) -> None:

@@ -12,6 +12,7 @@ from bridge.model import DeliveryState, Post
 from bridge.pipeline import deliver_due, freeze_post, poll
 from bridge.publish.x import x_weighted_length
 from bridge.service import close, prepare
+from bridge.store.lock import acquire_run_lock
 from tests.helpers import antara_feed, antara_item, make_config, runtime
 
 
@@ -34,7 +35,7 @@ class World:
             close(self.rt)
         raw = make_config({"antara": self.feeds.url("/rss/terkini.xml")}, x_base=self.x.base_url, **config)
         self.rt = runtime(raw, self.tmp_path, self.clock)
-        prepare(self.rt)
+        prepare(self.rt, acquire_run_lock(self.rt.repo.engine))
         return self.rt
 
     def cycle(self):
@@ -135,7 +136,7 @@ def test_real_feed_shapes_post_each_story_once_within_280(path, feed_server, x_a
     raw = make_config({"site": feed_server.url("/feed")}, x_base=x_api.base_url, bridge={"first_run": "all"})
     for restart in range(2):
         rt = runtime(raw, tmp_path, clock)
-        prepare(rt)
+        prepare(rt, acquire_run_lock(rt.repo.engine))
         outcome = poll(rt, rt.config.sources[0], force=True)
         deliver_due(rt)
         close(rt)

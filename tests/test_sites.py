@@ -13,6 +13,7 @@ from bridge.cli import EXIT_OK, EXIT_PROBLEM, main
 from bridge.pipeline import deliver_due, poll
 from bridge.publish.x import x_weighted_length
 from bridge.service import close, prepare
+from bridge.store.lock import acquire_run_lock
 from tests.helpers import env_for, make_config, runtime
 from tests.sites import FOREIGN_IDS, NEW_STORY, PAGE_1, KemenporaSite
 
@@ -39,7 +40,7 @@ class Bridge:
         raw = make_config({"kemenpora": self.site.listing_url}, x_base=self.x.base_url,
                           bridge={**NO_DELAY, **bridge}, source={**KEMENPORA, **(source or {})})
         self.rt = runtime(raw, self.tmp_path, self.clock)
-        prepare(self.rt)
+        prepare(self.rt, acquire_run_lock(self.rt.repo.engine))
         return self
 
     def cycle(self):

@@ -13,6 +13,7 @@ from bridge.model import DeliveryState
 from bridge.pipeline import deliver_due, poll
 from bridge.publish.x import x_weighted_length
 from bridge.service import close, prepare
+from bridge.store.lock import acquire_run_lock
 from tests.helpers import WIB, antara_feed, antara_item, make_config, runtime
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x01" * 200
@@ -36,7 +37,7 @@ class Site:
         """Start the bridge and let it see the feed once (one old story): a first run posts nothing."""
         raw = make_config({"antara": self.feeds.url("/rss.xml")}, x_base=self.x.base_url, **config)
         self.rt = runtime(raw, self.tmp_path, self.clock)
-        prepare(self.rt)
+        prepare(self.rt, acquire_run_lock(self.rt.repo.engine))
         poll(self.rt, self.rt.config.sources[0], force=True)
         return self.rt
 

@@ -5,6 +5,11 @@ attack to a ministry's server. Follow-up requests (story pages, next listing pag
 feed) wait their turn per host and keep `delay` after the previous request there ended. A source's
 own scheduled fetch takes the host's turn too but does not wait for the delay: polls are already
 spaced by their interval.
+
+A scheduled poll also asks for its host's poll slot first, without waiting (poll_slot): twelve
+sources on one slow site would otherwise fill every worker of the daemon's pool waiting for that
+site's turn, and a source on another site would wait with them. A poll that finds its host busy
+gives its worker back and is tried again shortly (bridge.daemon).
 """
 
 from __future__ import annotations
@@ -26,11 +31,27 @@ class HostPacer:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
         self._last_end: dict[str, float] = {}
+        self._polling: set[str] = set()
+
+    @contextmanager
+    def poll_slot(self, url: str) -> Iterator[bool]:
+        """Never waits: yields True when no other poll reads `url`'s host now (the slot is then this
+        caller's until the block ends), False when one does (poll later)."""
+        host = host_of(url)
+        with self._guard:
+            mine = host not in self._polling
+            self._polling.add(host)
+        try:
+            yield mine
+        finally:
+            if mine:
+                with self._guard:
+                    self._polling.discard(host)
 
     @contextmanager
     def turn(self, url: str, *, polite: bool = True) -> Iterator[None]:
         """Hold `url`'s host for one request; with `polite`, first wait out the delay."""
-        host = (urlsplit(url).hostname or "").lower()
+        host = host_of(url)
         with self._guard:
             lock = self._locks.setdefault(host, threading.Lock())
         with lock:
@@ -55,3 +76,7 @@ class PoliteFetcher:
 
         with self.pacer.turn(url, polite=polite):
             return fetch(self.client, url, self.limits, etag=etag, last_modified=last_modified)
+
+
+def host_of(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()

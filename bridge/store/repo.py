@@ -277,17 +277,23 @@ class Repository:
         article in two feeds), or None. Only links that name one article count: not a site's home
         page, not a link that several stories of this source share (a listing or podcast page every
         item points to). Within one source the story key alone decides."""
-        url = delivery.item.url
+        return self.carried_elsewhere(delivery.item.url, delivery.source, delivery.target, delivery.recipient)
+
+    def carried_elsewhere(self, url: str | None, source: str, target: str, recipient: str = "",
+                          stories_with_url: int = 1) -> str | None:
+        """Read only: why a story of `source` with this link is already on `target` through another
+        source (see same_story_elsewhere), or None. `stories_with_url`: how many stories of `source`
+        carry the link, counting any not stored yet (a rehearsal asks before storing)."""
         if not url or not names_a_page(url):
             return None
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            sharing = conn.execute(select(func.count()).where(I.c.source == delivery.source, I.c.url == url)).scalar()
-            if sharing > 1:
+            stored = conn.execute(select(func.count()).where(I.c.source == source, I.c.url == url)).scalar()
+            if max(stored, stories_with_url) > 1:
                 return None
             other = conn.execute(
                 select(I.c.source, D.c.id).join(D, D.c.item_id == I.c.id)
-                .where(I.c.url == url, I.c.source != delivery.source, D.c.target == delivery.target,
-                       D.c.recipient == delivery.recipient, D.c.state.in_(CARRIED)).limit(1)
+                .where(I.c.url == url, I.c.source != source, D.c.target == target,
+                       D.c.recipient == recipient, D.c.state.in_(CARRIED)).limit(1)
             ).first()
         return f"same link already delivered via {other.source} (delivery {other.id})" if other else None
 
