@@ -87,6 +87,8 @@ class Daemon:
         self._reload_requested = False
         self._lock = threading.Condition()
         self._users: dict[int, int] = {}
+        self._leases: dict[int, Runtime] = {}
+        """Per job thread, the runtime it uses (see current_runtime)."""
         self._retired: list[Runtime] = []
         self._said_hung = False
         self._delivery_wanted = threading.Event()
@@ -213,7 +215,8 @@ class Daemon:
         return False
 
     def health_check(self) -> tuple[bool, str]:
-        """/healthz: healthy while the scheduler is alive and no target is paused; else the reason."""
+        """/healthz: healthy while the scheduler is alive, no target is paused and no source holds a
+        burst; else the reason."""
         if self._stop_requested:
             return False, "stopping"
         if not self.heartbeat.alive():
@@ -226,6 +229,12 @@ class Daemon:
         except Exception as exc:  # the answer must say why, not raise into the HTTP server
             return False, f"database does not answer: {type(exc).__name__}: {exc}"
         reasons = [f"target {name} paused: {reason}" for name, reason in paused.items() if reason]
+        try:
+            held = rt.repo.held_stories()
+        except Exception as exc:
+            return False, f"database does not answer: {type(exc).__name__}: {exc}"
+        reasons += [f"source {name} holds a burst of {count} new stories: `bridge release {name}` posts them, "
+                    f"`bridge catchup {name}` drops them" for name, count in sorted(held.items())]
         if reasons:
             return False, "; ".join(reasons)
         return True, f"ok: scheduler running, {describe(rt.config)}"
@@ -321,13 +330,30 @@ class Daemon:
                 return  # queued before the stop: no new work
             rt = self.rt
             self._users[id(rt)] = self._users.get(id(rt), 0) + 1
+            self._leases[threading.get_ident()] = rt
         try:
             work(self, rt, *args)
         finally:
             with self._lock:
+                rt = self._leases.pop(threading.get_ident())
                 self._users[id(rt)] -= 1
                 self._lock.notify_all()
             self._close_idle_retired()
+
+    def current_runtime(self) -> Runtime:
+        """For a job that goes on for a while (the delivery round): the runtime current now, so a
+        reload applies from its next post on. The job's use moves to it, so the runtime it leaves
+        can be retired and closed while the one it uses cannot."""
+        with self._lock:
+            held = self._leases[threading.get_ident()]
+            if held is not self.rt:
+                self._users[id(held)] -= 1
+                self._users[id(self.rt)] = self._users.get(id(self.rt), 0) + 1
+                self._leases[threading.get_ident()] = self.rt
+                self._lock.notify_all()
+            current = self.rt
+        self._close_idle_retired()
+        return current
 
     def wake_delivery(self) -> None:
         """Run the delivery job now (or again, if it is running): a poll queued posts. Polls never
@@ -373,7 +399,7 @@ def _deliver(daemon: Daemon, rt: Runtime) -> None:
     # go round again rather than leave the new posts to the next interval.
     while True:
         daemon._delivery_wanted.clear()
-        run_safely(deliver_due, rt)
+        run_safely(deliver_due, daemon.current_runtime)  # each post re-reads it: a reload applies at once
         if not daemon._delivery_wanted.is_set() or rt.stopping.is_set():
             return
 

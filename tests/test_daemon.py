@@ -15,6 +15,7 @@ from bridge.config import parse_config
 from bridge.daemon import HEARTBEAT_MAX_AGE, Daemon, _deliver, _poll_source
 from bridge.errors import ConfigError
 from bridge.health import HealthServer
+from bridge.model import DeliveryState
 from bridge.notify import Notifier
 from tests.helpers import antara_feed, antara_item, env_for, make_config, runtime
 
@@ -118,6 +119,62 @@ class TestReload:
             daemon._job(_poll_source, "b")
             daemon._job(_poll_source, "a")  # a run queued before the reload finds its source gone
             assert len(feeds.requests_to("/b.xml")) == 1 and feeds.requests_to("/a.xml") == []
+        finally:
+            daemon.close()
+
+    def test_reload_to_dry_run_reaches_a_running_round(self, world):
+        """A SIGHUP to dry_run = true while the delivery job posts a 12-story round: nothing more is posted live."""
+        import copy
+
+        raw, feeds, x, tmp_path, clock = world
+        feeds.edit("/a.xml", body=antara_feed([antara_item(n) for n in range(1, 13)]))
+        rehearsal_raw = copy.deepcopy(raw)
+        rehearsal_raw["bridge"]["dry_run"] = True
+        raw["targets"]["x"]["max_per_day"] = 100
+        rehearsal_raw["targets"]["x"]["max_per_day"] = 100
+        daemon = make_daemon(world, reload_config=lambda: parse_config(rehearsal_raw, environ=env_for(tmp_path)))
+        reloaded = threading.Event()
+
+        def reload_after_third(request):  # the operator's reload lands while the third post is on its way
+            if request.route == "/2/tweets" and len(x.tweets) == 3 and not reloaded.is_set():
+                reloaded.set()
+                threading.Thread(target=daemon.reload).start()
+        try:
+            daemon._schedule(daemon.rt.config, None)
+            daemon._job(_poll_source, "a")
+            x.on_request = reload_after_third
+            first_rt = daemon.rt
+            # The reload thread swaps the runtime while the round's third post is in flight.
+            original = first_rt.publishers["x"].publish
+
+            def slow_publish(post, idempotency_key):
+                result = original(post, idempotency_key)
+                if reloaded.is_set():
+                    for _ in range(200):
+                        if daemon.rt is not first_rt:
+                            break
+                        threading.Event().wait(0.01)
+                return result
+            first_rt.publishers["x"].publish = slow_publish
+            daemon._job(_deliver)
+            assert len(x.tweets) == 3
+            rows = daemon.rt.repo.delivery_rows([DeliveryState.SKIPPED], limit=100)
+            assert sum(1 for r in rows if r["last_error"] == "dry run: not posted") == 9
+        finally:
+            daemon.close()
+
+    def test_held_burst_shows_in_healthz(self, world):
+        """/healthz answers 503 naming the source and both ways out while a burst is held."""
+        raw, feeds, x, tmp_path, clock = world
+        daemon = make_daemon(world)
+        try:
+            daemon._beat()
+            daemon._job(_poll_source, "a")
+            feeds.edit("/a.xml", body=antara_feed([antara_item(n) for n in range(1, 30)]))
+            daemon._job(_poll_source, "a")
+            healthy, reason = daemon.health_check()
+            assert not healthy and "source a holds a burst of 27 new stories" in reason
+            assert "bridge release a" in reason and "bridge catchup a" in reason
         finally:
             daemon.close()
 
