@@ -35,11 +35,11 @@ def rss(items: str, *, channel: str = "<title>T</title>", namespaces: str = "") 
 
 class TestAntara:
     def test_reads_items_with_guid_keys(self):
-        """Antara's guid (equal to the link, isPermaLink=false) is the key."""
+        """Antara's guid (equal to the link, isPermaLink=false) is the key, as its URL identity."""
         items = read("antara_terkini.xml")
         assert [i.key for i in items] == [
-            "https://www.antaranews.com/berita/1358622/menpora-minta-atlet-jaga-kebugaran-selama-libur-kompetisi",
-            "https://www.antaranews.com/berita/1358610/timnas-u-19-tetap-berlatih-di-jakarta",
+            "antaranews.com/berita/1358622/menpora-minta-atlet-jaga-kebugaran-selama-libur-kompetisi",
+            "antaranews.com/berita/1358610/timnas-u-19-tetap-berlatih-di-jakarta",
         ]
 
     def test_image_from_img_in_cdata_description(self):
@@ -61,11 +61,11 @@ class TestAntara:
         """"Sun, 15 Mar 2020 15:51:04 +0700" becomes 08:51:04 UTC, an aware datetime."""
         assert read("antara_terkini.xml")[0].published == datetime(2020, 3, 15, 8, 51, 4, tzinfo=UTC)
 
-    def test_link_kept_and_url_normalised(self):
-        """The link to post drops the utm_* parameters but keeps the site's spelling; url is normalised."""
+    def test_link_kept_and_url_is_its_identity(self):
+        """The link to post drops the utm_* parameters but keeps the site's spelling; url is its identity."""
         second = read("antara_terkini.xml")[1]
         assert second.link == "https://www.antaranews.com/berita/1358610/timnas-u-19-tetap-berlatih-di-jakarta"
-        assert second.url == "https://www.antaranews.com/berita/1358610/timnas-u-19-tetap-berlatih-di-jakarta"
+        assert second.url == "antaranews.com/berita/1358610/timnas-u-19-tetap-berlatih-di-jakarta"
 
     def test_categories(self):
         """Each item's <category> becomes a category."""
@@ -89,11 +89,11 @@ class TestDetik:
         assert first.title == "Kemenpora Gelar Pekan Olahraga Pelajar di Jakarta"
         assert first.summary == "Jakarta - Kementerian Pemuda dan Olahraga menggelar pekan olahraga pelajar tingkat nasional."
 
-    def test_fragment_dropped_from_url(self):
-        """The link's fragment is dropped from the link to post and from the normalised url."""
+    def test_fragment_dropped_from_link_kept_in_url(self):
+        """The link to post drops the fragment; the url identity keeps it (stories may differ only by it)."""
         first = read("detik_news.xml")[0]
         assert "#" not in first.link
-        assert first.url == "https://news.detik.com/berita/d-7589012/kemenpora-gelar-pekan-olahraga-pelajar-di-jakarta"
+        assert first.url == "news.detik.com/berita/d-7589012/kemenpora-gelar-pekan-olahraga-pelajar-di-jakarta#utm_anchor"
 
 
 class TestOtherIndonesianShapes:
@@ -124,11 +124,11 @@ class TestOtherIndonesianShapes:
     def test_wordpress_feed(self):
         """A WordPress feed: numeric-entity title, repeated categories once, image from content:encoded."""
         (item,) = read("setkab_wordpress.xml")
-        assert item.key == "https://setkab.go.id/?p=123456"
+        assert item.key == "setkab.go.id?p=123456"
         assert item.title == "Presiden Terima Atlet Peraih Medali “Asian Games”"
         assert item.categories == ("Berita", "Olahraga")
         assert item.image_url == "https://setkab.go.id/wp-content/uploads/2024/10/atlet.jpg"
-        assert item.url == "https://setkab.go.id/presiden-terima-atlet-peraih-medali-asian-games"
+        assert item.url == "setkab.go.id/presiden-terima-atlet-peraih-medali-asian-games"
         assert item.summary.endswith("Senin (14/10). […]")
 
 
@@ -166,7 +166,7 @@ class TestJsonFeed:
         assert first.categories == ("Haornas", "Olahraga")
         assert first.image_url == "https://www.kemenpora.go.id/uploads/haornas-cover.jpg"
         assert first.published == datetime(2024, 9, 9, 1, 0, tzinfo=UTC)
-        assert first.url == "https://www.kemenpora.go.id/detail/21002/hari-olahraga-nasional"
+        assert first.url == "kemenpora.go.id/detail/21002/hari-olahraga-nasional"
 
     def test_numeric_id_relative_url_banner_and_title_from_text(self):
         """A numeric id, a relative url, banner_image and an untitled item borrowing its text."""
@@ -187,7 +187,7 @@ class TestJsonFeed:
     def test_version_1_0_with_image_attachment(self):
         """A JSON Feed 1.0 item reads the same way; an image attachment is its image."""
         (item,) = read("jsonfeed_1_0.json")
-        assert item.key == "https://example.org/2019/1"
+        assert item.key == "example.org/2019/1"
         assert item.published == datetime(2019, 8, 5, 17, 0, tzinfo=UTC)
         assert item.image_url == "https://example.org/1.png"
 
@@ -239,11 +239,28 @@ class TestKeys:
         after = rss("<item><guid>g1</guid><title>New</title><pubDate>Tue, 15 Oct 2024 10:00:00 GMT</pubDate></item>")
         assert parse_feed(before, url=FEED_URL)[0].key == parse_feed(after, url=FEED_URL)[0].key == "g1"
 
-    def test_normalised_link_without_guid(self):
-        """Without a guid the key is the normalised link, so tracking parameters do not change it."""
+    def test_link_identity_without_guid(self):
+        """Without a guid the key is the link's identity, so tracking parameters do not change it."""
         a = rss("<item><title>Old</title><link>https://Example.com/a/?utm_source=x</link></item>")
         b = rss("<item><title>New</title><link>https://example.com/a</link></item>")
-        assert parse_feed(a, url=FEED_URL)[0].key == parse_feed(b, url=FEED_URL)[0].key == "https://example.com/a"
+        assert parse_feed(a, url=FEED_URL)[0].key == parse_feed(b, url=FEED_URL)[0].key == "example.com/a"
+
+    def test_url_guid_keeps_its_key_when_the_site_moves(self):
+        """A guid that is an http(s) URL is keyed by its identity: http://www. and https:// bare give one key."""
+        before = rss("<item><guid>http://www.site.example/berita/1</guid><title>t</title></item>")
+        after = rss("<item><guid>https://site.example/berita/1/</guid><title>t</title></item>")
+        assert parse_feed(before, url=FEED_URL)[0].key == parse_feed(after, url=FEED_URL)[0].key == "site.example/berita/1"
+
+    def test_url_guids_differing_by_fragment_are_two_stories(self):
+        """Single-page feeds give stories that differ only by fragment: both are kept, under two keys."""
+        body = rss("<item><guid>https://site.example/live#2</guid><title>two</title></item>"
+                   "<item><guid>https://site.example/live#3</guid><title>three</title></item>")
+        assert [i.key for i in parse_feed(body, url=FEED_URL)] == ["site.example/live#2", "site.example/live#3"]
+
+    def test_json_feed_url_id_is_keyed_by_identity(self):
+        """A JSON Feed id that is an http(s) URL is reduced to its identity too."""
+        body = b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "HTTP://WWW.Site.example/a/", "title": "t"}]}'
+        assert parse_feed(body, url=FEED_URL)[0].key == "site.example/a"
 
     def test_hash_without_guid_or_link(self):
         """Without guid or link the key is a sha256 of title and text, the same on every run."""

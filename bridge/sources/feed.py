@@ -22,7 +22,7 @@ import feedparser
 from bridge.errors import FeedParseError
 from bridge.model import Item, unique_by_key
 from bridge.sources.text import first_image_src, html_to_text, plain_text
-from bridge.urls import normalise_url, shareable_url
+from bridge.urls import identity_key, identity_url, shareable_url
 
 try:  # the same decoding feedparser applies, so we inspect exactly the text it will parse
     from feedparser.encodings import convert_to_utf8 as _convert_to_utf8
@@ -165,7 +165,7 @@ def _entry_to_item(entry, feed_url: str) -> Item | None:
         key=_key(entry.get("id"), link, title, summary),
         title=_clip(title, MAX_TITLE_CHARS),
         link=shareable_url(link) if link else None,
-        url=normalise_url(link) if link else None,
+        url=identity_url(link) if link else None,
         summary=_clip(summary, MAX_SUMMARY_CHARS),
         published=_entry_published(entry),
         categories=_categories(tag.get("term") for tag in entry.get("tags") or [] if hasattr(tag, "get")),
@@ -308,7 +308,7 @@ def _json_item(entry: dict, feed_url: str) -> Item | None:
         key=_key(key_source, link, title, summary),
         title=_clip(title, MAX_TITLE_CHARS),
         link=shareable_url(link) if link else None,
-        url=normalise_url(link) if link else None,
+        url=identity_url(link) if link else None,
         summary=_clip(summary, MAX_SUMMARY_CHARS),
         published=_iso_date(_str(entry.get("date_published")) or _str(entry.get("date_modified"))),
         categories=_categories(t for t in _list(entry.get("tags")) if isinstance(t, str)),
@@ -333,12 +333,14 @@ def _iso_date(raw: str) -> datetime | None:
 
 
 def _key(raw_id, link: str | None, title: str, summary: str) -> str:
-    guid = str(raw_id).strip() if raw_id else ""
+    # A guid that is a URL (often the link itself) is keyed by its identity, so a site that moves
+    # to https or drops "www." does not repost its whole feed; any other guid is kept as written.
+    guid = identity_key(str(raw_id)) if raw_id else ""
     if guid:
         return guid
-    normalised = normalise_url(link) if link else None
-    if normalised:
-        return normalised
+    identity = identity_url(link) if link else None
+    if identity:
+        return identity
     return "sha256:" + hashlib.sha256(f"{title}\n{summary}".encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -84,7 +84,7 @@ class Repository:
         state, in one transaction (so a crash leaves either all of it or none).
 
         `skip` maps the keys of new items not to post to the reason (first-run policy, catch-up,
-        stale): they get `skipped` deliveries. A story whose normalised link another item already
+        stale): they get `skipped` deliveries. A story whose link identity another item already
         carries to a target gets a `skipped` delivery for that target.
 
         A target named in `recipients` (WhatsApp) gets one delivery per recipient instead of one."""
