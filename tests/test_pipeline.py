@@ -75,6 +75,21 @@ class TestOncePerStory:
         world.cycle()
         assert world.tweets() == []
 
+    def test_site_moving_to_https_and_bare_host_posts_nothing_again(self, world):
+        """Ten known stories whose guids and links move from http://www. to https:// bare (with a
+        trailing slash) queue nothing; a story new in the moved feed is still posted, once."""
+        known = [dict(s, link=s["link"].replace("https://www.", "http://www.")) for s in
+                 (antara_item(n) for n in range(1, 11))]
+        world.publish(known)
+        world.start()
+        assert world.cycle().items_new == 10
+        moved = [dict(s, link=s["link"].replace("http://www.", "https://") + "/") for s in [antara_item(11)] + known]
+        world.publish(moved)
+        outcome = world.cycle()
+        assert (outcome.items_seen, outcome.items_new, outcome.deliveries_created) == (11, 1, 1)
+        assert len(world.tweets()) == 1 and "nomor 11" in world.tweets()[0]
+        assert world.rt.repo.due_deliveries("x", world.clock(), 100) == []
+
     @pytest.mark.parametrize("policy,expected", [("latest:2", 2), ("all", 3)])
     def test_first_run_policies(self, world, policy, expected):
         """first_run latest:N posts the newest N stories, all posts every story, oldest first."""
