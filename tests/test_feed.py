@@ -8,11 +8,13 @@ import tracemalloc
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import feedparser
 import pytest
 
 from bridge.errors import FeedParseError
 from bridge.model import Item
 from bridge.sources import feed
+from bridge.sources.defuse import MAX_PERSON_BYTES, defuse
 from bridge.sources.feed import parse_feed, register_date_parser
 from bridge.sources.text import first_image_src, html_to_text
 from bridge.sources.fetch import FetchLimits, fetch, make_client
@@ -464,6 +466,66 @@ class TestEntityExpansion:
                 "<item><guid>g</guid><title>&e;&e;&e;</title></item></channel></rss>") % ("y" * 50)
         (item,) = parse_feed(body.encode(), url=FEED_URL)
         assert "yyyyy" not in item.title
+
+
+class TestPersonFields:
+    """feedparser's e-mail regex on author-like fields is quadratic and holds the GIL: their text is capped first."""
+
+    PADDING = "a" * 100_000  # letters only: the regex's worst case (a 96 KB author froze the daemon 63 s)
+
+    @pytest.mark.parametrize("element", ["author", "dc:creator", "managingEditor", "webMaster", "itunes:author",
+                                         "dc:publisher"])
+    def test_100_kb_person_field_parses_quickly_and_the_stories_are_read(self, element):
+        """A feed with a 100 KB author-like field parses within a hang guard and every story reads right."""
+        where = "channel" if element in ("managingEditor", "webMaster") else "item"
+        field = f"<{element}>{self.PADDING}</{element}>"
+        body = rss(f"<item><guid>g1</guid><title>Satu</title><link>https://x.example/1</link>"
+                   f"{field if where == 'item' else ''}</item><item><guid>g2</guid><title>Dua</title></item>",
+                   channel="<title>T</title>" + (field if where == "channel" else ""),
+                   namespaces=' xmlns:dc="http://purl.org/dc/elements/1.1/"'
+                              ' xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"')
+        start = time.monotonic()
+        items = parse_feed(body, url=FEED_URL)
+        assert time.monotonic() - start < 2
+        assert [(i.key, i.title) for i in items] == [("g1", "Satu"), ("g2", "Dua")]
+        assert items[0].link == "https://x.example/1"
+
+    def test_capped_author_is_still_usable(self):
+        """The capped author keeps its name and address, as feedparser reads them from the first KB."""
+        body = rss(f"<item><guid>g</guid><title>t</title><author>redaksi@antaranews.com (Redaksi Antara) "
+                   f"{self.PADDING}</author></item>")
+        capped, headers = defuse(body, {"content-type": "application/xml"})
+        entry = feedparser.parse(capped, response_headers=headers).entries[0]
+        assert entry.author_detail.email == "redaksi@antaranews.com"
+        assert entry.author_detail.name.startswith("Redaksi Antara")
+        assert len(entry.author) <= MAX_PERSON_BYTES
+
+    @pytest.mark.parametrize("field", [f"<dc:creator><![CDATA[{PADDING}]]></dc:creator>",
+                                       f"<author><name>{PADDING}</name><email>{PADDING}</email></author>"])
+    def test_cdata_and_atom_person_names_are_capped(self, field):
+        """A CDATA dc:creator and an Atom author's name and email are cut to MAX_PERSON_BYTES each."""
+        capped, _ = defuse(rss(f"<item><guid>g</guid>{field}</item>"), {"content-type": "application/xml"})
+        assert len(capped) < 3 * MAX_PERSON_BYTES + 500
+
+    def test_small_feed_is_passed_through_untouched(self):
+        """A feed whose person fields are short is handed to feedparser byte for byte."""
+        body = rss("<item><guid>g</guid><title>t</title><author>a@b.id (A)</author><dc:creator>B</dc:creator></item>")
+        assert defuse(body, {"content-type": "application/xml"})[0] is body
+
+    @pytest.mark.parametrize("text", ["a" + "é" * 2_000, "&amp;" * 1_000, "&#233;" * 1_000])
+    def test_cut_never_splits_a_character_or_an_entity(self, text):
+        """The cut ends on a whole UTF-8 character and a whole reference, so the feed stays well-formed."""
+        body = rss(f"<item><guid>g</guid><title>t</title><author>{text}</author></item>")
+        capped, headers = defuse(body, {"content-type": "application/xml"})
+        capped.decode("utf-8")
+        assert not feedparser.parse(capped, response_headers=headers).bozo
+
+    def test_many_unclosed_openers_stay_linear(self):
+        """A megabyte of unclosed person tags and CDATA sections is defused in one linear pass."""
+        body = rss("<item><guid>g</guid><title>t</title>" + "<author><![CDATA[x" * 50_000 + "</item>")
+        start = time.monotonic()
+        defuse(body, {"content-type": "application/xml"})
+        assert time.monotonic() - start < 2
 
 
 class TestImpossibleCharacters:
