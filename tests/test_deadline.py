@@ -161,6 +161,15 @@ class TestRequests:
         assert elapsed < 1.5
 
 
+    def test_pools_direct_and_through_a_proxy_use_watched_connections(self):
+        """The adapter's pools, direct and through a proxy, open connections the deadline can watch."""
+        adapter = DeadlineAdapter()
+        for manager in (adapter.poolmanager, adapter.proxy_manager_for("http://127.0.0.1:9")):
+            for scheme in ("http", "https"):
+                pool = manager.connection_from_host("127.0.0.1", 1, scheme=scheme)
+                assert issubclass(pool.ConnectionCls, deadline_module._WatchedConnection)
+
+
 class TestBlocks:
     def test_inner_block_ends_no_later_than_the_outer(self):
         """A nested block asking for longer than its outer block gets the outer's end."""
