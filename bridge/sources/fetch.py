@@ -134,8 +134,8 @@ def _fetch_error(url: str, exc: httpx.HTTPError) -> FetchError:
 
 
 def _follow(client, request, url, limits, deadline, etag, last_modified) -> FetchResult:
-    for _hop in range(limits.max_redirects + 1):
-        remaining = _remaining(deadline, url, limits, _FOLLOWING)
+    for hop in range(limits.max_redirects + 1):
+        remaining = _remaining(deadline, url, limits, _FOLLOWING if hop else CONNECTING)
         request.extensions = {**request.extensions, "timeout": _timeout(limits, remaining).as_dict()}
         response = client.send(request, stream=True, follow_redirects=False)
         try:
