@@ -8,8 +8,9 @@ limit, a 109 s X post with publish_timeout=20s). Here a deadline is set around t
         response = client.post(url, json=body)        # httpx.Client(transport=deadline_transport())
         # or: session.post(url, json=body)            # session.mount("https://", DeadlineAdapter())
 
-- httpx (feeds, Telegram, Facebook, WhatsApp, atproto's client: `atproto.Client(transport=...)`
-  passes it on to httpx.Client): `deadline_transport()` is an httpx.HTTPTransport whose network
+- httpx (feeds, Telegram, Facebook, WhatsApp; Bluesky through atproto's
+  `Client(request=Request(timeout=..., transport=deadline_transport()))`, whose Request passes
+  its arguments to httpx.Client): `deadline_transport()` is an httpx.HTTPTransport whose network
   backend clamps every socket read, write, connect and TLS handshake to the time left. Past the
   deadline the call raises httpx.ConnectTimeout / WriteTimeout / ReadTimeout, whose message says
   which phase was cut ("total deadline of 20s passed while waiting for the response headers").
@@ -24,8 +25,15 @@ ends no later than the outer. `deadline.expired` and `deadline.phase` tell a cal
 caught a timeout, whether the total deadline cut the call and where. A streamed body
 (stream=True, iter_bytes) is only covered while it is read inside the block.
 
-Not covered: name resolution (getaddrinfo has no timeout in either stack) and, for a host with
-several addresses, each connection attempt gets the time left, not a share of it.
+Wiring: X's _XSession mounts its _TimeoutAdapter, which can subclass DeadlineAdapter; Mastodon.py
+takes `Mastodon(..., session=s)` with the adapter mounted on `s`. Each publisher's publish() then
+runs inside `with total_deadline(publish_timeout):`.
+
+Not covered: name resolution (getaddrinfo has no timeout in either stack); for a host with several
+addresses each connection attempt gets the time left, not a share of it; proxies httpx.Client
+takes from the environment (HTTPS_PROXY) get httpx's own transport, not this one. A requests
+session should serve one thread at a time (as each publisher's does): the timer shuts down the
+sockets its block used, even one another thread took from the pool meanwhile.
 """
 
 from __future__ import annotations
