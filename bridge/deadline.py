@@ -30,8 +30,9 @@ takes `Mastodon(..., session=s)` with the adapter mounted on `s`. Each publisher
 runs inside `with total_deadline(publish_timeout):`.
 
 Not covered: name resolution (getaddrinfo has no timeout in either stack); for a host with several
-addresses each connection attempt gets the time left, not a share of it; proxies httpx.Client
-takes from the environment (HTTPS_PROXY) get httpx's own transport, not this one. A requests
+addresses each connection attempt gets the time left, not a share of it. httpx.Client given a
+transport ignores HTTP(S)_PROXY in the environment: mount `deadline_transport(proxy=...)` where a
+proxy is needed (bridge configures none). A requests
 session should serve one thread at a time (as each publisher's does): the timer shuts down the
 sockets its block used, even one another thread took from the pool meanwhile.
 """
