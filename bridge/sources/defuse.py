@@ -19,8 +19,9 @@ except ImportError:  # pragma: no cover - a future feedparser; byte-level checks
     _convert_to_utf8 = None
 
 MAX_PERSON_BYTES = 1_024
-"""Text of a person element (author, dc:creator, ...) beyond this is cut before feedparser parses:
-no name or address is longer, and its regex on them takes time quadratic in their length."""
+"""A person element (author, dc:creator, ...) whose content is longer is cut to this much of its
+text before feedparser parses: no name or address is longer, and its regex on them takes time
+quadratic in their length."""
 
 # Any entity declaration, wherever it hides (feedparser only strips those before the first element).
 # The quoted-string alternatives keep a ">" inside a value from ending the match early.
@@ -30,9 +31,9 @@ _ENTITY_REPLACEMENT = b"<?entity-declaration-removed?>"  # a PI: legal in a DTD,
 # Elements whose text feedparser runs its e-mail regex on (_sync_author_detail: author,
 # managingEditor, webMaster, dc:author, dc:creator, dc:publisher, itunes:author, ...) or keeps as
 # a person's name or address (name, email, contributor), under any namespace prefix. `[^<>]*`
-# stops at the next tag, so no opener can make this scan quadratic.
+# stops at the next tag, so no opener can make this scan quadratic. Group 1: the name as written.
 _PERSON_OPEN = re.compile(
-    rb"<(?:[A-Za-z_][\w.-]*:)?(?:author|creator|contributor|publisher|managingeditor|webmaster|owner|name|email)"
+    rb"<((?:[A-Za-z_][\w.-]*:)?(?:author|creator|contributor|publisher|managingeditor|webmaster|owner|name|email))"
     rb"(?:\s[^<>]*)?>",
     re.IGNORECASE,
 )
@@ -67,29 +68,65 @@ _BAD_CHARREF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,16})|([0-9]{1,20}));")
 
 
 def _cap_people(body: bytes) -> bytes:
-    """`body` with the text (or CDATA) right after each person element's start tag cut to
-    MAX_PERSON_BYTES. One pass, linear in the body: each span is scanned once."""
+    """`body` with each person element whose content is over MAX_PERSON_BYTES rewritten as its
+    first MAX_PERSON_BYTES of character data (see _flatten). One pass, linear in the body."""
+    lower = body.lower()  # the loose parser matches names in any case; ASCII lower() keeps offsets
     parts: list[bytes] = []
     pos = done = 0
-    cdata_closes = True  # False once a CDATA section was found unclosed: later ones are too
+    unclosed: set[bytes] = set()  # names with no end tag after some point: none after any later one
     while match := _PERSON_OPEN.search(body, pos):
         start = pos = match.end()
         if match[0].endswith(b"/>"):
             continue  # <author/>: the text after it is not its own
-        if body.startswith(_CDATA_OPEN, start):
-            end = body.find(_CDATA_CLOSE, start + len(_CDATA_OPEN)) if cdata_closes else -1
-            if end < 0:
-                cdata_closes = False
-                continue
-            start, pos = start + len(_CDATA_OPEN), end + len(_CDATA_CLOSE)
-        else:
+        name = match[1].lower()
+        end = -1 if name in unclosed else _end_tag(lower, name, start)
+        if end < 0:
+            # Malformed: no end tag. Cap its first run of text at least (the lenient parser reads it).
+            unclosed.add(name)
             end = body.find(b"<", start)
             end = len(body) if end < 0 else end
-            pos = end
+        pos = max(pos, end)
         if end - start > MAX_PERSON_BYTES:
-            parts += [body[done:start], _safe_cut(body[start:start + MAX_PERSON_BYTES])]
+            parts += [body[done:start], _flatten(body, start, end)]
             done = end
     return b"".join(parts) + body[done:] if parts else body
+
+
+def _end_tag(lower: bytes, name: bytes, start: int) -> int:
+    """Where `</name>` (or `</name >`) first begins at or after `start`, or -1."""
+    closer = b"</" + name
+    at = lower.find(closer, start)
+    while at >= 0 and lower[at + len(closer):at + len(closer) + 1] not in (b">", b" ", b"\t", b"\r", b"\n"):
+        at = lower.find(closer, at + len(closer))  # </authorship> is not </author>
+    return at
+
+
+def _flatten(body: bytes, start: int, end: int) -> bytes:
+    """The character data of body[start:end] (text as written, CDATA escaped), without its markup,
+    cut to MAX_PERSON_BYTES. Child elements, comments and CDATA sections could otherwise split
+    a long text into short runs that each pass under a per-run cap, while feedparser's regex
+    still sees their concatenation. Each find is bounded by `end` and advances: linear."""
+    pieces: list[bytes] = []
+    size, pos = 0, start
+    while pos < end and size <= MAX_PERSON_BYTES:
+        lt = body.find(b"<", pos, end)
+        text = body[pos:end if lt < 0 else lt]
+        pieces.append(text)
+        size += len(text)
+        if lt < 0:
+            break
+        if body.startswith(_CDATA_OPEN, lt):
+            close = body.find(_CDATA_CLOSE, lt, end)
+            data = body[lt + len(_CDATA_OPEN):end if close < 0 else close]
+            data = data.replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;")
+            pieces.append(data)
+            size += len(data)
+            pos = end if close < 0 else close + len(_CDATA_CLOSE)
+        else:
+            terminator = b"-->" if body.startswith(b"<!--", lt) else b"?>" if body.startswith(b"<?", lt) else b">"
+            close = body.find(terminator, lt + 1, end)
+            pos = end if close < 0 else close + len(terminator)
+    return _safe_cut(b"".join(pieces)[:MAX_PERSON_BYTES])
 
 
 def _safe_cut(text: bytes) -> bytes:
