@@ -14,7 +14,7 @@ import pytest
 from bridge.errors import FeedParseError
 from bridge.model import Item
 from bridge.sources import feed
-from bridge.sources.defuse import MAX_PERSON_BYTES, defuse
+from bridge.sources.defuse import MAX_ATTRIBUTES, MAX_PERSON_BYTES, defuse
 from bridge.sources.feed import parse_feed, register_date_parser
 from bridge.sources.text import first_image_src, html_to_text
 from bridge.sources.fetch import FetchLimits, fetch, make_client
@@ -538,6 +538,38 @@ class TestPersonFields:
         capped, headers = defuse(body, {"content-type": "application/xml"})
         capped.decode("utf-8")
         assert not feedparser.parse(capped, response_headers=headers).bozo
+
+
+class TestManyAttributes:
+    """feedparser's SAX attribute lookup is linear per attribute: a tag's attributes are capped first."""
+
+    @pytest.mark.parametrize("loose", [False, True])
+    def test_tag_with_25000_attributes_parses_quickly(self, loose):
+        """A 200 KB start tag of attributes (about 10 s before the cap) parses within a hang guard, strict or lenient, and the stories read right."""
+        attributes = " ".join(f'a{i}="b"' for i in range(25_000))
+        body = rss(f'<item><guid>g1</guid><title>Satu</title><enclosure url="https://x.example/1.jpg" '
+                   f'type="image/jpeg" {attributes}/></item><item><guid>g2</guid><title>Dua</title></item>'
+                   + ("&" if loose else ""))
+        start = time.monotonic()
+        items = parse_feed(body, url=FEED_URL)
+        assert time.monotonic() - start < 2
+        assert [i.title for i in items] == ["Satu", "Dua"] and items[0].image_url == "https://x.example/1.jpg"
+
+    def test_namespace_declarations_survive_the_cap(self):
+        """The cut keeps every xmlns declaration, even one written after the extra attributes."""
+        attributes = " ".join(f'a{i}="b"' for i in range(MAX_ATTRIBUTES + 50))
+        body = (f'<rss version="2.0" {attributes} xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>T</title>'
+                "<item><guid>g</guid><title>t</title><dc:subject>Olahraga</dc:subject></item></channel></rss>").encode()
+        capped, _ = defuse(body, {"content-type": "application/xml"})
+        assert capped.count(b'="b"') == MAX_ATTRIBUTES - 1  # version="2.0" is one of those kept
+        assert parse_feed(body, url=FEED_URL)[0].categories == ("Olahraga",)
+
+    def test_tags_within_the_cap_are_untouched(self):
+        """Ordinary tags, and values full of "=" (query strings), are left byte for byte."""
+        query = "&amp;".join(f"k{i}=v" for i in range(200))
+        body = rss(f'<item><guid>g</guid><title>t</title><enclosure url="https://x.example/a?{query}" type="image/jpeg" '
+                   + " ".join(f'a{i}="b"' for i in range(MAX_ATTRIBUTES - 2)) + "/></item>")
+        assert defuse(body, {"content-type": "application/xml"})[0] is body
 
 
 class TestImpossibleCharacters:
