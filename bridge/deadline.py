@@ -115,7 +115,9 @@ class Deadline:
             try:
                 # shutdown, not close: it wakes a recv blocked in another thread, and the owner
                 # still closes the file descriptor itself (closing here could hit a reused fd).
-                sock.shutdown(socket.SHUT_RDWR)
+                # socket.socket's own shutdown even for a TLS socket: SSLSocket.shutdown would
+                # also drop its TLS state under the thread that is reading through it.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass  # already closed or never connected
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
+import socket
+import ssl
+import threading
 import time
 
 import httpx
@@ -168,6 +173,86 @@ class TestRequests:
             for scheme in ("http", "https"):
                 pool = manager.connection_from_host("127.0.0.1", 1, scheme=scheme)
                 assert issubclass(pool.ConnectionCls, deadline_module._WatchedConnection)
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate and key for 127.0.0.1, written to tmp_path; returns their paths."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture
+def tls_trickler(tmp_path):
+    """An HTTPS server on 127.0.0.1 that answers every request with headers, then a body byte every 0.2 s (5 s at most)."""
+    cert, key = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve_one(raw: socket.socket) -> None:
+        try:
+            with context.wrap_socket(raw, server_side=True) as conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+                for _ in range(25):
+                    conn.sendall(b"<")
+                    if stop.wait(0.2):
+                        return
+        except OSError:
+            pass  # the client hung up: that is the point
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=serve_one, args=(raw,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    yield f"https://127.0.0.1:{listener.getsockname()[1]}/", cert
+    stop.set()
+    acceptor.join()  # before closing the listener it may be accepting on
+    listener.close()
+
+
+class TestTLS:
+    def test_httpx_over_tls_is_cut(self, tls_trickler):
+        """Over TLS, a trickled body is cut at the deadline through httpx."""
+        url, cert = tls_trickler
+        with httpx.Client(transport=deadline_transport(verify=ssl.create_default_context(cafile=cert)), timeout=30) as client:
+            with total_deadline(DEADLINE):
+                error, elapsed = _timed(lambda: client.get(url))
+        assert isinstance(error, httpx.ReadTimeout) and "reading the response body" in str(error)
+        assert elapsed < DEADLINE + MARGIN
+
+    def test_requests_over_tls_is_cut(self, tls_trickler):
+        """Over TLS, a trickled body is cut at the deadline through requests, by shutting the TLS socket down."""
+        url, cert = tls_trickler
+        with requests.Session() as session:
+            session.mount("https://", DeadlineAdapter())
+            with total_deadline(DEADLINE):
+                error, elapsed = _timed(lambda: session.get(url, verify=cert, timeout=30))
+        assert isinstance(error, requests.exceptions.ReadTimeout) and "reading the response body" in str(error)
+        assert elapsed < DEADLINE + MARGIN
 
 
 class TestBlocks:
