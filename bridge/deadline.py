@@ -72,6 +72,7 @@ class Deadline:
         self._watched: list[HTTPConnection] = []
         self._sockets: list[socket.socket] = []
         self._timer: threading.Timer | None = None
+        self._closed = False
         self._lock = threading.Lock()
 
     def remaining(self) -> float:
@@ -96,13 +97,14 @@ class Deadline:
             sock = getattr(connection, "sock", None)
             if sock is not None and sock not in self._sockets:
                 self._sockets.append(sock)
-            if self._timer is None:
+            if self._timer is None and not self._closed:
                 self._timer = threading.Timer(max(0.0, self.remaining()), self._cut)
                 self._timer.daemon = True
                 self._timer.start()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock:  # waits for a cut under way: none reaches a socket after the block ends
+            self._closed = True
             if self._timer is not None:
                 self._timer.cancel()
             self._watched.clear()
@@ -110,16 +112,17 @@ class Deadline:
 
     def _cut(self) -> None:
         with self._lock:
-            sockets = self._sockets + [c.sock for c in self._watched if getattr(c, "sock", None) is not None]
-        for sock in sockets:
-            try:
-                # shutdown, not close: it wakes a recv blocked in another thread, and the owner
-                # still closes the file descriptor itself (closing here could hit a reused fd).
-                # socket.socket's own shutdown even for a TLS socket: SSLSocket.shutdown would
-                # also drop its TLS state under the thread that is reading through it.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed or never connected
+            if self._closed:
+                return
+            for sock in self._sockets + [c.sock for c in self._watched if getattr(c, "sock", None) is not None]:
+                try:
+                    # shutdown, not close: it wakes a recv blocked in another thread, and the owner
+                    # still closes the file descriptor itself (closing here could hit a reused fd).
+                    # socket.socket's own shutdown even for a TLS socket: SSLSocket.shutdown would
+                    # also drop its TLS state under the thread that is reading through it.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed, or never connected
 
 
 @contextmanager
