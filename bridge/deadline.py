@@ -68,6 +68,8 @@ class Deadline:
         self.seconds = seconds
         self.ends_at = ends_at
         self.phase = CONNECTING
+        self.cut_while: str | None = None
+        """The phase when the timer shut the sockets down (requests): later steps see only the wreck."""
         self.headers_received = False
         self._watched: list[HTTPConnection] = []
         self._sockets: list[socket.socket] = []
@@ -83,7 +85,7 @@ class Deadline:
         return self.remaining() <= 0
 
     def message(self, phase: str | None = None) -> str:
-        return f"total deadline of {self.seconds:g}s passed while {phase or self.phase}"
+        return f"total deadline of {self.seconds:g}s passed while {phase or self.cut_while or self.phase}"
 
     def watch(self, connection: HTTPConnection) -> None:
         """Shut `connection`'s socket down when the deadline passes (requests has no hook per read).
@@ -114,6 +116,7 @@ class Deadline:
         with self._lock:
             if self._closed:
                 return
+            self.cut_while = self.phase
             for sock in self._sockets + [c.sock for c in self._watched if getattr(c, "sock", None) is not None]:
                 try:
                     # shutdown, not close: it wakes a recv blocked in another thread, and the owner
@@ -157,6 +160,9 @@ def _stack() -> list[Deadline]:
 
 # --- httpx: a network backend that clamps each socket operation ------------------------------
 
+_WRITE_PIECE = 16 * 1024
+"""Bytes written per clamped call: small enough to take one send() each against a slow reader."""
+
 
 def _clamp(timeout: float | None, phase: str, exc_type: type[Exception]) -> float | None:
     deadline = current_deadline()
@@ -192,8 +198,11 @@ class _DeadlineStream(httpcore.NetworkStream):
             return self._stream.read(max_bytes, _clamp(timeout, phase, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        with _explained(httpcore.WriteTimeout):
-            self._stream.write(buffer, _clamp(timeout, SENDING, httpcore.WriteTimeout))
+        # In pieces, each clamped anew: httpcore sends one buffer in as many send() calls as a
+        # slow reader needs, each allowed the whole timeout given at the start.
+        for start in range(0, max(len(buffer), 1), _WRITE_PIECE):
+            with _explained(httpcore.WriteTimeout):
+                self._stream.write(buffer[start:start + _WRITE_PIECE], _clamp(timeout, SENDING, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._stream.close()
@@ -282,6 +291,8 @@ class _WatchedConnection:
             deadline.phase = CONNECTING
             deadline.watch(self)  # the timer finds self.sock once connect() has set it
         super().connect()
+        if deadline is not None:
+            deadline.phase = SENDING  # what comes next, whether connect() ran inside request() or before it
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         deadline = current_deadline()
@@ -355,7 +366,8 @@ class DeadlineAdapter(HTTPAdapter):
 
 
 def _timeout_error(deadline: Deadline, request) -> requests.exceptions.Timeout:
-    kind = requests.exceptions.ConnectTimeout if deadline.phase == CONNECTING else requests.exceptions.ReadTimeout
+    phase = deadline.cut_while or deadline.phase
+    kind = requests.exceptions.ConnectTimeout if phase == CONNECTING else requests.exceptions.ReadTimeout
     return kind(deadline.message(), request=request)
 
 

@@ -175,6 +175,60 @@ class TestRequests:
                 assert issubclass(pool.ConnectionCls, deadline_module._WatchedConnection)
 
 
+@pytest.fixture
+def slow_reader():
+    """A server on 127.0.0.1 that reads what it is sent 1 KB every 0.2 s (5 s at most), never answering."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def read_slowly(conn: socket.socket) -> None:
+        with conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            for _ in range(25):
+                try:
+                    conn.recv(1024)
+                except OSError:
+                    return
+                if stop.wait(0.2):
+                    return
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=read_slowly, args=(conn,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/upload"
+    stop.set()
+    acceptor.join()
+    listener.close()
+
+
+UPLOAD = b"x" * (8 * 1024 * 1024)  # far more than the socket buffers hold: the writes must wait
+
+
+class TestSlowReader:
+    def test_httpx_upload_to_a_slow_reader_is_cut(self, slow_reader):
+        """An 8 MB upload to a server reading 5 KB a second ends at the deadline with a WriteTimeout."""
+        with httpx.Client(transport=deadline_transport(), timeout=30) as client:
+            with total_deadline(DEADLINE):
+                error, elapsed = _timed(lambda: client.post(slow_reader, content=UPLOAD))
+        assert isinstance(error, httpx.WriteTimeout) and "sending the request" in str(error)
+        assert elapsed < DEADLINE + MARGIN
+
+    def test_requests_upload_to_a_slow_reader_is_cut(self, slow_reader, session):
+        """The same upload through requests is cut at the deadline, and says it was sending."""
+        with total_deadline(DEADLINE):
+            error, elapsed = _timed(lambda: session.post(slow_reader, data=UPLOAD, timeout=30))
+        assert isinstance(error, requests.exceptions.ReadTimeout) and "sending the request" in str(error)
+        assert elapsed < DEADLINE + MARGIN
+
+
 def _self_signed(tmp_path) -> tuple[str, str]:
     """A certificate and key for 127.0.0.1, written to tmp_path; returns their paths."""
     x509 = pytest.importorskip("cryptography.x509")
