@@ -179,7 +179,7 @@ def compose(template: str, item: Item, *, source: str, rule: LengthRule,
     if unknown:
         names = ", ".join("{" + n + "}" for n in sorted(unknown))
         raise ValueError(f"template {template!r} uses unknown placeholder(s) {names}")
-    link = (item.link or item.url or "").strip()
+    link = (item.link or "").strip()  # never item.url: an identity ("site/a"), no address to post
     tags = [hashtags] if isinstance(hashtags, str) else list(hashtags)
     tags = [t for t in (_one_line(t) for t in tags) if t]
     fixed = {"url": link, "source": _one_line(source), "hashtags": " ".join(tags)}

@@ -17,12 +17,14 @@ class Item:
     """One story as read from a source, before it is stored."""
 
     key: str
-    """Stable identity within its source: guid/id, else the normalised link, else a content hash."""
+    """Stable identity within its source: guid/id (an http(s) URL one as its urls.identity_url),
+    else the link's identity, else a content hash."""
     title: str
     link: str | None = None
     """The link as published, less click-tracking parameters and fragment (what a post shows)."""
     url: str | None = None
-    """The normalised link (lower-case host, no fragment, no tracking parameters): dedupes across sources."""
+    """The link's identity (urls.identity_url: no scheme or "www.", no tracking parameters, the
+    fragment kept): dedupes across sources."""
     summary: str = ""
     """Plain text, no markup."""
     published: datetime | None = None

@@ -38,6 +38,9 @@ SOURCE_BACKOFF_MAX = timedelta(hours=6)
 """A failing source is retried at its interval, then twice that, ... but at least this often."""
 CAUGHT_UP = "caught up: `bridge catchup`"
 """Why a catch-up's stories (new ones, and known ones still pending) are skipped."""
+RETRY_AFTER_MAX = timedelta(hours=6)
+"""A source's Retry-After is honoured up to this: a misconfigured server (a year, 10**20 s) must not
+silence a source until an operator notices."""
 PUBLISH_BACKOFF_BASE = timedelta(minutes=1)
 """First wait after a transient publish failure; doubles per attempt up to bridge.retry_backoff_max."""
 
@@ -181,12 +184,18 @@ def _record_failure(
     rt: Runtime, source: SourceConfig, exc: FetchError, now: datetime, failures: int, started: float
 ) -> PollOutcome:
     wait = capped_backoff(source.poll_interval, failures, max(SOURCE_BACKOFF_MAX, source.poll_interval))
+    extra = {"consecutive_failures": failures}
     retry_after = getattr(exc, "retry_after_seconds", None)
     if retry_after:
-        wait = max(wait, timedelta(seconds=retry_after))
+        # Compared in seconds first: timedelta() itself overflows on a Retry-After of 10**20.
+        if retry_after > RETRY_AFTER_MAX.total_seconds():
+            extra["retry_after_capped_s"] = int(retry_after)  # what the server asked, not honoured
+            wait = max(wait, RETRY_AFTER_MAX)
+        else:
+            wait = max(wait, timedelta(seconds=retry_after))
     rt.repo.record_poll_failure(source.name, source.url, exc.reason, now, now + wait)
     outcome = PollOutcome(source.name, "error", error=exc.reason,
-                          extra={"consecutive_failures": failures, "retry_in_s": int(wait.total_seconds())})
+                          extra={**extra, "retry_in_s": int(wait.total_seconds())})
     _log_poll(outcome, started)
     return outcome
 

@@ -1,7 +1,12 @@
-"""URL normalisation: one spelling per story, so the same article seen twice is stored once.
+"""URL identity: one spelling per story, so the same article seen twice is stored once.
 
-Pure functions, no I/O. The normalised form is for comparing and deduplicating; posts show the
-link as published, less its click-tracking parameters and fragment (shareable_url).
+Pure functions, no I/O. The identity form (identity_url) is for keys and for comparing and
+deduplicating; posts show the link as published, less its click-tracking parameters and fragment
+(shareable_url).
+
+The identity leaves out the scheme and a leading "www.": sites move from http to https and from
+www.site to site, and a story must not be posted again because its address changed that way. The
+fragment stays: single-page feeds list stories that differ only by it (page#2, page#3).
 """
 
 from __future__ import annotations
@@ -9,18 +14,19 @@ from __future__ import annotations
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_WWW = "www."
 
 # Click-tracking parameters that vary per share but never change the article.
 _TRACKING_PARAMS = frozenset({"fbclid", "gclid"})
 _TRACKING_PREFIXES = ("utm_",)
 
 
-def normalise_url(url: str) -> str | None:
-    """Return `url` in a canonical form, or None when it is empty or not an http(s) URL.
+def identity_url(url: str) -> str | None:
+    """Return the identity of `url`, or None when it is empty or not an http(s) URL.
 
-    Lower-cases scheme and host, drops default ports, the fragment, tracking parameters
-    (utm_*, fbclid, gclid) and trailing slashes of the path; keeps other parameters in order
-    and exactly as written.
+    `host[:port]/path[?query][#fragment]`: no scheme, no leading "www.", the host lower-cased, the
+    scheme's default port dropped, no trailing slash on the path, tracking parameters (utm_*,
+    fbclid, gclid) dropped; other parameters and the fragment are kept in order and as written.
     """
     if not isinstance(url, str):
         return None
@@ -37,7 +43,15 @@ def normalise_url(url: str) -> str | None:
         return None
     netloc = _netloc(parts, scheme, port)
     path = parts.path.rstrip("/")  # "/a/" and "/a" are the same page; "/" becomes ""
-    return urlunsplit((scheme, netloc, path, _clean_query(parts.query), ""))
+    query = _clean_query(parts.query)
+    return netloc + path + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def identity_key(value: str) -> str:
+    """A guid or link as a story key: an http(s) URL becomes its identity_url (so the same story
+    keeps its key when the site moves to https or drops "www."); anything else stays as written."""
+    value = value.strip()
+    return identity_url(value) or value
 
 
 def shareable_url(url: str) -> str:
@@ -56,6 +70,8 @@ def shareable_url(url: str) -> str:
 
 def _netloc(parts: SplitResult, scheme: str, port: int | None) -> str:
     host = parts.hostname.lower()  # .hostname is already lower-case; explicit for the reader
+    if host.startswith(_WWW) and len(host) > len(_WWW):
+        host = host[len(_WWW):]
     if ":" in host:  # IPv6 literal: .hostname strips the brackets
         host = f"[{host}]"
     userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""

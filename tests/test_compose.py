@@ -79,10 +79,10 @@ class TestFill:
         assert (post.link, post.title, post.summary, post.image_url) == (
             LINK, TITLE, "Singkat.", "https://img.antaranews.com/1.jpg")
 
-    def test_url_falls_back_to_normalised_url(self):
-        """Without a published link, {url} is the item's normalised url."""
-        post = compose("{url}", item(link=None, url="https://antaranews.com/b/1"), source="", rule=X_LENGTH_RULE)
-        assert (post.text, post.link) == ("https://antaranews.com/b/1", "https://antaranews.com/b/1")
+    def test_url_identity_is_never_posted(self):
+        """Without a published link, {url} stays empty: the item's url is an identity without a scheme, not a link."""
+        post = compose("{title} {url}", item(link=None, url="antaranews.com/b/1"), source="", rule=X_LENGTH_RULE)
+        assert (post.text, post.link) == (TITLE, None)
 
     def test_no_link_at_all(self):
         """Without link or url, {url} is empty and the Post has no link."""

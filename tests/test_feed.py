@@ -8,11 +8,13 @@ import tracemalloc
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import feedparser
 import pytest
 
 from bridge.errors import FeedParseError
 from bridge.model import Item
 from bridge.sources import feed
+from bridge.sources.defuse import MAX_ATTRIBUTES, MAX_PERSON_BYTES, defuse
 from bridge.sources.feed import parse_feed, register_date_parser
 from bridge.sources.text import first_image_src, html_to_text
 from bridge.sources.fetch import FetchLimits, fetch, make_client
@@ -35,11 +37,11 @@ def rss(items: str, *, channel: str = "<title>T</title>", namespaces: str = "") 
 
 class TestAntara:
     def test_reads_items_with_guid_keys(self):
-        """Antara's guid (equal to the link, isPermaLink=false) is the key."""
+        """Antara's guid (equal to the link, isPermaLink=false) is the key, as its URL identity."""
         items = read("antara_terkini.xml")
         assert [i.key for i in items] == [
-            "https://www.antaranews.com/berita/1358622/menpora-minta-atlet-jaga-kebugaran-selama-libur-kompetisi",
-            "https://www.antaranews.com/berita/1358610/timnas-u-19-tetap-berlatih-di-jakarta",
+            "antaranews.com/berita/1358622/menpora-minta-atlet-jaga-kebugaran-selama-libur-kompetisi",
+            "antaranews.com/berita/1358610/timnas-u-19-tetap-berlatih-di-jakarta",
         ]
 
     def test_image_from_img_in_cdata_description(self):
@@ -61,11 +63,11 @@ class TestAntara:
         """"Sun, 15 Mar 2020 15:51:04 +0700" becomes 08:51:04 UTC, an aware datetime."""
         assert read("antara_terkini.xml")[0].published == datetime(2020, 3, 15, 8, 51, 4, tzinfo=UTC)
 
-    def test_link_kept_and_url_normalised(self):
-        """The link to post drops the utm_* parameters but keeps the site's spelling; url is normalised."""
+    def test_link_kept_and_url_is_its_identity(self):
+        """The link to post drops the utm_* parameters but keeps the site's spelling; url is its identity."""
         second = read("antara_terkini.xml")[1]
         assert second.link == "https://www.antaranews.com/berita/1358610/timnas-u-19-tetap-berlatih-di-jakarta"
-        assert second.url == "https://www.antaranews.com/berita/1358610/timnas-u-19-tetap-berlatih-di-jakarta"
+        assert second.url == "antaranews.com/berita/1358610/timnas-u-19-tetap-berlatih-di-jakarta"
 
     def test_categories(self):
         """Each item's <category> becomes a category."""
@@ -89,11 +91,11 @@ class TestDetik:
         assert first.title == "Kemenpora Gelar Pekan Olahraga Pelajar di Jakarta"
         assert first.summary == "Jakarta - Kementerian Pemuda dan Olahraga menggelar pekan olahraga pelajar tingkat nasional."
 
-    def test_fragment_dropped_from_url(self):
-        """The link's fragment is dropped from the link to post and from the normalised url."""
+    def test_fragment_dropped_from_link_kept_in_url(self):
+        """The link to post drops the fragment; the url identity keeps it (stories may differ only by it)."""
         first = read("detik_news.xml")[0]
         assert "#" not in first.link
-        assert first.url == "https://news.detik.com/berita/d-7589012/kemenpora-gelar-pekan-olahraga-pelajar-di-jakarta"
+        assert first.url == "news.detik.com/berita/d-7589012/kemenpora-gelar-pekan-olahraga-pelajar-di-jakarta#utm_anchor"
 
 
 class TestOtherIndonesianShapes:
@@ -124,11 +126,11 @@ class TestOtherIndonesianShapes:
     def test_wordpress_feed(self):
         """A WordPress feed: numeric-entity title, repeated categories once, image from content:encoded."""
         (item,) = read("setkab_wordpress.xml")
-        assert item.key == "https://setkab.go.id/?p=123456"
+        assert item.key == "setkab.go.id?p=123456"
         assert item.title == "Presiden Terima Atlet Peraih Medali “Asian Games”"
         assert item.categories == ("Berita", "Olahraga")
         assert item.image_url == "https://setkab.go.id/wp-content/uploads/2024/10/atlet.jpg"
-        assert item.url == "https://setkab.go.id/presiden-terima-atlet-peraih-medali-asian-games"
+        assert item.url == "setkab.go.id/presiden-terima-atlet-peraih-medali-asian-games"
         assert item.summary.endswith("Senin (14/10). […]")
 
 
@@ -166,7 +168,7 @@ class TestJsonFeed:
         assert first.categories == ("Haornas", "Olahraga")
         assert first.image_url == "https://www.kemenpora.go.id/uploads/haornas-cover.jpg"
         assert first.published == datetime(2024, 9, 9, 1, 0, tzinfo=UTC)
-        assert first.url == "https://www.kemenpora.go.id/detail/21002/hari-olahraga-nasional"
+        assert first.url == "kemenpora.go.id/detail/21002/hari-olahraga-nasional"
 
     def test_numeric_id_relative_url_banner_and_title_from_text(self):
         """A numeric id, a relative url, banner_image and an untitled item borrowing its text."""
@@ -187,7 +189,7 @@ class TestJsonFeed:
     def test_version_1_0_with_image_attachment(self):
         """A JSON Feed 1.0 item reads the same way; an image attachment is its image."""
         (item,) = read("jsonfeed_1_0.json")
-        assert item.key == "https://example.org/2019/1"
+        assert item.key == "example.org/2019/1"
         assert item.published == datetime(2019, 8, 5, 17, 0, tzinfo=UTC)
         assert item.image_url == "https://example.org/1.png"
 
@@ -239,11 +241,28 @@ class TestKeys:
         after = rss("<item><guid>g1</guid><title>New</title><pubDate>Tue, 15 Oct 2024 10:00:00 GMT</pubDate></item>")
         assert parse_feed(before, url=FEED_URL)[0].key == parse_feed(after, url=FEED_URL)[0].key == "g1"
 
-    def test_normalised_link_without_guid(self):
-        """Without a guid the key is the normalised link, so tracking parameters do not change it."""
+    def test_link_identity_without_guid(self):
+        """Without a guid the key is the link's identity, so tracking parameters do not change it."""
         a = rss("<item><title>Old</title><link>https://Example.com/a/?utm_source=x</link></item>")
         b = rss("<item><title>New</title><link>https://example.com/a</link></item>")
-        assert parse_feed(a, url=FEED_URL)[0].key == parse_feed(b, url=FEED_URL)[0].key == "https://example.com/a"
+        assert parse_feed(a, url=FEED_URL)[0].key == parse_feed(b, url=FEED_URL)[0].key == "example.com/a"
+
+    def test_url_guid_keeps_its_key_when_the_site_moves(self):
+        """A guid that is an http(s) URL is keyed by its identity: http://www. and https:// bare give one key."""
+        before = rss("<item><guid>http://www.site.example/berita/1</guid><title>t</title></item>")
+        after = rss("<item><guid>https://site.example/berita/1/</guid><title>t</title></item>")
+        assert parse_feed(before, url=FEED_URL)[0].key == parse_feed(after, url=FEED_URL)[0].key == "site.example/berita/1"
+
+    def test_url_guids_differing_by_fragment_are_two_stories(self):
+        """Single-page feeds give stories that differ only by fragment: both are kept, under two keys."""
+        body = rss("<item><guid>https://site.example/live#2</guid><title>two</title></item>"
+                   "<item><guid>https://site.example/live#3</guid><title>three</title></item>")
+        assert [i.key for i in parse_feed(body, url=FEED_URL)] == ["site.example/live#2", "site.example/live#3"]
+
+    def test_json_feed_url_id_is_keyed_by_identity(self):
+        """A JSON Feed id that is an http(s) URL is reduced to its identity too."""
+        body = b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "HTTP://WWW.Site.example/a/", "title": "t"}]}'
+        assert parse_feed(body, url=FEED_URL)[0].key == "site.example/a"
 
     def test_hash_without_guid_or_link(self):
         """Without guid or link the key is a sha256 of title and text, the same on every run."""
@@ -447,6 +466,110 @@ class TestEntityExpansion:
                 "<item><guid>g</guid><title>&e;&e;&e;</title></item></channel></rss>") % ("y" * 50)
         (item,) = parse_feed(body.encode(), url=FEED_URL)
         assert "yyyyy" not in item.title
+
+
+class TestPersonFields:
+    """feedparser's e-mail regex on author-like fields is quadratic and holds the GIL: their text is capped first."""
+
+    PADDING = "a" * 100_000  # letters only: the regex's worst case (a 96 KB author froze the daemon 63 s)
+
+    @pytest.mark.parametrize("element", ["author", "dc:creator", "managingEditor", "webMaster", "itunes:author",
+                                         "dc:publisher"])
+    def test_100_kb_person_field_parses_quickly_and_the_stories_are_read(self, element):
+        """A feed with a 100 KB author-like field parses within a hang guard and every story reads right."""
+        where = "channel" if element in ("managingEditor", "webMaster") else "item"
+        field = f"<{element}>{self.PADDING}</{element}>"
+        body = rss(f"<item><guid>g1</guid><title>Satu</title><link>https://x.example/1</link>"
+                   f"{field if where == 'item' else ''}</item><item><guid>g2</guid><title>Dua</title></item>",
+                   channel="<title>T</title>" + (field if where == "channel" else ""),
+                   namespaces=' xmlns:dc="http://purl.org/dc/elements/1.1/"'
+                              ' xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"')
+        start = time.monotonic()
+        items = parse_feed(body, url=FEED_URL)
+        assert time.monotonic() - start < 2
+        assert [(i.key, i.title) for i in items] == [("g1", "Satu"), ("g2", "Dua")]
+        assert items[0].link == "https://x.example/1"
+
+    def test_capped_author_is_still_usable(self):
+        """The capped author keeps its name and address, as feedparser reads them from the first KB."""
+        body = rss(f"<item><guid>g</guid><title>t</title><author>redaksi@antaranews.com (Redaksi Antara) "
+                   f"{self.PADDING}</author></item>")
+        capped, headers = defuse(body, {"content-type": "application/xml"})
+        entry = feedparser.parse(capped, response_headers=headers).entries[0]
+        assert entry.author_detail.email == "redaksi@antaranews.com"
+        assert entry.author_detail.name.startswith("Redaksi Antara")
+        assert len(entry.author) <= MAX_PERSON_BYTES
+
+    @pytest.mark.parametrize("field", [f"<dc:creator><![CDATA[{PADDING}]]></dc:creator>",
+                                       f"<author><name>{PADDING}</name><email>{PADDING}</email></author>"])
+    def test_cdata_and_atom_person_names_are_capped(self, field):
+        """A CDATA dc:creator and an Atom author's name and email are cut to MAX_PERSON_BYTES each."""
+        capped, _ = defuse(rss(f"<item><guid>g</guid>{field}</item>"), {"content-type": "application/xml"})
+        assert len(capped) < 3 * MAX_PERSON_BYTES + 500
+
+    @pytest.mark.parametrize("split", ["<b/>", "<!-- -->", "]]><![CDATA[", "<?pi?>"])
+    def test_text_split_by_markup_is_capped_as_a_whole(self, split):
+        """Child tags, comments, CDATA sections or PIs cutting a huge author into short runs do not evade the cap."""
+        padding = split.join(["a" * 900] * 120)  # 108 KB of letters in runs under the cap
+        author = f"<![CDATA[{padding}]]>" if "CDATA" in split else padding
+        body = rss(f"<item><guid>g1</guid><title>Satu</title><author>x@y.id {author}</author></item>"
+                   "<item><guid>g2</guid><title>Dua</title></item>")
+        start = time.monotonic()
+        items = parse_feed(body, url=FEED_URL)
+        assert time.monotonic() - start < 2
+        assert [i.title for i in items] == ["Satu", "Dua"]
+
+    def test_unclosed_person_elements_stay_linear(self):
+        """Many unclosed person tags and CDATA sections in a megabyte are defused in one linear pass."""
+        body = rss("<item><guid>g</guid><title>t</title>" + "<author><![CDATA[x<dc:creator>" * 50_000 + "</item>")
+        start = time.monotonic()
+        defuse(body, {"content-type": "application/xml"})
+        assert time.monotonic() - start < 2
+
+    def test_small_feed_is_passed_through_untouched(self):
+        """A feed whose person fields are short is handed to feedparser byte for byte."""
+        body = rss("<item><guid>g</guid><title>t</title><author>a@b.id (A)</author><dc:creator>B</dc:creator></item>")
+        assert defuse(body, {"content-type": "application/xml"})[0] is body
+
+    @pytest.mark.parametrize("text", ["a" + "é" * 2_000, "&amp;" * 1_000, "&#233;" * 1_000])
+    def test_cut_never_splits_a_character_or_an_entity(self, text):
+        """The cut ends on a whole UTF-8 character and a whole reference, so the feed stays well-formed."""
+        body = rss(f"<item><guid>g</guid><title>t</title><author>{text}</author></item>")
+        capped, headers = defuse(body, {"content-type": "application/xml"})
+        capped.decode("utf-8")
+        assert not feedparser.parse(capped, response_headers=headers).bozo
+
+
+class TestManyAttributes:
+    """feedparser's SAX attribute lookup is linear per attribute: a tag's attributes are capped first."""
+
+    @pytest.mark.parametrize("loose", [False, True])
+    def test_tag_with_25000_attributes_parses_quickly(self, loose):
+        """A 200 KB start tag of attributes (about 10 s before the cap) parses within a hang guard, strict or lenient, and the stories read right."""
+        attributes = " ".join(f'a{i}="b"' for i in range(25_000))
+        body = rss(f'<item><guid>g1</guid><title>Satu</title><enclosure url="https://x.example/1.jpg" '
+                   f'type="image/jpeg" {attributes}/></item><item><guid>g2</guid><title>Dua</title></item>'
+                   + ("&" if loose else ""))
+        start = time.monotonic()
+        items = parse_feed(body, url=FEED_URL)
+        assert time.monotonic() - start < 2
+        assert [i.title for i in items] == ["Satu", "Dua"] and items[0].image_url == "https://x.example/1.jpg"
+
+    def test_namespace_declarations_survive_the_cap(self):
+        """The cut keeps every xmlns declaration, even one written after the extra attributes."""
+        attributes = " ".join(f'a{i}="b"' for i in range(MAX_ATTRIBUTES + 50))
+        body = (f'<rss version="2.0" {attributes} xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>T</title>'
+                "<item><guid>g</guid><title>t</title><dc:subject>Olahraga</dc:subject></item></channel></rss>").encode()
+        capped, _ = defuse(body, {"content-type": "application/xml"})
+        assert capped.count(b'="b"') == MAX_ATTRIBUTES - 1  # version="2.0" is one of those kept
+        assert parse_feed(body, url=FEED_URL)[0].categories == ("Olahraga",)
+
+    def test_tags_within_the_cap_are_untouched(self):
+        """Ordinary tags, and values full of "=" (query strings), are left byte for byte."""
+        query = "&amp;".join(f"k{i}=v" for i in range(200))
+        body = rss(f'<item><guid>g</guid><title>t</title><enclosure url="https://x.example/a?{query}" type="image/jpeg" '
+                   + " ".join(f'a{i}="b"' for i in range(MAX_ATTRIBUTES - 2)) + "/></item>")
+        assert defuse(body, {"content-type": "application/xml"})[0] is body
 
 
 class TestImpossibleCharacters:

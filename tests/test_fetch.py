@@ -204,7 +204,7 @@ class TestTimeouts:
         feed_server.add_slow("/slow", chunk=b"<", interval=0.05)
         error, elapsed = _timed_fetch(client, feed_server.url("/slow"))
         assert isinstance(error, FetchError)
-        assert error.reason == "timed out after 0.5s"
+        assert error.reason == "timed out after 0.5s reading the response body"
         assert 0.45 <= elapsed < 1.5
 
     def test_silent_server_times_out(self, feed_server, client):
@@ -216,7 +216,7 @@ class TestTimeouts:
         feed_server.handle("/silent", silent)
         error, elapsed = _timed_fetch(client, feed_server.url("/silent"))
         assert isinstance(error, FetchError)
-        assert error.reason == "timed out after 0.5s"
+        assert error.reason == "timed out after 0.5s waiting for the response headers"
         assert elapsed < 1.5
 
     def test_deadline_spans_redirects(self, feed_server, client):
@@ -227,11 +227,26 @@ class TestTimeouts:
         assert isinstance(error, FetchError) and "timed out" in error.reason
         assert elapsed < 1.5
 
+    @pytest.mark.parametrize(("trickle", "phase"), [("headers", "waiting for the response headers"),
+                                                    ("body", "reading the response body")])
+    def test_trickled_headers_or_body_are_cut_at_a_1s_total_deadline(self, feed_server, trickle, phase):
+        """A server trickling its headers (or its body) one byte every 0.2 s is cut at the 1 s total
+        deadline, though every single read succeeds well within the per-read timeout."""
+        if trickle == "headers":
+            feed_server.add_trickling_headers("/slow", interval=0.2)
+        else:
+            feed_server.add_slow("/slow", chunk=b"<", interval=0.2, chunks=25)
+        limits = FetchLimits(connect_timeout=1, total_timeout=1)
+        with make_client(limits) as client:
+            error, elapsed = _timed_fetch(client, feed_server.url("/slow"), limits)
+        assert isinstance(error, FetchError) and error.reason == f"timed out after 1s {phase}"
+        assert elapsed < 1.5
+
     def test_human_reason_with_default_limits(self):
-        """The reason reads like "timed out after 20s" for the default limit."""
+        """The reason reads like "timed out after 20s reading the response body" for the default limit."""
         from bridge.sources.fetch import _remaining
 
-        with pytest.raises(FetchError, match=r"timed out after 20s$"):
+        with pytest.raises(FetchError, match=r"timed out after 20s reading the response body$"):
             _remaining(time.monotonic() - 1, "http://127.0.0.1/x", FetchLimits())
 
 

@@ -6,10 +6,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from bridge.compose import compose
 from bridge.model import DeliveryState, Post
-from bridge.pipeline import deliver_due, freeze_post, poll
+from bridge.pipeline import RETRY_AFTER_MAX, deliver_due, freeze_post, poll
 from bridge.publish.x import x_weighted_length
 from bridge.service import close, prepare
 from bridge.store.lock import acquire_run_lock
@@ -75,6 +76,21 @@ class TestOncePerStory:
         world.publish(list(reversed(edited)))
         world.cycle()
         assert world.tweets() == []
+
+    def test_site_moving_to_https_and_bare_host_posts_nothing_again(self, world):
+        """Ten known stories whose guids and links move from http://www. to https:// bare (with a
+        trailing slash) queue nothing; a story new in the moved feed is still posted, once."""
+        known = [dict(s, link=s["link"].replace("https://www.", "http://www.")) for s in
+                 (antara_item(n) for n in range(1, 11))]
+        world.publish(known)
+        world.start()
+        assert world.cycle().items_new == 10
+        moved = [dict(s, link=s["link"].replace("http://www.", "https://") + "/") for s in [antara_item(11)] + known]
+        world.publish(moved)
+        outcome = world.cycle()
+        assert (outcome.items_seen, outcome.items_new, outcome.deliveries_created) == (11, 1, 1)
+        assert len(world.tweets()) == 1 and "nomor 11" in world.tweets()[0]
+        assert world.rt.repo.due_deliveries("x", world.clock(), 100) == []
 
     @pytest.mark.parametrize("policy,expected", [("latest:2", 2), ("all", 3)])
     def test_first_run_policies(self, world, policy, expected):
@@ -318,6 +334,30 @@ class TestSources:
         assert rt.repo.source_state("broken").consecutive_failures == 2
         # the second failure waits twice the interval
         assert rt.repo.source_state("broken").next_poll_at == world.clock() + timedelta(minutes=10)
+        close(rt)
+
+    @pytest.mark.parametrize("asked", ["86400", "1" + "0" * 20])
+    def test_retry_after_is_capped_and_the_log_says_so(self, world, asked):
+        """A Retry-After beyond RETRY_AFTER_MAX waits only the cap, and the poll's log line names what was asked."""
+        world.feeds.add_status("/busy.xml", 503, {"Retry-After": asked})
+        rt = runtime(make_config({"busy": world.feeds.url("/busy.xml")}, x_base=world.x.base_url),
+                     world.tmp_path, world.clock)
+        with capture_logs() as logs:
+            assert poll(rt, rt.config.sources[0]).status == "error"
+        assert rt.repo.source_state("busy").next_poll_at == world.clock() + RETRY_AFTER_MAX
+        [line] = [entry for entry in logs if entry["event"] == "poll failed"]
+        assert line["retry_after_capped_s"] == int(asked) and line["retry_in_s"] == RETRY_AFTER_MAX.total_seconds()
+        close(rt)
+
+    def test_retry_after_under_the_cap_is_honoured(self, world):
+        """A Retry-After under the cap is waited in full, longer than the backoff, and is not called capped."""
+        world.feeds.add_status("/busy.xml", 429, {"Retry-After": "7200"})
+        rt = runtime(make_config({"busy": world.feeds.url("/busy.xml")}, x_base=world.x.base_url),
+                     world.tmp_path, world.clock)
+        with capture_logs() as logs:
+            poll(rt, rt.config.sources[0])
+        assert rt.repo.source_state("busy").next_poll_at == world.clock() + timedelta(hours=2)
+        assert "retry_after_capped_s" not in [e for e in logs if e["event"] == "poll failed"][0]
         close(rt)
 
     def test_not_a_feed_is_an_error_that_marks_nothing(self, world):

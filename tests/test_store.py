@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import insert, text, update
+from sqlalchemy import (
+    Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Text, UniqueConstraint, insert,
+    select, text, update,
+)
 
 from bridge.errors import DatabaseError
 from bridge.model import FrozenPost, Item
@@ -13,6 +16,7 @@ from bridge.store import schema
 from bridge.store.db import create_database_engine
 from bridge.store.migrations import LATEST_VERSION, migrate
 from bridge.store.repo import Repository
+from bridge.urls import identity_key, identity_url
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
 
@@ -67,6 +71,105 @@ def _as_version_2(conn) -> None:
     conn.execute(text("DROP TABLE deliveries_v3"))
     conn.execute(text("CREATE INDEX ix_deliveries_state_target ON deliveries (state, target)"))
     conn.execute(text("CREATE INDEX ix_deliveries_target_sent_at ON deliveries (target, sent_at)"))
+
+
+def _v3_tables() -> MetaData:
+    """The tables exactly as schema version 3 made them, written out here (not taken from
+    schema.py, which moves on) so the upgrade from 3 is tested from what real databases hold."""
+    v3 = MetaData()
+    Table("schema_version", v3, Column("version", Integer, nullable=False))
+    Table("sources", v3, Column("name", String(200), primary_key=True), Column("url", Text, nullable=False),
+          Column("etag", Text), Column("last_modified", Text), Column("initialised", Boolean, nullable=False),
+          Column("last_poll_at", DateTime), Column("last_success_at", DateTime), Column("last_outcome", String(40)),
+          Column("last_error", Text), Column("consecutive_failures", Integer, nullable=False),
+          Column("next_poll_at", DateTime), Column("last_items_seen", Integer))
+    Table("items", v3, Column("id", Integer, primary_key=True, autoincrement=True),
+          Column("source", String(200), nullable=False), Column("key", Text, nullable=False), Column("url", Text),
+          Column("link", Text), Column("title", Text, nullable=False), Column("summary", Text, nullable=False),
+          Column("published_at", DateTime), Column("categories", Text, nullable=False), Column("image_url", Text),
+          Column("first_seen_at", DateTime, nullable=False),
+          UniqueConstraint("source", "key", name="uq_items_source_key"))
+    Table("deliveries", v3, Column("id", Integer, primary_key=True, autoincrement=True),
+          Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+          Column("target", String(200), nullable=False), Column("state", String(20), nullable=False),
+          Column("attempts", Integer, nullable=False), Column("next_attempt_at", DateTime),
+          Column("remote_id", Text), Column("last_error", Text), Column("created_at", DateTime, nullable=False),
+          Column("updated_at", DateTime, nullable=False), Column("sent_at", DateTime), Column("cost", Float),
+          Column("recipient", String(64), nullable=False, server_default=""),
+          UniqueConstraint("item_id", "target", "recipient", name="uq_deliveries_item_target_recipient"))
+    Table("targets", v3, Column("name", String(200), primary_key=True), Column("paused_reason", Text),
+          Column("paused_at", DateTime), Column("hold_until", DateTime))
+    return v3
+
+
+def _v3_database_with(repo: Repository, rows: list[tuple[str, str, str | None]]) -> None:
+    """Replace the database with a version 3 one holding these (source, key, url) items, in order,
+    each with a delivery to "x" that was sent (so later ids are newer rows)."""
+    naive = T0.replace(tzinfo=None)
+    v3 = _v3_tables()
+    with repo.engine.begin() as conn:
+        schema.metadata.drop_all(conn)
+        v3.create_all(conn)
+        conn.execute(insert(v3.tables["schema_version"]).values(version=3))
+        for source, key, url in rows:
+            item_id = conn.execute(insert(v3.tables["items"]).values(
+                source=source, key=key, url=url, link=url, title="Judul", summary="", categories="",
+                first_seen_at=naive)).inserted_primary_key[0]
+            conn.execute(insert(v3.tables["deliveries"]).values(
+                item_id=item_id, target="x", state="sent", attempts=1, remote_id="1", created_at=naive,
+                updated_at=naive, sent_at=naive))
+
+
+def _keys(repo: Repository) -> list[tuple[str, str, str | None]]:
+    with repo.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(schema.items.c.source, schema.items.c.key, schema.items.c.url)
+                                               .order_by(schema.items.c.id))]
+
+
+class TestUrlIdentityMigration:
+    def test_version_3_database_knows_old_urls_by_their_identity(self, repo):
+        """After the upgrade, a story stored as http://www.x/a is known as https://x/a/ and its url matches."""
+        _v3_database_with(repo, [("antara", "http://www.x/a", "http://www.x/a"), ("antara", "12345", "https://x/b")])
+        assert migrate(repo.engine) == 3
+        assert _keys(repo) == [("antara", "x/a", "x/a"), ("antara", "12345", "x/b")]
+        new = Item(key=identity_key("https://x/a/"), title="t", link="https://x/a/", url=identity_url("https://x/a/"))
+        assert store(repo, [new]).new_items == 0
+        elsewhere = store(repo, [Item(key="9", title="t", url=identity_url("https://x/a"))], source="other")
+        assert (elsewhere.new_items, elsewhere.pending) == (1, 1)
+        [copy] = [d for d in repo.due_deliveries("x", T0, 10) if d.source == "other"]
+        assert "via antara" in repo.same_story_elsewhere(copy)  # the old copy, sent under the old url
+
+    def test_non_url_keys_stay_as_they_were(self, repo):
+        """Keys that are not http(s) URLs (preset ids, hashes, tags) are left exactly as stored."""
+        kept = [("k", "kemenpora:detail:42", None), ("k", "sha256:ab", None), ("k", "tag:x.com,2026:1", None),
+                ("k", "ftp://www.x/a", None)]
+        _v3_database_with(repo, kept)
+        migrate(repo.engine)
+        assert _keys(repo) == kept
+
+    def test_collisions_keep_every_row_and_the_oldest_takes_the_key(self, repo):
+        """Rows of one source reducing to one key: the lowest id takes it, the others keep theirs, none is lost."""
+        _v3_database_with(repo, [
+            ("antara", "http://www.x/a", "http://www.x/a"),
+            ("antara", "https://x/a/", "https://x/a"),
+            ("antara", "https://x/a", "https://x/a"),
+            ("other", "https://x/a", "https://x/a"),  # another source: its own key space
+            ("antara", "x/b", None),  # a guid already spelt like an identity holds it
+            ("antara", "https://www.x/b", None),
+        ])
+        deliveries_before = states(repo)
+        migrate(repo.engine)
+        assert _keys(repo) == [
+            ("antara", "x/a", "x/a"), ("antara", "https://x/a/", "x/a"), ("antara", "https://x/a", "x/a"),
+            ("other", "x/a", "x/a"), ("antara", "x/b", None), ("antara", "https://www.x/b", None),
+        ]
+        assert states(repo) == deliveries_before
+
+    def test_upgrade_updates_many_rows(self, repo):
+        """More rows than one update batch are all rewritten."""
+        _v3_database_with(repo, [("s", f"http://www.x/{n}", f"http://www.x/{n}") for n in range(1_050)])
+        migrate(repo.engine)
+        assert _keys(repo)[-1] == ("s", "x/1049", "x/1049") and all(not k.startswith("http") for _, k, _ in _keys(repo))
 
 
 class TestDatabase:

@@ -2,8 +2,8 @@
 
 feedparser only ever sees bytes we fetched ourselves (it has no timeout or size cap of its own),
 with its HTML sanitiser off: we turn every field into plain text here anyway, and the sanitiser
-costs ~9x on HTML-heavy feeds. Entity declarations are removed before it parses, because its
-lenient fallback expands them without a bound (a 76 KB feed reached ~1 GB).
+costs ~9x on HTML-heavy feeds. What it parses is defused first (sources/defuse.py): no entity
+declarations, no impossible character references, person fields cut to a sane size.
 """
 
 from __future__ import annotations
@@ -21,13 +21,9 @@ import feedparser
 
 from bridge.errors import FeedParseError
 from bridge.model import Item, unique_by_key
+from bridge.sources.defuse import defuse
 from bridge.sources.text import first_image_src, html_to_text, plain_text
-from bridge.urls import normalise_url, shareable_url
-
-try:  # the same decoding feedparser applies, so we inspect exactly the text it will parse
-    from feedparser.encodings import convert_to_utf8 as _convert_to_utf8
-except ImportError:  # pragma: no cover - a future feedparser; byte-level checks still apply
-    _convert_to_utf8 = None
+from bridge.urls import identity_key, identity_url, shareable_url
 
 MAX_TITLE_CHARS = 1_000
 """Longer titles are cut: no network shows more, and the database should not hold megabytes."""
@@ -39,11 +35,6 @@ _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
 _JSON_TYPES = frozenset({"application/feed+json", "application/json"})
 _JSON_FEED_VERSION = "https://jsonfeed.org/version/"
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
-
-# Any entity declaration, wherever it hides (feedparser only strips those before the first element).
-# The quoted-string alternatives keep a ">" inside a value from ending the match early.
-_ENTITY_DECL = re.compile(rb"""<!ENTITY(?:[^>"']|"[^"]*"|'[^']*')*>?""", re.IGNORECASE)
-_ENTITY_REPLACEMENT = b"<?entity-declaration-removed?>"  # a PI: legal in a DTD, inert elsewhere
 
 # --- dates -----------------------------------------------------------------------------------
 
@@ -99,7 +90,7 @@ def _read_xml_feed(body: bytes, url: str, headers: dict[str, str]) -> list[Item]
     # Without a Content-Type (but with other headers) feedparser assumes ISO-8859-1, garbling the
     # UTF-8 feeds that omit the XML declaration; application/xml means "trust the document".
     headers.setdefault("content-type", "application/xml")
-    body, headers = _neutralise_entities(body, headers)
+    body, headers = defuse(body, headers)
     try:
         # resolve_relative_uris off too: it re-parses every HTML field (~8x the parse time), and
         # the only URIs we take from HTML (<img src>) are resolved below against the entry's base.
@@ -118,37 +109,6 @@ def _read_xml_feed(body: bytes, url: str, headers: dict[str, str]) -> list[Item]
     return [item for entry in entries if (item := _entry_to_item(entry, url)) is not None]
 
 
-def _neutralise_entities(body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
-    """Remove every <!ENTITY declaration so neither parser can expand one, and replace character
-    references to code points that cannot exist (&#xD800;, &#0;) with U+FFFD: feedparser's lenient
-    parser crashes on them and would lose the whole feed over one character.
-
-    Checked on the text feedparser will actually see (after its own decoding), because a
-    declaration in UTF-16, UTF-7 or EBCDIC is invisible to a byte search on the raw body.
-    """
-    if _convert_to_utf8 is None:
-        return _BAD_CHARREF.sub(_fix_charref, _ENTITY_DECL.sub(_ENTITY_REPLACEMENT, body)), headers
-    try:
-        seen = _convert_to_utf8(dict(headers), body, {})
-    except Exception:  # an odd codec raising something unexpected: fall back to the raw bytes
-        seen = body
-    cleaned = _BAD_CHARREF.sub(_fix_charref, _ENTITY_DECL.sub(_ENTITY_REPLACEMENT, seen))
-    if cleaned == seen:
-        return body, headers
-    # Hand feedparser the UTF-8 text we cleaned, labelled as such so it does not decode it again.
-    return cleaned, {**headers, "content-type": "application/xml; charset=utf-8"}
-
-
-_BAD_CHARREF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,16})|([0-9]{1,20}));")
-
-
-def _fix_charref(match: re.Match) -> bytes:
-    code = int(match[1], 16) if match[1] else int(match[2])
-    if code == 0 or 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
-        return b"&#xFFFD;"
-    return match[0]
-
-
 def _entry_to_item(entry, feed_url: str) -> Item | None:
     base = _entry_base(entry, feed_url)
     summary_source, summary_is_html = _summary_source(entry)
@@ -165,7 +125,7 @@ def _entry_to_item(entry, feed_url: str) -> Item | None:
         key=_key(entry.get("id"), link, title, summary),
         title=_clip(title, MAX_TITLE_CHARS),
         link=shareable_url(link) if link else None,
-        url=normalise_url(link) if link else None,
+        url=identity_url(link) if link else None,
         summary=_clip(summary, MAX_SUMMARY_CHARS),
         published=_entry_published(entry),
         categories=_categories(tag.get("term") for tag in entry.get("tags") or [] if hasattr(tag, "get")),
@@ -308,7 +268,7 @@ def _json_item(entry: dict, feed_url: str) -> Item | None:
         key=_key(key_source, link, title, summary),
         title=_clip(title, MAX_TITLE_CHARS),
         link=shareable_url(link) if link else None,
-        url=normalise_url(link) if link else None,
+        url=identity_url(link) if link else None,
         summary=_clip(summary, MAX_SUMMARY_CHARS),
         published=_iso_date(_str(entry.get("date_published")) or _str(entry.get("date_modified"))),
         categories=_categories(t for t in _list(entry.get("tags")) if isinstance(t, str)),
@@ -333,12 +293,14 @@ def _iso_date(raw: str) -> datetime | None:
 
 
 def _key(raw_id, link: str | None, title: str, summary: str) -> str:
-    guid = str(raw_id).strip() if raw_id else ""
+    # A guid that is a URL (often the link itself) is keyed by its identity, so a site that moves
+    # to https or drops "www." does not repost its whole feed; any other guid is kept as written.
+    guid = identity_key(str(raw_id)) if raw_id else ""
     if guid:
         return guid
-    normalised = normalise_url(link) if link else None
-    if normalised:
-        return normalised
+    identity = identity_url(link) if link else None
+    if identity:
+        return identity
     return "sha256:" + hashlib.sha256(f"{title}\n{summary}".encode("utf-8", "surrogatepass")).hexdigest()
 
 

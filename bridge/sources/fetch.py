@@ -5,9 +5,11 @@ Redirects are followed by hand so the deadline spans every hop and a redirect's 
 gzip/deflate are decoded by hand so the size cap applies to the decoded body while it streams
 (a 10 KB gzip bomb is stopped after `max_body_bytes`, not after it has filled memory).
 
-Known limit: the deadline is checked between body chunks and before each hop; while waiting for
-response *headers* only the per-read timeout (the time left at the start of the hop) applies, so
-a server trickling its headers byte by byte can overrun `total_timeout`.
+The total deadline is bridge.deadline's: the client's transport (make_client) clamps every socket
+connect, write and read to the time left, so a server trickling its headers or its body a byte at
+a time is cut at `total_timeout`, and the reason says where ("timed out after 20s waiting for the
+response headers"). A client built elsewhere gets only per-read timeouts and the checks between
+body chunks and hops, which a server trickling its headers can overrun.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from typing import Iterator
 import httpx
 
 from bridge import __version__
+from bridge.deadline import CONNECTING, READING, deadline_transport, total_deadline
 from bridge.errors import FetchError
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Only what we can decode with a bounded output; brotli/zstd would need extra packages.
 _ACCEPT_ENCODING = "gzip, deflate"
 _GZIP_MAGIC = b"\x1f\x8b"
+_FOLLOWING = "following redirects"
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,10 @@ class HTTPStatusError(FetchError):
 
 def make_client(limits: FetchLimits) -> httpx.Client:
     """Build the one shared client. `fetch` overrides timeouts per hop and follows redirects itself;
-    the client-level settings are the defaults for anyone else using it."""
+    the client-level settings are the defaults for anyone else using it. Its transport is what
+    makes `total_timeout` a hard limit (bridge.deadline)."""
     return httpx.Client(
+        transport=deadline_transport(),
         follow_redirects=True,
         max_redirects=limits.max_redirects,
         timeout=_timeout(limits, limits.total_timeout),
@@ -94,33 +100,42 @@ def fetch(
 
     Returns a FetchResult for 2xx and 304; raises FetchError (HTTPStatusError for 4xx/5xx).
     """
-    deadline = time.monotonic() + limits.total_timeout
     headers = {"User-Agent": limits.user_agent, "Accept-Encoding": _ACCEPT_ENCODING}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    try:
-        request = client.build_request("GET", url, headers=headers)
-        return _follow(client, request, url, limits, deadline, etag, last_modified)
-    except FetchError:
-        raise
-    except httpx.TimeoutException as exc:
-        what = "connecting" if isinstance(exc, httpx.ConnectTimeout) else ""
-        seconds = limits.connect_timeout if what else limits.total_timeout
-        raise FetchError(url, f"timed out after {seconds:g}s {what}".rstrip()) from exc
-    except httpx.ConnectError as exc:
-        raise FetchError(url, f"could not connect: {_describe(exc)}") from exc
-    except httpx.UnsupportedProtocol as exc:
-        raise FetchError(url, f"unsupported URL: {_describe(exc)}") from exc
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        # RemoteProtocolError, ReadError, a bad Location header...: the server broke HTTP.
-        raise FetchError(url, f"{type(exc).__name__}: {_describe(exc)}") from exc
+    with total_deadline(limits.total_timeout) as total:
+        deadline = total.ends_at
+        try:
+            request = client.build_request("GET", url, headers=headers)
+            return _follow(client, request, url, limits, deadline, etag, last_modified)
+        except FetchError:
+            raise
+        except httpx.TimeoutException as exc:
+            if total.expired:  # the total deadline cut it: say where
+                raise FetchError(url, f"timed out after {limits.total_timeout:g}s {total.phase}") from exc
+            if isinstance(exc, httpx.ConnectTimeout):
+                raise FetchError(url, f"timed out after {limits.connect_timeout:g}s {CONNECTING}") from exc
+            raise FetchError(url, f"timed out after {limits.total_timeout:g}s") from exc
+        except httpx.HTTPError as exc:
+            raise _fetch_error(url, exc) from exc
+        except httpx.InvalidURL as exc:
+            raise FetchError(url, f"{type(exc).__name__}: {_describe(exc)}") from exc
+
+
+def _fetch_error(url: str, exc: httpx.HTTPError) -> FetchError:
+    if isinstance(exc, httpx.ConnectError):
+        return FetchError(url, f"could not connect: {_describe(exc)}")
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return FetchError(url, f"unsupported URL: {_describe(exc)}")
+    # RemoteProtocolError, ReadError, a bad Location header...: the server broke HTTP.
+    return FetchError(url, f"{type(exc).__name__}: {_describe(exc)}")
 
 
 def _follow(client, request, url, limits, deadline, etag, last_modified) -> FetchResult:
-    for _hop in range(limits.max_redirects + 1):
-        remaining = _remaining(deadline, url, limits)
+    for hop in range(limits.max_redirects + 1):
+        remaining = _remaining(deadline, url, limits, _FOLLOWING if hop else CONNECTING)
         request.extensions = {**request.extensions, "timeout": _timeout(limits, remaining).as_dict()}
         response = client.send(request, stream=True, follow_redirects=False)
         try:
@@ -237,10 +252,10 @@ def _decoder(encoding: str, url: str) -> _BoundedDecoder | None:
     raise FetchError(url, f"unsupported Content-Encoding {encoding!r}")
 
 
-def _remaining(deadline: float, url: str, limits: FetchLimits) -> float:
+def _remaining(deadline: float, url: str, limits: FetchLimits, phase: str = READING) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise FetchError(url, f"timed out after {limits.total_timeout:g}s")
+        raise FetchError(url, f"timed out after {limits.total_timeout:g}s {phase}")
     return left
 
 

@@ -20,7 +20,7 @@ from bridge.sources.dates import log_unreadable_once, parse_date_detail
 from bridge.sources.feed import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS  # the same caps as feed stories
 from bridge.sources.presets import Layout
 from bridge.sources.text import plain_text
-from bridge.urls import normalise_url, shareable_url
+from bridge.urls import identity_url, shareable_url
 
 log = structlog.get_logger("bridge.sources")
 
@@ -80,12 +80,12 @@ def read_listing(tree: LexborHTMLParser, *, url: str, layout: Layout, tz: tzinfo
 
 
 def story_key(link: str, layout: Layout | None) -> str:
-    """The preset's numeric id when the link has one, else the normalised link."""
+    """The preset's numeric id when the link has one, else the link's identity (urls.identity_url)."""
     if layout and layout.id_pattern:
         match = re.search(layout.id_pattern, urlsplit(link).path)
         if match and match.group(1):
             return layout.id_prefix + match.group(1)
-    return normalise_url(link) or link
+    return identity_url(link) or link
 
 
 def _row_item(row: LexborNode, base: str, layout: Layout, tz: tzinfo | str,
@@ -104,7 +104,7 @@ def _row_item(row: LexborNode, base: str, layout: Layout, tz: tzinfo | str,
     image = image_src(row.css_first(layout.image), base) if layout.image else None
     item = Item(
         key=story_key(link, layout), title=clip(title, MAX_TITLE_CHARS), link=shareable_url(link),
-        url=normalise_url(link), summary=clip(summary, MAX_SUMMARY_CHARS),
+        url=identity_url(link), summary=clip(summary, MAX_SUMMARY_CHARS),
         published=published.when if published else None, image_url=image,
     )
     return item, bool(published and published.has_time)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import secrets
 from typing import Callable
 
-from sqlalchemy import Connection, Engine, func, insert, inspect, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, column, func, insert, inspect, select, table, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.errors import DatabaseError
 from bridge.store import schema
+from bridge.urls import identity_url
 
 
 def _v2_delivery_cost(connection: Connection) -> None:
@@ -91,8 +92,45 @@ def _stamp_installation_id(connection: Connection) -> None:
     connection.execute(insert(schema.meta).values(name=INSTALLATION_ID, value=secrets.token_hex(8)))
 
 
+# The columns this step reads, declared here: the step must keep working whatever schema.py becomes.
+_ITEMS_KEYS = table("items", column("id"), column("source"), column("key"), column("url"))
+_UPDATE_BATCH = 1_000
+
+
+def url_identity_keys(connection: Connection) -> None:
+    """Keys and urls become URL identities (urls.identity_url: no scheme, no "www."), as the readers
+    now make them, so a known story is still known under its new key and posted no second time.
+
+    Only a key that is an http(s) URL changes (a guid "12345" or "kemenpora:detail:1" stays).
+    When several rows of one source reduce to one key (a site already moved once and its stories
+    were stored twice), the oldest row (lowest id) takes it and the others keep their old key:
+    they are duplicates already seen, and every row and its deliveries are kept. Done row by row
+    in Python, not in SQL, so the rule is exactly the readers' on SQLite and PostgreSQL alike.
+    """
+    rows = connection.execute(select(_ITEMS_KEYS).order_by(_ITEMS_KEYS.c.id)).all()
+    # Every key as stored: a new key is only given when no row holds it, so no UPDATE can break
+    # uq_items_source_key whatever order they run in (an identity never equals an old URL key,
+    # which has a scheme, so the keys given up need not be released).
+    taken = {(row.source, row.key) for row in rows}
+    changes = []
+    for row in rows:
+        key = row.key
+        identity = identity_url(key)
+        if identity and identity != key and (row.source, identity) not in taken:
+            taken.add((row.source, identity))
+            key = identity
+        url = (identity_url(row.url) or row.url) if row.url else row.url
+        if key != row.key or url != row.url:
+            changes.append({"b_id": row.id, "b_key": key, "b_url": url})
+    statement = (update(_ITEMS_KEYS).where(_ITEMS_KEYS.c.id == bindparam("b_id"))
+                 .values(key=bindparam("b_key"), url=bindparam("b_url")))
+    for start in range(0, len(changes), _UPDATE_BATCH):
+        connection.execute(statement, changes[start:start + _UPDATE_BATCH])
+
+
 UPGRADES: dict[int, Callable[[Connection], None]] = {
     2: _v2_delivery_cost, 3: _v3_delivery_recipient, 4: _v4_frozen_posts_and_installation_id,
+    5: url_identity_keys,
 }
 LATEST_VERSION = max(UPGRADES, default=1)
 

@@ -57,7 +57,7 @@ sources = Table(
     Column("last_items_seen", Integer),
 )
 
-# Every story ever seen. (source, key) is its identity; url is the normalised link for cross-source dedupe.
+# Every story ever seen. (source, key) is its identity; url is the link identity (urls.identity_url) for cross-source dedupe.
 items = Table(
     "items", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),

@@ -143,6 +143,19 @@ class FeedServer:
 
         self.handle(path, trickle)
 
+    def add_trickling_headers(self, path: str, interval: float = 0.2, chunks: int = 25) -> None:
+        """Send the status line and headers one byte every `interval` seconds, then hang up after
+        `chunks` bytes: each read succeeds, the headers never end (a client without a total
+        deadline fails late instead of hanging the test run)."""
+        head = b"HTTP/1.0 200 OK\r\nContent-Type: application/rss+xml\r\nX-Padding: " + b"a" * 1000 + b"\r\n\r\n"
+
+        def trickle(request: RecordedRequest, reply: Reply) -> None:
+            for byte in head[:chunks]:
+                if not reply.write(bytes([byte])) or reply.stop.wait(interval):
+                    return
+
+        self.handle(path, trickle)
+
     def add_huge(self, path: str, size: int, *, declare_length: bool = True) -> None:
         """Stream `size` bytes without holding them in memory, with or without Content-Length."""
 
@@ -215,6 +228,11 @@ class FeedServer:
                 server._serve(self)
 
             do_HEAD = do_GET
+
+            def do_POST(self) -> None:  # noqa: N802
+                # Read the request body first: closing with unread bytes would reset the connection.
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server._serve(self)
 
             def log_message(self, format: str, *args) -> None:  # keep pytest output clean
                 pass

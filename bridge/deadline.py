@@ -1,0 +1,382 @@
+"""A total deadline for one HTTP call (connect + request + headers + body) that a slow server cannot stretch.
+
+httpx's and requests' timeouts are per socket operation: a server that trickles its headers or body
+a byte a second satisfies every read and holds a call for minutes (seen: a 90 s fetch with a 20 s
+limit, a 109 s X post with publish_timeout=20s). Here a deadline is set around the call, per thread:
+
+    with total_deadline(20) as deadline:
+        response = client.post(url, json=body)        # httpx.Client(transport=deadline_transport())
+        # or: session.post(url, json=body)            # session.mount("https://", DeadlineAdapter())
+
+- httpx (feeds, Telegram, Facebook, WhatsApp; Bluesky through atproto's
+  `Client(request=Request(timeout=..., transport=deadline_transport()))`, whose Request passes
+  its arguments to httpx.Client): `deadline_transport()` is an httpx.HTTPTransport whose network
+  backend clamps every socket read, write, connect and TLS handshake to the time left. Past the
+  deadline the call raises httpx.ConnectTimeout / WriteTimeout / ReadTimeout, whose message says
+  which phase was cut ("total deadline of 20s passed while waiting for the response headers").
+- requests (tweepy for X, Mastodon.py): `DeadlineAdapter()` is a requests HTTPAdapter (subclass it
+  to add more). Its connections are watched: when the deadline passes, a timer shuts the socket in
+  use down, which ends any blocked read at once; the adapter then raises requests' ConnectTimeout
+  or ReadTimeout with the same kind of message, and also clamps connect/read timeouts to the time left.
+  A non-streamed body is read inside the adapter, so it is under the deadline too.
+
+Outside a `total_deadline` block both behave like their plain parents. Blocks nest: the inner one
+ends no later than the outer. `deadline.expired` and `deadline.phase` tell a caller, after it
+caught a timeout, whether the total deadline cut the call and where. A streamed body
+(stream=True, iter_bytes) is only covered while it is read inside the block.
+
+Wiring: X's _XSession mounts its _TimeoutAdapter, which can subclass DeadlineAdapter; Mastodon.py
+takes `Mastodon(..., session=s)` with the adapter mounted on `s`. Each publisher's publish() then
+runs inside `with total_deadline(publish_timeout):`.
+
+Not covered: name resolution (getaddrinfo has no timeout in either stack); for a host with several
+addresses each connection attempt gets the time left, not a share of it. httpx.Client given a
+transport ignores HTTP(S)_PROXY in the environment: mount `deadline_transport(proxy=...)` where a
+proxy is needed (bridge configures none). A requests
+session should serve one thread at a time (as each publisher's does): the timer shuts down the
+sockets its block used, even one another thread took from the pool meanwhile.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import httpcore
+import httpx
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError
+
+CONNECTING = "connecting"
+SENDING = "sending the request"
+WAITING = "waiting for the response headers"
+READING = "reading the response body"
+
+_local = threading.local()
+
+
+class Deadline:
+    """One block's deadline: when it ends, and how far the call had got."""
+
+    def __init__(self, seconds: float, ends_at: float):
+        self.seconds = seconds
+        self.ends_at = ends_at
+        self.phase = CONNECTING
+        self.cut_while: str | None = None
+        """The phase when the timer shut the sockets down (requests): later steps see only the wreck."""
+        self.headers_received = False
+        self._watched: list[HTTPConnection] = []
+        self._sockets: list[socket.socket] = []
+        self._timer: threading.Timer | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def remaining(self) -> float:
+        return self.ends_at - time.monotonic()
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def message(self, phase: str | None = None) -> str:
+        return f"total deadline of {self.seconds:g}s passed while {phase or self.cut_while or self.phase}"
+
+    def watch(self, connection: HTTPConnection) -> None:
+        """Shut `connection`'s socket down when the deadline passes (requests has no hook per read).
+
+        The socket it holds now is remembered as well as the connection: http.client drops
+        `connection.sock` when a response will close the connection, handing the socket to the
+        response, which then reads the body from it."""
+        with self._lock:
+            if connection not in self._watched:
+                self._watched.append(connection)
+            sock = getattr(connection, "sock", None)
+            if sock is not None and sock not in self._sockets:
+                self._sockets.append(sock)
+            if self._timer is None and not self._closed:
+                self._timer = threading.Timer(max(0.0, self.remaining()), self._cut)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def close(self) -> None:
+        with self._lock:  # waits for a cut under way: none reaches a socket after the block ends
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            self._watched.clear()
+            self._sockets.clear()
+
+    def _cut(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self.cut_while = self.phase
+            for sock in self._sockets + [c.sock for c in self._watched if getattr(c, "sock", None) is not None]:
+                try:
+                    # shutdown, not close: it wakes a recv blocked in another thread, and the owner
+                    # still closes the file descriptor itself (closing here could hit a reused fd).
+                    # socket.socket's own shutdown even for a TLS socket: SSLSocket.shutdown would
+                    # also drop its TLS state under the thread that is reading through it.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed, or never connected
+
+
+@contextmanager
+def total_deadline(seconds: float) -> Iterator[Deadline]:
+    """Every HTTP call this thread makes inside the block, through deadline_transport() or
+    DeadlineAdapter(), ends within `seconds` of entering it (or an outer block's end, if sooner)."""
+    outer = current_deadline()
+    ends_at = time.monotonic() + seconds
+    if outer is not None and outer.ends_at < ends_at:
+        ends_at, seconds = outer.ends_at, outer.seconds  # the outer limit is the one that cuts
+    deadline = Deadline(seconds, ends_at)
+    stack = _stack()
+    stack.append(deadline)
+    try:
+        yield deadline
+    finally:
+        stack.remove(deadline)
+        deadline.close()
+
+
+def current_deadline() -> Deadline | None:
+    """The innermost deadline of this thread's open blocks (always the soonest), or None."""
+    stack = _stack()
+    return stack[-1] if stack else None
+
+
+def _stack() -> list[Deadline]:
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    return _local.stack
+
+
+# --- httpx: a network backend that clamps each socket operation ------------------------------
+
+_WRITE_PIECE = 16 * 1024
+"""Bytes written per clamped call: small enough to take one send() each against a slow reader."""
+
+
+def _clamp(timeout: float | None, phase: str, exc_type: type[Exception]) -> float | None:
+    deadline = current_deadline()
+    if deadline is None:
+        return timeout
+    deadline.phase = phase
+    left = deadline.remaining()
+    if left <= 0:
+        raise exc_type(deadline.message())
+    return left if timeout is None else min(timeout, left)
+
+
+@contextmanager
+def _explained(exc_type: type[Exception]) -> Iterator[None]:
+    # A socket timeout caused by the clamp says only "timed out": say that the total deadline did it.
+    try:
+        yield
+    except httpcore.TimeoutException as exc:
+        deadline = current_deadline()
+        if deadline is not None and deadline.expired:
+            raise exc_type(deadline.message()) from exc
+        raise
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        deadline = current_deadline()
+        phase = READING if deadline is not None and deadline.headers_received else WAITING
+        with _explained(httpcore.ReadTimeout):
+            return self._stream.read(max_bytes, _clamp(timeout, phase, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        # In pieces, each clamped anew: httpcore sends one buffer in as many send() calls as a
+        # slow reader needs, each allowed the whole timeout given at the start.
+        for start in range(0, max(len(buffer), 1), _WRITE_PIECE):
+            with _explained(httpcore.WriteTimeout):
+                self._stream.write(buffer[start:start + _WRITE_PIECE], _clamp(timeout, SENDING, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        with _explained(httpcore.ConnectTimeout):
+            return _DeadlineStream(self._stream.start_tls(
+                ssl_context, server_hostname, _clamp(timeout, CONNECTING, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, backend: httpcore.NetworkBackend):
+        self._backend = backend
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None, socket_options=None) -> httpcore.NetworkStream:
+        with _explained(httpcore.ConnectTimeout):
+            return _DeadlineStream(self._backend.connect_tcp(
+                host, port, _clamp(timeout, CONNECTING, httpcore.ConnectTimeout), local_address, socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options=None) -> httpcore.NetworkStream:
+        with _explained(httpcore.ConnectTimeout):
+            return _DeadlineStream(self._backend.connect_unix_socket(
+                path, _clamp(timeout, CONNECTING, httpcore.ConnectTimeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class DeadlineTransport(httpx.HTTPTransport):
+    """httpx.HTTPTransport (same arguments) whose calls obey the thread's total_deadline."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        install_network_backend(self)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = current_deadline()
+        if deadline is not None:
+            deadline.headers_received = False  # a new hop (a redirect) waits for headers again
+        response = super().handle_request(request)
+        if deadline is not None:
+            deadline.headers_received = True
+        return response
+
+
+def deadline_transport(**kwargs: Any) -> DeadlineTransport:
+    """An httpx transport for `httpx.Client(transport=...)`; kwargs as for httpx.HTTPTransport."""
+    return DeadlineTransport(**kwargs)
+
+
+def install_network_backend(transport: httpx.HTTPTransport) -> None:
+    """Wrap the network backend of `transport`'s connection pool in the deadline's clamp.
+
+    httpx 0.28 offers no public way to give HTTPTransport an httpcore network backend, so this is
+    the one place that touches private names: the transport's `_pool` (an httpcore connection
+    pool or proxy) and the pool's `_network_backend`, which it hands to every connection it opens.
+    If httpx or httpcore rename them, this raises at construction instead of silently losing the
+    deadline (tests/test_deadline.py checks it against the installed versions).
+    """
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if not isinstance(backend, httpcore.NetworkBackend):
+        raise RuntimeError(f"httpx {httpx.__version__} / httpcore {httpcore.__version__}: cannot find the "
+                           "transport's network backend; bridge/deadline.py must be updated")
+    if not isinstance(backend, _DeadlineBackend):
+        pool._network_backend = _DeadlineBackend(backend)
+
+
+# --- requests: connections watched by the deadline's timer ------------------------------------
+
+
+class _WatchedConnection:
+    """Mixed into urllib3's connections: each registers with the thread's deadline as it is used."""
+
+    def connect(self) -> None:
+        deadline = current_deadline()
+        if deadline is not None:
+            if deadline.expired:
+                raise ConnectTimeoutError(self, deadline.message(CONNECTING))
+            deadline.phase = CONNECTING
+            deadline.watch(self)  # the timer finds self.sock once connect() has set it
+        super().connect()
+        if deadline is not None:
+            deadline.phase = SENDING  # what comes next, whether connect() ran inside request() or before it
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        deadline = current_deadline()
+        if deadline is not None:
+            deadline.phase = SENDING
+            deadline.watch(self)  # a kept-alive connection skips connect()
+        super().request(*args, **kwargs)
+
+    def getresponse(self, *args: Any, **kwargs: Any):
+        deadline = current_deadline()
+        if deadline is not None:
+            deadline.phase = WAITING
+            deadline.watch(self)
+        response = super().getresponse(*args, **kwargs)
+        if deadline is not None:
+            deadline.phase = READING
+        return response
+
+
+class _HTTPConnection(_WatchedConnection, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class DeadlineAdapter(HTTPAdapter):
+    """A requests HTTPAdapter (same arguments) whose calls obey the thread's total_deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout=None,
+             verify=True, cert=None, proxies=None) -> requests.Response:
+        deadline = current_deadline()
+        if deadline is None:
+            return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+        if deadline.expired:
+            raise requests.exceptions.ConnectTimeout(deadline.message(CONNECTING), request=request)
+        try:
+            response = super().send(request, stream=stream, timeout=_clamped(timeout, deadline.remaining()),
+                                    verify=verify, cert=cert, proxies=proxies)
+            if not stream:
+                response.content  # read here, where a cut socket is recognised as the deadline's doing
+        except requests.RequestException as exc:
+            if deadline.expired:
+                raise _timeout_error(deadline, request) from exc
+            raise
+        if deadline.expired and not stream:
+            # A body cut short by the shutdown can look complete (no Content-Length): never trust it.
+            raise _timeout_error(deadline, request)
+        return response
+
+
+def _timeout_error(deadline: Deadline, request) -> requests.exceptions.Timeout:
+    phase = deadline.cut_while or deadline.phase
+    kind = requests.exceptions.ConnectTimeout if phase == CONNECTING else requests.exceptions.ReadTimeout
+    return kind(deadline.message(), request=request)
+
+
+def _clamped(timeout, left: float):
+    # requests takes a number, a (connect, read) pair or a urllib3 Timeout; None means "forever".
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+        return (left if connect is None else min(connect, left), left if read is None else min(read, left))
+    if timeout is None or isinstance(timeout, (int, float)):
+        value = left if timeout is None else min(timeout, left)
+        return (value, value)
+    return timeout  # a urllib3 Timeout object: kept; the timer still enforces the deadline
