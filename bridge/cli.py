@@ -188,12 +188,29 @@ def cmd_check(args, config) -> int:
         try:
             account = publisher.verify()
             print(f"target {target.name}: {target.kind} {target.api_base} account {account}")
+            _charge_check(repo, target, getattr(publisher, "billed_calls", None) or ())
         except BridgeError as exc:
             problems += 1
             print(f"target {target.name}: {target.kind} {target.api_base} PROBLEM: {exc}")
         finally:
             publisher.close()
+    repo.engine.dispose()
     return EXIT_PROBLEM if problems else EXIT_OK
+
+
+def _charge_check(repo, target, calls) -> None:
+    """X bills its credentials check: it counts against the day's budget like a post. A database
+    not yet created or upgraded by `bridge run` has nowhere to keep it; the check is not refused."""
+    from bridge.clock import utc_now
+    from bridge.store.migrations import LATEST_VERSION, current_version
+
+    if not calls:
+        return
+    with repo.engine.connect() as conn:
+        if current_version(conn) != LATEST_VERSION:
+            return
+    for call in calls:
+        repo.add_charge(target.name, target.call_prices.get(call, 0.0), call, utc_now())
 
 
 def cmd_status(args, config) -> int:

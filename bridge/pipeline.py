@@ -347,7 +347,10 @@ def _publish(rt: Runtime, publisher: Publisher, delivery: Delivery, frozen: Froz
     if frozen.image_url and not _is_dry_run(publisher):
         post = _with_photo(rt, publisher, post, frozen, fields)
     try:
-        remote_id = publisher.publish(post, idempotency_key=idempotency_key(rt, delivery))
+        try:
+            remote_id = publisher.publish(post, idempotency_key=idempotency_key(rt, delivery))
+        finally:
+            charge_billed_calls(rt, publisher, delivery.target)
     except AlreadyPosted as exc:
         rt.repo.mark_sent(delivery.id, exc.remote_id, rt.clock(), note=exc.message)
         log.info("already posted", outcome="sent", reason=exc.message, duration_ms=_ms_since(started), **fields)
@@ -389,6 +392,13 @@ def _publish(rt: Runtime, publisher: Publisher, delivery: Delivery, frozen: Froz
     if publisher.hold_until:  # the network's quota is used up: wait for its reset, not for a 429
         rt.repo.hold_target(delivery.target, publisher.hold_until)
     return True
+
+
+def charge_billed_calls(rt: Runtime, publisher: Publisher, target: str) -> None:
+    """Record what the network billed besides the post (X's alt-text call) for the daily budget."""
+    prices = rt.config.targets[target].call_prices if target in rt.config.targets else {}
+    for call in getattr(publisher, "billed_calls", None) or ():
+        rt.repo.add_charge(target, prices.get(call, 0.0), call, rt.clock())
 
 
 def _settle_in_doubt(rt: Runtime, publisher: Publisher, delivery: Delivery) -> bool:

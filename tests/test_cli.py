@@ -148,6 +148,19 @@ def test_check_verifies_credentials(site, capsys):
     assert "source antara" in out and "@kemenpora" in out
 
 
+def test_check_counts_against_the_budget(site, capsys):
+    """X bills GET /2/users/me ($0.010): a `check` of a live X target shows in today's spend."""
+    path, _, _ = site
+    main(["--config", str(path), "run", "--once"])
+    capsys.readouterr()
+    spent = lambda: json.loads((main(["--config", str(path), "status", "--json"]), capsys.readouterr().out)[1]
+                               )["targets"][0]["spent_today"]
+    before = spent()
+    assert main(["--config", str(path), "check"]) == EXIT_OK
+    capsys.readouterr()
+    assert spent() == pytest.approx(before + 0.010)
+
+
 def test_check_fails_on_rejected_credentials(site, capsys):
     """`check` exits non-zero when X rejects the credentials."""
     path, _, x = site

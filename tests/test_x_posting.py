@@ -211,6 +211,14 @@ class TestPacing:
         deliver_due(site.rt)
         assert len(site.tweets()) == 4
 
+    def test_budget_counts_the_alt_text_calls(self, site):
+        """Each photo's alt-text call is billed ($0.005): a $0.40 day fits one link post with a photo, not two."""
+        site.start(target={"budget_per_day": 0.40})
+        site.publish(*(antara_item(n, image=site.photo(n, PNG, "image/png")) for n in (1, 2)))
+        deliver_due(site.rt)
+        assert len(site.tweets()) == 1
+        assert site.rt.repo.spent_since("x", site.clock() - timedelta(hours=1)) == pytest.approx(0.205)
+
     def test_budget_edge_counts_post_without_link_at_its_price(self, site):
         """A post without a URL costs price_per_post, so a budget can fit exactly that."""
         site.start(target={"budget_per_day": 0.03, "template": "{title}"})

@@ -22,6 +22,10 @@ DEFAULT_PRICE_PER_POST = 0.015
 """USD, X's pay-per-use price of a post without a link (2026-04); operators change it when X does."""
 DEFAULT_PRICE_PER_LINK_POST = 0.20
 """USD, X's price of a post that contains a URL (2026-04)."""
+DEFAULT_PRICE_PER_MEDIA_METADATA = 0.005
+"""USD, X's price of one POST /2/media/metadata (a photo's alt text)."""
+DEFAULT_PRICE_PER_VERIFY = 0.010
+"""USD, X's price of one GET /2/users/me (`bridge check` verifying the credentials)."""
 DEFAULT_SOURCE_KIND = "auto"
 DEFAULT_PAGE_DELAY = "2s"
 """Between two follow-up requests (story pages, next listing pages) to one host: see sources/polite.py."""

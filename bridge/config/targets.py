@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from bridge.config.defaults import (
     DEFAULT_GRAPH_API_VERSION, DEFAULT_MAX_PER_DAY, DEFAULT_PRICE_PER_LINK_POST, DEFAULT_PRICE_PER_POST,
+    DEFAULT_PRICE_PER_MEDIA_METADATA, DEFAULT_PRICE_PER_VERIFY,
 )
 from bridge.config.values import NAME_RE, TableReader, unknown_keys
 from bridge.secrets import load_credentials
@@ -60,6 +61,8 @@ class TargetKind:
     extra_module: str | None = None
     prices: tuple[float, float] = (0.0, 0.0)
     """Default (price_per_post, price_per_link_post) in USD: only X bills per post by default."""
+    call_prices: Mapping[str, float] = field(default_factory=dict)
+    """Default prices of the other calls the network bills (publisher.billed_calls names them)."""
     template: str | None = None
     """The template this network needs unless the target sets its own; it wins over the source's,
     which is written for posts (WhatsApp sends the composed text as one parameter of an approved
@@ -71,6 +74,7 @@ TARGET_KINDS: dict[str, TargetKind] = {
         credential_fields=("consumer_key", "consumer_secret", "access_token", "access_token_secret"),
         default_api_base="https://api.x.com",
         prices=(DEFAULT_PRICE_PER_POST, DEFAULT_PRICE_PER_LINK_POST),
+        call_prices={"media_metadata": DEFAULT_PRICE_PER_MEDIA_METADATA, "verify": DEFAULT_PRICE_PER_VERIFY},
     ),
     "telegram": TargetKind(
         credential_fields=("bot_token",),
@@ -116,7 +120,8 @@ TARGET_KINDS: dict[str, TargetKind] = {
 }
 
 _TARGET_KEYS = {"kind", "min_interval", "max_per_day", "template", "images", "quiet_hours",
-                "budget_per_day", "price_per_post", "price_per_link_post"}
+                "budget_per_day", "price_per_post", "price_per_link_post", "price_per_media_metadata",
+                "price_per_verify"}
 """Keys every target may have; each kind adds its base_key (api_base, instance, service) and options."""
 
 
@@ -135,6 +140,9 @@ class TargetConfig:
     """USD a local day may cost at most; None: no cap."""
     price_per_post: float = DEFAULT_PRICE_PER_POST
     price_per_link_post: float = DEFAULT_PRICE_PER_LINK_POST
+    call_prices: Mapping[str, float] = field(default_factory=dict)
+    """USD per billed call other than the post, by the name the publisher gives it (X: media_metadata,
+    verify), from price_per_<name>."""
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Empty in dry-run mode. repr=False so a logged config never shows a secret."""
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -189,6 +197,7 @@ def parse_targets(
             budget_per_day=get.amount("budget_per_day", None),
             price_per_post=get.amount("price_per_post", price_per_post),
             price_per_link_post=get.amount("price_per_link_post", price_per_link_post),
+            call_prices={call: get.amount(f"price_per_{call}", price) for call, price in kind.call_prices.items()},
             credentials=credentials,
             options=_parse_options(get, kind_name, kind, problems),
             kind_template=kind.template,

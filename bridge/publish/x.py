@@ -138,6 +138,9 @@ class XPublisher:
         self._secrets = tuple(credentials[field] for field in X_CREDENTIAL_FIELDS)
         self.hold_until: datetime | None = None
         self.image_problem: str | None = None
+        self.billed_calls: list[str] = []
+        """Set by publish() and verify(): the billed calls besides the post itself (names of
+        TargetConfig.call_prices), for the budget."""
         self._timeout = timeout
         self._clock = clock
         self._api_base = base
@@ -152,6 +155,7 @@ class XPublisher:
         del idempotency_key
         self.hold_until = None
         self.image_problem = None
+        self.billed_calls = []
         media_ids = None
         if post.image is not None and post.image.mime_type == "image/gif":
             self.image_problem = GIF_LEFT_OUT
@@ -188,6 +192,7 @@ class XPublisher:
             raise RetryLater(f"X answered {endpoint} without a media id")
         if image.alt_text:
             endpoint = "POST /2/media/metadata"
+            self.billed_calls.append("media_metadata")  # X bills the request, whatever it answers
             payload = {"id": str(media_id), "metadata": {"alt_text": {"text": image.alt_text}}}
             try:
                 self._raw_call(endpoint, lambda: self._client.session.post(
@@ -227,6 +232,7 @@ class XPublisher:
     def verify(self) -> str:
         """Check the credentials; return the account as "@username"."""
         endpoint = "GET /2/users/me"
+        self.billed_calls = ["verify"]
         response = self._call(endpoint, lambda: self._client.get_me(user_auth=True), posting=False)
         if response.data is None:  # a 200 carrying only "errors"
             errors = _messages({"errors": response.errors})

@@ -128,9 +128,14 @@ def url_identity_keys(connection: Connection) -> None:
         connection.execute(statement, changes[start:start + _UPDATE_BATCH])
 
 
+def _v6_charges(connection: Connection) -> None:
+    """What a network bills besides posts (X's alt-text and credentials calls), for the budget."""
+    schema.charges.create(connection, checkfirst=True)
+
+
 UPGRADES: dict[int, Callable[[Connection], None]] = {
     2: _v2_delivery_cost, 3: _v3_delivery_recipient, 4: _v4_frozen_posts_and_installation_id,
-    5: url_identity_keys,
+    5: url_identity_keys, 6: _v6_charges,
 }
 LATEST_VERSION = max(UPGRADES, default=1)
 

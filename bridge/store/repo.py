@@ -16,7 +16,7 @@ from bridge.urls import names_a_page
 from bridge.store import schema
 from bridge.store.db import READ_ONLY
 
-S, I, D, T, M = schema.sources, schema.items, schema.deliveries, schema.targets, schema.meta
+S, I, D, T, M, C = schema.sources, schema.items, schema.deliveries, schema.targets, schema.meta, schema.charges
 UNFINISHED = (DeliveryState.PENDING.value, DeliveryState.SENDING.value, DeliveryState.IN_DOUBT.value,
               DeliveryState.HELD.value)
 CARRIED = (DeliveryState.SENT.value, DeliveryState.SENDING.value, DeliveryState.IN_DOUBT.value)
@@ -347,9 +347,20 @@ class Repository:
         maybe = and_(D.c.state.in_([DeliveryState.IN_DOUBT.value, DeliveryState.SENDING.value]),
                      D.c.last_attempt_at >= since)
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            return float(conn.execute(
+            posts = conn.execute(
                 select(func.coalesce(func.sum(D.c.cost), 0.0)).where(D.c.target == target, or_(sent, maybe))
-            ).scalar_one())
+            ).scalar_one()
+            return float(posts) + self._charged_since(conn, target, since)
+
+    def add_charge(self, target: str, amount: float, what: str, now: datetime) -> None:
+        """A billed call besides the post itself (X's alt text, its credentials check)."""
+        if amount:
+            with self.engine.begin() as conn:
+                conn.execute(insert(C).values(target=target, at=now, amount=amount, what=what))
+
+    def _charged_since(self, conn: Connection, target: str, since: datetime) -> float:
+        return float(conn.execute(select(func.coalesce(func.sum(C.c.amount), 0.0))
+                                  .where(C.c.target == target, C.c.at >= since)).scalar_one())
 
     def last_sent_at(self, target: str) -> datetime | None:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
@@ -407,6 +418,10 @@ class Repository:
                                             "in_doubt": 0, "held": 0,
                                             "spent_today": 0.0, "spent_month": 0.0})
                 rows[r["name"]].update(paused_reason=r["paused_reason"], hold_until=r["hold_until"])
+            for row in rows.values():  # what the network billed besides the posts counts too
+                row["spent_today"] = (row.get("spent_today") or 0.0) + self._charged_since(conn, row["target"], day_start)
+                row["spent_month"] = (row.get("spent_month") or 0.0) + self._charged_since(
+                    conn, row["target"], month_start or day_start)
         return [rows[name] for name in sorted(rows)]
 
     def delivery_counts(self) -> list[dict]:

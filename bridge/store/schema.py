@@ -105,6 +105,18 @@ deliveries = Table(
     Index("ix_deliveries_target_sent_at", "target", "sent_at"),
 )
 
+# What a target's network billed besides its posts (schema version 6): X charges per alt-text call
+# and per credentials check. The daily budget counts these with the posts' own costs.
+charges = Table(
+    "charges", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("target", String(200), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("what", String(64), nullable=False),
+    Index("ix_charges_target_at", "target", "at"),
+)
+
 # Facts about this database itself (schema version 4), e.g. its random installation id, which makes
 # idempotency keys unique across installations: a recreated database never reuses an old key.
 meta = Table(
