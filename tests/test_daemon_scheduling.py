@@ -222,3 +222,23 @@ class TestStillRunningWarning:
             scheduler_logs.remove(still_running)
         assert self.records(caplog) == []
         assert [r.levelname for r in caplog.records if "was missed by" in r.getMessage()] == ["WARNING"]
+
+
+class TestPathologicalFeed:
+    def test_a_huge_author_does_not_hold_the_daemon(self, feed_server, x_api, tmp_path, release):
+        """A feed with a 100 KB <author> (quadratic in feedparser's e-mail regex) leaves another source's
+        poll on time and /healthz answering."""
+        huge = antara_feed([antara_item(1)]).replace(
+            "<title><![CDATA[", "<author>" + "a" * 100_000 + "</author><title><![CDATA[", 1)
+        feed_server.add("/huge.xml", huge)
+        feed_server.add("/b.xml", antara_feed([antara_item(2)]))
+        other_host = feed_server.url("/b.xml").replace("127.0.0.1", "localhost")  # not the same site's turn
+        raw = make_config({"huge": feed_server.url("/huge.xml"), "b": other_host}, x_base=x_api.base_url)
+        daemon = start_daemon(raw, tmp_path, hold_delivery=True)
+        try:
+            daemon._beat()
+            assert wait_until(lambda: polls(daemon, "b") >= 1 and polls(daemon, "huge") >= 1, timeout=5)
+            healthy, reason = daemon.health_check()
+            assert healthy, reason
+        finally:
+            stop(daemon, release)
