@@ -72,10 +72,10 @@ def _v3_delivery_recipient(connection: Connection) -> None:
 def _v4_frozen_posts_and_installation_id(connection: Connection) -> None:
     """The post as first sent, kept with its delivery (so re-sends are identical), when it was tried,
     and a random installation id for idempotency keys."""
-    for column, kind in (("post_text", "TEXT"), ("post_image_url", "TEXT"), ("post_alt_text", "TEXT"),
+    for name, kind in (("post_text", "TEXT"), ("post_image_url", "TEXT"), ("post_alt_text", "TEXT"),
                          ("first_attempt_at", _datetime_type(connection)),
                          ("last_attempt_at", _datetime_type(connection))):
-        connection.execute(text(f"ALTER TABLE deliveries ADD COLUMN {column} {kind}"))
+        connection.execute(text(f"ALTER TABLE deliveries ADD COLUMN {name} {kind}"))
     schema.meta.create(connection, checkfirst=True)
     if connection.execute(select(schema.meta.c.value).where(schema.meta.c.name == INSTALLATION_ID)).first() is None:
         _stamp_installation_id(connection)

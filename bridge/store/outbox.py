@@ -1,0 +1,230 @@
+"""The outbox: every read and write of deliveries (and of what networks billed), for the
+Repository (store/repo.py), which inherits it; with repo.py the only place that reads and writes
+the tables. Every write is one short transaction.
+
+Times are passed in by the caller (who owns the clock), so tests can move time without sleeping.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
+
+from bridge.model import Delivery, DeliveryState, FrozenPost, Item
+from bridge.store import schema
+from bridge.store.db import READ_ONLY
+from bridge.urls import names_a_page
+
+I, D, M, C = schema.items, schema.deliveries, schema.meta, schema.charges
+CARRIED = (DeliveryState.SENT.value, DeliveryState.SENDING.value, DeliveryState.IN_DOUBT.value)
+"""States in which a delivery has (or may have) put its story on the account."""
+
+
+class Outbox:
+    """Deliveries through their states, posts frozen and settled, spend. Needs `self.engine`."""
+
+    engine: Engine
+
+    def due_deliveries(self, target: str, now: datetime, limit: int, *, in_doubt: bool = True) -> list[Delivery]:
+        """Deliveries whose time has come, oldest story first: pending ones, and (with `in_doubt`)
+        deliveries in doubt whose next check is due (those without one wait for the operator)."""
+        story_time = func.coalesce(I.c.published_at, I.c.first_seen_at)
+        due_now = or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now)
+        states = D.c.state == DeliveryState.PENDING.value
+        if in_doubt:
+            states = or_(states, and_(D.c.state == DeliveryState.IN_DOUBT.value, D.c.next_attempt_at.is_not(None)))
+        query = (
+            select(D, I.c.source, I.c.key, I.c.title, I.c.link, I.c.url, I.c.summary,
+                   I.c.published_at, I.c.categories, I.c.image_url)
+            .join(I, I.c.id == D.c.item_id)
+            .where(D.c.target == target, states, due_now)
+            .order_by(story_time, D.c.id).limit(limit)
+        )
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return [_delivery(row) for row in conn.execute(query).mappings()]
+
+    def claim(self, delivery: Delivery, now: datetime, post: FrozenPost, *, attempt: bool = True) -> bool:
+        """pending (or in_doubt) -> sending, committed before the API call, with the post frozen:
+        the first claim stores its text, photo and cost; later ones keep what is stored. `attempt`
+        False for a claim that only looks the post up on the account. False if the delivery is no
+        longer in the state it was read in (the operator changed it meanwhile)."""
+        first = D.c.post_text.is_(None)
+        values = dict(
+            state=DeliveryState.SENDING.value, updated_at=now,
+            post_text=func.coalesce(D.c.post_text, post.text),
+            post_image_url=case((first, post.image_url), else_=D.c.post_image_url),
+            post_alt_text=case((first, post.alt_text), else_=D.c.post_alt_text),
+            cost=case((first, post.cost), else_=D.c.cost),
+            first_attempt_at=func.coalesce(D.c.first_attempt_at, now),
+        )
+        if attempt:
+            values["last_attempt_at"] = now
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(D).where(D.c.id == delivery.id, D.c.state == delivery.state.value).values(**values))
+            return result.rowcount == 1
+
+    def record_attempt(self, delivery_id: int, now: datetime) -> None:
+        """A claimed delivery is about to be sent again (after looking for it found nothing)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(D).where(D.c.id == delivery_id).values(last_attempt_at=now, updated_at=now))
+
+    def mark_sent(self, delivery_id: int, remote_id: str | None, now: datetime, note: str | None = None) -> None:
+        """Sent: the cost stays what was stored when the post was frozen (an "already posted"
+        answer settles a post that was paid for then)."""
+        self._finish(delivery_id, now, state=DeliveryState.SENT, remote_id=remote_id, sent_at=now,
+                     last_error=note, next_attempt_at=None, attempts=D.c.attempts + 1)
+
+    def mark_failed(self, delivery_id: int, error: str, now: datetime, counted: bool = True) -> None:
+        self._finish(delivery_id, now, state=DeliveryState.FAILED, last_error=error, next_attempt_at=None,
+                     attempts=D.c.attempts + (1 if counted else 0))
+
+    def mark_retry(self, delivery_id: int, error: str, retry_at: datetime, now: datetime, counted: bool) -> None:
+        self._finish(delivery_id, now, state=DeliveryState.PENDING, last_error=error, next_attempt_at=retry_at,
+                     attempts=D.c.attempts + (1 if counted else 0))
+
+    def mark_in_doubt(self, delivery_id: int, reason: str, next_check_at: datetime | None, now: datetime,
+                      counted: bool = True) -> None:
+        """The post may be on the account. `next_check_at` None: only the operator can settle it."""
+        self._finish(delivery_id, now, state=DeliveryState.IN_DOUBT, last_error=reason,
+                     next_attempt_at=next_check_at, attempts=D.c.attempts + (1 if counted else 0))
+
+    def mark_skipped(self, delivery_id: int, reason: str, now: datetime) -> None:
+        self._finish(delivery_id, now, state=DeliveryState.SKIPPED, last_error=reason, next_attempt_at=None)
+
+    def release(self, delivery_id: int, now: datetime) -> None:
+        """sending -> pending untouched (nothing was sent: e.g. the target is paused)."""
+        self._finish(delivery_id, now, state=DeliveryState.PENDING)
+
+    def postpone(self, delivery_id: int, until: datetime, now: datetime) -> None:
+        """A delivery in doubt is looked for on the account only once the network has had time to show it."""
+        with self.engine.begin() as conn:
+            conn.execute(update(D).where(D.c.id == delivery_id, D.c.state == DeliveryState.IN_DOUBT.value)
+                         .values(next_attempt_at=until, updated_at=now))
+
+    def recover_in_doubt(self, now: datetime) -> int:
+        """At start-up, in the process that holds the run lock: deliveries still `sending` were
+        interrupted between "about to call the network" and its answer. They are in doubt, due now,
+        and settled by the same rules as any other post in doubt."""
+        note = "outcome unknown: the bridge stopped while posting"
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(D).where(D.c.state == DeliveryState.SENDING.value)
+                .values(state=DeliveryState.IN_DOUBT.value, last_error=note, next_attempt_at=now, updated_at=now)
+            ).rowcount
+
+    def same_story_elsewhere(self, delivery: Delivery) -> str | None:
+        """Why this delivery's story is already on its target through ANOTHER source (the same
+        article in two feeds), or None. Only links that name one article count: not a site's home
+        page, not a link that several stories of this source share (a listing or podcast page every
+        item points to). Within one source the story key alone decides."""
+        return self.carried_elsewhere(delivery.item.url, delivery.source, delivery.target, delivery.recipient)
+
+    def carried_elsewhere(self, url: str | None, source: str, target: str, recipient: str = "",
+                          stories_with_url: int = 1) -> str | None:
+        """Read only: why a story of `source` with this link is already on `target` through another
+        source (see same_story_elsewhere), or None. `stories_with_url`: how many stories of `source`
+        carry the link, counting any not stored yet (a rehearsal asks before storing)."""
+        if not url or not names_a_page(url):
+            return None
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            stored = conn.execute(select(func.count()).where(I.c.source == source, I.c.url == url)).scalar()
+            if max(stored, stories_with_url) > 1:
+                return None
+            other = conn.execute(
+                select(I.c.source, D.c.id).join(D, D.c.item_id == I.c.id)
+                .where(I.c.url == url, I.c.source != source, D.c.target == target,
+                       D.c.recipient == recipient, D.c.state.in_(CARRIED)).limit(1)
+            ).first()
+        return f"same link already delivered via {other.source} (delivery {other.id})" if other else None
+
+    def installation_id(self) -> str:
+        """This database's random id (see schema.meta), for idempotency keys."""
+        if not hasattr(self, "_installation_id"):
+            with self.engine.connect().execution_options(**READ_ONLY) as conn:
+                self._installation_id = conn.execute(
+                    select(M.c.value).where(M.c.name == "installation_id")).scalar() or ""
+        return self._installation_id
+
+    def requeue(self, delivery_id: int, now: datetime) -> bool:
+        """failed or in doubt -> pending, now (bridge retry). A post in doubt is sent again with the
+        text it was first sent with: the operator looked and it is not on the account."""
+        retryable = (DeliveryState.FAILED.value, DeliveryState.IN_DOUBT.value)
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(D).where(D.c.id == delivery_id, D.c.state.in_(retryable))
+                .values(state=DeliveryState.PENDING.value, next_attempt_at=None, attempts=0, updated_at=now)
+            ).rowcount == 1
+
+    def skip(self, delivery_id: int, reason: str, now: datetime) -> bool:
+        """pending -> skipped (bridge skip)."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(D).where(D.c.id == delivery_id, D.c.state == DeliveryState.PENDING.value)
+                .values(state=DeliveryState.SKIPPED.value, last_error=reason, updated_at=now)
+            ).rowcount == 1
+
+    def resolve_sent(self, delivery_id: int, now: datetime) -> bool:
+        """in doubt -> sent (bridge resolve ID --sent): the operator found the post on the account."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(D).where(D.c.id == delivery_id, D.c.state == DeliveryState.IN_DOUBT.value)
+                .values(state=DeliveryState.SENT.value, sent_at=func.coalesce(D.c.last_attempt_at, now),
+                        next_attempt_at=None, last_error="marked sent by the operator (`bridge resolve`)",
+                        updated_at=now)
+            ).rowcount == 1
+
+    def sent_since(self, target: str, since: datetime) -> int:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return conn.execute(
+                select(func.count()).where(D.c.target == target, D.c.state == DeliveryState.SENT.value,
+                                           D.c.sent_at >= since)
+            ).scalar_one()
+
+    def spent_since(self, target: str, since: datetime) -> float:
+        """USD spent on posts to `target` since `since`: those sent, and those in doubt or in flight
+        (they may have been billed; the budget must not be passed by guessing they were not)."""
+        sent = and_(D.c.state == DeliveryState.SENT.value, D.c.sent_at >= since)
+        maybe = and_(D.c.state.in_([DeliveryState.IN_DOUBT.value, DeliveryState.SENDING.value]),
+                     D.c.last_attempt_at >= since)
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            posts = conn.execute(
+                select(func.coalesce(func.sum(D.c.cost), 0.0)).where(D.c.target == target, or_(sent, maybe))
+            ).scalar_one()
+            return float(posts) + self._charged_since(conn, target, since)
+
+    def add_charge(self, target: str, amount: float, what: str, now: datetime) -> None:
+        """A billed call besides the post itself (X's alt text, its credentials check)."""
+        if amount:
+            with self.engine.begin() as conn:
+                conn.execute(insert(C).values(target=target, at=now, amount=amount, what=what))
+
+    def _charged_since(self, conn: Connection, target: str, since: datetime) -> float:
+        return float(conn.execute(select(func.coalesce(func.sum(C.c.amount), 0.0))
+                                  .where(C.c.target == target, C.c.at >= since)).scalar_one())
+
+    def last_sent_at(self, target: str) -> datetime | None:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return conn.execute(select(func.max(D.c.sent_at)).where(D.c.target == target)).scalar()
+
+    def _finish(self, delivery_id: int, now: datetime, state: DeliveryState, **values) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(D).where(D.c.id == delivery_id).values(state=state.value, updated_at=now, **values))
+
+
+def _delivery(row) -> Delivery:
+    item = Item(
+        key=row["key"], title=row["title"], link=row["link"], url=row["url"], summary=row["summary"] or "",
+        published=row["published_at"], categories=tuple(filter(None, (row["categories"] or "").split("\n"))),
+        image_url=row["image_url"],
+    )
+    return Delivery(
+        id=row["id"], target=row["target"], source=row["source"], state=DeliveryState(row["state"]),
+        attempts=row["attempts"], item=item, next_attempt_at=row["next_attempt_at"],
+        remote_id=row["remote_id"], last_error=row["last_error"], recipient=row["recipient"] or "",
+        frozen=None if row["post_text"] is None else FrozenPost(
+            text=row["post_text"], image_url=row["post_image_url"], alt_text=row["post_alt_text"] or "",
+            cost=row["cost"] or 0.0),
+        first_attempt_at=row["first_attempt_at"], last_attempt_at=row["last_attempt_at"],
+    )
