@@ -87,7 +87,7 @@ class TestErrors:
             make(facebook_api, token="EAAGsomeOtherToken000").publish(POST, "k")
         assert "someOtherToken" not in str(caught.value)
 
-    @pytest.mark.parametrize("code", [4, 17, 32, 613])
+    @pytest.mark.parametrize("code", [4, 17, 32, 341, 613])
     def test_throttling_defers(self, publisher, facebook_api, code):
         """Throttling codes defer the post without counting an attempt."""
         facebook_api.enqueue("POST", f"/{PAGE_ID}/feed", status=400,

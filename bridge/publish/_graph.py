@@ -33,8 +33,9 @@ TOKEN_INVALID = 190
 SESSION_INVALID = 102
 PERMISSION_CODES = {3, 10} | set(range(200, 300))
 """The app or token lacks a permission (pages_manage_posts, whatsapp_business_messaging, ...)."""
-THROTTLING_CODES = {4, 17, 32, 613, 80001}
-"""App, user, page and custom-level call limits (80001: the Page's own limit)."""
+THROTTLING_CODES = {4, 17, 32, 341, 613, 80001}
+"""App, user, page and custom-level call limits (80001: the Page's own limit; 341, "Application
+limit reached", which Meta's Graph API "Handling Errors" guide calls temporary: wait and retry)."""
 TRANSIENT_CODES = {1, 2}
 """Unknown error and service unavailable: try again."""
 POLICY_BLOCK = 368
