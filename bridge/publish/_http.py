@@ -51,13 +51,8 @@ def transport_problem(network: str, base: str, error: httpx.TransportError, time
     """What an httpx transport error says about a call: never sent (retry), or, for a call that
     creates a post (`creates`), may have been sent (in doubt). A call that creates nothing (reading,
     logging in, uploading a blob nobody sees) is safe to repeat either way."""
-    if isinstance(error, _NEVER_SENT_HTTPX) or not creates:
-        if isinstance(error, httpx.TimeoutException):
-            return RetryLater(f"{network} did not answer within {timeout:g}s")
-        return RetryLater(f"could not reach {network} at {base}: {short_reason(error)}")
-    if isinstance(error, httpx.TimeoutException):
-        return InDoubt(f"{network} did not answer within {timeout:g}s after receiving the post")
-    return InDoubt(f"the connection to {network} broke after the post was sent: {short_reason(error)}")
+    return _judged(network, base, error, timeout, never_sent=isinstance(error, _NEVER_SENT_HTTPX) or not creates,
+                   timed_out=isinstance(error, httpx.TimeoutException))
 
 
 def requests_problem(network: str, base: str, error: requests.RequestException, timeout: float,
@@ -66,11 +61,18 @@ def requests_problem(network: str, base: str, error: requests.RequestException, 
     refused" and "connection closed mid-answer" into one ConnectionError, so look at its cause."""
     never_sent = isinstance(error, requests.ConnectTimeout) or (
         isinstance(error, requests.ConnectionError) and _before_request_left(error))
-    if never_sent or not creates:
-        if isinstance(error, requests.Timeout):
+    return _judged(network, base, error, timeout, never_sent=never_sent or not creates,
+                   timed_out=isinstance(error, requests.Timeout))
+
+
+def _judged(network: str, base: str, error: Exception, timeout: float, *, never_sent: bool,
+            timed_out: bool) -> RetryLater | InDoubt:
+    """The outcome, worded for the operator: what happened, and whether the post may exist."""
+    if never_sent:
+        if timed_out:
             return RetryLater(f"{network} did not answer within {timeout:g}s")
         return RetryLater(f"could not reach {network} at {base}: {short_reason(error)}")
-    if isinstance(error, requests.Timeout):
+    if timed_out:
         return InDoubt(f"{network} did not answer within {timeout:g}s after receiving the post")
     return InDoubt(f"the connection to {network} broke after the post was sent: {short_reason(error)}")
 
@@ -94,6 +96,17 @@ def scrub(error: PublishError, secrets: Iterable[str]) -> PublishError:
         error.message = message
         error.args = (message,)
     return error
+
+
+def from_iso(value) -> datetime | None:
+    """An ISO 8601 time from an answer ("Z" or an offset; none means UTC), or None when garbled."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def from_epoch(seconds: float | str | None) -> datetime | None:

@@ -39,7 +39,7 @@ from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
-from bridge.publish._http import MAY_HAVE_ACTED, scrub, transport_problem
+from bridge.publish._http import MAY_HAVE_ACTED, from_iso, scrub, transport_problem
 from bridge.publish.graphemes import grapheme_count
 from bridge.secrets import credential_env_var
 
@@ -177,7 +177,7 @@ class BlueskyPublisher:
             page = self._call("listRecords", lambda: self._client.com.atproto.repo.list_records(params))
             for record in page.records:
                 value = _as_dict(record.value)
-                created = _parse_time(value.get("createdAt"))
+                created = from_iso(value.get("createdAt"))
                 if created is None:
                     continue
                 if created < since:
@@ -286,16 +286,6 @@ class BlueskyPublisher:
 def _iso(moment: datetime) -> str:
     """createdAt as the lexicon's datetime: UTC with milliseconds and Z."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _parse_time(value) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _as_dict(value) -> dict:

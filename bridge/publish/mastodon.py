@@ -38,7 +38,7 @@ from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Image, Post
-from bridge.publish._http import MAY_HAVE_ACTED, from_epoch, requests_problem, scrub
+from bridge.publish._http import MAY_HAVE_ACTED, from_epoch, from_iso, requests_problem, scrub
 from bridge.publish.graphemes import grapheme_count
 from bridge.secrets import credential_env_var
 
@@ -339,10 +339,4 @@ def _parse_reset(value: str | None) -> datetime | None:
     """X-RateLimit-Reset is an ISO 8601 time on Mastodon (a Unix time on some other servers)."""
     if not value:
         return None
-    if epoch := from_epoch(value):
-        return epoch
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return from_epoch(value) or from_iso(value)
