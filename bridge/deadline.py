@@ -25,9 +25,10 @@ ends no later than the outer. `deadline.expired` and `deadline.phase` tell a cal
 caught a timeout, whether the total deadline cut the call and where. A streamed body
 (stream=True, iter_bytes) is only covered while it is read inside the block.
 
-Wiring: X's _XSession mounts its _TimeoutAdapter, which can subclass DeadlineAdapter; Mastodon.py
-takes `Mastodon(..., session=s)` with the adapter mounted on `s`. Each publisher's publish() then
-runs inside `with total_deadline(publish_timeout):`.
+Wiring: bridge/publish/_http.py's DeadlineSession (X's _XSession, Mastodon.py's `session=`) and
+DeadlineClient (Telegram, the Graph API), and bluesky.py's _DeadlineRequest, open a
+`total_deadline(publish_timeout)` around each request (bridge/publish/__init__.py says why per
+request rather than per publish).
 
 Not covered: name resolution (getaddrinfo has no timeout in either stack); for a host with several
 addresses each connection attempt gets the time left, not a share of it. httpx.Client given a

@@ -3,6 +3,23 @@
 A publisher turns a composed Post into a remote post and returns its id, or raises one of the
 PublishError types in bridge.errors. Each network lives in one module here; no other module knows
 its URLs, headers or error codes.
+
+Deadlines (issue 9, "nothing blocks the daemon"): every HTTP request a publisher makes, in publish(),
+verify(), find_post() or when it reads the instance's limits, ends within the publisher's timeout
+(publish_timeout) in total, connect to last byte of the body (bridge/deadline.py, wired through
+_http.DeadlineSession, _http.DeadlineClient and bluesky._DeadlineRequest). The deadline is per
+request, not one over the whole publish: a photo upload that used up a shared deadline would leave
+the post no time (never sent at best, in doubt at worst, for a photo that is only an extra), and
+Mastodon's wait for a GIF to be processed (MEDIA_WAIT) is longer than the timeout itself. A publish
+stays bounded because it makes a bounded number of requests, none retried by the libraries:
+  X: media upload, alt text, the post (3); Telegram: sendPhoto, then sendMessage when the photo is
+  refused (2); Facebook: /photos, then /feed when the photo is refused (2); WhatsApp: one message;
+  Mastodon: media upload, at most MEDIA_WAIT / MEDIA_POLL_EVERY status polls (2 s apart), the
+  status; Bluesky: login, the thumbnail and the post, each at most once more after a session
+  refresh (and a login if the refresh is refused).
+How a cut is judged is _http.transport_problem / requests_problem: a deadline passing while
+connecting is a connect timeout, never sent (RetryLater); once the request may have left (sending
+it, waiting for the answer, reading its body) a create call is InDoubt, any other call RetryLater.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 import httpx
 
 from bridge.errors import InDoubt, PublishError, RetryLater, TargetPaused
-from bridge.publish._http import MAY_HAVE_ACTED, json_body, scrub, transport_problem
+from bridge.publish._http import MAY_HAVE_ACTED, DeadlineClient, json_body, scrub, transport_problem
 
 TOKEN_INVALID = 190
 """OAuthException: the access token expired (subcode 463), was invalidated (460, 467) or revoked."""
@@ -80,7 +80,8 @@ class GraphClient:
         self.secrets = [token] + ([app_secret] if app_secret else [])
         self.base = f"{api_base.rstrip('/')}/{version.strip('/')}"
         self._proof = appsecret_proof(token, app_secret) if app_secret else None
-        self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+        # Each call bounded in total (connect to body), not per read: a trickled answer cannot stretch it.
+        self._http = DeadlineClient(deadline=timeout, headers={"Authorization": f"Bearer {token}"})
 
     def request(self, method: str, path: str, *, creates: bool = False, **kwargs) -> dict:
         """The answer's JSON object. `creates`: the call makes a post or a message (see the module)."""

@@ -12,10 +12,43 @@ import httpx
 import requests
 import urllib3
 
+from bridge.deadline import DeadlineAdapter, deadline_transport, total_deadline
 from bridge.errors import InDoubt, PublishError, RetryLater
 
 MIN_SECRET_LENGTH = 6
 """Shorter values are not real credentials; replacing them would garble ordinary words."""
+
+
+class DeadlineClient(httpx.Client):
+    """An httpx.Client whose every call (each redirect hop, the request, the headers and a
+    non-streamed body) ends within `deadline` seconds in total, however slowly the server trickles
+    (bridge/deadline.py). The deadline opens in send(), which request(), get() and post() go through."""
+
+    def __init__(self, *, deadline: float, **kwargs):
+        super().__init__(timeout=deadline, transport=deadline_transport(), **kwargs)
+        self.deadline = deadline
+
+    def send(self, request: httpx.Request, **kwargs) -> httpx.Response:
+        with total_deadline(self.deadline):
+            return super().send(request, **kwargs)
+
+
+class DeadlineSession(requests.Session):
+    """A requests session whose every request() (redirects, the request, the headers and a
+    non-streamed body) ends within `deadline` seconds in total (bridge/deadline.py): tweepy and
+    Mastodon.py call request() and read no stream. A call with no timeout of its own (tweepy gives
+    none) still gets one: the adapter clamps every socket operation to the time left."""
+
+    def __init__(self, deadline: float, adapter: DeadlineAdapter | None = None):
+        super().__init__()
+        self.deadline = deadline
+        adapter = adapter or DeadlineAdapter()
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def request(self, method, url, *args, **kwargs) -> requests.Response:
+        with total_deadline(self.deadline):
+            return super().request(method, url, *args, **kwargs)
 
 
 def json_body(response: httpx.Response | requests.Response) -> dict:

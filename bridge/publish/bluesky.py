@@ -37,6 +37,7 @@ from twitter_text import extract_urls_with_indices
 
 from bridge.clock import utc_now
 from bridge.compose import LengthRule
+from bridge.deadline import deadline_transport, total_deadline
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish._http import MAY_HAVE_ACTED, from_iso, scrub, transport_problem
@@ -119,6 +120,21 @@ def build(target, *, timeout: float, clock=None) -> "BlueskyPublisher":
                             langs=target.options.get("langs") or ("id",), timeout=timeout, clock=clock or utc_now)
 
 
+class _DeadlineRequest(Request):
+    """atproto's Request (its arguments go to httpx.Client) with every XRPC call bounded in total:
+    connect, request, headers and body within `timeout` seconds, however slowly the PDS trickles.
+    The SDK sends each call through _send_request (a non-streamed httpx request), so the deadline
+    opens there; the SDK's clones (_new_instance) pass the same arguments back and keep it."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("transport", deadline_transport())
+        super().__init__(**kwargs)
+
+    def _send_request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        with total_deadline(self._client_kwargs["timeout"]):
+            return super()._send_request(method, url, **kwargs)
+
+
 class BlueskyPublisher:
     """Posts to one Bluesky account with an app password. Satisfies bridge.publish.Publisher."""
 
@@ -141,7 +157,7 @@ class BlueskyPublisher:
         self._langs = list(langs)
         self._clock = clock
         self._timeout = timeout
-        self._client = Client(base_url=self._service, request=Request(timeout=timeout))
+        self._client = Client(base_url=self._service, request=_DeadlineRequest(timeout=timeout))
         self._did: str | None = None
         self.hold_until: datetime | None = None
         self.image_problem: str | None = None

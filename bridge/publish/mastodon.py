@@ -38,7 +38,7 @@ from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Image, Post
-from bridge.publish._http import MAY_HAVE_ACTED, from_epoch, from_iso, requests_problem, scrub
+from bridge.publish._http import MAY_HAVE_ACTED, DeadlineSession, from_epoch, from_iso, requests_problem, scrub
 from bridge.publish.graphemes import grapheme_count
 from bridge.secrets import credential_env_var
 
@@ -88,12 +88,14 @@ def build(target, *, timeout: float, clock=None) -> "MastodonPublisher":
         clock=clock or utc_now)
 
 
-class _Session(requests.Session):
-    """Remembers the last answer's headers: Mastodon.py keeps the rate-limit reset only as a time
-    adjusted to the local clock, and raises without the response."""
+class _Session(DeadlineSession):
+    """Each request within a total deadline of `timeout` seconds (Mastodon.py's request_timeout is
+    per socket read: a trickled answer would stretch it), and remembers the last answer's headers:
+    Mastodon.py keeps the rate-limit reset only as a time adjusted to the local clock, and raises
+    without the response."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, timeout: float):
+        super().__init__(timeout)
         self.last_headers: Mapping[str, str] = {}
         self.hooks["response"].append(self._remember)
 
@@ -130,7 +132,7 @@ class MastodonPublisher:
         self._sleep = sleep
         self._timeout = timeout
         self._account_id: str | None = None
-        self._session = _Session()
+        self._session = _Session(timeout)
         self._client = Mastodon(
             access_token=access_token, api_base_url=self._instance, request_timeout=timeout, session=self._session,
             ratelimit_method="throw", version_check_mode="created", mastodon_version=MIN_MASTODON_VERSION,

@@ -24,7 +24,7 @@ from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
-from bridge.publish._http import MAY_HAVE_ACTED, json_body, scrub, transport_problem
+from bridge.publish._http import MAY_HAVE_ACTED, DeadlineClient, json_body, scrub, transport_problem
 from bridge.secrets import credential_env_var
 
 MESSAGE_MAX = 4096
@@ -77,7 +77,7 @@ class TelegramPublisher:
         self._token = bot_token
         self._timeout = timeout
         self._clock = clock
-        self._http = httpx.Client(timeout=timeout)
+        self._http = DeadlineClient(deadline=timeout)  # each call bounded in total, not per read
         self.hold_until: datetime | None = None
         self.image_problem: str | None = None
 

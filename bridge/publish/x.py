@@ -9,8 +9,12 @@ requests-oauthlib computes it while the request is *prepared*. An adapter that r
 server) checks the signature against the URL it received, so that request would fail with 401 the
 day the hosts differ, and always behind a path-prefixed proxy. So the rewrite happens in the
 session's `prepare_request()`, before auth is applied: the URL signed is the URL sent. The mounted
-adapter only adds the timeout, which `send()` is the place for. This keeps tweepy's own request(),
-error classes and response parsing untouched (no copy of its 70-line request method to maintain).
+adapter (bridge.deadline.DeadlineAdapter) only bounds the time, which `send()` is the place for, and
+the session's `request()` opens a total deadline of `timeout` seconds around each call (connect,
+request, headers and body: a server trickling its answer is cut, see bridge/publish/__init__.py).
+Neither touches the URL or the headers, so the signature stays the one prepare_request() computed.
+This keeps tweepy's own request(), error classes and response parsing untouched (no copy of its
+70-line request method to maintain).
 """
 
 from __future__ import annotations
@@ -22,14 +26,15 @@ from urllib.parse import urlsplit
 
 import requests
 import tweepy
-from requests.adapters import HTTPAdapter
 from twitter_text import parse_tweet
 
 from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import AlreadyPosted, ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Image, Post
-from bridge.publish._http import MAY_HAVE_ACTED, from_epoch, json_body, requests_problem, scrub, short_reason
+from bridge.publish._http import (
+    MAY_HAVE_ACTED, DeadlineSession, from_epoch, json_body, requests_problem, scrub, short_reason,
+)
 from bridge.secrets import credential_env_var
 
 # tweepy logs request and response headers at DEBUG, and requests-oauthlib logs the signed
@@ -73,28 +78,14 @@ def build(target, *, timeout: float, clock=None) -> "XPublisher":
                       timeout=timeout, clock=clock or utc_now)
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """Gives every request through the session a (connect, read) timeout: tweepy sets none."""
-
-    def __init__(self, timeout: float):
-        super().__init__()
-        self._timeout = (timeout, timeout)
-
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        return super().send(request, stream=stream, timeout=timeout or self._timeout,
-                            verify=verify, cert=cert, proxies=proxies)
-
-
-class _XSession(requests.Session):
+class _XSession(DeadlineSession):
     """A session that sends tweepy's api.twitter.com requests to `api_base`, rewriting the URL
-    before the OAuth signature is computed (see the module docstring)."""
+    before the OAuth signature is computed, each request within a total deadline of `timeout`
+    seconds (tweepy sets no timeout at all; see the module docstring)."""
 
     def __init__(self, api_base: str, timeout: float):
-        super().__init__()
+        super().__init__(timeout)
         self.api_base = api_base
-        adapter = _TimeoutAdapter(timeout)
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
         self.last_headers: Mapping[str, str] = {}
         """The headers of the last answer: tweepy hides them on success, and they carry the quota."""
         self.hooks["response"].append(self._remember_headers)

@@ -6,7 +6,9 @@ Faults are how networks misbehave in the wild: the request arrives and the netwo
 (the post is created), but the answer is lost on the way back: never sent (HANG), sent after the
 client gave up (LATE), the connection closed before any answer (DROP), a proxy's 502 or 504 page
 (BAD_GATEWAY, GATEWAY_TIMEOUT), a 200 whose body is cut off or garbage (GARBLED), or a 200 that
-names no id (NO_ID). REFUSE is the one fault where nothing arrives: the port refuses connections
+names no id (NO_ID), or an answer trickled back one byte every TRICKLE_EVERY seconds, status line
+and headers included (TRICKLE) or headers at once and then the body (TRICKLE_BODY): every read
+succeeds, so only a total deadline ends the call. REFUSE is the one fault where nothing arrives: the port refuses connections
 (`refuse_connections()` ... `accept_connections()`). Tests then check that a post exists at most
 once whatever the client concluded."""
 
@@ -54,14 +56,19 @@ class Request:
     """Why the fake refused the request's credentials (see FakeServer.refuse), or None."""
 
 
-HANG, LATE, DROP, BAD_GATEWAY, GATEWAY_TIMEOUT, GARBLED, NO_ID, REFUSE = (
-    "hang", "late", "drop", "502", "504", "garbled", "no id", "refuse")
-AFTER_ACTING = (HANG, LATE, DROP, BAD_GATEWAY, GATEWAY_TIMEOUT, GARBLED, NO_ID)
+HANG, LATE, DROP, BAD_GATEWAY, GATEWAY_TIMEOUT, GARBLED, NO_ID, TRICKLE, TRICKLE_BODY, REFUSE = (
+    "hang", "late", "drop", "502", "504", "garbled", "no id", "trickle", "trickle body", "refuse")
+AFTER_ACTING = (HANG, LATE, DROP, BAD_GATEWAY, GATEWAY_TIMEOUT, GARBLED, NO_ID, TRICKLE, TRICKLE_BODY)
 """The faults in which the network acted on the request: the outcome is unknown to the client."""
 LATE_BY = 1.5
 """Seconds a LATE answer waits: longer than the publish timeout the fault tests give their clients."""
 HANG_FOR = 30.0
 """A HANG holds the connection this long at most (or until the fake stops)."""
+TRICKLE_EVERY = 0.2
+"""Seconds between two bytes of a trickled answer: each read waits far less than any timeout the
+tests give, and the whole answer (some 200 bytes) takes far longer."""
+TRICKLE_FOR = 10.0
+"""A trickle hangs up after this long: a client without a total deadline then fails late, not never."""
 
 
 class FakeServer:
@@ -211,6 +218,9 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
             payload = answer.body if answer.body is not None else json.dumps(answer.json).encode()
             content_type = ("text/html; charset=utf-8" if answer.body is not None
                             else "application/json; charset=utf-8")
+            if fault in (TRICKLE, TRICKLE_BODY):
+                self._trickle(fault, answer, content_type, payload)
+                return
             try:
                 self.send_response(answer.status)
                 self.send_header("Content-Type", content_type)
@@ -222,6 +232,25 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test)
+
+        def _trickle(self, fault: str, answer: Answer, content_type: str, payload: bytes) -> None:
+            """Send the answer one byte every TRICKLE_EVERY seconds (TRICKLE_BODY: the headers at once),
+            until the client hangs up, the fake stops, or TRICKLE_FOR has passed."""
+            lines = [f"HTTP/1.1 {answer.status} {self.responses.get(answer.status, ('',))[0]}",
+                     f"Content-Type: {content_type}", f"Content-Length: {len(payload)}",
+                     *(f"{name}: {value}" for name, value in answer.headers.items())]
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            slow = head + payload if fault == TRICKLE else payload
+            self.close_connection = True  # whatever the client read of it, this connection is spent
+            try:
+                if fault == TRICKLE_BODY:
+                    self.wfile.write(head)
+                for byte in slow[:int(TRICKLE_FOR / TRICKLE_EVERY)]:
+                    self.wfile.write(bytes([byte]))
+                    if fake._stopping.wait(TRICKLE_EVERY):
+                        return
+            except OSError:
+                pass  # the client gave up (what a total deadline does)
 
         def _misbehave(self, fault: str, answer: Answer) -> Answer | None:
             """The answer a fault turns `answer` into, or None when no answer is sent at all."""
@@ -244,6 +273,8 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 return Answer(200, body=b'{"data": {"id": "12')  # cut off mid-answer
             if fault == NO_ID:
                 return Answer(200, json={})
+            if fault in (TRICKLE, TRICKLE_BODY):
+                return answer  # sent as it is, slowly (_trickle)
             raise ValueError(f"unknown fault {fault!r}")
 
         def log_message(self, format: str, *args: object) -> None:
