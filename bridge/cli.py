@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     catchup = commands.add_parser("catchup", help="mark everything now in a feed as seen, without posting it")
     catchup.add_argument("source", nargs="?", help="source name (default: every source)")
 
+    poll = commands.add_parser("poll", help="read one source now, ignoring its backoff, and store and queue what "
+                                            "is new (works beside the running daemon, which posts it)",
+                               description="Read SOURCE now and print one line: ok (stories, new, queued), not "
+                                           "modified, or error (exit 1). It never posts: the daemon (or the next "
+                                           "`bridge run --once`) delivers what it queued. Success clears the "
+                                           "source's backoff; a failure leaves it as it was.")
+    poll.add_argument("source", help="source name")
+
     retry = commands.add_parser("retry", help="re-queue a failed delivery, or one in doubt that is not on the "
                                               "account (it is sent again with its first text)")
     retry.add_argument("delivery_id", type=int, metavar="ID")
@@ -227,18 +235,15 @@ def cmd_catchup(args, config) -> int:
     from bridge.pipeline import poll
 
     if args.source:
-        try:
-            sources = [config.source(args.source)]
-        except KeyError:
-            names = ", ".join(s.name for s in config.sources)
-            raise ConfigError([f"no source named {args.source!r} (sources: {names})"]) from None
+        sources = [_enabled_source(config, args.source)]
     else:
-        sources = list(config.sources)
+        sources = list(config.enabled_sources)
     rt = service.build_runtime(config, service.open_repository(config))
     failed = 0
     try:
         for source in sources:
-            outcome = poll(rt, source, catchup=True, force=True)
+            # A catch-up that cannot read the feed leaves the source's backoff as it was.
+            outcome = poll(rt, source, catchup=True, force=True, keep_backoff=True)
             if outcome.status == "error":
                 failed += 1
                 print(f"{source.name}: could not read the feed: {outcome.error}")
@@ -248,6 +253,29 @@ def cmd_catchup(args, config) -> int:
     finally:
         service.close(rt)
     return EXIT_PROBLEM if failed else EXIT_OK
+
+
+def cmd_poll(args, config) -> int:
+    from bridge import service
+    from bridge.pipeline import poll
+
+    source = _enabled_source(config, args.source)
+    rt = service.build_runtime(config, service.open_repository(config))
+    try:
+        outcome = poll(rt, source, force=True, keep_backoff=True)
+    finally:
+        service.close(rt)
+    if outcome.status == "error":
+        print(f"{source.name}: error: {outcome.error} (its backoff is unchanged)")
+        return EXIT_PROBLEM
+    if outcome.status == "not_modified":
+        print(f"{source.name}: not modified since the last poll")
+        return EXIT_OK
+    extra = [f"{count} {what}" for what, count in sorted(outcome.extra.items()) if count]
+    first = ", first run" if outcome.first_run else ""
+    print(f"{source.name}: ok: {outcome.items_seen} stories, {outcome.items_new} new, "
+          f"{outcome.deliveries_created} queued{first}" + (f" ({', '.join(extra)})" if extra else ""))
+    return EXIT_OK
 
 
 def cmd_preview(args, config) -> int:
@@ -322,6 +350,13 @@ def _source_named(config, name: str):
         raise ConfigError([f"no source named {name!r} (sources: {names})"]) from None
 
 
+def _enabled_source(config, name: str):
+    source = _source_named(config, name)
+    if not source.enabled:
+        raise BridgeError(f"source {name!r} is disabled (enabled = false in settings.toml): it is not read")
+    return source
+
+
 def _duration(delta) -> str:
     seconds = int(delta.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -333,6 +368,7 @@ def _duration(delta) -> str:
 COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "catchup": cmd_catchup,
             "retry": cmd_retry, "skip": cmd_skip, "resolve": cmd_resolve, "release": cmd_release}
 COMMANDS["preview"] = cmd_preview
+COMMANDS["poll"] = cmd_poll
 
 
 if __name__ == "__main__":  # pragma: no cover

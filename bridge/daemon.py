@@ -293,8 +293,8 @@ class Daemon:
         unchanged keeps its place in the schedule. A run that is late (busy machine, suspend) still
         runs once (coalesce) instead of being skipped, as APScheduler's 1 s misfire grace would."""
         now = self.rt.clock()
-        old = {s.name: s for s in previous.sources} if previous else {}
-        for source in config.sources:
+        old = {s.name: s for s in previous.enabled_sources} if previous else {}
+        for source in config.enabled_sources:  # a disabled source has no job: it is never read
             before = old.pop(source.name, None)
             job_id = f"poll:{source.name}"
             if before is not None and before.poll_interval == source.poll_interval and self.scheduler.get_job(job_id):
@@ -381,6 +381,8 @@ def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
         source = rt.config.source(name)
     except KeyError:  # removed by a reload while this run waited in the queue
         return
+    if not source.enabled:  # disabled by a reload while this run waited in the queue
+        return
     with rt.pacer.poll_slot(source.url) as ours:
         if not ours:  # another source's poll is reading this site: free the worker, come back soon
             daemon.metrics.hosts_busy.labels(name).inc()
@@ -408,7 +410,9 @@ def describe(config: Config) -> str:
     """What the daemon does, in a line: systemctl status shows it as 'Status:'."""
     targets = ", ".join(config.targets) or "no target"
     mode = " (dry run: nothing is posted)" if config.bridge.dry_run else ""
-    return f"polling {len(config.sources)} source(s), posting to {targets}{mode}"
+    disabled = len(config.sources) - len(config.enabled_sources)
+    off = f" ({disabled} disabled)" if disabled else ""
+    return f"polling {len(config.enabled_sources)} source(s){off}, posting to {targets}{mode}"
 
 
 RESTART_ONLY_SETTINGS = ("database", "health_listen")

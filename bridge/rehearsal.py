@@ -280,7 +280,7 @@ def rehearse(config: Config, stop: threading.Event, *, clock: Clock = utc_now, o
             next_queue = clock()
             while True:
                 now = clock()
-                due = [s for s in config.sources if next_read[s.name] <= now]
+                due = [s for s in config.enabled_sources if next_read[s.name] <= now]
                 for source in due:
                     next_read[source.name] = now + source.poll_interval
                 queue = once or next_queue <= now

@@ -102,9 +102,9 @@ def close(rt: Runtime) -> None:
 
 
 def run_once(rt: Runtime, lock: RunLock) -> None:
-    """Poll every source once (ignoring backoff), then deliver what is due, holding `lock`."""
+    """Poll every enabled source once (ignoring backoff), then deliver what is due, holding `lock`."""
     prepare(rt, lock)
-    for source in rt.config.sources:
+    for source in rt.config.enabled_sources:
         run_safely(poll, rt, source, force=True)
     run_safely(deliver_due, rt)
 

@@ -45,7 +45,8 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
             "next_poll": row["next_poll_at"], "last_error": row["last_error"],
         })
     polled = {s["name"] for s in sources}
-    sources += [{"name": name, "configured": True, "outcome": "never polled", "state": "never polled"}
+    sources += [{"name": name, "configured": True, "outcome": "never polled",
+                 "state": "never polled" if configured[name].enabled else "disabled"}
                 for name in sorted(set(configured) - polled)]
     tz = config.bridge.timezone
     targets = []
@@ -92,9 +93,12 @@ def held_bursts(held: dict[str, int]) -> list[dict]:
 
 
 def source_state(row: dict, source, now: datetime) -> str:
-    """'ok', 'failing', 'late', 'failing, late', or 'removed' (no longer in settings.toml)."""
+    """'ok', 'failing', 'late', 'failing, late', 'removed' (no longer in settings.toml) or 'disabled'
+    (`enabled = false`: never read, so neither late nor failing)."""
     if source is None:
         return "removed"
+    if not source.enabled:
+        return "disabled"
     states = []
     if row.get("consecutive_failures"):
         states.append("failing")

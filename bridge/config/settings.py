@@ -36,7 +36,7 @@ _BRIDGE_KEYS = {
 }
 _BRIDGE_KEYS |= {"page_delay", "burst_limit"}
 _SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
-                "max_age", "hashtags", "category_hashtags", "images", "burst_limit"}
+                "max_age", "hashtags", "category_hashtags", "images", "burst_limit", "enabled"}
 _HTML_SOURCE_KEYS = {"timezone", "preset", "max_pages", "story_pages", "allow_empty", *LAYOUT_KEYS}
 
 
@@ -66,6 +66,9 @@ class SourceConfig:
     """An html listing that may hold no stories (an agenda page between events): zero rows is then
     a quiet poll, not a layout-drift error. It also turns drift detection off for that source."""
     """Read each new story's page for its summary, lead image and time (html sources)."""
+    enabled: bool = True
+    """False: never read (daemon, `run --once`, rehearsal, `catchup`); what it queued before keeps its
+    state and is delivered as usual (`bridge skip ID` drops one)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,11 @@ class Config:
             if source.name == name:
                 return source
         raise KeyError(name)
+
+    @property
+    def enabled_sources(self) -> tuple[SourceConfig, ...]:
+        """The sources that are read: every one without `enabled = false`."""
+        return tuple(source for source in self.sources if source.enabled)
 
     def secrets(self) -> list[str]:
         """Every credential value, for log redaction."""
@@ -272,6 +280,7 @@ def _parse_sources(
             hashtags=tuple(get.str_list("hashtags")),
             category_hashtags=get.boolean("category_hashtags", False),
             images=get.boolean("images", True),
+            enabled=get.boolean("enabled", True),
             burst_limit=get.positive_int("burst_limit", bridge.burst_limit if bridge else DEFAULT_BURST_LIMIT),
             **_html_settings(table, kind, get, problems, bridge),
         ))

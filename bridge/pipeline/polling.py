@@ -30,8 +30,11 @@ RETRY_AFTER_MAX = timedelta(hours=6)
 silence a source until an operator notices."""
 
 
-def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: bool = False) -> PollOutcome:
-    """Poll one source once. Never raises for a source's own failure: it is logged and stored."""
+def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: bool = False,
+         keep_backoff: bool = False) -> PollOutcome:
+    """Poll one source once. Never raises for a source's own failure: it is logged and stored, except
+    with `keep_backoff` (an operator's `catchup` or `poll`): then a failed fetch changes nothing, so
+    trying by hand never pushes the source's next scheduled poll further away."""
     now = rt.clock()
     state = rt.repo.source_state(source.name)
     if not force and state.consecutive_failures and state.next_poll_at and now < state.next_poll_at:
@@ -56,6 +59,10 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
             return outcome
         items = result.items
     except FetchError as exc:
+        if keep_backoff:
+            outcome = PollOutcome(source.name, "error", error=exc.reason, extra={"backoff": "unchanged"})
+            _log_poll(outcome, started)
+            return outcome
         return _record_failure(rt, source, exc, now, state.consecutive_failures + 1, started)
 
     first_run = not state.initialised
