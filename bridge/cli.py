@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
                                            "source's backoff; a failure leaves it as it was.")
     poll.add_argument("source", help="source name")
 
+    reload = commands.add_parser("reload", help="apply an edited settings.toml to the running daemon and say "
+                                                "whether it took it (what `systemctl reload bridge` runs)",
+                                 description="Validate settings.toml as the daemon would (exit 2 with every "
+                                             "problem, without signalling), then send the running daemon SIGHUP "
+                                             "and wait for its own answer: exit 0 when it applied the new "
+                                             "settings, 1 when it refused them (with its reason) or did not "
+                                             "answer in time.")
+    reload.add_argument("--pid", type=int, help="the daemon's PID (default: the one holding the SQLite run "
+                                                "lock; required for PostgreSQL; bridge.service passes $MAINPID)")
+    reload.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
+                        help="how long to wait for the daemon's answer (default: 30)")
+
     retry = commands.add_parser("retry", help="re-queue a failed delivery, or one in doubt that is not on the "
                                               "account (it is sent again with its first text)")
     retry.add_argument("delivery_id", type=int, metavar="ID")
@@ -278,6 +290,26 @@ def cmd_poll(args, config) -> int:
     return EXIT_OK
 
 
+def cmd_reload(args, config) -> int:
+    from bridge import reloading, service
+    from bridge.config import load_config
+
+    # As the daemon will read it (its live credentials included): a broken file is never signalled.
+    load_config(config.path, dry_run=None)
+    pid = args.pid or reloading.daemon_pid(config.bridge.database)
+    repo = service.open_repository(config, upgrade=False)
+    try:
+        answer = reloading.request_reload(repo.engine, pid, wait=args.wait)
+    finally:
+        repo.engine.dispose()
+    if answer["applied"]:
+        print(f"reload applied by the daemon (PID {pid}): {answer['reason']}")
+        return EXIT_OK
+    print(f"bridge: reload refused by the daemon (PID {pid}), still running on the previous settings: "
+          f"{answer['reason']}", file=sys.stderr)
+    return EXIT_PROBLEM
+
+
 def cmd_preview(args, config) -> int:
     from bridge import preview
     from bridge.errors import FetchError
@@ -369,6 +401,7 @@ COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "catchup":
             "retry": cmd_retry, "skip": cmd_skip, "resolve": cmd_resolve, "release": cmd_release}
 COMMANDS["preview"] = cmd_preview
 COMMANDS["poll"] = cmd_poll
+COMMANDS["reload"] = cmd_reload
 
 
 if __name__ == "__main__":  # pragma: no cover

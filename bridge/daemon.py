@@ -259,6 +259,7 @@ class Daemon:
         """Re-read settings.toml. Valid: swap sources, targets and schedules in place. Invalid: keep
         running on the old settings and log every problem. True when the new settings apply."""
         self.notifier.reloading("reloading settings.toml")
+        started = time.time()  # wall clock: `bridge reload` compares it with when it signalled
         old = self.rt
         try:
             if self._reload_config is None:
@@ -271,6 +272,7 @@ class Daemon:
                       error=f"{len(problems)} problem(s) in settings.toml: " + "; ".join(problems))
             self.metrics.reloads.labels("refused").inc()
             self.notifier.ready(f"reload refused ({len(problems)} problem(s), see the log); {describe(old.config)}")
+            self._answer_reload(started, False, f"{len(problems)} problem(s) in settings.toml: " + "; ".join(problems))
             return False
         _warn_restart_needed(old.config, config)
         logs.set_secrets({*old.config.secrets(), *config.secrets()})  # old clients may still log
@@ -286,7 +288,19 @@ class Daemon:
                  added=sorted(after - before), removed=sorted(before - after), dry_run=config.bridge.dry_run)
         self.metrics.reloads.labels("applied").inc()
         self.notifier.ready(describe(config))
+        self._answer_reload(started, True, describe(config))
         return True
+
+    def _answer_reload(self, started: float, applied: bool, reason: str) -> None:
+        """Tell `bridge reload` (waiting in another process) how this reload ended, in the database."""
+        import os
+
+        from bridge.store.reloads import record_reload
+
+        try:
+            record_reload(self.rt.repo.engine, pid=os.getpid(), started=started, applied=applied, reason=reason)
+        except Exception as exc:  # the reload itself stands; `bridge reload` times out and says so
+            log.error("could not record the reload's outcome for `bridge reload`", error=f"{type(exc).__name__}: {exc}")
 
     def _schedule(self, config: Config, previous: Config | None) -> None:
         """Jobs for `config`: new sources poll now, removed ones stop, a source whose interval is

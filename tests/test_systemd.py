@@ -76,10 +76,10 @@ class TestUnit:
         assert float(match.group(1)) <= MAX_EXPOSURE and result.returncode == 0, result.stdout
 
     def test_the_unit_matches_the_daemon(self):
-        """Type=notify, reload by SIGHUP, and timeouts that leave room for the daemon's own bounds."""
+        """Type=notify, reload through `bridge reload` (SIGHUP, then the daemon's answer), and timeouts that leave room for the daemon's own bounds."""
         unit = unit_settings()
         assert unit["Type"] == ["notify"] and unit["NotifyAccess"] == ["main"]
-        assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+        assert unit["ExecReload"] == [f"{SHIPPED_EXEC} --config /etc/bridge/settings.toml reload --pid $MAINPID"]
         assert seconds(unit["TimeoutStopSec"][0]) > STOP_GRACE.total_seconds()
         assert seconds(unit["WatchdogSec"][0]) > HEARTBEAT_MAX_AGE.total_seconds()
         assert unit["Restart"] == ["on-failure"] and unit["ExecStart"][0].startswith(SHIPPED_EXEC)
