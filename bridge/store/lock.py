@@ -14,7 +14,7 @@ SIGKILL or a power cut), and a second one is refused at once, naming the holder:
 - SQLite in memory: nothing to share, so nothing to lock.
 
 Commands that read, or change one row in one transaction (status, check, preview, retry, skip,
-catchup), take no lock and work beside the daemon.
+catchup, poll, reload), take no lock and work beside the daemon.
 """
 
 from __future__ import annotations
