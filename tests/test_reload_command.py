@@ -101,3 +101,12 @@ class TestReloadWithoutADaemon:
         assert record_reload(repo.engine, pid=1, started=10.0, applied=False, reason="bad") == 1
         assert record_reload(repo.engine, pid=1, started=11.0, applied=True, reason="good") == 2
         assert last_reload(repo.engine) == {"count": 2, "pid": 1, "started": 11.0, "applied": True, "reason": "good"}
+
+
+def test_help_names_poll_and_reload(capsys):
+    """`bridge --help` lists the poll and reload commands."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    commands = {line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()}
+    assert {"poll", "reload"} <= commands
