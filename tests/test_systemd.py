@@ -89,6 +89,32 @@ class TestUnit:
         assert unit["CapabilityBoundingSet"] == [""] and "MemoryMax" in unit
 
 
+class TestRestartPolicy:
+    def test_a_config_error_is_not_restarted(self, tmp_path):
+        """A broken settings.toml makes `bridge run` exit with the one status the unit does not restart."""
+        from bridge.cli import EXIT_CONFIG, main
+
+        bad = tmp_path / "settings.toml"
+        bad.write_text("[bridge]\nno_such_key = 1\n")
+        assert main(["--config", str(bad), "run"]) == EXIT_CONFIG
+        assert unit_settings()["RestartPreventExitStatus"] == [str(EXIT_CONFIG)]
+        assert unit_settings()["Restart"] == ["on-failure"]
+
+    def test_the_start_limit_tolerates_a_busy_first_day(self):
+        """StartLimitBurst counts every start, so it allows 10 in 10 minutes, yet ends a 30 s crash loop within it."""
+        unit = unit_settings()
+        interval, burst = seconds(unit["StartLimitIntervalSec"][0]), int(unit["StartLimitBurst"][0])
+        assert burst >= 10
+        assert burst * seconds(unit["RestartSec"][0]) < interval
+
+    def test_the_comments_say_what_systemd_counts(self):
+        """The unit's comments no longer claim the start limit counts failed starts only, and cite the man pages."""
+        comments = " ".join(line.lstrip("# ") for line in UNIT.read_text().splitlines() if line.startswith("#"))
+        assert "failed starts" not in comments
+        assert "counts every start" in comments and "manual" in comments
+        assert "systemd.unit(5)" in comments and "systemd.service(5)" in comments
+
+
 def snapshot(root: Path) -> dict[str, tuple]:
     """Every path under root with its mode, and for files their content hash and mtime."""
     found = {}
