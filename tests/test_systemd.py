@@ -164,11 +164,133 @@ class TestInstallScript:
         assert result.returncode == 0 and "kept your" in result.stdout
         assert settings.read_text() == "# ours\n" and secret.read_text() == "token"
 
+    def test_a_root_that_does_not_exist_is_created(self, tmp_path):
+        """--root DIR creates DIR (and its parents) instead of refusing it."""
+        result = self.install(tmp_path / "new" / "root")
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "new/root/etc/systemd/system/bridge.service").is_file()
+
     def test_unknown_option_is_refused(self, tmp_path):
         """A mistyped option stops the script before it changes anything."""
         result = subprocess.run(["sh", str(INSTALL), "--rot", str(tmp_path)], capture_output=True, text=True)
         assert result.returncode == 2 and "unknown option --rot" in result.stderr
         assert list(tmp_path.iterdir()) == []
+
+
+FAKE_PYTHON3 = """#!/bin/sh
+# A stand-in for the system's python3: logs its arguments; `-m venv [--clear] DIR` makes a venv whose
+# python logs what pip is asked and whose bridge prints a version. NO_ENSUREPIP=1 acts as a Debian
+# without python3-venv (the ensurepip module is missing).
+echo "python3 $*" >> "$FAKE_LOG"
+if [ "$1" = -c ]; then
+    case "$2" in *ensurepip*) [ -z "${NO_ENSUREPIP:-}" ] || exit 1 ;; esac
+    exit 0
+fi
+if [ "$1 $2" = "-m venv" ]; then
+    for dir; do :; done
+    mkdir -p "$dir/bin"
+    printf '#!/bin/sh\\necho "venv-python $*" >> "$FAKE_LOG"\\n' > "$dir/bin/python"
+    printf '#!/bin/sh\\necho 0.1.0\\n' > "$dir/bin/bridge"
+    chmod 755 "$dir/bin/python" "$dir/bin/bridge"
+fi
+"""
+
+
+class TestInstallPython:
+    """install.sh's venv step, with a stand-in python3 on PATH: no network, no root effects."""
+
+    @pytest.fixture
+    def fake(self, tmp_path):
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "python3").write_text(FAKE_PYTHON3)
+        (bin_dir / "python3").chmod(0o755)
+        log = tmp_path / "log"
+        log.touch()
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log)}
+        env.pop("PYTHON3", None)
+        return env, log
+
+    def install(self, root: Path, env: dict, *options: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", str(INSTALL), "--root", str(root), *options],
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    def test_builds_the_venv_and_installs_the_source(self, tmp_path, fake):
+        """On a fresh root it creates the venv and pip-installs this source tree into it."""
+        env, log = fake
+        result = self.install(tmp_path / "root", env)
+        assert result.returncode == 0, result.stderr
+        venv = tmp_path / "root/opt/bridge/venv"
+        assert f"python3 -m venv --clear {venv}" in log.read_text()
+        assert f"venv-python -m pip install --quiet --upgrade {REPO_ROOT}\n" in log.read_text()
+
+    def test_a_half_built_venv_is_rebuilt(self, tmp_path, fake):
+        """A venv whose python cannot run pip (a failed earlier venv creation) is created again, not reused."""
+        env, log = fake
+        broken = tmp_path / "root/opt/bridge/venv/bin"
+        broken.mkdir(parents=True)
+        (broken / "python").write_text("#!/bin/sh\nexit 1\n")
+        (broken / "python").chmod(0o755)
+        result = self.install(tmp_path / "root", env)
+        assert result.returncode == 0, result.stderr
+        assert "rebuilding" in result.stdout and "python3 -m venv --clear" in log.read_text()
+        assert "venv-python -m pip install" in log.read_text()
+
+    def test_a_working_venv_is_kept_and_a_second_run_changes_nothing(self, tmp_path, fake):
+        """Run twice with the venv step, the second run creates no venv and leaves the tree as it was."""
+        env, log = fake
+        root = tmp_path / "root"
+        assert self.install(root, env).returncode == 0
+        before = snapshot(root)
+        log.write_text("")
+        second = self.install(root, env)
+        assert second.returncode == 0, second.stderr
+        assert "-m venv" not in log.read_text() and "venv-python -m pip install" in log.read_text()
+        assert snapshot(root) == before and "installed" not in second.stdout
+
+    def test_no_venv_module_says_what_to_apt_install(self, tmp_path, fake):
+        """Without python3-venv it stops before changing anything and names the package to install."""
+        env, log = fake
+        result = self.install(tmp_path / "root", {**env, "NO_ENSUREPIP": "1"})
+        assert result.returncode == 1
+        assert "sudo apt install python3-venv" in result.stderr
+        assert not (tmp_path / "root").exists()
+
+    def test_no_python3_says_what_to_apt_install(self, tmp_path, fake):
+        """Without python3 at all it names both packages and changes nothing."""
+        env, _ = fake
+        result = self.install(tmp_path / "root", {**env, "PYTHON3": "no-such-python3"})
+        assert result.returncode == 1 and "sudo apt install python3 python3-venv" in result.stderr
+        assert not (tmp_path / "root").exists()
+
+    def test_extras_are_installed_and_remembered(self, tmp_path, fake):
+        """--extras installs the source with those extras, and a later run without the flag keeps them."""
+        env, log = fake
+        root = tmp_path / "root"
+        result = self.install(root, env, "--extras", "mastodon,postgresql")
+        assert result.returncode == 0, result.stderr
+        assert f"pip install --quiet --upgrade {REPO_ROOT}[mastodon,postgresql]\n" in log.read_text()
+        log.write_text("")
+        assert self.install(root, env).returncode == 0
+        assert f"pip install --quiet --upgrade {REPO_ROOT}[mastodon,postgresql]\n" in log.read_text()
+
+    def test_an_unknown_extra_is_refused(self, tmp_path, fake):
+        """A mistyped extra stops the script with exit 2 before it changes anything."""
+        env, _ = fake
+        result = self.install(tmp_path / "root", env, "--extras", "mastadon")
+        assert result.returncode == 2 and "unknown extra mastadon" in result.stderr
+        assert not (tmp_path / "root").exists()
+
+    def test_the_known_extras_are_pyprojects(self):
+        """install.sh accepts exactly pyproject.toml's extras but "test", and "test" holds every other one."""
+        import tomllib
+
+        extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+        known = re.search(r'^KNOWN_EXTRAS="([^"]*)"', INSTALL.read_text(), re.M).group(1).split()
+        assert sorted(known) == sorted(set(extras) - {"test"})
+        assert "postgresql" in extras
+        for name, requirements in extras.items():
+            assert set(requirements) <= set(extras["test"]), name
 
 
 class TestOperatorCommand:
