@@ -318,3 +318,36 @@ class TestOperatorCommand:
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == [
             "nobody", "/etc/bridge/settings.toml /var/lib/bridge", "tok-123456 key-654321", "status --json"]
+
+    @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+    def test_encrypted_credentials_are_decrypted_for_the_command(self, tmp_path):
+        """As root, each <target>_<field>.cred is decrypted with systemd-creds under its name and passed as BRIDGE_*."""
+        creds = tmp_path / "creds"
+        (creds / "x").mkdir(parents=True)
+        (creds / "x_access_token.cred").write_text("sealed:tok-123456")
+        (creds / "facebook_page_token.cred").write_text("sealed:page-654321")
+        (creds / "x" / "consumer_key").write_text("plain-key")
+        fake_creds = tmp_path / "systemd-creds"
+        # A stand-in for systemd-creds: `decrypt --name=NAME FILE -` prints FILE's text after "sealed:",
+        # and refuses a file whose name does not match, as the real one checks the embedded name.
+        fake_creds.write_text('#!/bin/sh\n[ "$1" = decrypt ] && [ "$4" = - ] || exit 9\n'
+                              '[ "${2#--name=}.cred" = "$(basename "$3")" ] || exit 8\n'
+                              'sed "s/^sealed://" "$3"\n')
+        fake_creds.chmod(0o755)
+        public = Path(tempfile.mkdtemp(prefix="bridge-admin-"))
+        public.chmod(0o755)
+        probe = public / "probe"
+        probe.write_text('#!/bin/sh\necho "$BRIDGE_X_ACCESS_TOKEN $BRIDGE_FACEBOOK_PAGE_TOKEN $BRIDGE_X_CONSUMER_KEY"\n')
+        probe.chmod(0o755)
+        env = {"PATH": os.environ["PATH"], "BRIDGE_BIN": str(probe), "BRIDGE_USER": "nobody",
+               "BRIDGE_CREDENTIALS": str(creds), "SYSTEMD_CREDS": str(fake_creds)}
+        try:
+            result = subprocess.run(["sh", str(ADMIN), "check"], capture_output=True, text=True, env=env, timeout=30)
+            (creds / "x_access_token.cred").write_text("garbage")
+            fake_creds.write_text("#!/bin/sh\necho 'Failed to decrypt' >&2; exit 1\n")
+            refused = subprocess.run(["sh", str(ADMIN), "check"], capture_output=True, text=True, env=env, timeout=30)
+        finally:
+            shutil.rmtree(public)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["tok-123456 page-654321 plain-key"]
+        assert refused.returncode == 1 and "cannot decrypt" in refused.stderr and refused.stdout == ""
