@@ -351,3 +351,31 @@ class TestOperatorCommand:
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == ["tok-123456 page-654321 plain-key"]
         assert refused.returncode == 1 and "cannot decrypt" in refused.stderr and refused.stdout == ""
+
+
+class TestReadme:
+    README = (REPO_ROOT / "README.md").read_text()
+
+    def test_the_apt_line_has_what_install_sh_asks_for(self):
+        """The README's first apt install names every package install.sh tells a bare Debian to install."""
+        apt_line = next(line for line in self.README.splitlines() if line.startswith("sudo apt install"))
+        asked = set(re.findall(r"apt install ([a-z0-9. -]+)", INSTALL.read_text()))
+        for packages in asked:
+            assert set(packages.split()) <= set(apt_line.split()[3:]), packages
+        assert {"git", "ca-certificates", "sqlite3"} <= set(apt_line.split())
+
+    def test_every_networks_credential_files_are_listed(self):
+        """The going-live table names each network's secret fields as the files the bridge reads."""
+        from bridge.config.targets import TARGET_KINDS
+
+        table = self.README[self.README.index("### Going live, network by network"):self.README.index("### Upgrade")]
+        for kind, spec in TARGET_KINDS.items():
+            row = next(line for line in table.splitlines() if f"(`{kind}`)" in line)
+            for name in (*spec.credential_fields, *spec.optional_credentials):
+                assert f"`{name}`" in row, (kind, name)
+
+    def test_upgrade_rollback_and_backup_are_documented(self):
+        """The README says how to back up SQLite and PostgreSQL, and how to roll an upgrade back."""
+        assert '.backup /var/backups/' in self.README and "pg_dump" in self.README and "pg_restore" in self.README
+        assert "/opt/bridge/venv.prev" in self.README and "newer than this bridge knows" in self.README
+        assert "--extras mastodon,bluesky,postgresql" in self.README
