@@ -17,7 +17,8 @@
 #   1. the system user "bridge" (systemd-sysusers with systemd/bridge.sysusers)
 #   2. /opt/bridge/venv with the bridge (and its extras) installed from this source tree, and
 #      /opt/bridge/README.md; a venv without a working python and pip is built again
-#   3. /etc/bridge/settings.toml (only if absent), /etc/bridge/credentials/x/ (root only, 0700)
+#   3. /etc/bridge/settings.toml (only if absent), /etc/bridge/credentials/x/ (root only, 0700),
+#      and /etc/bridge/credentials/NAME/ for each other [targets.NAME] in the settings
 #   4. /etc/systemd/system/bridge.service, and /usr/local/bin/bridge for the operator
 #   5. systemctl daemon-reload, enable, and start (or restart, to run the upgraded code)
 set -eu
@@ -119,6 +120,21 @@ else
     put 0644 "$SOURCE/settings.toml" "$R/etc/bridge/settings.toml"
 fi
 install -d -m 0700 "$R/etc/bridge/credentials" "$R/etc/bridge/credentials/x"
+# A folder for each other [targets.NAME] table of the settings, and a word if the unit loads none.
+for target in $(sed -n 's/^[[:space:]]*\[targets\.\("\{0,1\}\)\([A-Za-z0-9_-]*\)\1\][[:space:]]*\(#.*\)\{0,1\}$/\2/p' \
+        "$R/etc/bridge/settings.toml"); do
+    [ "$target" = x ] && continue
+    if [ ! -d "$R/etc/bridge/credentials/$target" ]; then
+        install -d -m 0700 "$R/etc/bridge/credentials/$target"
+        say "created $R/etc/bridge/credentials/$target/ for [targets.$target]'s secrets"
+    fi
+    if ! cat "$R"/etc/systemd/system/bridge.service.d/*.conf 2>/dev/null |
+            grep -q "^LoadCredential\(Encrypted\)\{0,1\}=$target[:_]"; then
+        say "[targets.$target]: the service loads no credentials for it yet; add with \`systemctl edit bridge\`:"
+        say "  [Service]"
+        say "  LoadCredential=$target:/etc/bridge/credentials/$target"
+    fi
+done
 
 # 4. The unit (ours: local changes belong in `systemctl edit bridge`) and the operator's command.
 put 0644 "$SOURCE/systemd/bridge.service" "$R/etc/systemd/system/bridge.service"

@@ -170,6 +170,25 @@ class TestInstallScript:
         assert result.returncode == 0, result.stderr
         assert (tmp_path / "new/root/etc/systemd/system/bridge.service").is_file()
 
+    def test_a_folder_for_each_target_and_a_word_on_its_drop_in(self, tmp_path):
+        """Each [targets.NAME] of the settings gets its credentials folder, and the missing LoadCredential= line is named until a drop-in has it."""
+        settings = tmp_path / "etc/bridge/settings.toml"
+        settings.parent.mkdir(parents=True)
+        settings.write_text('[targets.x]\n[targets.facebook]  # the Page\n[targets."my-tg"]\n'
+                            '# [targets.mastodon]\n[targets.facebook.extra]\n')
+        result = self.install(tmp_path)
+        assert result.returncode == 0, result.stderr
+        folders = sorted(p.name for p in (tmp_path / "etc/bridge/credentials").iterdir())
+        assert folders == ["facebook", "my-tg", "x"]
+        assert ((tmp_path / "etc/bridge/credentials/facebook").stat().st_mode & 0o777) == 0o700
+        assert "LoadCredential=facebook:/etc/bridge/credentials/facebook" in result.stdout
+        drop_in = tmp_path / "etc/systemd/system/bridge.service.d/override.conf"
+        drop_in.parent.mkdir(parents=True)
+        drop_in.write_text("[Service]\nLoadCredential=facebook:/etc/bridge/credentials/facebook\n")
+        again = self.install(tmp_path)
+        assert "LoadCredential=facebook:" not in again.stdout and "LoadCredential=my-tg:" in again.stdout
+        assert "created" not in again.stdout
+
     def test_unknown_option_is_refused(self, tmp_path):
         """A mistyped option stops the script before it changes anything."""
         result = subprocess.run(["sh", str(INSTALL), "--rot", str(tmp_path)], capture_output=True, text=True)
