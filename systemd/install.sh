@@ -106,7 +106,7 @@ if [ "$PYTHON" = yes ]; then
         EXTRAS=$(cat "$R/opt/bridge/extras")
     fi
     "$VENV/bin/python" -m pip install --quiet --upgrade "$SOURCE${EXTRAS:+[$EXTRAS]}"
-    say "bridge $("$VENV/bin/bridge" --version)${EXTRAS:+ with $EXTRAS} in $VENV"
+    say "$("$VENV/bin/bridge" --version)${EXTRAS:+ with $EXTRAS} in $VENV"
 fi
 
 # 3. Settings (the operator's once installed) and the credentials folder. The folder must exist

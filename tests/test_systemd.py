@@ -209,7 +209,7 @@ if [ "$1 $2" = "-m venv" ]; then
     for dir; do :; done
     mkdir -p "$dir/bin"
     printf '#!/bin/sh\\necho "venv-python $*" >> "$FAKE_LOG"\\n' > "$dir/bin/python"
-    printf '#!/bin/sh\\necho 0.1.0\\n' > "$dir/bin/bridge"
+    printf '#!/bin/sh\\necho bridge 0.1.0\\n' > "$dir/bin/bridge"
     chmod 755 "$dir/bin/python" "$dir/bin/bridge"
 fi
 """
@@ -242,6 +242,7 @@ class TestInstallPython:
         venv = tmp_path / "root/opt/bridge/venv"
         assert f"python3 -m venv --clear {venv}" in log.read_text()
         assert f"venv-python -m pip install --quiet --upgrade {REPO_ROOT}\n" in log.read_text()
+        assert f"install.sh: bridge 0.1.0 in {venv}" in result.stdout
 
     def test_a_half_built_venv_is_rebuilt(self, tmp_path, fake):
         """A venv whose python cannot run pip (a failed earlier venv creation) is created again, not reused."""
