@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 
 import structlog
 
@@ -82,3 +83,76 @@ class TestExceptions:
         assert logging.getLogger("httpx").level == logging.WARNING
         logs.set_level("debug")
         assert logging.getLogger("tweepy").level == logging.INFO
+
+
+def _log_one_of_each() -> None:
+    log = structlog.get_logger("bridge")
+    log.debug("polled", source="a")
+    log.info("posted", target="x")
+    log.warning("slow", duration_ms=9000)
+    log.error("post failed", reason="HTTP 503")
+    log.critical("database gone")
+    logging.getLogger("apscheduler.scheduler").warning("Run time missed")
+
+
+def _without_time(line: str) -> dict:
+    event = json.loads(line)
+    event.pop("timestamp")
+    return event
+
+
+class TestJournalPriorities:
+    def _journal_file(self, tmp_path, monkeypatch, *, same_file: bool = True):
+        path = tmp_path / "journal-stream"
+        stream = open(path, "w+", encoding="utf-8")
+        other = tmp_path / "elsewhere"
+        other.write_text("")
+        info = os.stat(path if same_file else other)
+        monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}")
+        return stream
+
+    def _lines(self, stream) -> list[str]:
+        stream.flush()
+        stream.seek(0)
+        return stream.read().splitlines()
+
+    def test_each_line_on_the_journal_stream_starts_with_its_priority(self, tmp_path, monkeypatch):
+        """With $JOURNAL_STREAM naming stdout, each line starts with its sd-daemon <N> and the same JSON follows."""
+        plain = _capture("debug")
+        _log_one_of_each()
+        stream = self._journal_file(tmp_path, monkeypatch)
+        logs.configure_logging("debug", json=True, stream=stream)
+        _log_one_of_each()
+        lines = self._lines(stream)
+        assert [line[:3] for line in lines] == ["<7>", "<6>", "<4>", "<3>", "<2>", "<4>"]
+        assert [_without_time(line[3:]) for line in lines] == [_without_time(line) for line in
+                                                               plain.getvalue().splitlines()]
+        stream.close()
+
+    def test_no_prefix_without_journal_stream(self, monkeypatch):
+        """Without $JOURNAL_STREAM (a terminal, a pipe, a test) lines are bare JSON."""
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+        stream = _capture("debug")
+        _log_one_of_each()
+        lines = stream.getvalue().splitlines()
+        assert len(lines) == 6 and all(line.startswith("{") for line in lines)
+
+    def test_no_prefix_when_stdout_is_another_file(self, tmp_path, monkeypatch):
+        """An inherited $JOURNAL_STREAM naming another file (stdout redirected) gives bare JSON."""
+        stream = self._journal_file(tmp_path, monkeypatch, same_file=False)
+        logs.configure_logging("debug", json=True, stream=stream)
+        _log_one_of_each()
+        lines = self._lines(stream)
+        assert len(lines) == 6 and all(line.startswith("{") for line in lines)
+        stream.close()
+
+    def test_every_line_of_a_multi_line_event_carries_the_priority(self):
+        """A readable multi-line event (traceback at debug) has the prefix on every line, so none drops to info."""
+        stream = io.StringIO()
+        logs.configure_logging("debug", json=False, stream=stream, journal=True)
+        try:
+            _fail("boom")
+        except ConnectionError:
+            structlog.get_logger("bridge").exception("job failed unexpectedly")
+        lines = stream.getvalue().splitlines()
+        assert len(lines) > 1 and all(line.startswith("<3>") for line in lines)
