@@ -227,11 +227,7 @@ def cmd_catchup(args, config) -> int:
     from bridge.pipeline import poll
 
     if args.source:
-        try:
-            sources = [config.source(args.source)]
-        except KeyError:
-            names = ", ".join(s.name for s in config.sources)
-            raise ConfigError([f"no source named {args.source!r} (sources: {names})"]) from None
+        sources = [_source_named(config, args.source)]
     else:
         sources = list(config.sources)
     rt = service.build_runtime(config, service.open_repository(config))
@@ -254,11 +250,7 @@ def cmd_preview(args, config) -> int:
     from bridge import preview
     from bridge.errors import FetchError
 
-    try:
-        source = config.source(args.source)
-    except KeyError:
-        names = ", ".join(s.name for s in config.sources)
-        raise ConfigError([f"no source named {args.source!r} (sources: {names})"]) from None
+    source = _source_named(config, args.source)
     try:
         result = preview.preview(config, source, story_pages=not args.no_pages)
     except FetchError as exc:
@@ -318,8 +310,12 @@ def _source_named(config, name: str):
     try:
         return config.source(name)
     except KeyError:
-        names = ", ".join(s.name for s in config.sources)
-        raise ConfigError([f"no source named {name!r} (sources: {names})"]) from None
+        from bridge.config.values import did_you_mean
+
+        names = [s.name for s in config.sources]
+        hint = did_you_mean(name, names)
+        raise ConfigError([f"no source named {name!r}" + (f"; {hint}" if hint else "")
+                           + f" (sources: {', '.join(names)})"]) from None
 
 
 def _duration(delta) -> str:

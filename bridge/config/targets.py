@@ -12,7 +12,7 @@ from bridge.config.defaults import (
     DEFAULT_GRAPH_API_VERSION, DEFAULT_MAX_PER_DAY, DEFAULT_PRICE_PER_LINK_POST, DEFAULT_PRICE_PER_POST,
     DEFAULT_PRICE_PER_MEDIA_METADATA, DEFAULT_PRICE_PER_VERIFY,
 )
-from bridge.config.values import NAME_RE, TableReader, unknown_keys
+from bridge.config.values import NAME_RE, TableReader, did_you_mean, unknown_keys
 from bridge.secrets import load_credentials
 
 
@@ -175,7 +175,9 @@ def parse_targets(
         kind = TARGET_KINDS.get(kind_name or "")
         if kind is None:
             unknown_keys(table, _TARGET_KEYS | {"api_base"}, where, problems)
-            problems.append(f"{where}.kind: must be one of {', '.join(TARGET_KINDS)} (got {kind_name!r})")
+            hint = did_you_mean(kind_name, TARGET_KINDS) if kind_name else ""
+            problems.append(f"{where}.kind: must be one of {', '.join(TARGET_KINDS)} (got {kind_name!r})"
+                            + (f"; {hint}" if hint else ""))
             continue
         unknown_keys(table, _TARGET_KEYS | {kind.base_key} | set(kind.options), where, problems)
         _check_extra(kind_name, kind, where, problems)
