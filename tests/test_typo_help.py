@@ -121,3 +121,19 @@ class TestDatabasePath:
             parse_config(tomllib.loads(SETTINGS.replace("dry_run = true", f'dry_run = true\ndatabase = "{url}"')),
                          environ={})
 
+
+class TestMissingSecret:
+    def test_the_systemd_credential_file_is_named(self):
+        """A missing secret names the variable and /etc/bridge/credentials/<target>/<field>."""
+        problems = problems_of(SETTINGS.replace("dry_run = true", "dry_run = false"))
+        assert problems[0] == ("targets.x: missing secret consumer_key: set BRIDGE_X_CONSUMER_KEY or, for the "
+                               "systemd service, write it to /etc/bridge/credentials/x/consumer_key "
+                               "(or set dry_run = true to run without posting)")
+
+    def test_another_target_is_told_to_load_its_folder(self):
+        """A target other than x (which the unit loads) is told the LoadCredential= line to add."""
+        text = SETTINGS.replace("dry_run = true", "dry_run = false").replace('targets = ["x"]', 'targets = ["tg"]')
+        text = text.replace('[targets.x]\nkind = "x"', '[targets.tg]\nkind = "telegram"\nchat_id = "@kemenpora"')
+        [problem] = problems_of(text)
+        assert ("write it to /etc/bridge/credentials/tg/bot_token and add "
+                "LoadCredential=tg:/etc/bridge/credentials/tg with `systemctl edit bridge`") in problem
