@@ -93,13 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.set_secrets(config.secrets())
         return COMMANDS[args.command](args, config)
     except ConfigError as exc:
-        print(f"bridge: invalid configuration: {exc}", file=sys.stderr)
+        logs.print_error(f"bridge: invalid configuration: {exc}")
         return EXIT_CONFIG
     except DatabaseError as exc:
-        print(f"bridge: database: {exc}", file=sys.stderr)
+        logs.print_error(f"bridge: database: {exc}")
         return EXIT_DATABASE
     except BridgeError as exc:
-        print(f"bridge: {exc}", file=sys.stderr)
+        logs.print_error(f"bridge: {exc}")
         return EXIT_PROBLEM
 
 

@@ -132,6 +132,15 @@ class _JournalPriority(logging.Formatter):
         return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
 
 
+def print_error(text: str) -> None:
+    """Print an operator's error line (bad settings, unusable database) to stderr; on the journal
+    stream every line is filed at error priority, so `journalctl -p warning` shows why it stopped."""
+    stream = sys.stderr
+    if is_journal_stream(stream):
+        text = "\n".join(f"<{sd_priority(logging.ERROR)}>{line}" for line in text.split("\n"))
+    print(text, file=stream)
+
+
 def configure_logging(level: str = "info", *, json: bool | None = None, stream: IO[str] | None = None,
                       journal: bool | None = None) -> None:
     """Route structlog and stdlib logging to `stream` (stdout by default) at `level`. With

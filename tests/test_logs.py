@@ -156,3 +156,33 @@ class TestJournalPriorities:
             structlog.get_logger("bridge").exception("job failed unexpectedly")
         lines = stream.getvalue().splitlines()
         assert len(lines) > 1 and all(line.startswith("<3>") for line in lines)
+
+
+class TestErrorLinesOnTheJournal:
+    def _run_check(self, tmp_path, monkeypatch, *, journal: bool) -> list[str]:
+        from bridge.cli import EXIT_CONFIG, main
+
+        settings = tmp_path / "settings.toml"
+        settings.write_text('[bridge]\npoll_interval = "often"\ncolour = "blue"\n')
+        path = tmp_path / "stderr"
+        stream = open(path, "w+", encoding="utf-8")
+        if journal:
+            info = os.stat(path)
+            monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}")
+        else:
+            monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+        monkeypatch.setattr("sys.stderr", stream)
+        assert main(["--config", str(settings), "check"]) == EXIT_CONFIG
+        stream.close()
+        return path.read_text(encoding="utf-8").splitlines()
+
+    def test_a_config_error_is_filed_at_error_priority(self, tmp_path, monkeypatch):
+        """Under systemd every line of "invalid configuration" starts with <3>, so -p warning shows why it stopped."""
+        lines = self._run_check(tmp_path, monkeypatch, journal=True)
+        assert len(lines) > 2 and all(line.startswith("<3>") for line in lines)
+        assert lines[0].startswith("<3>bridge: invalid configuration: ")
+
+    def test_a_config_error_elsewhere_has_no_prefix(self, tmp_path, monkeypatch):
+        """On a terminal or a pipe the same error is plain text."""
+        lines = self._run_check(tmp_path, monkeypatch, journal=False)
+        assert lines[0].startswith("bridge: invalid configuration: ") and not any(l.startswith("<") for l in lines)
