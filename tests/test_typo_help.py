@@ -104,6 +104,33 @@ class TestUnknownNames:
                            f"{' (case matters)' if command[0] == 'release' else ''} (sources: antara-terkini)")
 
 
+class TestUnknownValues:
+    def test_a_source_kind_typo_is_suggested(self):
+        """kind = "HTML" on a source suggests 'html'."""
+        problem = problems_of(SETTINGS.replace('targets = ["x"]', 'targets = ["x"]\nkind = "HTML"'))[0]
+        assert problem.endswith("(got 'HTML'); did you mean 'html'? (case matters)")
+
+    def test_a_preset_typo_is_suggested(self):
+        """preset = "kemenpra" suggests 'kemenpora' before listing the presets."""
+        problem = problems_of(SETTINGS.replace('targets = ["x"]', 'targets = ["x"]\nkind = "html"\n'
+                                               'preset = "kemenpra"'))[0]
+        assert problem == ("sources[0] (antara-terkini).preset: no preset named 'kemenpra'; did you mean "
+                           "'kemenpora'? (presets: kemenpora)")
+
+    def test_an_option_choice_typo_is_suggested(self):
+        """visibility = "unlist" on a Mastodon target suggests 'unlisted'."""
+        text = SETTINGS.replace('kind = "x"', 'kind = "mastodon"\ninstance = "https://mastodon.social"\n'
+                                'visibility = "unlist"')
+        [problem] = problems_of(text)
+        assert problem.startswith("targets.x.visibility: must be one of public, unlisted, private, direct")
+        assert problem.endswith("(got 'unlist'); did you mean 'unlisted'?")
+
+    def test_a_placeholder_typo_is_suggested(self):
+        """{titel} in a template suggests {title} beside the list of placeholders."""
+        [problem] = problems_of(SETTINGS.replace('targets = ["x"]', 'targets = ["x"]\ntemplate = "{titel} {url}"'))
+        assert "unknown placeholder(s) titel (did you mean 'title'?); use {" in problem
+
+
 class TestDatabasePath:
     @pytest.mark.parametrize("path, url", [
         ("/var/lib/bridge/bridge.db", "sqlite:////var/lib/bridge/bridge.db"),

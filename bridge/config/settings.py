@@ -25,7 +25,7 @@ from bridge.config.defaults import (
 from bridge.config.targets import TargetConfig, parse_targets
 from bridge.config.values import (
     NAME_RE, FirstRun, TableReader, database_url_problem, did_you_mean, parse_duration, resolve_database_url,
-    table_of, unknown_keys,
+    suggestion, table_of, unknown_keys,
 )
 from bridge.errors import ConfigError
 from bridge.sources.presets import LAYOUT_KEYS, PRESETS, Layout, resolve_layout
@@ -258,7 +258,8 @@ def _parse_sources(
             problems.append(f"{where}.url: required")
         kind = get.string("kind", DEFAULT_SOURCE_KIND)
         if kind not in SOURCE_KINDS:
-            problems.append(f"{where}.kind: must be one of {', '.join(SOURCE_KINDS)} (got {kind!r})")
+            problems.append(f"{where}.kind: must be one of {', '.join(SOURCE_KINDS)} (got {kind!r})"
+                            + suggestion(kind, SOURCE_KINDS))
         targets = get.str_list("targets")
         if not targets:
             problems.append(f"{where}.targets: required; name at least one target, e.g. targets = [\"x\"]")
@@ -310,7 +311,8 @@ def _html_settings(table: dict, kind: str, get: TableReader, problems: list[str]
     if preset_name is not None:
         preset = PRESETS.get(preset_name)
         if preset is None:
-            problems.append(f"{where}.preset: no preset named {preset_name!r} (presets: {', '.join(PRESETS)})")
+            problems.append(f"{where}.preset: no preset named {preset_name!r}{suggestion(preset_name, PRESETS)} "
+                            f"(presets: {', '.join(PRESETS)})")
             return settings
     settings["layout"] = resolve_layout(preset, overrides, kind, where, problems)
     return settings

@@ -184,7 +184,8 @@ class TableReader:
         if unknown:
             allowed = " ".join("{%s}" % p for p in sorted(PLACEHOLDERS))
             self.problems.append(
-                f"{self.where}.{key}: unknown placeholder(s) {', '.join(sorted(unknown))}; use {allowed}"
+                f"{self.where}.{key}: unknown placeholder(s) {', '.join(_with_hint(u, PLACEHOLDERS) for u in sorted(unknown))}"
+                f"; use {allowed}"
             )
         return value
 
@@ -209,6 +210,18 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     match = by_lower[close[0]]
     case = " (case matters)" if match.lower() == word.lower() else ""
     return f"did you mean {match!r}?{case}"
+
+
+def _with_hint(word: str, choices: Iterable[str]) -> str:
+    """`word`, followed by "(did you mean 'x'?)" when one of `choices` is close."""
+    hint = did_you_mean(word, choices)
+    return f"{word} ({hint})" if hint else word
+
+
+def suggestion(word: object, choices: Iterable[str]) -> str:
+    """"; did you mean 'x'?" to end a problem about a mistyped name, or "" when none is close."""
+    hint = did_you_mean(word, choices) if isinstance(word, str) and word else ""
+    return f"; {hint}" if hint else ""
 
 
 def _table_label(where: str) -> str:
