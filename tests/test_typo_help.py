@@ -164,3 +164,13 @@ class TestMissingSecret:
         [problem] = problems_of(text)
         assert ("write it to /etc/bridge/credentials/tg/bot_token and add "
                 "LoadCredential=tg:/etc/bridge/credentials/tg with `systemctl edit bridge`") in problem
+
+
+def test_the_readme_example_is_what_the_bridge_says():
+    """The README's "did you mean" example is the bridge's own line for that typo."""
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8").split())
+    text = SETTINGS.replace('name = "antara-terkini"', 'name = "antara"').replace('targets = ["x"]', 'targets = ["X"]')
+    [problem] = problems_of(text)
+    assert f"`{problem}`" in readme
