@@ -85,8 +85,8 @@ class TestUnknownNames:
         assert problem.endswith("no target named 'telegram'; add a [targets.telegram] table")
 
     def test_a_target_kind_typo_is_suggested(self):
-        """kind = "mastadon" suggests 'mastodon'."""
-        problem = problems_of(SETTINGS.replace('kind = "x"', 'kind = "mastadon"'))[0]
+        """kind = "mastadon" suggests 'mastodon', and the sources naming that target are not told to add it."""
+        [problem] = problems_of(SETTINGS.replace('kind = "x"', 'kind = "mastadon"'))
         assert problem.startswith("targets.x.kind: must be one of ") and problem.endswith(
             "(got 'mastadon'); did you mean 'mastodon'?")
 

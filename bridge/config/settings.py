@@ -158,7 +158,9 @@ def parse_config(
         bridge = replace(bridge, dry_run=dry_run)
     live = bridge is not None and not bridge.dry_run
     targets = parse_targets(raw.get("targets", {}), problems, environ, live)
-    sources = _parse_sources(raw.get("sources", []), problems, bridge, set(targets))
+    # A [targets.*] table that is there but broken is reported as itself, not as missing.
+    declared = set(raw["targets"]) if isinstance(raw.get("targets"), dict) else set()
+    sources = _parse_sources(raw.get("sources", []), problems, bridge, set(targets) | declared)
     if not problems:
         _check_templates_fit(sources, targets, problems)
     if problems or bridge is None:
