@@ -186,3 +186,30 @@ class TestErrorLinesOnTheJournal:
         """On a terminal or a pipe the same error is plain text."""
         lines = self._run_check(tmp_path, monkeypatch, journal=False)
         assert lines[0].startswith("bridge: invalid configuration: ") and not any(l.startswith("<") for l in lines)
+
+
+def test_the_command_line_prefixes_its_log_lines_on_the_journal_stream(tmp_path):
+    """`bridge run --once --dry-run` with stdout as $JOURNAL_STREAM writes <6> info and <4> warning lines of JSON."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as probe:  # a port nothing listens on: the source is unreadable, a warning
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "settings.toml").write_text(
+        f'[bridge]\ndry_run = true\n[[sources]]\nname = "a"\nurl = "http://127.0.0.1:{port}/rss.xml"\n'
+        'targets = ["x"]\n[targets.x]\nkind = "x"\n')
+    with open(tmp_path / "journal", "w+", encoding="utf-8") as out:
+        info = os.fstat(out.fileno())
+        env = {**os.environ, "JOURNAL_STREAM": f"{info.st_dev}:{info.st_ino}",
+               "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        env.pop("STATE_DIRECTORY", None)
+        run = subprocess.run([sys.executable, "-m", "bridge", "--config", "settings.toml", "run", "--once",
+                              "--dry-run"], stdout=out, stderr=out, env=env, cwd=tmp_path, timeout=60)
+        out.seek(0)
+        lines = out.read().splitlines()
+    assert run.returncode == 0, lines
+    levels = {line[:3]: json.loads(line[3:])["level"] for line in lines}
+    assert levels == {"<6>": "info", "<4>": "warning"}
