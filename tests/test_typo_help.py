@@ -153,9 +153,17 @@ class TestMissingSecret:
     def test_the_systemd_credential_file_is_named(self):
         """A missing secret names the variable and /etc/bridge/credentials/<target>/<field>."""
         problems = problems_of(SETTINGS.replace("dry_run = true", "dry_run = false"))
-        assert problems[0] == ("targets.x: missing secret consumer_key: set BRIDGE_X_CONSUMER_KEY or, for the "
+        assert problems[0] == ("targets.x: missing secret consumer_key: set BRIDGE_X_CONSUMER_KEY; for the "
                                "systemd service, write it to /etc/bridge/credentials/x/consumer_key "
                                "(or set dry_run = true to run without posting)")
+
+    def test_under_systemd_the_loaded_file_is_named_too(self, tmp_path):
+        """With $CREDENTIALS_DIRECTORY set, the message names the file there and the one in /etc/bridge/credentials."""
+        problems = problems_of(SETTINGS.replace("dry_run = true", "dry_run = false"),
+                               {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+        assert problems[0].startswith("targets.x: missing secret consumer_key: set BRIDGE_X_CONSUMER_KEY or the file "
+                                      "$CREDENTIALS_DIRECTORY/x/consumer_key; for the systemd service, write it to "
+                                      "/etc/bridge/credentials/x/consumer_key ")
 
     def test_another_target_is_told_to_load_its_folder(self):
         """A target other than x (which the unit loads) is told the LoadCredential= line to add."""

@@ -183,10 +183,8 @@ class TableReader:
             return value
         if unknown:
             allowed = " ".join("{%s}" % p for p in sorted(PLACEHOLDERS))
-            self.problems.append(
-                f"{self.where}.{key}: unknown placeholder(s) {', '.join(_with_hint(u, PLACEHOLDERS) for u in sorted(unknown))}"
-                f"; use {allowed}"
-            )
+            named = ", ".join(_with_hint(field, PLACEHOLDERS) for field in sorted(unknown))
+            self.problems.append(f"{self.where}.{key}: unknown placeholder(s) {named}; use {allowed}")
         return value
 
 
