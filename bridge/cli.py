@@ -113,13 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.set_secrets(config.secrets())
         return COMMANDS[args.command](args, config)
     except ConfigError as exc:
-        print(f"bridge: invalid configuration: {exc}", file=sys.stderr)
+        logs.print_error(f"bridge: invalid configuration: {exc}")
         return EXIT_CONFIG
     except DatabaseError as exc:
-        print(f"bridge: database: {exc}", file=sys.stderr)
+        logs.print_error(f"bridge: database: {exc}")
         return EXIT_DATABASE
     except BridgeError as exc:
-        print(f"bridge: {exc}", file=sys.stderr)
+        logs.print_error(f"bridge: {exc}")
         return EXIT_PROBLEM
 
 
@@ -314,11 +314,7 @@ def cmd_preview(args, config) -> int:
     from bridge import preview
     from bridge.errors import FetchError
 
-    try:
-        source = config.source(args.source)
-    except KeyError:
-        names = ", ".join(s.name for s in config.sources)
-        raise ConfigError([f"no source named {args.source!r} (sources: {names})"]) from None
+    source = _source_named(config, args.source)
     try:
         result = preview.preview(config, source, story_pages=not args.no_pages)
     except FetchError as exc:
@@ -378,8 +374,12 @@ def _source_named(config, name: str):
     try:
         return config.source(name)
     except KeyError:
-        names = ", ".join(s.name for s in config.sources)
-        raise ConfigError([f"no source named {name!r} (sources: {names})"]) from None
+        from bridge.config.values import did_you_mean
+
+        names = [s.name for s in config.sources]
+        hint = did_you_mean(name, names)
+        raise ConfigError([f"no source named {name!r}" + (f"; {hint}" if hint else "")
+                           + f" (sources: {', '.join(names)})"]) from None
 
 
 def _enabled_source(config, name: str):

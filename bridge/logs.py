@@ -1,5 +1,10 @@
 """structlog setup: JSON lines off a terminal (journald keeps them), readable lines on one.
 
+Under systemd, when stdout is the journal's stream (systemd.exec's $JOURNAL_STREAM names it), each
+line starts with its sd-daemon priority (`<3>` error, `<4>` warning, `<6>` info, `<7>` debug; see
+sd-daemon(3)); journald strips the prefix and files the line at that priority, so
+`journalctl -u bridge -p warning` shows the problems. The JSON after the prefix is unchanged.
+
 Library logs (tweepy, httpx, APScheduler) go through the same renderer, and every line, ours or
 theirs, passes the redactor last, so a credential value never reaches the output.
 """
@@ -7,8 +12,9 @@ theirs, passes the redactor last, so a credential value never reaches the output
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import IO, Any, Iterable
+from typing import IO, Any, Iterable, Mapping
 
 import structlog
 
@@ -86,11 +92,64 @@ def set_level(level: str) -> None:
         logging.getLogger(name).setLevel(max(floor, root.level))
 
 
-def configure_logging(level: str = "info", *, json: bool | None = None, stream: IO[str] | None = None) -> None:
-    """Route structlog and stdlib logging to `stream` (stdout by default) at `level`."""
+def sd_priority(levelno: int) -> int:
+    """The syslog priority sd-daemon(3) prefixes use for a logging level: SD_CRIT 2, SD_ERR 3,
+    SD_WARNING 4, SD_INFO 6, SD_DEBUG 7."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+def is_journal_stream(stream: IO[str], environ: Mapping[str, str] = os.environ) -> bool:
+    """True when `stream` is the journal stream systemd connected: $JOURNAL_STREAM is its
+    "device:inode" (systemd.exec(5)). A redirected stdout (`bridge status > file` in a unit's
+    shell) inherits the variable but is another file, so it gets no prefixes."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        info = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+    return (info.st_dev, info.st_ino) == (int(device), int(inode))
+
+
+class _JournalPriority(logging.Formatter):
+    """Puts the record's sd-daemon `<N>` before every line the inner formatter writes."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{sd_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
+
+
+def print_error(text: str) -> None:
+    """Print an operator's error line (bad settings, unusable database) to stderr; on the journal
+    stream every line is filed at error priority, so `journalctl -p warning` shows why it stopped."""
+    stream = sys.stderr
+    if is_journal_stream(stream):
+        text = "\n".join(f"<{sd_priority(logging.ERROR)}>{line}" for line in text.split("\n"))
+    print(text, file=stream)
+
+
+def configure_logging(level: str = "info", *, json: bool | None = None, stream: IO[str] | None = None,
+                      journal: bool | None = None) -> None:
+    """Route structlog and stdlib logging to `stream` (stdout by default) at `level`. With
+    `journal` (by default: when `stream` is systemd's journal stream) each line carries its priority."""
     stream = stream or sys.stdout
     if json is None:
         json = not stream.isatty()
+    if journal is None:
+        journal = is_journal_stream(stream)
     shared: list = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -115,7 +174,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream: 
         ],
     )
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(formatter)
+    handler.setFormatter(_JournalPriority(formatter) if journal else formatter)
     root = logging.getLogger()
     root.handlers = [handler]
     set_level(level)

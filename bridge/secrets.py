@@ -41,8 +41,12 @@ def load_credentials(
             found[name] = value
         elif required:
             hint = f" or the file $CREDENTIALS_DIRECTORY/{target}/{name}" if cred_dir else ""
+            loaded = ("" if target == "x" else  # bridge.service loads x's folder; another needs a drop-in
+                      f" and add LoadCredential={target}:/etc/bridge/credentials/{target} with "
+                      "`systemctl edit bridge`")
             problems.append(
-                f"targets.{target}: missing secret {name}: set {credential_env_var(target, name)}{hint} "
+                f"targets.{target}: missing secret {name}: set {credential_env_var(target, name)}{hint}"
+                f"; for the systemd service, write it to /etc/bridge/credentials/{target}/{name}{loaded} "
                 "(or set dry_run = true to run without posting)"
             )
     return found

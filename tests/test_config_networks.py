@@ -72,7 +72,7 @@ class TestKeys:
     def test_another_kinds_key_is_unknown(self):
         """A key of another network (chat_id on an X target) is reported with the kind's allowed keys."""
         [problem] = problems_of({"x": {"kind": "x", "chat_id": "@kemenpora"}})
-        assert problem.startswith("targets.x.chat_id: unknown key (allowed: api_base, budget_per_day,")
+        assert problem.startswith("targets.x.chat_id: unknown key in [targets.x] (allowed: api_base, budget_per_day,")
 
     def test_required_key_missing(self):
         """A missing required key says which and gives an example line."""
@@ -82,7 +82,7 @@ class TestKeys:
     def test_mastodon_needs_its_instance(self):
         """A Mastodon target says which instance; api_base is not its word for it."""
         problems = problems_of({"m": {"kind": "mastodon", "api_base": "https://mastodon.social"}})
-        assert problems[0].startswith("targets.m.api_base: unknown key (allowed: budget_per_day,")
+        assert problems[0].startswith("targets.m.api_base: unknown key in [targets.m] (allowed: budget_per_day,")
         assert "instance" in problems[0] and problems[1].startswith("targets.m.instance: required")
 
     def test_mastodon_visibility(self):

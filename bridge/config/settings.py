@@ -24,7 +24,8 @@ from bridge.config.defaults import (
 )
 from bridge.config.targets import TargetConfig, parse_targets
 from bridge.config.values import (
-    NAME_RE, FirstRun, TableReader, parse_duration, resolve_database_url, table_of, unknown_keys,
+    NAME_RE, FirstRun, TableReader, database_url_problem, did_you_mean, parse_duration, resolve_database_url,
+    suggestion, table_of, unknown_keys,
 )
 from bridge.errors import ConfigError
 from bridge.sources.presets import LAYOUT_KEYS, PRESETS, Layout, resolve_layout
@@ -165,7 +166,9 @@ def parse_config(
         bridge = replace(bridge, dry_run=dry_run)
     live = bridge is not None and not bridge.dry_run
     targets = parse_targets(raw.get("targets", {}), problems, environ, live)
-    sources = _parse_sources(raw.get("sources", []), problems, bridge, set(targets))
+    # A [targets.*] table that is there but broken is reported as itself, not as missing.
+    declared = set(raw["targets"]) if isinstance(raw.get("targets"), dict) else set()
+    sources = _parse_sources(raw.get("sources", []), problems, bridge, set(targets) | declared)
     if not problems:
         _check_templates_fit(sources, targets, problems)
     if problems or bridge is None:
@@ -210,8 +213,11 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
     log_level = get.string("log_level", DEFAULT_LOG_LEVEL).lower()
     if log_level not in LOG_LEVELS:
         problems.append(f"bridge.log_level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    database = get.string("database", DEFAULT_DATABASE)
+    if (problem := database_url_problem(database)) is not None:
+        problems.append(f"bridge.database: {problem}")
     settings = BridgeSettings(
-        database=resolve_database_url(get.string("database", DEFAULT_DATABASE), environ),
+        database=resolve_database_url(database, environ),
         poll_interval=get.duration("poll_interval", DEFAULT_POLL_INTERVAL),
         first_run=get.first_run("first_run", DEFAULT_FIRST_RUN),
         dry_run=get.boolean("dry_run", False),
@@ -262,13 +268,16 @@ def _parse_sources(
             problems.append(f"{where}.url: required")
         kind = get.string("kind", DEFAULT_SOURCE_KIND)
         if kind not in SOURCE_KINDS:
-            problems.append(f"{where}.kind: must be one of {', '.join(SOURCE_KINDS)} (got {kind!r})")
+            problems.append(f"{where}.kind: must be one of {', '.join(SOURCE_KINDS)} (got {kind!r})"
+                            + suggestion(kind, SOURCE_KINDS))
         targets = get.str_list("targets")
         if not targets:
             problems.append(f"{where}.targets: required; name at least one target, e.g. targets = [\"x\"]")
         for target in targets:
             if target not in target_names:
-                problems.append(f"{where}.targets: no target named {target!r}; add a [targets.{target}] table")
+                hint = did_you_mean(target, target_names)
+                fix = f"{hint}; or add" if hint else "add"
+                problems.append(f"{where}.targets: no target named {target!r}; {fix} a [targets.{target}] table")
         default_interval = bridge.poll_interval if bridge else timedelta(minutes=5)
         default_first_run = bridge.first_run if bridge else FirstRun("skip")
         sources.append(SourceConfig(
@@ -313,7 +322,8 @@ def _html_settings(table: dict, kind: str, get: TableReader, problems: list[str]
     if preset_name is not None:
         preset = PRESETS.get(preset_name)
         if preset is None:
-            problems.append(f"{where}.preset: no preset named {preset_name!r} (presets: {', '.join(PRESETS)})")
+            problems.append(f"{where}.preset: no preset named {preset_name!r}{suggestion(preset_name, PRESETS)} "
+                            f"(presets: {', '.join(PRESETS)})")
             return settings
     settings["layout"] = resolve_layout(preset, overrides, kind, where, problems)
     return settings

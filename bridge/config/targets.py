@@ -12,7 +12,7 @@ from bridge.config.defaults import (
     DEFAULT_GRAPH_API_VERSION, DEFAULT_MAX_PER_DAY, DEFAULT_PRICE_PER_LINK_POST, DEFAULT_PRICE_PER_POST,
     DEFAULT_PRICE_PER_MEDIA_METADATA, DEFAULT_PRICE_PER_VERIFY,
 )
-from bridge.config.values import NAME_RE, TableReader, unknown_keys
+from bridge.config.values import NAME_RE, TableReader, suggestion, unknown_keys
 from bridge.secrets import load_credentials
 
 
@@ -175,7 +175,8 @@ def parse_targets(
         kind = TARGET_KINDS.get(kind_name or "")
         if kind is None:
             unknown_keys(table, _TARGET_KEYS | {"api_base"}, where, problems)
-            problems.append(f"{where}.kind: must be one of {', '.join(TARGET_KINDS)} (got {kind_name!r})")
+            problems.append(f"{where}.kind: must be one of {', '.join(TARGET_KINDS)} (got {kind_name!r})"
+                            + suggestion(kind_name, TARGET_KINDS))
             continue
         unknown_keys(table, _TARGET_KEYS | {kind.base_key} | set(kind.options), where, problems)
         _check_extra(kind_name, kind, where, problems)
@@ -238,7 +239,8 @@ def _parse_options(get: "TableReader", kind_name: str, kind: TargetKind, problem
         else:
             value = get.string(key, option.default)
             if option.choices and value not in option.choices:
-                problems.append(f"{get.where}.{key}: must be one of {', '.join(option.choices)} (got {value!r})")
+                problems.append(f"{get.where}.{key}: must be one of {', '.join(option.choices)} (got {value!r})"
+                                + suggestion(value, option.choices))
             if option.required and isinstance(value, str) and not value.strip():
                 problems.append(f"{get.where}.{key}: must not be empty, e.g. {option.hint}")
             options[key] = value

@@ -3,12 +3,13 @@ path, so the whole file is checked in one go. Pure: no I/O."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from bridge.clock import parse_daily_window
 from bridge.compose import PLACEHOLDERS, template_fields
@@ -57,6 +58,18 @@ def parse_listen_address(text: str) -> tuple[str, int]:
         raise ValueError(f"{text!r} must be host:port with a port from 1 to 65535, like \"127.0.0.1:9108\" "
                          "or \"[::1]:9108\"")
     return match.group("ipv6") or match.group("host"), port
+
+
+def database_url_problem(url: str) -> str | None:
+    """What is wrong with a `database` that is not a URL (a bare file path): the exact sqlite:/// URL
+    to write instead. None for anything that looks like a URL (SQLAlchemy judges the rest)."""
+    if "://" in url:
+        return None
+    if not url.strip():
+        return 'empty; write a database URL, e.g. database = "sqlite:///bridge.db"'
+    where = ("an absolute path: four slashes" if url.startswith("/")
+             else "a relative path is in $STATE_DIRECTORY, else ./state")
+    return f"{url!r} is a file path, not a database URL; write database = \"sqlite:///{url}\" ({where})"
 
 
 def resolve_database_url(url: str, environ: Mapping[str, str] = os.environ) -> str:
@@ -170,9 +183,8 @@ class TableReader:
             return value
         if unknown:
             allowed = " ".join("{%s}" % p for p in sorted(PLACEHOLDERS))
-            self.problems.append(
-                f"{self.where}.{key}: unknown placeholder(s) {', '.join(sorted(unknown))}; use {allowed}"
-            )
+            named = ", ".join(_with_hint(field, PLACEHOLDERS) for field in sorted(unknown))
+            self.problems.append(f"{self.where}.{key}: unknown placeholder(s) {named}; use {allowed}")
         return value
 
 
@@ -184,8 +196,47 @@ def table_of(raw: dict, key: str, problems: list[str]) -> dict:
     return value
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """"did you mean 'x'?" for the closest of `choices` to a mistyped `word`, case ignored (and said
+    when case is the only difference), or "" when none is close."""
+    by_lower: dict[str, str] = {}
+    for choice in sorted(choices):
+        by_lower.setdefault(choice.lower(), choice)
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1)
+    if not close:
+        return ""
+    match = by_lower[close[0]]
+    case = " (case matters)" if match.lower() == word.lower() else ""
+    return f"did you mean {match!r}?{case}"
+
+
+def _with_hint(word: str, choices: Iterable[str]) -> str:
+    """`word`, followed by "(did you mean 'x'?)" when one of `choices` is close."""
+    hint = did_you_mean(word, choices)
+    return f"{word} ({hint})" if hint else word
+
+
+def suggestion(word: object, choices: Iterable[str]) -> str:
+    """"; did you mean 'x'?" to end a problem about a mistyped name, or "" when none is close."""
+    hint = did_you_mean(word, choices) if isinstance(word, str) and word else ""
+    return f"; {hint}" if hint else ""
+
+
+def _table_label(where: str) -> str:
+    """The table a key path is in, as settings.toml spells it: [bridge], [targets.x], [[sources]] #1."""
+    if not where:
+        return "at the top level"
+    match = re.fullmatch(r"sources\[(\d+)\](.*)", where)
+    if match:
+        return f"in [[sources]] #{int(match.group(1)) + 1}{match.group(2)}"
+    return f"in [{where}]"
+
+
 def unknown_keys(table: dict, allowed: set[str], where: str, problems: list[str]) -> None:
     for key in table:
         if key not in allowed:
             path = f"{where}.{key}" if where else key
-            problems.append(f"{path}: unknown key (allowed: {', '.join(sorted(allowed))})")
+            hint = did_you_mean(key, allowed)
+            hint = f"; {hint}" if hint else ""
+            problems.append(f"{path}: unknown key {_table_label(where)}{hint} "
+                            f"(allowed: {', '.join(sorted(allowed))})")
