@@ -106,10 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load(args):
     from bridge.config import find_config_path, load_config
 
-    # Commands that never post do not need credentials, so they read the file as a dry run.
+    # Commands that never post read no credentials, but still report the file's dry_run truly.
     posts = args.command in ("run", "check")
-    dry_run = True if (getattr(args, "dry_run", False) or not posts) else None
-    return load_config(find_config_path(args.config), dry_run=dry_run)
+    dry_run = True if getattr(args, "dry_run", False) else None
+    return load_config(find_config_path(args.config), dry_run=dry_run, secrets=posts)
 
 
 def cmd_run(args, config) -> int:
@@ -234,7 +234,11 @@ def cmd_catchup(args, config) -> int:
             raise ConfigError([f"no source named {args.source!r} (sources: {names})"]) from None
     else:
         sources = list(config.sources)
-    rt = service.build_runtime(config, service.open_repository(config))
+    from dataclasses import replace
+
+    # Catchup posts nothing and read no credentials: its runtime gets the dry-run publishers.
+    rehearsing = replace(config, bridge=replace(config.bridge, dry_run=True))
+    rt = service.build_runtime(rehearsing, service.open_repository(config))
     failed = 0
     try:
         for source in sources:

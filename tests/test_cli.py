@@ -244,3 +244,17 @@ def test_status_lists_configured_targets_before_any_delivery(site, capsys):
     assert main(["--config", str(path), "status", "--json"]) == EXIT_OK
     [target] = json.loads(capsys.readouterr().out)["targets"]
     assert target["name"] == "x" and target["posted_today"] == 0 and target["state"] == "ok"
+
+
+def test_status_of_a_live_service_says_live_without_credentials(site, monkeypatch, capsys):
+    """`status` on a live config reads no credentials and reports dry_run false, not a rehearsal."""
+    path, _, _ = site
+    main(["--config", str(path), "run", "--once"])
+    for name in list(os.environ):
+        if name.startswith("BRIDGE_X_"):
+            monkeypatch.delenv(name)
+    capsys.readouterr()
+    assert main(["--config", str(path), "status", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["dry_run"] is False
+    assert main(["--config", str(path), "status"]) == EXIT_OK
+    assert "dry run" not in capsys.readouterr().out
