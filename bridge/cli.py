@@ -29,7 +29,8 @@ $CREDENTIALS_DIRECTORY/<target>/<field> files, never from settings.toml.
 
 EPILOG = """\
 exit codes: 0 ok; 1 a check or command found a problem; 2 invalid configuration or arguments;
-3 the database cannot be opened, or `bridge run` found another bridge running on it.
+3 the database cannot be opened, or `bridge run` found another bridge running on it;
+130 interrupted (Ctrl-C). `bridge health`: 0 ok, 1 degraded, 2 broken.
 """
 
 
@@ -59,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="show per source and target what happened and what waits")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    commands.add_parser("health", help="one line per problem that needs a person; exit 0 ok, 1 degraded, "
+                                       "2 broken (for monitoring scripts and timers)",
+                        description="Exit 0: ok. 1: degraded, something needs a person (a source failing "
+                                    "3 polls in a row or late, a target paused, a delivery in doubt, a held "
+                                    "burst). 2: broken (the database cannot be read, or its schema is not "
+                                    "this version's). /healthz answers 200 exactly when this exits 0 (and "
+                                    "the scheduler runs).")
 
     preview = commands.add_parser("preview", help="read a source now and show each story and its posts; "
                                                   "changes nothing")
@@ -180,8 +189,16 @@ def cmd_check(args, config) -> int:
     drifted = layout_problems(repo, config)
     for name, error in drifted.items():
         print(f"source {name}: PROBLEM: {error}")
+    from bridge.status import judge
+
+    needs_person = []
+    if current_version_is_latest(repo):
+        _, needs_person = judge(repo, config)
+        needs_person = [p for p in needs_person if not any(p.startswith(f"source {n} ") for n in drifted)]
+    for problem in needs_person:
+        print(f"PROBLEM: {problem}")
     repo.engine.dispose()
-    problems = len(drifted)
+    problems = len(drifted) + len(needs_person)
     for target in config.targets.values():
         publisher = build_publisher(target, dry_run=config.bridge.dry_run,
                                     timeout=config.bridge.publish_timeout.total_seconds())
@@ -196,6 +213,15 @@ def cmd_check(args, config) -> int:
             publisher.close()
     repo.engine.dispose()
     return EXIT_PROBLEM if problems else EXIT_OK
+
+
+def current_version_is_latest(repo) -> bool:
+    """A database `bridge run` has created and upgraded (before that, there is nothing to judge)."""
+    from bridge.store.db import READ_ONLY
+    from bridge.store.migrations import LATEST_VERSION, current_version
+
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        return current_version(conn) == LATEST_VERSION
 
 
 def _charge_check(repo, target, calls) -> None:
@@ -220,6 +246,26 @@ def cmd_status(args, config) -> int:
     report = status.collect(repo, config)
     print(json.dumps(report, indent=2, default=str) if args.json else status.render(report))
     return EXIT_OK
+
+
+def cmd_health(args, config) -> int:
+    from bridge import service, status
+
+    try:
+        repo = service.open_repository(config, upgrade=False)
+    except DatabaseError as exc:
+        print(f"broken: database: {exc}")
+        return status.HEALTH_BROKEN
+    try:
+        level, problems = status.judge(repo, config)
+    finally:
+        repo.engine.dispose()
+    word = {status.HEALTH_OK: "ok", status.HEALTH_DEGRADED: "degraded", status.HEALTH_BROKEN: "broken"}[level]
+    for problem in problems:
+        print(f"{word}: {problem}")
+    if not problems:
+        print(f"ok: {len(config.sources)} source(s), {len(config.targets)} target(s), nothing needs a person")
+    return level
 
 
 def cmd_catchup(args, config) -> int:
@@ -335,7 +381,7 @@ def _duration(delta) -> str:
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "catchup": cmd_catchup,
-            "retry": cmd_retry, "skip": cmd_skip, "resolve": cmd_resolve, "release": cmd_release}
+            "health": cmd_health, "retry": cmd_retry, "skip": cmd_skip, "resolve": cmd_resolve, "release": cmd_release}
 COMMANDS["preview"] = cmd_preview
 
 

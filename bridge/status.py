@@ -23,6 +23,10 @@ LATE_MIN_OVERDUE = timedelta(minutes=2)
 """A poll may start up to a minute after its time (jitter) or wait for a busy worker. A source is
 late once its next poll is overdue by its own interval and by at least this much: the daemon is
 then stopped, stuck, or far too busy."""
+FAILING_AFTER = 3
+"""A source needs a person after this many consecutive failed polls (one is a blip, three a pattern)."""
+HEALTH_OK, HEALTH_DEGRADED, HEALTH_BROKEN = 0, 1, 2
+"""`bridge health`'s exit codes: ok; something needs a person; the database is unusable."""
 
 
 def collect(repo: Repository, config: Config, now: datetime | None = None) -> dict:
@@ -72,6 +76,44 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
             source["state"] = "held" if source["state"] == "ok" else f"held, {source['state']}"
     return {"now": now, "dry_run": config.bridge.dry_run, "sources": sources, "targets": targets,
             "in_doubt": in_doubt_rows(repo), "held": held_bursts(held), "recent_failures": failures}
+
+
+def judge(repo: Repository, config: Config, now: datetime | None = None) -> tuple[int, list[str]]:
+    """The one health judgement (`bridge health`, `bridge check`, /healthz): a level and one line
+    per problem. Reads only."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        report = collect(repo, config, now)
+    except DatabaseError as exc:
+        return HEALTH_BROKEN, [f"database: {exc}"]
+    except SQLAlchemyError as exc:
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        return HEALTH_BROKEN, [f"database: {config.bridge.database} does not answer: {reason}"]
+    problems = report_problems(report)
+    return (HEALTH_DEGRADED if problems else HEALTH_OK), problems
+
+
+def report_problems(report: dict) -> list[str]:
+    """What in a `collect` report needs a person, one line each."""
+    problems = []
+    for s in report["sources"]:
+        if not s.get("configured", True):
+            continue
+        if (s.get("consecutive_failures") or 0) >= FAILING_AFTER:
+            problems.append(f"source {s['name']} failing: {s['consecutive_failures']} polls in a row, "
+                            f"last: {s.get('last_error') or '?'}")
+        elif "late" in (s.get("state") or ""):
+            problems.append(f"source {s['name']} late: its poll was due {_ago(s.get('next_poll'), report['now'])}; "
+                            f"is `bridge run` running?")
+    for t in report["targets"]:
+        if t["state"].startswith("PAUSED:"):
+            problems.append(f"target {t['name']} paused:{t['state'][len('PAUSED:'):]}")
+    for d in report["in_doubt"]:
+        problems.append(f"delivery {d['id']} to {d['target']} in doubt: {d['todo']}")
+    for h in report["held"]:
+        problems.append(f"source {h['source']} holds a burst of {h['stories']} new stories: {h['todo']}")
+    return problems
 
 
 def in_doubt_rows(repo: Repository) -> list[dict]:

@@ -258,3 +258,41 @@ def test_status_of_a_live_service_says_live_without_credentials(site, monkeypatc
     assert json.loads(capsys.readouterr().out)["dry_run"] is False
     assert main(["--config", str(path), "status"]) == EXIT_OK
     assert "dry run" not in capsys.readouterr().out
+
+
+def _db_file(tmp_path) -> Path:
+    return tmp_path / "bridge.db"
+
+
+def test_health_exit_codes_on_real_databases(site, tmp_path, capsys):
+    """`bridge health` exits 2 before any run, 0 after a good run, 1 once a source failed 3 polls in a row."""
+    import sqlite3
+
+    path, feeds, _ = site
+    assert main(["--config", str(path), "health"]) == 2
+    assert "broken: database" in capsys.readouterr().out
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["--config", str(path), "health"]) == 0
+    assert capsys.readouterr().out.startswith("ok:")
+    with sqlite3.connect(_db_file(tmp_path)) as conn:
+        conn.execute("UPDATE sources SET consecutive_failures = 3, last_error = 'HTTP 503'")
+    assert main(["--config", str(path), "health"]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["degraded: source antara failing: 3 polls in a row, last: HTTP 503"]
+    assert main(["--config", str(path), "check"]) == EXIT_PROBLEM
+    assert "PROBLEM: source antara failing" in capsys.readouterr().out
+    assert main(["--config", str(path), "status"]) == EXIT_OK
+
+
+def test_health_says_broken_for_a_schema_too_old(site, tmp_path, capsys):
+    """A database at an older schema version than this bridge's makes `bridge health` exit 2 naming the fix."""
+    import sqlite3
+
+    path, _, _ = site
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    capsys.readouterr()
+    with sqlite3.connect(_db_file(tmp_path)) as conn:
+        conn.execute("UPDATE schema_version SET version = version - 1")
+    assert main(["--config", str(path), "health"]) == 2
+    assert "run `bridge run` once to upgrade it" in capsys.readouterr().out

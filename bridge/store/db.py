@@ -65,9 +65,10 @@ def _make_sqlite_safe(engine: Engine) -> None:
 
 
 def check_connection(engine: Engine) -> None:
-    """Raise DatabaseError with a readable reason when the database cannot be opened."""
+    """Raise DatabaseError with a readable reason when the database cannot be opened. A read
+    (DEFERRED): another process holding the write lock does not make it wait."""
     try:
-        with engine.connect() as connection:
+        with engine.connect().execution_options(**READ_ONLY) as connection:
             connection.exec_driver_sql("SELECT 1")
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot open database {engine.url!r}: {exc.orig or exc}") from None
