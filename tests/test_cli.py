@@ -296,3 +296,23 @@ def test_health_says_broken_for_a_schema_too_old(site, tmp_path, capsys):
         conn.execute("UPDATE schema_version SET version = version - 1")
     assert main(["--config", str(path), "health"]) == 2
     assert "run `bridge run` once to upgrade it" in capsys.readouterr().out
+
+
+def test_status_and_health_do_not_wait_for_a_held_write_lock(site, tmp_path, capsys):
+    """With another connection holding the write lock (BEGIN IMMEDIATE), `status` and `health` answer within 3 s."""
+    import sqlite3
+    import time
+
+    path, _, _ = site
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    capsys.readouterr()
+    holder = sqlite3.connect(_db_file(tmp_path), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert main(["--config", str(path), "status", "--json"]) == EXIT_OK
+        assert main(["--config", str(path), "health"]) == 0
+        assert time.monotonic() - started < 3
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -360,3 +360,24 @@ def _get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def test_heartbeat_beats_while_another_process_holds_the_write_lock(world):
+    """With another connection holding BEGIN IMMEDIATE, the heartbeat still beats at once and /healthz is not 'scheduler not running'."""
+    import sqlite3
+    import time
+
+    daemon = make_daemon(world)
+    holder = sqlite3.connect(daemon.rt.repo.engine.url.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        daemon._beat()
+        assert time.monotonic() - started < 3
+        assert daemon.heartbeat.alive()
+        healthy, reason = daemon.health_check()
+        assert "scheduler not running" not in reason
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        daemon.close()
