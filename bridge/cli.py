@@ -92,8 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from sqlalchemy.exc import SQLAlchemyError
+
     from bridge import logs
 
     try:
@@ -110,6 +116,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BridgeError as exc:
         print(f"bridge: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
+    except SQLAlchemyError as exc:  # while running: read-only, full disk, locked
+        from bridge.store.db import explain
+
+        _debug_traceback(args)
+        print(f"bridge: database: {explain(exc, _database(args))}", file=sys.stderr)
+        return EXIT_DATABASE
+    except KeyboardInterrupt:
+        _debug_traceback(args)
+        print("bridge: interrupted (Ctrl-C): nothing half-done is kept; run the command again", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `bridge status | head -1`: the reader has what it wanted. Say nothing, and keep Python's
+        # exit-time flush of the closed stdout quiet too.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _debug_traceback(args) -> None:
+    """Tracebacks are for developers: only with --log-level debug."""
+    if args.log_level == "debug":
+        import traceback
+
+        traceback.print_exc()
+
+
+def _database(args) -> str:
+    try:
+        return _load(args).bridge.database
+    except Exception:
+        return "the database"
 
 
 def _load(args):
@@ -242,8 +280,13 @@ def _charge_check(repo, target, calls) -> None:
 def cmd_status(args, config) -> int:
     from bridge import service, status
 
+    from bridge.store.db import unwritable_reason
+
     repo = service.open_repository(config, upgrade=False)
     report = status.collect(repo, config)
+    unwritable = unwritable_reason(repo.engine)
+    if unwritable:  # what it shows is true, but nothing new will be written: say so once, apart
+        print(f"bridge: database: {unwritable}", file=sys.stderr)
     print(json.dumps(report, indent=2, default=str) if args.json else status.render(report))
     return EXIT_OK
 

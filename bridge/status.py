@@ -12,7 +12,7 @@ from bridge.config import Config
 from bridge.errors import NO_STORIES_FOUND, DatabaseError
 from bridge.model import DeliveryState
 from bridge.pacing import hold_reason
-from bridge.store.db import READ_ONLY
+from bridge.store.db import READ_ONLY, explain, unwritable_reason
 from bridge.store.migrations import LATEST_VERSION, current_version
 from bridge.store.repo import Repository
 
@@ -88,8 +88,10 @@ def judge(repo: Repository, config: Config, now: datetime | None = None) -> tupl
     except DatabaseError as exc:
         return HEALTH_BROKEN, [f"database: {exc}"]
     except SQLAlchemyError as exc:
-        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
-        return HEALTH_BROKEN, [f"database: {config.bridge.database} does not answer: {reason}"]
+        return HEALTH_BROKEN, [f"database: {explain(exc, config.bridge.database)}"]
+    unwritable = unwritable_reason(repo.engine)
+    if unwritable:
+        return HEALTH_BROKEN, [f"database: {unwritable}"]
     problems = report_problems(report)
     return (HEALTH_DEGRADED if problems else HEALTH_OK), problems
 

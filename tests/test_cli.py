@@ -316,3 +316,77 @@ def test_status_and_health_do_not_wait_for_a_held_write_lock(site, tmp_path, cap
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+@pytest.fixture
+def immutable(tmp_path):
+    """Makes a file read-only even for root (chattr +i, which ext4 and xfs honour; chmod does not bind
+    root), and undoes it at teardown; skips where the filesystem has no immutable flag."""
+    made = []
+
+    def make(path: Path) -> None:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("this filesystem cannot make a file immutable (chattr +i)")
+        made.append(path)
+
+    yield make
+    for path in made:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_read_only_database_gives_one_line_and_exit_3(site, tmp_path, immutable, capsys):
+    """A database file that cannot be written stops `run --once` with exit 3 and one line naming the fix; health says broken."""
+    path, _, _ = site
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    capsys.readouterr()
+    immutable(_db_file(tmp_path))
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_DATABASE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "read-only" in err and "let the service user write" in err
+    assert main(["--config", str(path), "health"]) == 2
+    assert "broken: database:" in capsys.readouterr().out
+    assert main(["--config", str(path), "status"]) == EXIT_OK
+    assert capsys.readouterr().err.startswith("bridge: database:")
+
+
+def test_unreadable_database_gives_status_one_line_and_exit_3(site, tmp_path, capsys):
+    """A database file that is not SQLite makes `status` exit 3 with one line, no traceback."""
+    path, _, _ = site
+    _db_file(tmp_path).write_bytes(b"not a database " * 100)
+    assert main(["--config", str(path), "status"]) == EXIT_DATABASE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "file is not a database" in err and "Traceback" not in err
+
+
+def test_ctrl_c_during_preview_exits_130_without_traceback(site, tmp_path):
+    """SIGINT while `preview` reads a slow feed exits 130 with one line and no traceback."""
+    path, feeds, _ = site
+    feeds.add_slow("/rss.xml", interval=0.05)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(path), "preview", "antara"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        import time
+
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines() == [err.strip()] and "interrupted" in err
+
+
+def test_closed_pipe_exits_quietly(site, tmp_path):
+    """`bridge status | head -0`: a reader that closes the pipe early gets no traceback on stderr."""
+    path, _, _ = site
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    result = subprocess.run([sys.executable, "-m", "bridge", "--config", str(path), "status"], stdout=write,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, timeout=30)
+    os.close(write)
+    assert result.stderr == "" and result.returncode == EXIT_OK
