@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Sequence
 
@@ -287,7 +286,7 @@ def cmd_status(args, config) -> int:
     unwritable = unwritable_reason(repo.engine)
     if unwritable:  # what it shows is true, but nothing new will be written: say so once, apart
         print(f"bridge: database: {unwritable}", file=sys.stderr)
-    print(json.dumps(report, indent=2, default=str) if args.json else status.render(report))
+    print(status.to_json(report) if args.json else status.render(report))
     return EXIT_OK
 
 

@@ -5,9 +5,10 @@ Reads only (DEFERRED transactions in WAL mode), so it never blocks or disturbs t
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
-from bridge.clock import local_day_start, local_month_start, utc_now
+from bridge.clock import local_day_start, local_iso, local_month_start, local_text, utc_now
 from bridge.config import Config
 from bridge.errors import NO_STORIES_FOUND, DatabaseError
 from bridge.model import DeliveryState
@@ -74,8 +75,8 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
         if held.get(source["name"]):
             source["held"] = held[source["name"]]
             source["state"] = "held" if source["state"] == "ok" else f"held, {source['state']}"
-    return {"now": now, "dry_run": config.bridge.dry_run, "sources": sources, "targets": targets,
-            "in_doubt": in_doubt_rows(repo), "held": held_bursts(held), "recent_failures": failures}
+    return {"now": now, "timezone": tz, "dry_run": config.bridge.dry_run, "sources": sources, "targets": targets,
+            "in_doubt": in_doubt_rows(repo, tz), "held": held_bursts(held), "recent_failures": failures}
 
 
 def judge(repo: Repository, config: Config, now: datetime | None = None) -> tuple[int, list[str]]:
@@ -118,11 +119,11 @@ def report_problems(report: dict) -> list[str]:
     return problems
 
 
-def in_doubt_rows(repo: Repository) -> list[dict]:
-    """Every post in doubt, oldest first, with what settles it."""
+def in_doubt_rows(repo: Repository, tz: str = "UTC") -> list[dict]:
+    """Every post in doubt, oldest first, with what settles it (times in `tz`)."""
     rows = repo.delivery_rows([DeliveryState.IN_DOUBT], limit=IN_DOUBT_SHOWN)
     for row in reversed(rows):
-        row["todo"] = (f"the bridge checks again at {row['next_attempt_at']:%Y-%m-%d %H:%M} UTC"
+        row["todo"] = (f"the bridge checks again at {local_text(row['next_attempt_at'], tz)}"
                        if row["next_attempt_at"] else
                        f"look at the account: `bridge resolve {row['id']} --sent` if the post is there, "
                        f"`bridge retry {row['id']}` if it is not")
@@ -148,9 +149,19 @@ def source_state(row: dict, source, now: datetime) -> str:
     return ", ".join(states) or "ok"
 
 
+def to_json(report: dict) -> str:
+    """The report for scripts: times ISO 8601 with the offset of [bridge] timezone."""
+    tz = report.get("timezone", "UTC")
+
+    def default(value):
+        return local_iso(value, tz) if isinstance(value, datetime) else str(value)
+
+    return json.dumps(report, indent=2, default=default)
+
+
 def render(report: dict) -> str:
     now = report["now"]
-    lines = ["SOURCES"]
+    lines = [f"bridge status at {local_text(now, report.get('timezone', 'UTC'))}", "", "SOURCES"]
     rows = [("name", "state", "last poll", "outcome", "items", "next poll", "last error")]
     for s in report["sources"]:
         outcome = s.get("outcome") or "-"
