@@ -390,3 +390,23 @@ def test_closed_pipe_exits_quietly(site, tmp_path):
                             stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, timeout=30)
     os.close(write)
     assert result.stderr == "" and result.returncode == EXIT_OK
+
+
+def test_ctrl_c_during_run_once_exits_130_without_traceback(site, tmp_path):
+    """SIGINT while `run --once` reads a slow feed exits 130 with one line and no traceback."""
+    path, feeds, _ = site
+    feeds.add_slow("/rss.xml", interval=0.05)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(path), "run", "--once"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        import time
+
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err + out and "interrupted" in err
