@@ -106,9 +106,6 @@ def report_problems(report: dict) -> list[str]:
         if (s.get("consecutive_failures") or 0) >= FAILING_AFTER:
             problems.append(f"source {s['name']} failing: {s['consecutive_failures']} polls in a row, "
                             f"last: {s.get('last_error') or '?'}")
-        elif "late" in (s.get("state") or ""):
-            problems.append(f"source {s['name']} late: its poll was due {_ago(s.get('next_poll'), report['now'])}; "
-                            f"is `bridge run` running?")
     for t in report["targets"]:
         if t["state"].startswith("PAUSED:"):
             problems.append(f"target {t['name']} paused:{t['state'][len('PAUSED:'):]}")
