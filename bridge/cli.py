@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "2 broken (for monitoring scripts and timers)",
                         description="Exit 0: ok. 1: degraded, something needs a person (a source failing "
                                     "3 polls in a row, a target paused, a delivery in doubt, a held "
-                                    "burst). 2: broken (the database cannot be read, or its schema is not "
+                                    "burst). 2: broken (the database cannot be read or written: unreadable, read-only, "
+                                    "disk full; or its schema is not "
                                     "this version's). /healthz answers 200 exactly when this exits 0 (and "
                                     "the scheduler runs).")
 
