@@ -410,3 +410,17 @@ def test_ctrl_c_during_run_once_exits_130_without_traceback(site, tmp_path):
             process.kill()
     assert process.returncode == 130, err
     assert "Traceback" not in err + out and "interrupted" in err
+
+
+def test_health_says_broken_when_the_database_disk_is_full(site, monkeypatch, capsys):
+    """With under 1 MiB free beside the database (as `df` would report a full disk), `bridge health` exits 2 naming the fix."""
+    import shutil
+    from collections import namedtuple
+
+    path, _, _ = site
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    capsys.readouterr()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9, 4096))
+    assert main(["--config", str(path), "health"]) == 2
+    assert "is full: free space there" in capsys.readouterr().out
