@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Sequence
 
@@ -29,7 +28,8 @@ $CREDENTIALS_DIRECTORY/<target>/<field> files, never from settings.toml.
 
 EPILOG = """\
 exit codes: 0 ok; 1 a check or command found a problem; 2 invalid configuration or arguments;
-3 the database cannot be opened, or `bridge run` found another bridge running on it.
+3 the database cannot be opened, or `bridge run` found another bridge running on it;
+130 interrupted (Ctrl-C). `bridge health`: 0 ok, 1 degraded, 2 broken.
 """
 
 
@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="show per source and target what happened and what waits")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    commands.add_parser("health", help="one line per problem that needs a person; exit 0 ok, 1 degraded, "
+                                       "2 broken (for monitoring scripts and timers)",
+                        description="Exit 0: ok. 1: degraded, something needs a person (a source failing "
+                                    "3 polls in a row, a target paused, a delivery in doubt, a held "
+                                    "burst). 2: broken (the database cannot be read or written: unreadable, read-only, "
+                                    "disk full; or its schema is not "
+                                    "this version's). /healthz answers 200 exactly when this exits 0 (and "
+                                    "the scheduler runs).")
 
     preview = commands.add_parser("preview", help="read a source now and show each story and its posts; "
                                                   "changes nothing")
@@ -103,8 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from sqlalchemy.exc import SQLAlchemyError
+
     from bridge import logs
 
     try:
@@ -121,15 +136,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BridgeError as exc:
         logs.print_error(f"bridge: {exc}")
         return EXIT_PROBLEM
+    except SQLAlchemyError as exc:  # while running: read-only, full disk, locked
+        from bridge.store.db import explain
+
+        _debug_traceback(args)
+        logs.print_error(f"bridge: database: {explain(exc, _database(args))}")
+        return EXIT_DATABASE
+    except KeyboardInterrupt:
+        _debug_traceback(args)
+        logs.print_error("bridge: interrupted (Ctrl-C): nothing half-done is kept; run the command again")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `bridge status | head -1`: the reader has what it wanted. Say nothing, and keep Python's
+        # exit-time flush of the closed stdout quiet too.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _debug_traceback(args) -> None:
+    """Tracebacks are for developers: only with --log-level debug."""
+    if args.log_level == "debug":
+        import traceback
+
+        traceback.print_exc()
+
+
+def _database(args) -> str:
+    try:
+        return _load(args).bridge.database
+    except Exception:
+        return "the database"
 
 
 def _load(args):
     from bridge.config import find_config_path, load_config
 
-    # Commands that never post do not need credentials, so they read the file as a dry run.
+    # Commands that never post read no credentials, but still report the file's dry_run truly.
     posts = args.command in ("run", "check")
-    dry_run = True if (getattr(args, "dry_run", False) or not posts) else None
-    return load_config(find_config_path(args.config), dry_run=dry_run)
+    dry_run = True if getattr(args, "dry_run", False) else None
+    return load_config(find_config_path(args.config), dry_run=dry_run, secrets=posts)
 
 
 def cmd_run(args, config) -> int:
@@ -200,8 +247,16 @@ def cmd_check(args, config) -> int:
     drifted = layout_problems(repo, config)
     for name, error in drifted.items():
         print(f"source {name}: PROBLEM: {error}")
+    from bridge.status import judge
+
+    needs_person = []
+    if current_version_is_latest(repo):
+        _, needs_person = judge(repo, config)
+        needs_person = [p for p in needs_person if not any(p.startswith(f"source {n} ") for n in drifted)]
+    for problem in needs_person:
+        print(f"PROBLEM: {problem}")
     repo.engine.dispose()
-    problems = len(drifted)
+    problems = len(drifted) + len(needs_person)
     for target in config.targets.values():
         publisher = build_publisher(target, dry_run=config.bridge.dry_run,
                                     timeout=config.bridge.publish_timeout.total_seconds())
@@ -216,6 +271,15 @@ def cmd_check(args, config) -> int:
             publisher.close()
     repo.engine.dispose()
     return EXIT_PROBLEM if problems else EXIT_OK
+
+
+def current_version_is_latest(repo) -> bool:
+    """A database `bridge run` has created and upgraded (before that, there is nothing to judge)."""
+    from bridge.store.db import READ_ONLY
+    from bridge.store.migrations import LATEST_VERSION, current_version
+
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        return current_version(conn) == LATEST_VERSION
 
 
 def _charge_check(repo, target, calls) -> None:
@@ -236,10 +300,35 @@ def _charge_check(repo, target, calls) -> None:
 def cmd_status(args, config) -> int:
     from bridge import service, status
 
+    from bridge.store.db import unwritable_reason
+
     repo = service.open_repository(config, upgrade=False)
     report = status.collect(repo, config)
-    print(json.dumps(report, indent=2, default=str) if args.json else status.render(report))
+    unwritable = unwritable_reason(repo.engine)
+    if unwritable:  # what it shows is true, but nothing new will be written: say so once, apart
+        print(f"bridge: database: {unwritable}", file=sys.stderr)
+    print(status.to_json(report) if args.json else status.render(report))
     return EXIT_OK
+
+
+def cmd_health(args, config) -> int:
+    from bridge import service, status
+
+    try:
+        repo = service.open_repository(config, upgrade=False)
+    except DatabaseError as exc:
+        print(f"broken: database: {exc}")
+        return status.HEALTH_BROKEN
+    try:
+        level, problems = status.judge(repo, config)
+    finally:
+        repo.engine.dispose()
+    word = {status.HEALTH_OK: "ok", status.HEALTH_DEGRADED: "degraded", status.HEALTH_BROKEN: "broken"}[level]
+    for problem in problems:
+        print(f"{word}: {problem}")
+    if not problems:
+        print(f"ok: {len(config.sources)} source(s), {len(config.targets)} target(s), nothing needs a person")
+    return level
 
 
 def cmd_catchup(args, config) -> int:
@@ -250,7 +339,7 @@ def cmd_catchup(args, config) -> int:
         sources = [_enabled_source(config, args.source)]
     else:
         sources = list(config.enabled_sources)
-    rt = service.build_runtime(config, service.open_repository(config))
+    rt = _runtime_that_never_posts(config)
     failed = 0
     try:
         for source in sources:
@@ -267,12 +356,23 @@ def cmd_catchup(args, config) -> int:
     return EXIT_PROBLEM if failed else EXIT_OK
 
 
+def _runtime_that_never_posts(config):
+    """For commands that read sources but never deliver (catchup, poll): they read no credentials,
+    so their runtime gets the dry-run publishers (only their length rules are used)."""
+    from dataclasses import replace
+
+    from bridge import service
+
+    rehearsing = replace(config, bridge=replace(config.bridge, dry_run=True))
+    return service.build_runtime(rehearsing, service.open_repository(config))
+
+
 def cmd_poll(args, config) -> int:
     from bridge import service
     from bridge.pipeline import poll
 
     source = _enabled_source(config, args.source)
-    rt = service.build_runtime(config, service.open_repository(config))
+    rt = _runtime_that_never_posts(config)
     try:
         outcome = poll(rt, source, force=True, keep_backoff=True)
     finally:
@@ -398,7 +498,7 @@ def _duration(delta) -> str:
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "catchup": cmd_catchup,
-            "retry": cmd_retry, "skip": cmd_skip, "resolve": cmd_resolve, "release": cmd_release}
+            "health": cmd_health, "retry": cmd_retry, "skip": cmd_skip, "resolve": cmd_resolve, "release": cmd_release}
 COMMANDS["preview"] = cmd_preview
 COMMANDS["poll"] = cmd_poll
 COMMANDS["reload"] = cmd_reload

@@ -14,6 +14,26 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def local_text(when: datetime, tz_name: str, *, seconds: bool = False) -> str:
+    """`when` as an operator reads it: in [bridge] timezone, the zone named ('2026-12-02 09:05 WIB';
+    '+07:00' where the zone has no abbreviation). A naive time is UTC, as the store keeps them."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    local = when.astimezone(ZoneInfo(tz_name))
+    zone = local.strftime("%Z")
+    if not zone or zone[0] in "+-":
+        offset = local.strftime("%z")
+        zone = f"{offset[:3]}:{offset[3:]}"
+    return local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M") + f" {zone}"
+
+
+def local_iso(when: datetime, tz_name: str) -> str:
+    """`when` as ISO 8601 with its offset, in [bridge] timezone (for `bridge status --json`)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(ZoneInfo(tz_name)).isoformat()
+
+
 def local_day_start(now: datetime, tz_name: str) -> datetime:
     """Midnight of `now`'s local day in `tz_name`, as UTC: 'today' for daily caps and status."""
     local = now.astimezone(ZoneInfo(tz_name))

@@ -215,8 +215,7 @@ class Daemon:
         return False
 
     def health_check(self) -> tuple[bool, str]:
-        """/healthz: healthy while the scheduler is alive, no target is paused and no source holds a
-        burst; else the reason."""
+        """/healthz: healthy while the scheduler is alive and `bridge health` would say ok; else the reasons."""
         if self._stop_requested:
             return False, "stopping"
         if not self.heartbeat.alive():
@@ -224,19 +223,11 @@ class Daemon:
             since = "never ran" if age is None else f"last ran {int(age)}s ago"
             return False, f"scheduler not running: its heartbeat {since}"
         rt = self.rt
-        try:
-            paused = {name: rt.repo.target_state(name).paused_reason for name in rt.config.targets}
-        except Exception as exc:  # the answer must say why, not raise into the HTTP server
-            return False, f"database does not answer: {type(exc).__name__}: {exc}"
-        reasons = [f"target {name} paused: {reason}" for name, reason in paused.items() if reason]
-        try:
-            held = rt.repo.held_stories()
-        except Exception as exc:
-            return False, f"database does not answer: {type(exc).__name__}: {exc}"
-        reasons += [f"source {name} holds a burst of {count} new stories: `bridge release {name}` posts them, "
-                    f"`bridge catchup {name}` drops them" for name, count in sorted(held.items())]
-        if reasons:
-            return False, "; ".join(reasons)
+        from bridge.status import HEALTH_OK, judge
+
+        level, problems = judge(rt.repo, rt.config, rt.clock())  # the same judgement as `bridge health`
+        if level != HEALTH_OK:
+            return False, "; ".join(problems)
         return True, f"ok: scheduler running, {describe(rt.config)}"
 
     def _start_health(self, config: Config) -> None:

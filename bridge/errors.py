@@ -9,6 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 
 
+def one_line(text: str) -> str:
+    """A reason for the log and the database, on one line: a server's multi-line text collapsed."""
+    return " ".join(str(text).split())
+
+
 class BridgeError(Exception):
     """Base class: `str(error)` is a complete sentence an operator can act on."""
 
@@ -33,8 +38,8 @@ class FetchError(BridgeError):
 
     def __init__(self, url: str, reason: str):
         self.url = url
-        self.reason = reason
-        super().__init__(f"{url}: {reason}")
+        self.reason = one_line(reason)
+        super().__init__(f"{url}: {self.reason}")
 
 
 class FeedParseError(FetchError):
@@ -50,8 +55,8 @@ class PublishError(BridgeError):
     """Base class for everything a publisher may raise."""
 
     def __init__(self, message: str):
-        self.message = message
-        super().__init__(message)
+        self.message = one_line(message)  # every reason a publisher gives is logged and stored
+        super().__init__(self.message)
 
 
 class RetryLater(PublishError):

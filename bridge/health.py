@@ -30,7 +30,7 @@ SHUTDOWN_POLL_SECONDS = 0.5
 class HealthServer:
     def __init__(self, listen: str, check: HealthCheck, registry: CollectorRegistry):
         host, port = parse_listen_address(listen)
-        server_class = _IPv6Server if ":" in host else ThreadingHTTPServer
+        server_class = _IPv6Server if ":" in host else _Server
         # Raises OSError (address in use, not ours to bind): the caller reports it in words.
         self._server = server_class((host, port), _handler(check, registry))
         self._server.daemon_threads = True
@@ -51,7 +51,21 @@ class HealthServer:
         self._server.server_close()
 
 
-class _IPv6Server(ThreadingHTTPServer):
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """socketserver prints a traceback to stderr; a probe that hung up early needs no word, and
+        anything else gets one line in the log."""
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, (BrokenPipeError, ConnectionResetError, TimeoutError)):
+            return
+        log.warning("health request failed", client=client_address[0],
+                    error=" ".join(f"{type(error).__name__}: {error}".split()))
+        log.debug("health request traceback", exc_info=True)
+
+
+class _IPv6Server(_Server):
     address_family = socket.AF_INET6
 
 

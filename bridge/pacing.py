@@ -10,7 +10,7 @@ from datetime import datetime
 
 from twitter_text import extract_urls
 
-from bridge.clock import in_daily_window, local_day_start
+from bridge.clock import in_daily_window, local_day_start, local_text
 from bridge.config import TargetConfig
 from bridge.store.repo import Repository
 
@@ -24,15 +24,15 @@ def hold_reason(repo: Repository, target: TargetConfig, tz_name: str, now: datet
     if state.paused_reason:
         return f"paused: {state.paused_reason}"
     if state.hold_until and now < state.hold_until:
-        return f"rate limit: next post after {state.hold_until:%Y-%m-%d %H:%M} UTC"
+        return f"rate limit: next post after {local_text(state.hold_until, tz_name)}"
     if target.quiet_hours:
         ends = in_daily_window(now, target.quiet_hours, tz_name)
         if ends:
-            return f"quiet hours until {ends:%Y-%m-%d %H:%M} UTC"
+            return f"quiet hours until {local_text(ends, tz_name)}"
     if target.min_interval:
         last = repo.last_sent_at(target.name)
         if last and now < last + target.min_interval:
-            return f"min_interval: next post after {last + target.min_interval:%H:%M:%S} UTC"
+            return f"min_interval: next post after {local_text(last + target.min_interval, tz_name, seconds=True)}"
     day_start = local_day_start(now, tz_name)
     if repo.sent_since(target.name, day_start) >= target.max_per_day:
         return f"daily cap of {target.max_per_day} posts reached; the rest waits for tomorrow"

@@ -131,8 +131,18 @@ def run_forever(rt: Runtime, lock: RunLock, reload_config: Callable[[], Config] 
 
 def run_safely(function, *args, **kwargs):
     """A job's unexpected error is logged and the job runs again next time; it never kills the daemon."""
+    from sqlalchemy.exc import OperationalError
+
     try:
         return function(*args, **kwargs)
+    except OperationalError as exc:  # read-only, full, locked: one line with the fix, traceback at debug
+        from bridge.store.db import explain
+
+        engine = getattr(args[0], "repo", None) if args else None
+        log.error("database error: the job runs again next time", job=getattr(function, "__name__", str(function)),
+                  error=explain(exc, engine.engine.url if engine else "the database"))
+        log.debug("database error traceback", exc_info=True)
+        return None
     except Exception:
         log.exception("job failed unexpectedly", job=getattr(function, "__name__", str(function)))
         return None

@@ -5,14 +5,15 @@ Reads only (DEFERRED transactions in WAL mode), so it never blocks or disturbs t
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
-from bridge.clock import local_day_start, local_month_start, utc_now
+from bridge.clock import local_day_start, local_iso, local_month_start, local_text, utc_now
 from bridge.config import Config
 from bridge.errors import NO_STORIES_FOUND, DatabaseError
 from bridge.model import DeliveryState
 from bridge.pacing import hold_reason
-from bridge.store.db import READ_ONLY
+from bridge.store.db import READ_ONLY, explain, unwritable_reason
 from bridge.store.migrations import LATEST_VERSION, current_version
 from bridge.store.repo import Repository
 
@@ -23,6 +24,10 @@ LATE_MIN_OVERDUE = timedelta(minutes=2)
 """A poll may start up to a minute after its time (jitter) or wait for a busy worker. A source is
 late once its next poll is overdue by its own interval and by at least this much: the daemon is
 then stopped, stuck, or far too busy."""
+FAILING_AFTER = 3
+"""A source needs a person after this many consecutive failed polls (one is a blip, three a pattern)."""
+HEALTH_OK, HEALTH_DEGRADED, HEALTH_BROKEN = 0, 1, 2
+"""`bridge health`'s exit codes: ok; something needs a person; the database is unusable."""
 
 
 def collect(repo: Repository, config: Config, now: datetime | None = None) -> dict:
@@ -71,15 +76,52 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
         if held.get(source["name"]):
             source["held"] = held[source["name"]]
             source["state"] = "held" if source["state"] == "ok" else f"held, {source['state']}"
-    return {"now": now, "dry_run": config.bridge.dry_run, "sources": sources, "targets": targets,
-            "in_doubt": in_doubt_rows(repo), "held": held_bursts(held), "recent_failures": failures}
+    return {"now": now, "timezone": tz, "dry_run": config.bridge.dry_run, "sources": sources, "targets": targets,
+            "in_doubt": in_doubt_rows(repo, tz), "held": held_bursts(held), "recent_failures": failures}
 
 
-def in_doubt_rows(repo: Repository) -> list[dict]:
-    """Every post in doubt, oldest first, with what settles it."""
+def judge(repo: Repository, config: Config, now: datetime | None = None) -> tuple[int, list[str]]:
+    """The one health judgement (`bridge health`, `bridge check`, /healthz): a level and one line
+    per problem. Reads only."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        report = collect(repo, config, now)
+    except DatabaseError as exc:
+        return HEALTH_BROKEN, [f"database: {exc}"]
+    except SQLAlchemyError as exc:
+        return HEALTH_BROKEN, [f"database: {explain(exc, config.bridge.database)}"]
+    unwritable = unwritable_reason(repo.engine)
+    if unwritable:
+        return HEALTH_BROKEN, [f"database: {unwritable}"]
+    problems = report_problems(report)
+    return (HEALTH_DEGRADED if problems else HEALTH_OK), problems
+
+
+def report_problems(report: dict) -> list[str]:
+    """What in a `collect` report needs a person, one line each."""
+    problems = []
+    for s in report["sources"]:
+        if not s.get("configured", True):
+            continue
+        if (s.get("consecutive_failures") or 0) >= FAILING_AFTER:
+            problems.append(f"source {s['name']} failing: {s['consecutive_failures']} polls in a row, "
+                            f"last: {s.get('last_error') or '?'}")
+    for t in report["targets"]:
+        if t["state"].startswith("PAUSED:"):
+            problems.append(f"target {t['name']} paused:{t['state'][len('PAUSED:'):]}")
+    for d in report["in_doubt"]:
+        problems.append(f"delivery {d['id']} to {d['target']} in doubt: {d['todo']}")
+    for h in report["held"]:
+        problems.append(f"source {h['source']} holds a burst of {h['stories']} new stories: {h['todo']}")
+    return problems
+
+
+def in_doubt_rows(repo: Repository, tz: str = "UTC") -> list[dict]:
+    """Every post in doubt, oldest first, with what settles it (times in `tz`)."""
     rows = repo.delivery_rows([DeliveryState.IN_DOUBT], limit=IN_DOUBT_SHOWN)
     for row in reversed(rows):
-        row["todo"] = (f"the bridge checks again at {row['next_attempt_at']:%Y-%m-%d %H:%M} UTC"
+        row["todo"] = (f"the bridge checks again at {local_text(row['next_attempt_at'], tz)}"
                        if row["next_attempt_at"] else
                        f"look at the account: `bridge resolve {row['id']} --sent` if the post is there, "
                        f"`bridge retry {row['id']}` if it is not")
@@ -108,9 +150,19 @@ def source_state(row: dict, source, now: datetime) -> str:
     return ", ".join(states) or "ok"
 
 
+def to_json(report: dict) -> str:
+    """The report for scripts: times ISO 8601 with the offset of [bridge] timezone."""
+    tz = report.get("timezone", "UTC")
+
+    def default(value):
+        return local_iso(value, tz) if isinstance(value, datetime) else str(value)
+
+    return json.dumps(report, indent=2, default=default)
+
+
 def render(report: dict) -> str:
     now = report["now"]
-    lines = ["SOURCES"]
+    lines = [f"bridge status at {local_text(now, report.get('timezone', 'UTC'))}", "", "SOURCES"]
     rows = [("name", "state", "last poll", "outcome", "items", "next poll", "last error")]
     for s in report["sources"]:
         outcome = s.get("outcome") or "-"

@@ -244,3 +244,183 @@ def test_status_lists_configured_targets_before_any_delivery(site, capsys):
     assert main(["--config", str(path), "status", "--json"]) == EXIT_OK
     [target] = json.loads(capsys.readouterr().out)["targets"]
     assert target["name"] == "x" and target["posted_today"] == 0 and target["state"] == "ok"
+
+
+def test_status_of_a_live_service_says_live_without_credentials(site, monkeypatch, capsys):
+    """`status` on a live config reads no credentials and reports dry_run false, not a rehearsal."""
+    path, _, _ = site
+    main(["--config", str(path), "run", "--once"])
+    for name in list(os.environ):
+        if name.startswith("BRIDGE_X_"):
+            monkeypatch.delenv(name)
+    capsys.readouterr()
+    assert main(["--config", str(path), "status", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["dry_run"] is False
+    assert main(["--config", str(path), "status"]) == EXIT_OK
+    assert "dry run" not in capsys.readouterr().out
+
+
+def _db_file(tmp_path) -> Path:
+    return tmp_path / "bridge.db"
+
+
+def test_health_exit_codes_on_real_databases(site, tmp_path, capsys):
+    """`bridge health` exits 2 before any run, 0 after a good run, 1 once a source failed 3 polls in a row."""
+    import sqlite3
+
+    path, feeds, _ = site
+    assert main(["--config", str(path), "health"]) == 2
+    assert "broken: database" in capsys.readouterr().out
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["--config", str(path), "health"]) == 0
+    assert capsys.readouterr().out.startswith("ok:")
+    with sqlite3.connect(_db_file(tmp_path)) as conn:
+        conn.execute("UPDATE sources SET consecutive_failures = 3, last_error = 'HTTP 503'")
+    assert main(["--config", str(path), "health"]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["degraded: source antara failing: 3 polls in a row, last: HTTP 503"]
+    assert main(["--config", str(path), "check"]) == EXIT_PROBLEM
+    assert "PROBLEM: source antara failing" in capsys.readouterr().out
+    assert main(["--config", str(path), "status"]) == EXIT_OK
+
+
+def test_health_says_broken_for_a_schema_too_old(site, tmp_path, capsys):
+    """A database at an older schema version than this bridge's makes `bridge health` exit 2 naming the fix."""
+    import sqlite3
+
+    path, _, _ = site
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    capsys.readouterr()
+    with sqlite3.connect(_db_file(tmp_path)) as conn:
+        conn.execute("UPDATE schema_version SET version = version - 1")
+    assert main(["--config", str(path), "health"]) == 2
+    assert "run `bridge run` once to upgrade it" in capsys.readouterr().out
+
+
+def test_status_and_health_do_not_wait_for_a_held_write_lock(site, tmp_path, capsys):
+    """With another connection holding the write lock (BEGIN IMMEDIATE), `status` and `health` answer within 3 s."""
+    import sqlite3
+    import time
+
+    path, _, _ = site
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    capsys.readouterr()
+    holder = sqlite3.connect(_db_file(tmp_path), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert main(["--config", str(path), "status", "--json"]) == EXIT_OK
+        assert main(["--config", str(path), "health"]) == 0
+        assert time.monotonic() - started < 3
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+@pytest.fixture
+def immutable(tmp_path):
+    """Makes a file read-only even for root (chattr +i, which ext4 and xfs honour; chmod does not bind
+    root), and undoes it at teardown; skips where the filesystem has no immutable flag."""
+    made = []
+
+    def make(path: Path) -> None:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("this filesystem cannot make a file immutable (chattr +i)")
+        made.append(path)
+
+    yield make
+    for path in made:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_read_only_database_gives_one_line_and_exit_3(site, tmp_path, immutable, capsys):
+    """A database file that cannot be written stops `run --once` with exit 3 and one line naming the fix; health says broken."""
+    path, _, _ = site
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    capsys.readouterr()
+    immutable(_db_file(tmp_path))
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_DATABASE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "read-only" in err and "let the service user write" in err
+    assert main(["--config", str(path), "health"]) == 2
+    assert "broken: database:" in capsys.readouterr().out
+    assert main(["--config", str(path), "status"]) == EXIT_OK
+    assert capsys.readouterr().err.startswith("bridge: database:")
+
+
+def test_unreadable_database_gives_status_one_line_and_exit_3(site, tmp_path, capsys):
+    """A database file that is not SQLite makes `status` exit 3 with one line, no traceback."""
+    path, _, _ = site
+    _db_file(tmp_path).write_bytes(b"not a database " * 100)
+    assert main(["--config", str(path), "status"]) == EXIT_DATABASE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "file is not a database" in err and "Traceback" not in err
+
+
+def test_ctrl_c_during_preview_exits_130_without_traceback(site, tmp_path):
+    """SIGINT while `preview` reads a slow feed exits 130 with one line and no traceback."""
+    path, feeds, _ = site
+    feeds.add_slow("/rss.xml", interval=0.05)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(path), "preview", "antara"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        import time
+
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines() == [err.strip()] and "interrupted" in err
+
+
+def test_closed_pipe_exits_quietly(site, tmp_path):
+    """`bridge status | head -0`: a reader that closes the pipe early gets no traceback on stderr."""
+    path, _, _ = site
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    result = subprocess.run([sys.executable, "-m", "bridge", "--config", str(path), "status"], stdout=write,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, timeout=30)
+    os.close(write)
+    assert result.stderr == "" and result.returncode == EXIT_OK
+
+
+def test_ctrl_c_during_run_once_exits_130_without_traceback(site, tmp_path):
+    """SIGINT while `run --once` reads a slow feed exits 130 with one line and no traceback."""
+    path, feeds, _ = site
+    feeds.add_slow("/rss.xml", interval=0.05)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "bridge", "--config", str(path), "run", "--once"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        import time
+
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err + out and "interrupted" in err
+
+
+def test_health_says_broken_when_the_database_disk_is_full(site, monkeypatch, capsys):
+    """With under 1 MiB free beside the database (as `df` would report a full disk), `bridge health` exits 2 naming the fix."""
+    import shutil
+    from collections import namedtuple
+
+    path, _, _ = site
+    assert main(["--config", str(path), "run", "--once"]) == EXIT_OK
+    capsys.readouterr()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9, 4096))
+    assert main(["--config", str(path), "health"]) == 2
+    assert "is full: free space there" in capsys.readouterr().out

@@ -360,3 +360,80 @@ def _get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+def test_heartbeat_beats_while_another_process_holds_the_write_lock(world):
+    """With another connection holding BEGIN IMMEDIATE, the heartbeat still beats at once and /healthz is not 'scheduler not running'."""
+    import sqlite3
+    import time
+
+    daemon = make_daemon(world)
+    holder = sqlite3.connect(daemon.rt.repo.engine.url.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        daemon._beat()
+        assert time.monotonic() - started < 3
+        assert daemon.heartbeat.alive()
+        healthy, reason = daemon.health_check()
+        assert "scheduler not running" not in reason
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        daemon.close()
+
+
+def test_a_probe_that_hangs_up_leaves_no_traceback(capfd):
+    """A client that disconnects before its /healthz answer is written makes the server print nothing."""
+    import struct
+    import time
+
+    answered = threading.Event()
+
+    def slow_check():
+        time.sleep(0.3)
+        answered.set()
+        return True, "x" * 4_000_000
+
+    server = HealthServer(f"127.0.0.1:{free_port()}", slow_check, _empty_registry())
+    server.start()
+    try:
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # hang up with RST
+        client.close()
+        assert answered.wait(5)
+        time.sleep(0.5)
+    finally:
+        server.close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_database_error_in_a_job_is_one_line_with_the_fix(world):
+    """A job hitting 'database or disk is full' logs one error line naming the cause and fix, no traceback at info."""
+    from sqlalchemy.exc import OperationalError
+
+    from bridge.service import run_safely
+
+    daemon = make_daemon(world)
+
+    def job(rt):
+        raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+
+    try:
+        with capture_logs() as logs:
+            run_safely(job, daemon.rt)
+    finally:
+        daemon.close()
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert len(errors) == 1 and "exc_info" not in errors[0]
+    assert "disk holding" in errors[0]["error"] and "free space" in errors[0]["error"]
+
+
+def test_error_reasons_are_one_line():
+    """A server's multi-line text in a publish or fetch error is collapsed to one line."""
+    from bridge.errors import FetchError, TargetPaused
+
+    assert TargetPaused("Facebook said:\n  (#200) Permissions\r\n\terror").message == \
+        "Facebook said: (#200) Permissions error"
+    assert FetchError("https://a.id/rss", "bad\nfeed").reason == "bad feed"

@@ -77,3 +77,27 @@ def test_status_reads_while_a_write_transaction_is_open(setup, clock):
         finally:
             other.dispose()
     assert report["targets"][0]["state"] == "PAUSED: reason"  # the last committed state, not blocked
+
+
+def test_times_are_in_the_configured_timezone_with_the_zone_named(db_url, tmp_path, clock):
+    """Status shows its time and a target's quiet-hours end in [bridge] timezone (WIB), and JSON keeps ISO 8601 with +07:00."""
+    import json as jsonlib
+
+    from bridge.status import to_json
+
+    engine = create_database_engine(db_url)
+    migrate(engine)
+    now = clock()
+    local_hour = (now.hour + 7) % 24
+    window = f"{local_hour:02d}:00-{(local_hour + 2) % 24:02d}:00"
+    raw = make_config({"a": "https://a.id/rss"}, dry_run=True, bridge={"timezone": "Asia/Jakarta"})
+    raw["targets"]["x"]["quiet_hours"] = window
+    config = parse_config(raw, environ={"STATE_DIRECTORY": str(tmp_path)})
+    try:
+        report = collect(Repository(engine), config, now=now)
+    finally:
+        engine.dispose()
+    ends = f"{(local_hour + 2) % 24:02d}:00 WIB"
+    assert report["targets"][0]["state"].startswith("quiet hours until ") and report["targets"][0]["state"].endswith(ends)
+    assert render(report).splitlines()[0].endswith(" WIB")
+    assert jsonlib.loads(to_json(report))["now"].endswith("+07:00")

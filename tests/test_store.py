@@ -400,3 +400,17 @@ class TestOutbox:
         with pytest.raises(Exception, match="naive"):
             with repo.engine.begin() as conn:
                 conn.execute(insert(schema.targets).values(name="x", hold_until=datetime(2026, 1, 1)))
+
+
+def test_database_errors_are_explained_in_one_line():
+    """Read-only, full, locked and unopenable SQLite errors each get one line with the cause and what to do."""
+    from bridge.store.db import explain
+
+    url = "sqlite:////var/lib/bridge/bridge.db"
+    cases = {"attempt to write a readonly database": "let the service user write",
+             "database or disk is full": "free space there",
+             "database is locked": "end that process",
+             "unable to open database file": "its folder exists"}
+    for reason, fix in cases.items():
+        text = explain(Exception(reason + "\n  detail"), url)
+        assert fix in text and url in text and "\n" not in text

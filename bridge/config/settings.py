@@ -141,9 +141,11 @@ def find_config_path(cli_path: str | None, environ: Mapping[str, str] = os.envir
 
 
 def load_config(
-    path: Path, *, environ: Mapping[str, str] = os.environ, dry_run: bool | None = None
+    path: Path, *, environ: Mapping[str, str] = os.environ, dry_run: bool | None = None,
+    secrets: bool = True,
 ) -> Config:
-    """Read, validate and resolve the whole file. `dry_run` (from the CLI) overrides the file's."""
+    """Read, validate and resolve the whole file. `dry_run` (from the CLI) overrides the file's;
+    `secrets=False` (commands that never post) reads no credentials, keeping the file's dry_run."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -152,19 +154,19 @@ def load_config(
         raise ConfigError([f"cannot read {path}: {exc}"], str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"], str(path)) from None
-    return parse_config(raw, path=path, environ=environ, dry_run=dry_run)
+    return parse_config(raw, path=path, environ=environ, dry_run=dry_run, secrets=secrets)
 
 
 def parse_config(
     raw: dict[str, Any], *, path: Path | None = None, environ: Mapping[str, str] = os.environ,
-    dry_run: bool | None = None,
+    dry_run: bool | None = None, secrets: bool = True,
 ) -> Config:
     problems: list[str] = []
     unknown_keys(raw, {"bridge", "sources", "targets"}, "", problems)
     bridge = _parse_bridge(table_of(raw, "bridge", problems), problems, environ)
     if dry_run is not None and bridge is not None:
         bridge = replace(bridge, dry_run=dry_run)
-    live = bridge is not None and not bridge.dry_run
+    live = secrets and bridge is not None and not bridge.dry_run
     targets = parse_targets(raw.get("targets", {}), problems, environ, live)
     # A [targets.*] table that is there but broken is reported as itself, not as missing.
     declared = set(raw["targets"]) if isinstance(raw.get("targets"), dict) else set()

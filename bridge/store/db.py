@@ -64,10 +64,61 @@ def _make_sqlite_safe(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def check_connection(engine: Engine) -> None:
-    """Raise DatabaseError with a readable reason when the database cannot be opened."""
+MIN_FREE_BYTES = 1024 * 1024
+"""Less free space than this beside a SQLite file: its next write fails with 'database or disk is full'."""
+
+_CAUSES = (
+    ("readonly", "{db} is read-only: let the service user write the file and its folder "
+                 "(chmod/chown, chattr -i, or mount it read-write)"),
+    ("unable to open", "cannot open {db}: check that its folder exists and the service user may read "
+                       "and write both"),
+    ("disk is full", "the disk holding {db} is full: free space there, then restart the bridge"),
+    ("disk i/o", "{db} cannot be read or written (disk I/O error): check the disk and the file"),
+    ("locked", "{db} is locked by another process (a `sqlite3` shell or a backup holding it?): "
+               "end that process, or wait for it"),
+)
+
+
+def explain(exc: BaseException, url) -> str:
+    """A database error in one line: the cause, and what fixes it (whitespace collapsed)."""
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    database = str(url)
+    for needle, text in _CAUSES:
+        if needle in reason.lower():
+            return f"{text.format(db=database)} ({reason})"
+    return f"cannot use {database}: {reason}"
+
+
+def unwritable_reason(engine: Engine) -> str | None:
+    """Why the daemon could not write a SQLite database now, found without writing or taking a lock
+    (opening the file for writing succeeds for root too, except on an immutable file or read-only
+    mount); None when it can, or for another database."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database)
     try:
-        with engine.connect() as connection:
+        with open(path, "r+b"):
+            pass
+    except FileNotFoundError:
+        return None  # not created yet: `bridge run` creates it
+    except OSError as exc:
+        return explain(OSError("attempt to write a readonly database: " + (exc.strerror or str(exc))), url)
+    try:
+        import shutil
+
+        if shutil.disk_usage(path.parent).free < MIN_FREE_BYTES:
+            return explain(OSError("database or disk is full"), url)
+    except OSError:
+        pass
+    return None
+
+
+def check_connection(engine: Engine) -> None:
+    """Raise DatabaseError with a readable reason when the database cannot be opened. A read
+    (DEFERRED): another process holding the write lock does not make it wait."""
+    try:
+        with engine.connect().execution_options(**READ_ONLY) as connection:
             connection.exec_driver_sql("SELECT 1")
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot open database {engine.url!r}: {exc.orig or exc}") from None
+        raise DatabaseError(explain(exc, repr(engine.url))) from None
