@@ -124,14 +124,16 @@ done
 PIP_VARS=()
 while IFS= read -r var; do PIP_VARS+=("$var"); done < <(env | grep '^PIP_' || true)
 PIP_SETTINGS=$( (command -v pip >/dev/null && pip config list 2>/dev/null; printf '%s\n' "${PIP_VARS[@]}") | cut -d= -f2- | tr -d "'\"")
+# A path a setting names (cert, constraint, find-links, a file:// index) is bound at the same
+# path; for an index's .../simple folder its parent, where the index's links lead (../files/...).
 for value in $PIP_SETTINGS; do
     path=${value#file://}
-    case "$path" in /etc/*|/usr/*) continue ;; /*) ;; *) continue ;; esac
-    if [ -d "$path" ]; then
-        BINDS+=("--bind-ro=$path")
-    elif [ -f "$path" ]; then
-        BINDS+=("--bind-ro=$path")
-    fi
+    path=${path%/}
+    case "$path" in /?*) ;; *) continue ;; esac
+    [ -e "$path" ] || continue
+    case "$path" in */simple) path=${path%/simple} ;; esac
+    case " ${BINDS[*]} " in *" --bind-ro=$path "*) continue ;; esac
+    BINDS+=("--bind-ro=$path")
 done
 [ ${#BINDS[@]} -gt 0 ] && say "pip folders bound into the container: ${BINDS[*]#--bind-ro=}"
 
