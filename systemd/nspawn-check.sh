@@ -34,6 +34,8 @@
 #   security  `systemd-analyze security bridge` exposure <= 2.0
 #   journal   `journalctl -u bridge -p warning` has the bridge's "poll failed" warning, no info line
 #   badconfig a broken settings.toml: the unit fails with exit status 2 and is not restarted
+#   post      live (dry_run = false) from a local feed to tests/fakes/x_api.py's fake X in the
+#             container, the secrets in /etc/bridge/credentials/x/ handed over by LoadCredential=
 set -uo pipefail
 
 ROOT=${1:-/var/tmp/bridge-nspawn/root}
@@ -197,7 +199,7 @@ if ! in_root sh -c 'cd /opt/bridge/src && systemd/install.sh' > "$LOG_DIR/instal
     exit 1
 fi
 T1=$(date +%s%N)
-sed 's/^/  /' "$LOG_DIR/install.log"
+grep '^install.sh:' "$LOG_DIR/install.log" | sed 's/^/  /'
 
 # ready: active and running; READY=1 came (Type=notify: "active" only after it) within the timeout.
 STATE="$(show ActiveState)/$(show SubState)"
@@ -258,10 +260,11 @@ fi
 write_settings Second > "$ROOT/etc/bridge/settings.toml"
 
 # journal: the "poll failed" warning at priority warning, and no info line there.
+# The bridge's own lines are those of _SYSTEMD_UNIT=bridge.service (systemd's are PID 1's).
 WARN=$(in_root journalctl -u bridge -p warning --no-pager -o cat 2>&1)
-INFO=$(in_root journalctl -u bridge -p info..info --no-pager -o cat 2>&1)
-if echo "$WARN" | grep -q "poll failed" && ! echo "$WARN" | grep -q "daemon started\|\[info"; then
-    if [ -n "$INFO" ] && ! echo "$INFO" | grep -q "poll failed"; then
+INFO=$(in_root journalctl _SYSTEMD_UNIT=bridge.service -p info..info --no-pager -o cat 2>&1)
+if echo "$WARN" | grep -q "poll failed"; then
+    if [ -n "$INFO" ] && ! echo "$INFO" | grep -q "poll failed" && ! echo "$WARN" | grep -qFxf <(echo "$INFO"); then
         pass journal "-p warning shows \"poll failed\" ($(echo "$WARN" | grep -c 'poll failed') lines), $(echo "$INFO" | wc -l) info lines are at info only"
     else
         fail journal "the info lines: $(echo "$INFO" | head -3)"
@@ -299,10 +302,84 @@ STATE="$(show ActiveState)/$(show SubState)"
 STATUS=$(show ExecMainStatus)
 RESTARTS=$(show NRestarts)
 if [ "$STATE" = failed/failed ] && [ "$STATUS" = 2 ] && [ "$RESTARTS" = 0 ]; then
-    pass badconfig "a broken settings.toml: $STATE, exit status 2, NRestarts=0 (no auto-restart): $(in_root journalctl -u bridge -p err --no-pager -o cat -n 1)"
+    pass badconfig "a broken settings.toml: $STATE, exit status 2, NRestarts=0 (no auto-restart): $(in_root journalctl _SYSTEMD_UNIT=bridge.service -p err --no-pager -o cat -n 1)"
 else
     fail badconfig "state $STATE, exit status $STATUS, NRestarts=$RESTARTS"
     in_root systemctl status --no-pager bridge 2>&1 | tail -10
+fi
+write_settings Second > "$ROOT/etc/bridge/settings.toml"
+
+# post: a live post to tests/fakes/x_api.py's fake X, started in the container with the venv's
+# python (pytest, which the module imports for its fixture only, is stubbed), the four secrets in
+# /etc/bridge/credentials/x/ reaching the daemon through LoadCredential=, from a local feed.
+mkdir -p "$ROOT/opt/bridge-check"
+cat > "$ROOT/opt/bridge-check/fake_x.py" <<'EOF'
+import json, sys, threading, time, types
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+sys.modules["pytest"] = types.SimpleNamespace(fixture=lambda *a, **k: (a[0] if a and callable(a[0]) else (lambda f: f)))
+sys.path.insert(0, "/opt/bridge/src")
+from tests.fakes.x_api import CREDENTIALS, FakeXApi
+
+RSS = f"""<?xml version="1.0"?><rss version="2.0"><channel><title>check</title><link>http://127.0.0.1/</link>
+<description>nspawn-check</description><item><title>Berita uji nspawn</title>
+<link>http://127.0.0.1/berita/1</link><guid>http://127.0.0.1/berita/1</guid>
+<pubDate>{formatdate(usegmt=True)}</pubDate><description>Satu berita.</description></item></channel></rss>"""
+
+class Feed(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = RSS.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+x = FakeXApi().start()
+feed = ThreadingHTTPServer(("127.0.0.1", 0), Feed)
+threading.Thread(target=feed.serve_forever, daemon=True).start()
+for field, value in CREDENTIALS.items():
+    open(f"/run/fake-x/{field}", "w").write(value)
+open("/run/fake-x/ports", "w").write(f"{x.base_url} http://127.0.0.1:{feed.server_address[1]}/feed.xml\n")
+while True:
+    with open("/run/fake-x/tweets.json.new", "w") as out:
+        json.dump({"tweets": x.tweets, "requests": [[r.method, r.path, r.auth_problem] for r in x.requests]}, out)
+    import os; os.replace("/run/fake-x/tweets.json.new", "/run/fake-x/tweets.json")
+    time.sleep(0.5)
+EOF
+in_root systemctl stop bridge-fake-x >/dev/null 2>&1
+in_root systemctl reset-failed bridge-fake-x >/dev/null 2>&1
+in_root sh -c 'rm -rf /run/fake-x; mkdir -p /run/fake-x'
+in_root systemd-run --quiet --unit=bridge-fake-x /opt/bridge/venv/bin/python /opt/bridge-check/fake_x.py
+for _ in $(seq 50); do [ -s "$ROOT/run/fake-x/ports" ] && break; sleep 0.2; done
+if [ -s "$ROOT/run/fake-x/ports" ]; then
+    read -r X_URL FEED_URL < "$ROOT/run/fake-x/ports"
+    install -d -m 0700 "$ROOT/etc/bridge/credentials/x"
+    for field in consumer_key consumer_secret access_token access_token_secret; do
+        install -m 0600 "$ROOT/run/fake-x/$field" "$ROOT/etc/bridge/credentials/x/$field"
+    done
+    write_settings Nspawn | sed "s|^dry_run = true|dry_run = false|; s|^first_run = \"skip\"|first_run = \"latest:1\"|;
+        s|^url = .*|url = \"$FEED_URL\"|; s|^kind = \"x\"|kind = \"x\"\napi_base = \"$X_URL\"\nmin_interval = \"0s\"|" \
+        > "$ROOT/etc/bridge/settings.toml"
+    in_root systemctl reset-failed bridge 2>/dev/null
+    in_root systemctl start bridge
+    TWEET=
+    for _ in $(seq 90); do
+        TWEET=$(in_root /opt/bridge/venv/bin/python -c 'import json; d = json.load(open("/run/fake-x/tweets.json")); print(d["tweets"][0]["text"] if d["tweets"] else "")' 2>/dev/null)
+        [ -n "$TWEET" ] && break
+        sleep 1
+    done
+    if [ -n "$TWEET" ]; then
+        pass post "the fake X got a post signed with the LoadCredential secrets: \"$TWEET\""
+    else
+        fail post "no post reached the fake X in 90 s; its requests: $(cat "$ROOT/run/fake-x/tweets.json" 2>/dev/null | head -c 400)"
+        in_root journalctl -u bridge --no-pager -o cat -n 15
+    fi
+    in_root systemctl stop bridge bridge-fake-x
+else
+    fail post "the fake X did not start: $(in_root journalctl -u bridge-fake-x --no-pager -o cat -n 10)"
 fi
 write_settings Second > "$ROOT/etc/bridge/settings.toml"
 
