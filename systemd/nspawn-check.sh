@@ -353,13 +353,15 @@ in_root systemctl stop bridge-fake-x >/dev/null 2>&1
 in_root systemctl reset-failed bridge-fake-x >/dev/null 2>&1
 in_root sh -c 'rm -rf /run/fake-x; mkdir -p /run/fake-x'
 in_root systemd-run --quiet --unit=bridge-fake-x /opt/bridge/venv/bin/python /opt/bridge-check/fake_x.py
-for _ in $(seq 50); do [ -s "$ROOT/run/fake-x/ports" ] && break; sleep 0.2; done
-if [ -s "$ROOT/run/fake-x/ports" ]; then
-    read -r X_URL FEED_URL < "$ROOT/run/fake-x/ports"
-    install -d -m 0700 "$ROOT/etc/bridge/credentials/x"
-    for field in consumer_key consumer_secret access_token access_token_secret; do
-        install -m 0600 "$ROOT/run/fake-x/$field" "$ROOT/etc/bridge/credentials/x/$field"
-    done
+# (The container's /run is its own tmpfs, not $ROOT/run: it is read through in_root.)
+PORTS=
+for _ in $(seq 100); do PORTS=$(in_root cat /run/fake-x/ports 2>/dev/null) && [ -n "$PORTS" ] && break; sleep 0.2; done
+if [ -n "$PORTS" ]; then
+    read -r X_URL FEED_URL <<< "$PORTS"
+    in_root sh -c 'install -d -m 0700 /etc/bridge/credentials/x &&
+        for field in consumer_key consumer_secret access_token access_token_secret; do
+            install -m 0600 /run/fake-x/$field /etc/bridge/credentials/x/$field; done'
+
     write_settings Nspawn | sed "s|^dry_run = true|dry_run = false|; s|^first_run = \"skip\"|first_run = \"latest:1\"|;
         s|^url = .*|url = \"$FEED_URL\"|; s|^kind = \"x\"|kind = \"x\"\napi_base = \"$X_URL\"\nmin_interval = \"0s\"|" \
         > "$ROOT/etc/bridge/settings.toml"
@@ -374,12 +376,13 @@ if [ -s "$ROOT/run/fake-x/ports" ]; then
     if [ -n "$TWEET" ]; then
         pass post "the fake X got a post signed with the LoadCredential secrets: \"$TWEET\""
     else
-        fail post "no post reached the fake X in 90 s; its requests: $(cat "$ROOT/run/fake-x/tweets.json" 2>/dev/null | head -c 400)"
+        fail post "no post reached the fake X in 90 s; its requests: $(in_root cat /run/fake-x/tweets.json 2>/dev/null | head -c 400)"
         in_root journalctl -u bridge --no-pager -o cat -n 15
     fi
     in_root systemctl stop bridge bridge-fake-x
 else
     fail post "the fake X did not start: $(in_root journalctl -u bridge-fake-x --no-pager -o cat -n 10)"
+    in_root systemctl stop bridge-fake-x
 fi
 write_settings Second > "$ROOT/etc/bridge/settings.toml"
 
