@@ -311,7 +311,8 @@ write_settings Second > "$ROOT/etc/bridge/settings.toml"
 
 # post: a live post to tests/fakes/x_api.py's fake X, started in the container with the venv's
 # python (pytest, which the module imports for its fixture only, is stubbed), the four secrets in
-# /etc/bridge/credentials/x/ reaching the daemon through LoadCredential=, from a local feed.
+# /etc/bridge/credentials/x/ reaching the daemon through LoadCredential=, from a local feed (a
+# new source: the failing one is in backoff).
 mkdir -p "$ROOT/opt/bridge-check"
 cat > "$ROOT/opt/bridge-check/fake_x.py" <<'EOF'
 import json, sys, threading, time, types
@@ -363,7 +364,7 @@ if [ -n "$PORTS" ]; then
             install -m 0600 /run/fake-x/$field /etc/bridge/credentials/x/$field; done'
 
     write_settings Nspawn | sed "s|^dry_run = true|dry_run = false|; s|^first_run = \"skip\"|first_run = \"latest:1\"|;
-        s|^url = .*|url = \"$FEED_URL\"|; s|^kind = \"x\"|kind = \"x\"\napi_base = \"$X_URL\"\nmin_interval = \"0s\"|" \
+        s|^name = .*|name = \"local-feed\"|; s|^url = .*|url = \"$FEED_URL\"|; s|^kind = \"x\"|kind = \"x\"\napi_base = \"$X_URL\"\nmin_interval = \"0s\"|" \
         > "$ROOT/etc/bridge/settings.toml"
     in_root systemctl reset-failed bridge 2>/dev/null
     in_root systemctl start bridge
