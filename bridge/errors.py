@@ -86,6 +86,12 @@ class InDoubt(PublishError):
     the delivery becomes `in_doubt` and the network's own rule settles it (see pipeline.py)."""
 
 
+def settle_in_doubt_hint(delivery_id: int) -> str:
+    """What the operator does with a post in doubt that only they can settle (log, status, database)."""
+    return (f"look at the account: `bridge resolve {delivery_id} --sent` if the post is there, "
+            f"`bridge retry {delivery_id}` if it is not")
+
+
 class AlreadyPosted(PublishError):
     """The network already has this post (X's duplicate-content 403): counts as sent."""
 

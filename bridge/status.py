@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from bridge.clock import local_day_start, local_iso, local_month_start, local_text, utc_now
 from bridge.config import Config
-from bridge.errors import NO_STORIES_FOUND, DatabaseError
+from bridge.errors import NO_STORIES_FOUND, DatabaseError, settle_in_doubt_hint
 from bridge.model import DeliveryState
 from bridge.pacing import hold_reason
 from bridge.store.db import READ_ONLY, explain, unwritable_reason
@@ -120,12 +120,10 @@ def report_problems(report: dict) -> list[str]:
 def in_doubt_rows(repo: Repository, tz: str = "UTC") -> list[dict]:
     """Every post in doubt, oldest first, with what settles it (times in `tz`)."""
     rows = repo.delivery_rows([DeliveryState.IN_DOUBT], limit=IN_DOUBT_SHOWN)
-    for row in reversed(rows):
+    for row in rows:
         row["todo"] = (f"the bridge checks again at {local_text(row['next_attempt_at'], tz)}"
-                       if row["next_attempt_at"] else
-                       f"look at the account: `bridge resolve {row['id']} --sent` if the post is there, "
-                       f"`bridge retry {row['id']}` if it is not")
-    return list(reversed(rows))
+                       if row["next_attempt_at"] else settle_in_doubt_hint(row["id"]))
+    return list(reversed(rows))  # delivery_rows gives the newest first
 
 
 def held_bursts(held: dict[str, int]) -> list[dict]:

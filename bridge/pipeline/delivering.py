@@ -11,12 +11,7 @@ import structlog
 
 from bridge.clock import capped_backoff
 from bridge.errors import (
-    AlreadyPosted,
-    InDoubt,
-    PostRejected,
-    PublishError,
-    RetryLater,
-    TargetPaused,
+    AlreadyPosted, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused, settle_in_doubt_hint,
 )
 from bridge.images import ImageError, download_image
 from bridge.model import Delivery, DeliveryState, FrozenPost, Post
@@ -204,10 +199,9 @@ def _settle_in_doubt(rt: Runtime, publisher: Publisher, delivery: Delivery) -> b
         return _publish(rt, publisher, delivery, frozen, resend=True)
     find_post = getattr(publisher, "find_post", None)
     if find_post is None:
-        rt.repo.mark_in_doubt(delivery.id, _operator_note(delivery), None, now, counted=False)
+        rt.repo.mark_in_doubt(delivery.id, settle_in_doubt_hint(delivery.id), None, now, counted=False)
         log.warning("post in doubt: the operator decides", reason=delivery.last_error,
-                    todo=f"bridge resolve {delivery.id} --sent (it is on the account) or bridge retry "
-                         f"{delivery.id} (it is not)", **fields)
+                    todo=settle_in_doubt_hint(delivery.id), **fields)
         return True
     check_at = (delivery.last_attempt_at or first) + publisher.verify_after
     if now < check_at:
@@ -246,7 +240,7 @@ def _in_doubt(rt: Runtime, publisher: Publisher, delivery: Delivery, reason: str
     first = delivery.first_attempt_at or now
     can_settle = _resend_is_safe(publisher, first, now) or getattr(publisher, "find_post", None) is not None
     if not can_settle or attempts >= rt.config.bridge.max_attempts:
-        next_check, note = None, f"{reason}; {_operator_note(delivery)}"
+        next_check, note = None, f"{reason}; {settle_in_doubt_hint(delivery.id)}"
     else:
         wait = capped_backoff(PUBLISH_BACKOFF_BASE, attempts, rt.config.bridge.retry_backoff_max)
         next_check = max(now + max(wait, getattr(publisher, "verify_after", timedelta(0))), not_before or now)
@@ -254,14 +248,9 @@ def _in_doubt(rt: Runtime, publisher: Publisher, delivery: Delivery, reason: str
     rt.repo.mark_in_doubt(delivery.id, note, next_check, now, counted=counted)
     log.warning("post in doubt", outcome="in_doubt", reason=reason, attempts=attempts,
                 next_check=next_check.isoformat() if next_check else None,
-                todo=None if next_check else f"bridge resolve {delivery.id} --sent, or bridge retry {delivery.id}",
+                todo=None if next_check else settle_in_doubt_hint(delivery.id),
                 duration_ms=ms_since(started), **fields)
     return False
-
-
-def _operator_note(delivery: Delivery) -> str:
-    return (f"check the account: `bridge resolve {delivery.id} --sent` if the post is there, "
-            f"`bridge retry {delivery.id}` if it is not")
 
 
 def _is_dry_run(publisher: Publisher) -> bool:
