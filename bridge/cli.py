@@ -209,11 +209,11 @@ def cmd_run(args, config) -> int:
 def _rehearse(args, config) -> int:
     """`run --dry-run`: read and log what would be posted; no lock, and the database only read."""
     import signal
-    import threading
 
     from bridge import rehearsal
+    from bridge.wake import Wake
 
-    stop = threading.Event()
+    stop = Wake()  # set by the signal handlers: see bridge/wake.py for why not an Event
     if not args.once:
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, lambda *_: stop.set())

@@ -31,6 +31,7 @@ from bridge.pipeline import Runtime, deliver_due, poll
 from bridge.service import close, close_clients, prepare, rebuild_runtime, run_safely
 from bridge.store.db import check_connection
 from bridge.store.lock import RunLock, acquire_run_lock
+from bridge.wake import Wake
 
 log = structlog.get_logger("bridge")
 
@@ -82,7 +83,7 @@ class Daemon:
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         self.health = None
         self._reload_config = reload_config
-        self._wake = threading.Event()
+        self._wake = Wake()  # set by signal handlers: see bridge/wake.py for why not an Event
         self._stop_requested = False
         self._reload_requested = False
         self._lock = threading.Condition()
@@ -180,6 +181,7 @@ class Daemon:
         self._retired.clear()
         close(self.rt)
         self.notifier.close()
+        self._wake.close()
         if self._still_running_filter is not None:
             scheduler_logs.remove(self._still_running_filter)
             self._still_running_filter = None

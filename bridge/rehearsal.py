@@ -43,6 +43,7 @@ from bridge.sources.read import add_story_pages, read_source
 from bridge.store.migrations import LATEST_VERSION, current_version
 from bridge.store.repo import Repository, SourceState
 from bridge.urls import names_a_page
+from bridge.wake import Wake
 
 log = structlog.get_logger("bridge")
 
@@ -265,7 +266,7 @@ def rehearse_round(config: Config, repo: Repository | None, memory: Memory, fetc
 # --- Once, or as a daemon ---------------------------------------------------------------------------
 
 
-def rehearse(config: Config, stop: threading.Event, *, clock: Clock = utc_now, once: bool = False) -> list[WouldPost]:
+def rehearse(config: Config, stop: threading.Event | Wake, *, clock: Clock = utc_now, once: bool = False) -> list[WouldPost]:
     """`bridge run --dry-run`: until `stop` is set, read each source at its interval and the queue at
     the delivery interval, logging each would-be post once; with `once` (`--once`), every source
     once and then the queue. Returns every post logged. Raises DatabaseError if it cannot read."""
