@@ -78,10 +78,13 @@ def resolve_database_url(url: str, environ: Mapping[str, str] = os.environ) -> s
     if not url.startswith(prefix) or url.startswith(prefix + "/") or url == prefix:
         return url
     relative, _, query = url[len(prefix):].partition("?")
-    if relative == ":memory:":
+    # An SQLite URI filename (`sqlite:///file:bridge.db?mode=ro&uri=true`) names its path after `file:`.
+    scheme = "file:" if relative.startswith("file:") and "uri=true" in query.split("&") else ""
+    relative = relative[len(scheme):]
+    if relative in ("", ":memory:") or relative.startswith("/"):
         return url
     state_dir = Path(environ.get("STATE_DIRECTORY", "").split(":")[0] or "state")
-    resolved = prefix + str((state_dir / relative).absolute())
+    resolved = prefix + scheme + str((state_dir / relative).absolute())
     return resolved + (f"?{query}" if query else "")
 
 
