@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "and wait for its own answer: exit 0 when it applied the new "
                                              "settings, 1 when it refused them (with its reason) or did not "
                                              "answer in time.")
-    reload.add_argument("--pid", type=int, help="the daemon's PID (default: the one holding the SQLite run "
-                                                "lock; required for PostgreSQL; bridge.service passes $MAINPID)")
+    reload.add_argument("--pid", type=int, help="the daemon's PID (default: the one holding the database's run "
+                                                "lock, on this host; bridge.service passes $MAINPID)")
     reload.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
                         help="how long to wait for the daemon's answer (default: 30)")
 
@@ -396,9 +396,11 @@ def cmd_reload(args, config) -> int:
 
     # As the daemon will read it (its live credentials included): a broken file is never signalled.
     load_config(config.path, dry_run=None)
-    pid = args.pid or reloading.daemon_pid(config.bridge.database)
+    sqlite = reloading.sqlite_file(config.bridge.database) is not None
+    pid = args.pid or (reloading.daemon_pid(config.bridge.database) if sqlite else None)
     repo = service.open_repository(config, upgrade=False)
     try:
+        pid = pid or reloading.daemon_pid(config.bridge.database, repo.engine)  # PostgreSQL: the lock's holder
         answer = reloading.request_reload(repo.engine, pid, wait=args.wait)
     finally:
         repo.engine.dispose()
