@@ -178,10 +178,10 @@ def _read_holder(fd: int) -> str:
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
 
-def advisory_key(schema: str) -> int:
-    """A signed 64-bit key per schema: advisory locks are per database, and bridges (or test runs)
-    in different schemas of one database must not refuse each other."""
-    digest = hashlib.sha256(f"bridge run lock {schema}".encode()).digest()
+def advisory_key(schema: str, purpose: str = "run lock") -> int:
+    """A signed 64-bit key per schema and purpose: advisory locks are per database, and bridges (or
+    test runs) in different schemas of one database must not refuse each other."""
+    digest = hashlib.sha256(f"bridge {purpose} {schema}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
