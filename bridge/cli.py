@@ -153,6 +153,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except ImportError as exc:  # a broken install: a dependency missing or of the wrong version
+        _debug_traceback(args)
+        logs.print_error(f"bridge: a dependency is missing or broken ({exc}): install the bridge again "
+                         "(`sudo systemd/install.sh`, or `pip install --force-reinstall .` in its venv)")
+        return EXIT_PROBLEM
+    except Exception as exc:  # a bug: one line for the operator, the traceback with --log-level debug
+        _debug_traceback(args)
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        logs.print_error(f"bridge: unexpected error, a bug in the bridge ({reason}): run the command again "
+                         "with --log-level debug to see where, and report it")
+        return EXIT_PROBLEM
 
 
 def _debug_traceback(args) -> None:
