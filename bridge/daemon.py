@@ -23,6 +23,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge import logs, scheduler_logs
+from bridge.alert_channels import channels_for
+from bridge.alerts import ALERT_CHECK_INTERVAL
+from bridge.alerts import check as check_alerts
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.metrics import Metrics
@@ -130,6 +133,9 @@ class Daemon:
             lambda job: self.metrics.jobs_still_running.labels(job).inc())
         self.scheduler.add_job(self._beat, IntervalTrigger(seconds=HEARTBEAT_INTERVAL.total_seconds()),
                                id="heartbeat", name="heartbeat", next_run_time=self.rt.clock(),
+                               max_instances=1, coalesce=True, misfire_grace_time=None)
+        self.scheduler.add_job(self._job, IntervalTrigger(seconds=ALERT_CHECK_INTERVAL.total_seconds()),
+                               args=[_check_alerts], id="alerts", name="alerts", next_run_time=self.rt.clock(),
                                max_instances=1, coalesce=True, misfire_grace_time=None)
         self._schedule(self.rt.config, None)
         self.scheduler.start()
@@ -415,6 +421,13 @@ def _deliver(daemon: Daemon, rt: Runtime) -> None:
         daemon.failures.run("deliver", deliver_due, daemon.current_runtime)
         if not daemon._delivery_wanted.is_set() or rt.stopping.is_set():
             return
+
+
+def _check_alerts(daemon: Daemon, rt: Runtime) -> None:
+    """Tell the operator what started or cleared since the last check ([alerts]; nothing without it)."""
+    if rt.config.alerts is not None:
+        daemon.failures.run("alerts", check_alerts, rt.repo, rt.config, rt.clock(),
+                            channels_for(rt.config, rt.publishers))
 
 
 def describe(config: Config) -> str:

@@ -108,6 +108,11 @@ def run_once(rt: Runtime, lock: RunLock) -> None:
     for source in rt.config.enabled_sources:
         run_safely(poll, rt, source, force=True)
     run_safely(deliver_due, rt)
+    if rt.config.alerts is not None:  # a timer-driven bridge tells its operator too
+        from bridge.alert_channels import channels_for
+        from bridge.alerts import check
+
+        run_safely(check, rt.repo, rt.config, rt.clock(), channels_for(rt.config, rt.publishers))
 
 
 def run_forever(rt: Runtime, lock: RunLock, reload_config: Callable[[], Config] | None = None,

@@ -22,6 +22,7 @@ from bridge.config.defaults import (
     DEFAULT_SOURCE_KIND, DEFAULT_PAGE_DELAY, DEFAULT_MAX_PAGES, MAX_PAGES_LIMIT, DEFAULT_HEALTH_LISTEN,
     CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS, DEFAULT_BURST_LIMIT,
 )
+from bridge.config.alerts import AlertsConfig, parse_alerts
 from bridge.config.targets import TargetConfig, parse_targets
 from bridge.config.values import (
     NAME_RE, FirstRun, TableReader, database_url_problem, did_you_mean, parse_duration, resolve_database_url,
@@ -100,6 +101,8 @@ class Config:
     bridge: BridgeSettings
     sources: tuple[SourceConfig, ...]
     targets: Mapping[str, TargetConfig]
+    alerts: AlertsConfig | None = None
+    """[alerts]: where to tell the operator that something needs a person; None sends none."""
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -114,7 +117,8 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Every credential value, for log redaction."""
-        return [v for t in self.targets.values() for v in t.credentials.values() if v]
+        return [v for t in self.targets.values() for v in t.credentials.values() if v] + (
+            self.alerts.secrets() if self.alerts else [])
 
     @staticmethod
     def template_for(source: SourceConfig | None, target: TargetConfig) -> str:
@@ -162,7 +166,7 @@ def parse_config(
     dry_run: bool | None = None, secrets: bool = True,
 ) -> Config:
     problems: list[str] = []
-    unknown_keys(raw, {"bridge", "sources", "targets"}, "", problems)
+    unknown_keys(raw, {"bridge", "sources", "targets", "alerts"}, "", problems)
     bridge = _parse_bridge(table_of(raw, "bridge", problems), problems, environ)
     if dry_run is not None and bridge is not None:
         bridge = replace(bridge, dry_run=dry_run)
@@ -171,11 +175,12 @@ def parse_config(
     # A [targets.*] table that is there but broken is reported as itself, not as missing.
     declared = set(raw["targets"]) if isinstance(raw.get("targets"), dict) else set()
     sources = _parse_sources(raw.get("sources", []), problems, bridge, set(targets) | declared)
+    alerts = parse_alerts(raw.get("alerts"), problems, environ if live else {}, set(targets) | declared)
     if not problems:
         _check_templates_fit(sources, targets, problems)
     if problems or bridge is None:
         raise ConfigError(problems, str(path) if path else None)
-    return Config(path=path, bridge=bridge, sources=tuple(sources), targets=targets)
+    return Config(path=path, bridge=bridge, sources=tuple(sources), targets=targets, alerts=alerts)
 
 
 def _check_templates_fit(sources: list[SourceConfig], targets: dict[str, TargetConfig],
