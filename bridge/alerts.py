@@ -21,13 +21,21 @@ import structlog
 
 from bridge.alert_channels import Channel
 from bridge.config import Config
-from bridge.store.alert_state import active_alerts, last_digest, save_active_alerts, save_last_digest
+from bridge.clock import local_text
+from bridge.errors import PublishError, TargetPaused
+from bridge.store.alert_state import (
+    active_alerts, last_digest, save_active_alerts, save_last_digest, save_token_checks, token_checks,
+)
 from bridge.store.repo import Repository
 
 log = structlog.get_logger("bridge")
 
 ALERT_CHECK_INTERVAL = timedelta(minutes=1)
 """How often the daemon looks for problems that started or cleared."""
+TOKEN_CHECK_EVERY = timedelta(days=1)
+"""How often a network that says when its token expires (Facebook's debug_token) is asked."""
+TOKEN_WARNING = timedelta(days=7)
+"""A token expiring sooner than this is a problem: a week to make a new one."""
 
 
 @dataclass(frozen=True)
@@ -85,13 +93,53 @@ def needs_a_person(report: dict, drift: dict[str, str], config: Config, now: dat
     return problems
 
 
-def check(repo: Repository, config: Config, now: datetime, channels: list[Channel]) -> AlertRound:
-    """Compare the problems now with those already told; tell the difference, and the digest when due."""
+def token_problems(repo: Repository, config: Config, publishers: dict, now: datetime) -> dict[str, str]:
+    """Targets whose access token expires within TOKEN_WARNING or that their network calls invalid,
+    asking each network that can tell (a publisher with `token_expires_at`) once a TOKEN_CHECK_EVERY."""
+    checks, asked = token_checks(repo.engine), False
+    for name, publisher in publishers.items():
+        ask = getattr(publisher, "token_expires_at", None)
+        last = checks.get(name)
+        if ask is None or (last and now - datetime.fromisoformat(last["checked"]) < TOKEN_CHECK_EVERY):
+            continue
+        asked = True
+        try:
+            expires = ask()
+            checks[name] = {"checked": now.isoformat(), "expires": expires.isoformat() if expires else None,
+                            "problem": None}
+        except PublishError as exc:  # cannot tell now: keep what was known, ask again tomorrow
+            log.warning("token check failed", target=name, error=str(exc))
+            checks[name] = {**(last or {"expires": None, "problem": None}), "checked": now.isoformat()}
+            if isinstance(exc, TargetPaused):
+                checks[name]["problem"] = str(exc)
+    if asked:
+        save_token_checks(repo.engine, checks)
+    problems = {}
+    for name, known in checks.items():
+        if name not in publishers:
+            continue
+        if known.get("problem"):
+            problems[f"target:{name}:token"] = f"target {name}: {known['problem']}"
+        elif known.get("expires"):
+            expires = datetime.fromisoformat(known["expires"])
+            if expires - now <= TOKEN_WARNING:
+                problems[f"target:{name}:token"] = (
+                    f"target {name}: its access token expires {local_text(expires, config.bridge.timezone)} "
+                    f"(in {_duration(max(expires - now, timedelta(0)))}): make a new one before then "
+                    "(README: Going live, network by network)")
+    return problems
+
+
+def check(repo: Repository, config: Config, now: datetime, channels: list[Channel],
+          publishers: dict | None = None) -> AlertRound:
+    """Compare the problems now with those already told; tell the difference, and the digest when due.
+    `publishers` (the runtime's) lets networks that can tell say when their token expires."""
     from bridge.status import collect, layout_problems
 
     if config.alerts is None:
         return AlertRound({}, {})
     current = needs_a_person(collect(repo, config, now), layout_problems(repo, config), config, now)
+    current.update(token_problems(repo, config, publishers or {}, now))
     told = active_alerts(repo.engine)
     started = {key: text for key, text in current.items() if key not in told}
     cleared = {key: told[key]["text"] for key in told if key not in current}

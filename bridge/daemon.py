@@ -427,7 +427,7 @@ def _check_alerts(daemon: Daemon, rt: Runtime) -> None:
     """Tell the operator what started or cleared since the last check ([alerts]; nothing without it)."""
     if rt.config.alerts is not None:
         daemon.failures.run("alerts", check_alerts, rt.repo, rt.config, rt.clock(),
-                            channels_for(rt.config, rt.publishers))
+                            channels_for(rt.config, rt.publishers), rt.publishers)
 
 
 def describe(config: Config) -> str:

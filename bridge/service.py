@@ -112,7 +112,7 @@ def run_once(rt: Runtime, lock: RunLock) -> None:
         from bridge.alert_channels import channels_for
         from bridge.alerts import check
 
-        run_safely(check, rt.repo, rt.config, rt.clock(), channels_for(rt.config, rt.publishers))
+        run_safely(check, rt.repo, rt.config, rt.clock(), channels_for(rt.config, rt.publishers), rt.publishers)
 
 
 def run_forever(rt: Runtime, lock: RunLock, reload_config: Callable[[], Config] | None = None,

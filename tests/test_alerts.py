@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 from datetime import time as clock_time
+from datetime import timedelta
 
 import pytest
 from structlog.testing import capture_logs
@@ -98,7 +99,7 @@ def start(raw, tmp_path, clock, monkeypatch):
 
 
 def alert_once(rt):
-    return check(rt.repo, rt.config, rt.clock(), channels_for(rt.config, rt.publishers))
+    return check(rt.repo, rt.config, rt.clock(), channels_for(rt.config, rt.publishers), rt.publishers)
 
 
 class TestOnceWhenItStartsOnceWhenItClears:
@@ -351,3 +352,58 @@ def test_the_shipped_alerts_example_loads_when_uncommented():
     config = parse_config(tomllib.loads(raw), environ={})
     assert config.alerts.targets == ("ops",) and config.alerts.smtp_host == "mail.kemenpora.go.id"
     assert config.alerts.starttls and config.alerts.digest_at == clock_time(8, 0)
+
+
+class TestTokenExpiry:
+    """Facebook says when a Page token expires (/debug_token): a week before, the operator is told."""
+
+    @pytest.fixture
+    def fb_world(self, world, facebook_api, monkeypatch):
+        from tests.fakes.facebook import PAGE_ID, PAGE_TOKEN
+
+        raw, feeds, telegram, mailbox = world
+        monkeypatch.setenv("BRIDGE_FB_PAGE_TOKEN", PAGE_TOKEN)
+        raw["targets"]["fb"] = {"kind": "facebook", "page_id": PAGE_ID, "api_base": facebook_api.base_url}
+        return raw, facebook_api, telegram
+
+    def test_a_token_expiring_within_a_week_is_told_and_asked_once_a_day(self, fb_world, tmp_path, clock, monkeypatch):
+        raw, facebook, telegram = fb_world
+        facebook.token_expires_at = int((clock() + timedelta(days=30)).timestamp())
+        rt = start(raw, tmp_path, clock, monkeypatch)
+        try:
+            assert "target:fb:token" not in alert_once(rt).started  # a month left: nothing to say
+            clock.advance(hours=23)
+            alert_once(rt)
+            assert len(facebook.routed("/debug_token")) == 1  # once a day, not once a minute
+            clock.advance(days=23)  # 6 days left
+            started = alert_once(rt).started
+            assert "target:fb:token" in started and "expires" in started["target:fb:token"]
+            assert "WIB" in started["target:fb:token"]
+            assert len(facebook.routed("/debug_token")) == 2
+            facebook.token_expires_at = 0  # a new token that never expires
+            clock.advance(days=1)
+            assert "target:fb:token" in alert_once(rt).cleared
+        finally:
+            close(rt)
+
+    def test_an_invalid_token_is_told(self, fb_world, tmp_path, clock, monkeypatch):
+        raw, facebook, telegram = fb_world
+        facebook.token_valid = False
+        rt = start(raw, tmp_path, clock, monkeypatch)
+        try:
+            started = alert_once(rt).started
+            assert "no longer valid" in started["target:fb:token"] and "BRIDGE_FB_PAGE_TOKEN" in started["target:fb:token"]
+        finally:
+            close(rt)
+
+    def test_graph_unreachable_keeps_what_was_known(self, fb_world, tmp_path, clock, monkeypatch):
+        """A failed token check is a warning in the log, not an alert, and is asked again the next day."""
+        raw, facebook, telegram = fb_world
+        rt = start(raw, tmp_path, clock, monkeypatch)
+        try:
+            facebook.enqueue("GET", "/debug_token", status=503, body="unavailable")
+            with capture_logs() as logs:
+                assert "target:fb:token" not in alert_once(rt).started
+            assert [e for e in logs if e["event"] == "token check failed"]
+        finally:
+            close(rt)

@@ -46,3 +46,15 @@ def last_digest(engine: Engine) -> str | None:
 
 def save_last_digest(engine: Engine, day: str) -> None:
     _write(engine, LAST_DIGEST, day)
+
+
+TOKEN_CHECKS = "alerts_token_checks"
+
+
+def token_checks(engine: Engine) -> dict[str, dict]:
+    """Target -> {"checked": ISO time, "expires": ISO time or None, "problem": text or None}."""
+    return _read(engine, TOKEN_CHECKS) or {}
+
+
+def save_token_checks(engine: Engine, checks: dict[str, dict]) -> None:
+    _write(engine, TOKEN_CHECKS, checks)
