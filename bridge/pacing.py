@@ -50,7 +50,8 @@ def _hourly_hold(repo: Repository, target: TargetConfig, cap: int, tz_name: str,
         return None
     oldest = repo.nth_latest_sent_at(target.name, cap)
     after = f"; next post after {local_text(oldest + HOUR, tz_name, seconds=True)}" if oldest else ""
-    return f"hourly cap: {cap} posts in the last hour (max_per_hour){after}"
+    posts = "post" if cap == 1 else "posts"
+    return f"hourly cap: {cap} {posts} in the last hour (max_per_hour){after}"
 
 
 def post_cost(target: TargetConfig, text: str) -> float:
