@@ -1,8 +1,9 @@
 """`bridge run --dry-run`: a rehearsal. Reads every source and logs what would be posted; changes nothing.
 
 What it logs ("would post", one line per post): each new story for each of its targets, as the next
-real poll would queue it (the source's first-run policy, max_age, stories already known), and each
-delivery already queued that is due. What it never does: write to the database (no story marked
+real poll would queue it (the source's first-run policy, max_age, stories already known, the keyword
+filters), and each delivery already queued that is due and that the filters still let through
+("would not post: filtered out" names the rule otherwise). What it never does: write to the database (no story marked
 seen, no validators or failures stored, no delivery touched, no pause lifted, no start-up
 recovery), create the database if it does not exist (every source is then new, so its first-run
 policy decides), take the run lock (so it runs beside the service), download a photo (the log

@@ -267,3 +267,42 @@ kind = "x"
         plain = parse_config(tomllib.loads(self.BASE.format(source="", target="")), environ={})
         assert not plain.sources[0].filters and not plain.targets["x"].filters
 
+
+
+class TestDocumented:
+    def test_the_shipped_examples_load_when_uncommented(self):
+        """settings.toml's commented-out filters and max_per_hour are valid as written once uncommented."""
+        from tests.test_config import REPO_ROOT
+
+        text = (REPO_ROOT / "settings.toml").read_text()
+        for line in ("#exclude = ", "#include = ", "# max_per_hour = ", "# include = "):
+            assert line in text
+            text = text.replace(line, line.lstrip("# "))
+        config = parse_config(tomllib.loads(text), environ={})
+        first, x = config.sources[0], config.targets["x"]
+        assert [r.text for r in first.filters.exclude] == ["pengadaan", "lelang", "re:pengumuman\\s+seleksi"]
+        assert first.filters.exclude[2].pattern.search("PENGUMUMAN   SELEKSI calon paskibraka")
+        assert x.max_per_hour == 6 and [r.text for r in x.filters.include] == ["pemuda", "olahraga"]
+
+    def test_the_readme_example_loads_and_filters_as_it_says(self):
+        """The README's Filters example is valid TOML and settings, and refuses what its comments say."""
+        import re
+
+        from bridge.filters import rejection
+        from bridge.model import Item
+        from tests.test_config import REPO_ROOT
+
+        readme = (REPO_ROOT / "README.md").read_text()
+        section = readme[readme.index("### Filters"):]
+        example = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+        raw = tomllib.loads("[bridge]\ndry_run = true\n" + example + '\n[targets.telegram]\nkind = "telegram"\n'
+                            'chat_id = "@kemenpora"\n')
+        config = parse_config(raw, environ={})
+        source, x = config.sources[0], config.targets["x"]
+
+        def why(title: str) -> str | None:
+            return rejection(Item(key="k", title=title), source.filters, x.filters)
+
+        assert why("Pengumuman Hasil Seleksi Paskibraka").startswith(f"{FILTERED} source deputi2-berita: exclude")
+        assert why("Pelatihan kewirausahaan bagi pemuda") is None
+        assert why("Menpora tinjau GBK").startswith(f"{FILTERED} target x: no include rule matched")
