@@ -33,7 +33,7 @@ class TestWordsAndPhrases:
 
     @pytest.mark.parametrize("text", ["kepemudaan", "Kepemudaan nasional", "pemudanya", "pemuda_2024", "pemuda2"])
     def test_a_word_does_not_match_inside_another_word(self, text):
-        """`pemuda` is not found inside "kepemudaan" or "pemudanya" (Unicode word boundaries, digits and _ are word characters)."""
+        """`pemuda` is not found inside "kepemudaan" or "pemudanya" (digits and _ are word characters too)."""
         assert not matches("pemuda", text)
 
     def test_word_boundaries_are_unicode(self):
@@ -43,7 +43,7 @@ class TestWordsAndPhrases:
         assert matches("atlét", "Para ATLÉT muda")
 
     def test_a_phrase_matches_across_any_whitespace(self):
-        """`wirausaha muda` matches with several spaces, a tab or a line break between its words, not with other words between."""
+        """`wirausaha muda` matches across spaces, a tab or a line break, not with other words between."""
         assert matches("wirausaha muda", "Program Wirausaha  Muda Pemula")
         assert matches("wirausaha muda", "wirausaha\tmuda")
         assert matches("wirausaha   muda", "wirausaha\nmuda")
@@ -52,7 +52,8 @@ class TestWordsAndPhrases:
 
     def test_punctuation_in_a_rule_is_literal(self):
         """A rule's own punctuation is matched as written, not as a regex: `U-23`, `C++`, `#PON`, `(KONI)`."""
-        assert matches("U-23", "Timnas U-23 menang") and not matches("U-23", "Timnas U-230") and not matches("U-23", "U 23")
+        assert matches("U-23", "Timnas U-23 menang")
+        assert not matches("U-23", "Timnas U-230") and not matches("U-23", "U 23")
         assert matches("C++", "Belajar C++ gratis")
         assert matches("#PON", "Meriahnya #PON 2024")
         assert matches("(KONI)", "Komite Olahraga (KONI) Pusat") and not matches("(KONI)", "KONI Pusat")
@@ -101,7 +102,7 @@ class TestWhereItMatches:
         assert compile_rule("sepak bola").where(story_fields(story(categories=("sepak", "bola")))) is None
 
     def test_empty_fields_are_not_matched(self):
-        """A story without summary or categories is matched on its title alone (a regex matching "" is refused at load)."""
+        """A story without summary or categories is matched on its title alone."""
         assert story_fields(story(title="Judul")) == [("the title", "Judul")]
 
 

@@ -121,8 +121,8 @@ TARGET_KINDS: dict[str, TargetKind] = {
 }
 
 _TARGET_KEYS = {"kind", "min_interval", "max_per_day", "max_per_hour", "template", "images", "quiet_hours",
-                "include", "exclude", "budget_per_day", "price_per_post", "price_per_link_post", "price_per_media_metadata",
-                "price_per_verify"}
+                "include", "exclude", "budget_per_day", "price_per_post", "price_per_link_post",
+                "price_per_media_metadata", "price_per_verify"}
 """Keys every target may have; each kind adds its base_key (api_base, instance, service) and options."""
 
 

@@ -92,8 +92,8 @@ class Repository(Outbox):
         `skip` maps the keys of new items not to post to the reason (first-run policy, catch-up,
         stale): they get `skipped` deliveries. With `hold` (a burst), the others are `held` with that
         reason instead of `pending`. `filtered` maps a new item's key to the targets its keyword
-        filters refuse it to, and why: those deliveries alone are `skipped`. `initialise` False (a first read that found nothing) leaves the
-        source's first-run policy for its next read. The same story from another source is judged
+        filters refuse it to, and why: those deliveries alone are `skipped`. `initialise` False (a
+        first read that found nothing) leaves the source's first-run policy for its next read. The same story from another source is judged
         when it is sent (same_story_elsewhere), not here, so a copy that fails never blocks it.
 
         A target named in `recipients` (WhatsApp) gets one delivery per recipient instead of one."""
