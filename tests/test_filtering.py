@@ -155,6 +155,21 @@ class TestReload:
         rows = bridge.rt.repo.delivery_rows([DeliveryState.SENT], limit=100)
         assert len(rows) == 8 and bridge.skipped() == {}
 
+    def test_a_post_in_doubt_is_left_to_its_own_rule(self, bridge):
+        """A post that may be on the account is not "filtered out" by a later rule: it stays in doubt
+        for its network's rule or the operator (Telegram: the operator)."""
+        from bridge.model import FrozenPost
+
+        bridge.start()
+        bridge.poll()
+        first = bridge.rt.repo.due_deliveries("tg", bridge.clock(), limit=1)[0]
+        assert bridge.rt.repo.claim(first, bridge.clock(), FrozenPost(first.item.title))
+        bridge.rt.repo.mark_in_doubt(first.id, "read timeout", bridge.clock(), bridge.clock())
+        bridge.start(source={"exclude": ["re:."]})
+        deliver_due(bridge.rt)
+        [row] = bridge.rt.repo.delivery_rows([DeliveryState.IN_DOUBT], limit=10)
+        assert row["id"] == first.id and len(bridge.skipped()) == 7
+
     def test_a_released_burst_is_judged_when_it_is_sent(self, bridge, feed_server):
         """A held burst released after a reload added a rule goes out without the stories the rule refuses."""
         bridge.start(source={"burst_limit": 1})
