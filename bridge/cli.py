@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "this version's). /healthz answers 200 exactly when this exits 0 (and "
                                     "the scheduler runs).")
 
-    preview = commands.add_parser("preview", help="read a source now and show each story and its posts; "
-                                                  "changes nothing")
+    preview = commands.add_parser("preview", help="read a source now and show each story and its posts (or the "
+                                                  "filter that keeps it from a target); changes nothing")
     preview.add_argument("source", help="source name")
     preview.add_argument("--no-pages", action="store_true", help="do not read the stories' own pages")
 

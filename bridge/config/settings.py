@@ -29,6 +29,7 @@ from bridge.config.values import (
     suggestion, table_of, unknown_keys,
 )
 from bridge.errors import ConfigError
+from bridge.filters import Filters
 from bridge.sources.presets import LAYOUT_KEYS, PRESETS, Layout, resolve_layout
 
 _BRIDGE_KEYS = {
@@ -38,7 +39,8 @@ _BRIDGE_KEYS = {
 }
 _BRIDGE_KEYS |= {"page_delay", "burst_limit"}
 _SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
-                "max_age", "hashtags", "category_hashtags", "images", "burst_limit", "enabled"}
+                "max_age", "hashtags", "category_hashtags", "images", "burst_limit", "enabled",
+                "include", "exclude"}
 _HTML_SOURCE_KEYS = {"timezone", "preset", "max_pages", "story_pages", "allow_empty", *LAYOUT_KEYS}
 
 
@@ -71,6 +73,8 @@ class SourceConfig:
     enabled: bool = True
     """False: never read (daemon, `run --once`, rehearsal, `catchup`); what it queued before keeps its
     state and is delivered as usual (`bridge skip ID` drops one)."""
+    filters: Filters = field(default_factory=Filters)
+    """`include` / `exclude` keyword rules for every target of this source (bridge.filters)."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,7 @@ def _parse_sources(
             category_hashtags=get.boolean("category_hashtags", False),
             images=get.boolean("images", True),
             enabled=get.boolean("enabled", True),
+            filters=get.filters(f"source {name}"),
             burst_limit=get.positive_int("burst_limit", bridge.burst_limit if bridge else DEFAULT_BURST_LIMIT),
             **_html_settings(table, kind, get, problems, bridge),
         ))
