@@ -70,6 +70,9 @@ def compile_rule(text: str) -> Rule:
             pattern = re.compile(source, re.IGNORECASE)
         except re.error as exc:
             raise ValueError(f"{text!r} is not a valid regular expression: {exc}") from None
+        if _nested_repeat(source):
+            raise ValueError(f"{text!r} repeats a repetition (like (a+)+ or (\\w*)*): on some texts that "
+                             "takes exponential time and would stall polling; write it with one repeat")
         if pattern.search(""):  # `re:.*`, `re:x?`: it would match every story
             raise ValueError(f"{text!r} matches an empty text, so it matches every story")
         return Rule(text, pattern)
@@ -124,3 +127,35 @@ def rejection(story: Story, *filters: Filters | None) -> str | None:
             if reason:
                 return reason
     return None
+
+
+def _nested_repeat(source: str) -> bool:
+    """Whether a regular expression has an unbounded-ish repeat inside another: the shape of
+    catastrophic backtracking (`(a+)+$` on "aaaa…b"), which Python's `re` cannot time out. The
+    pattern's author is trusted, the feed text it runs on is not."""
+    import re._constants as C
+    import re._parser as parser
+
+    repeats = (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", None))
+
+    def walk(items, inside: bool) -> bool:
+        for op, arg in items:
+            if op in repeats:
+                low, high, sub = arg
+                many = high is C.MAXREPEAT or high > 1
+                if many and inside:
+                    return True
+                if walk(sub, inside or many):
+                    return True
+            elif op is C.SUBPATTERN:
+                if walk(arg[-1], inside):
+                    return True
+            elif op is C.BRANCH:
+                if any(walk(branch, inside) for branch in arg[1]):
+                    return True
+            elif op in (C.ASSERT, C.ASSERT_NOT):
+                if walk(arg[1], inside):
+                    return True
+        return False
+
+    return walk(parser.parse(source), False)

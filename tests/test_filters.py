@@ -169,3 +169,17 @@ class TestBadRules:
     def test_rules_compare_by_their_text(self):
         """Two rules with the same text are equal (frozen config objects compare on reload)."""
         assert compile_rule("pemuda") == compile_rule("pemuda") and compile_rule("pemuda") != compile_rule("Pemuda")
+
+
+@pytest.mark.parametrize("rule", ["re:(a+)+$", r"re:(\w*)*x", r"re:(x|y+)*z", r"re:(?:\d+,)+\.", r"re:((ab)+c)*"])
+def test_a_repeat_inside_a_repeat_is_refused_at_load(rule):
+    """Nested repetition can take exponential time on a hostile feed's text (Python's re has no
+    timeout): refused with what to write instead."""
+    with pytest.raises(ValueError, match="repeats a repetition"):
+        compile_rule(rule)
+
+
+@pytest.mark.parametrize("rule", [r"re:kepemuda\w*", "re:(olah)?raga", r"re:(ab){2,3}c+", r"re:\bpemuda(-pemudi)?"])
+def test_single_repeats_are_fine(rule):
+    compile_rule(rule)
+
