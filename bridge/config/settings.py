@@ -23,6 +23,7 @@ from bridge.config.defaults import (
     CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS, DEFAULT_BURST_LIMIT,
 )
 from bridge.config.alerts import AlertsConfig, parse_alerts
+from bridge.config.headers import parse_request_headers, secret_header_values
 from bridge.config.targets import TargetConfig, parse_targets
 from bridge.config.values import (
     NAME_RE, FirstRun, TableReader, database_url_problem, did_you_mean, parse_duration, resolve_database_url,
@@ -38,7 +39,8 @@ _BRIDGE_KEYS = {
     "retry_backoff_max", "user_agent", "health_listen",
 }
 _BRIDGE_KEYS |= {"page_delay", "burst_limit"}
-_SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
+_SOURCE_KEYS = {"user_agent", "headers"}
+_SOURCE_KEYS |= {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
                 "max_age", "hashtags", "category_hashtags", "images", "burst_limit", "enabled",
                 "include", "exclude"}
 _HTML_SOURCE_KEYS = {"timezone", "preset", "max_pages", "story_pages", "allow_empty", *LAYOUT_KEYS}
@@ -70,6 +72,8 @@ class SourceConfig:
     """An html listing that may hold no stories (an agenda page between events): zero rows is then
     a quiet poll, not a layout-drift error. It also turns drift detection off for that source."""
     """Read each new story's page for its summary, lead image and time (html sources)."""
+    request_headers: tuple[tuple[str, str], ...] = ()
+    """The source's own `user_agent` and `headers`, sent with each of its requests (story pages too)."""
     enabled: bool = True
     """False: never read (daemon, `run --once`, rehearsal, `catchup`); what it queued before keeps its
     state and is delivered as usual (`bridge skip ID` drops one)."""
@@ -122,7 +126,8 @@ class Config:
     def secrets(self) -> list[str]:
         """Every credential value, for log redaction."""
         return [v for t in self.targets.values() for v in t.credentials.values() if v] + (
-            self.alerts.secrets() if self.alerts else [])
+            self.alerts.secrets() if self.alerts else []) + [
+            v for s in self.sources for v in secret_header_values(s.request_headers)]
 
     @staticmethod
     def template_for(source: SourceConfig | None, target: TargetConfig) -> str:
@@ -301,6 +306,7 @@ def _parse_sources(
             category_hashtags=get.boolean("category_hashtags", False),
             images=get.boolean("images", True),
             enabled=get.boolean("enabled", True),
+            request_headers=parse_request_headers(table, get, problems),
             filters=get.filters(f"source {name}"),
             burst_limit=get.positive_int("burst_limit", bridge.burst_limit if bridge else DEFAULT_BURST_LIMIT),
             **_html_settings(table, kind, get, problems, bridge),

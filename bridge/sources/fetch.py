@@ -95,12 +95,15 @@ def fetch(
     *,
     etag: str | None = None,
     last_modified: str | None = None,
+    extra_headers: tuple[tuple[str, str], ...] = (),
 ) -> FetchResult:
-    """GET `url` within `limits`, conditionally when `etag`/`last_modified` are given.
+    """GET `url` within `limits`, conditionally when `etag`/`last_modified` are given, with the
+    source's own `extra_headers` (its User-Agent replaces ours; the validators stay ours).
 
     Returns a FetchResult for 2xx and 304; raises FetchError (HTTPStatusError for 4xx/5xx).
     """
     headers = {"User-Agent": limits.user_agent, "Accept-Encoding": _ACCEPT_ENCODING}
+    headers.update(dict(extra_headers))
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:

@@ -71,7 +71,8 @@ def with_page(item: Item, page: StoryPage, *, listing_date_precise: bool = True)
 
 
 def add_story_pages(items: Sequence[Item], keys: set[str], *, fetcher: PoliteFetcher, layout: Layout,
-                    tz: tzinfo | str, source: str, day_only: frozenset[str] = frozenset()) -> list[Item]:
+                    tz: tzinfo | str, source: str, day_only: frozenset[str] = frozenset(),
+                    headers: tuple[tuple[str, str], ...] = ()) -> list[Item]:
     """`items`, with the page of each whose key is in `keys` read in (one request at a time per host,
     politely spaced: see pacing.py). `day_only`: keys whose listing date had no time of day."""
     done = []
@@ -80,7 +81,7 @@ def add_story_pages(items: Sequence[Item], keys: set[str], *, fetcher: PoliteFet
             done.append(item)
             continue
         try:
-            result = fetcher.get(item.link)
+            result = fetcher.get(item.link, headers=headers)
             page = read_story_page(result.body, url=result.url, headers=result.headers, layout=layout,
                                    tz=tz, source=source)
         except FetchError as exc:

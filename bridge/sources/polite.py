@@ -71,11 +71,13 @@ class PoliteFetcher:
     def __init__(self, client, limits, pacer: HostPacer):
         self.client, self.limits, self.pacer = client, limits, pacer
 
-    def get(self, url: str, *, polite: bool = True, etag: str | None = None, last_modified: str | None = None):
+    def get(self, url: str, *, polite: bool = True, etag: str | None = None, last_modified: str | None = None,
+            headers: tuple[tuple[str, str], ...] = ()):
+        """`headers`: the source's own (user_agent, headers in settings.toml)."""
         from bridge.sources.fetch import fetch
 
         with self.pacer.turn(url, polite=polite):
-            return fetch(self.client, url, self.limits, etag=etag, last_modified=last_modified)
+            return fetch(self.client, url, self.limits, etag=etag, last_modified=last_modified, extra_headers=headers)
 
 
 def host_of(url: str) -> str:

@@ -45,6 +45,8 @@ class SourceLike(Protocol):
     max_pages: int
     story_pages: bool
     allow_empty: bool
+    request_headers: tuple[tuple[str, str], ...]
+    """The source's own User-Agent and headers, sent with every request made for it."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
                 last_modified: str | None = None, previously_seen: int | None = None) -> SourceRead:
     """Fetch and read `source`. Raises FetchError (NoStoriesFound for an html listing without stories;
     `previously_seen` is how many the last good read found, for the message)."""
-    result = fetcher.get(source.url, polite=False, etag=etag, last_modified=last_modified)
+    own = source.request_headers
+    result = fetcher.get(source.url, polite=False, etag=etag, last_modified=last_modified, headers=own)
     if result.not_modified:
         return SourceRead(True, etag=result.etag, last_modified=result.last_modified)
     is_html = looks_like_html(result.body)
@@ -77,7 +80,7 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
         if advertised := advertised_feed(tree, result.url):
             # The listing's validators say nothing about the feed, so none are kept: the page is
             # asked for in full each poll (one small request), the feed read as it is now.
-            feed_result = fetcher.get(advertised)
+            feed_result = fetcher.get(advertised, headers=own)
             return SourceRead(False, _read_feed(feed_result, source), read_as=f"feed {advertised}")
         if source.layout is None:
             raise FeedParseError(result.url, 'not a feed, and the page advertises none: set kind = "html" '
@@ -93,7 +96,7 @@ def add_story_pages(fetcher: PoliteFetcher, source: SourceLike, read: SourceRead
     if read.read_as != "html" or not source.story_pages or not keys or source.layout is None:
         return read.items
     return _add_pages(read.items, keys, fetcher=fetcher, layout=source.layout, tz=source.timezone,
-                      source=source.name, day_only=read.day_only)
+                      source=source.name, day_only=read.day_only, headers=source.request_headers)
 
 
 def looks_like_html(body: bytes) -> bool:
@@ -136,7 +139,7 @@ def _read_listing_pages(fetcher: PoliteFetcher, source: SourceLike, tree, result
     while next_url and len(visited) < source.max_pages and next_url not in visited:
         visited.add(next_url)
         try:
-            page = fetcher.get(next_url)
+            page = fetcher.get(next_url, headers=source.request_headers)
         except FetchError as exc:
             log.warning("next listing page unreadable: using the pages read", source=source.name,
                         url=next_url, error=exc.reason)
