@@ -100,11 +100,15 @@ class TestFeedHook:
         }
 
     def test_hook_leaves_iso_and_rfc822_to_feedparser(self):
-        """The hook answers only for forms feedparser cannot read or misreads."""
+        """The hook answers only for forms feedparser cannot read or misreads: dates naming their
+        zone are left to it; a time without a zone is the source's (feedparser would say UTC)."""
         with assume_timezone("Asia/Jakarta"):
-            assert feed_date_hook("2024-10-14T10:00:00") is None
+            assert feed_date_hook("2024-10-14T10:00:00Z") is None
             assert feed_date_hook("Mon, 14 Oct 2024 10:00:00 +0700") is None
             assert feed_date_hook("26-07-2022 12:01:01") == datetime(2022, 7, 26, 5, 1, 1, tzinfo=UTC)
+            assert feed_date_hook("2024-10-14T10:00:00") == datetime(2024, 10, 14, 3, 0, tzinfo=UTC)
+            assert feed_date_hook("Mon, 14 Oct 2024 10:00:00") == datetime(2024, 10, 14, 3, 0, tzinfo=UTC)
+        assert feed_date_hook("2024-10-14T10:00:00") is None  # outside a source's read: no zone to assume
 
     def test_unreadable_indonesian_date_logged_once(self, monkeypatch):
         """An Indonesian-looking date the parser cannot read is logged once, not on every poll."""

@@ -22,6 +22,7 @@ from bridge.pipeline.polling import (
     choose_first_run_items,
     poll,
     skip_reasons,
+    undated_first_seen,
 )
 from bridge.pipeline.posts import (
     compose_post,
@@ -35,5 +36,6 @@ from bridge.pipeline.runtime import CurrentRuntime, Runtime
 __all__ = [
     "CAUGHT_UP", "PUBLISH_BACKOFF_BASE", "RETRY_AFTER_MAX", "SOURCE_BACKOFF_MAX", "CurrentRuntime", "Runtime",
     "burst_reason", "charge_billed_calls", "choose_first_run_items", "compose_post", "deliver_due",
-    "freeze_post", "idempotency_key", "length_rule_for_post", "poll", "skip_reasons", "wants_photo",
+    "freeze_post", "idempotency_key", "length_rule_for_post", "poll", "skip_reasons", "undated_first_seen",
+    "wants_photo",
 ]
