@@ -5,7 +5,7 @@ with no date is as old, for max_age, as the bridge's first sight of its link."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
