@@ -53,12 +53,15 @@ class KemenporaSite:
         """The listing now serves another fixture (a redesign, ...)."""
         self.server.edit(self.prefix + "/berita", body=self.page(name))
 
-    def publish_new_story(self) -> None:
-        """A new story appears at the top of the main listing."""
-        story_id, path, title, date = NEW_STORY
-        row = (f'<div class="newsrow__row"><div class="newsrow__text"><div class="catedate">'
-               f'<span class="date">{date}</span></div><h2 class="newsrow__title">'
-               f'<a href="{self.url(path)}">{title}</a></h2></div></div>')
+    def publish_new_story(self, date: str | None = None, summary: str | None = None, image: str | None = None) -> None:
+        """A new story appears at the top of the main listing (its row as NEW_STORY says, or with
+        this date, and a teaser and thumbnail when given)."""
+        story_id, path, title, listed = NEW_STORY
+        picture = f'<div class="newsrow__img"><img src="{image}"></div>' if image else ""
+        teaser = f'<div class="newsrow__summary"><p>{summary}</p></div>' if summary else ""
+        row = (f'<div class="newsrow__row">{picture}<div class="newsrow__text"><div class="catedate">'
+               f'<span class="date">{date or listed}</span></div><h2 class="newsrow__title">'
+               f'<a href="{self.url(path)}">{title}</a></h2>{teaser}</div></div>')
         html = self.page("berita.html").replace('<div class="newsrow">', '<div class="newsrow">' + row, 1)
         self.server.edit(self.prefix + "/berita", body=html)
 

@@ -29,10 +29,13 @@ log = structlog.get_logger("bridge.sources")
 MAX_LOGGED_UNREADABLE = 1_000
 """Unreadable date strings remembered so each is logged once per process, not on every poll."""
 
+# Every spelling seen on Indonesian sites and handled by the public scrapers of them: kemenpora.go.id
+# writes "Mai" as well as "Mei", and "Agst"/"Ags" for August; others write "Pebruari"/"Febuari",
+# "Spt", "Nop". Each names one month only, so reading it is no guess.
 _ID_MONTHS = {
-    "januari": 1, "februari": 2, "pebruari": 2, "peb": 2, "maret": 3, "mei": 5, "juni": 6, "juli": 7,
-    "agustus": 8, "agu": 8, "ags": 8, "agt": 8, "agst": 8, "oktober": 10, "okt": 10, "nopember": 11,
-    "desember": 12, "des": 12,
+    "januari": 1, "februari": 2, "pebruari": 2, "febuari": 2, "peb": 2, "maret": 3, "mei": 5, "mai": 5,
+    "juni": 6, "juli": 7, "agustus": 8, "agu": 8, "ags": 8, "agt": 8, "agst": 8, "agus": 8, "spt": 9,
+    "oktober": 10, "okt": 10, "nopember": 11, "nop": 11, "desember": 12, "des": 12,
 }
 _EN_MONTHS = {
     "january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7, "august": 8,

@@ -1,5 +1,5 @@
 """Story pages: for a new story only, its page is read once for the summary, lead image and a
-precise date the listing lacks. A page that cannot be fetched or read costs nothing but those
+precise date the listing lacks (a row that gives all three costs no request). A page that cannot be fetched or read costs nothing but those
 extras: the story is posted with what the listing gave.
 """
 
@@ -70,13 +70,20 @@ def with_page(item: Item, page: StoryPage, *, listing_date_precise: bool = True)
                    published=published)
 
 
+def lacks_page_extras(item: Item, *, precise: bool) -> bool:
+    """Whether the story page has something to add: a row that already gives a summary, an image
+    and a date with its time of day (`precise`) costs no request."""
+    return not (item.summary and item.image_url and item.published and precise)
+
+
 def add_story_pages(items: Sequence[Item], keys: set[str], *, fetcher: PoliteFetcher, layout: Layout,
                     tz: tzinfo | str, source: str, day_only: frozenset[str] = frozenset()) -> list[Item]:
     """`items`, with the page of each whose key is in `keys` read in (one request at a time per host,
-    politely spaced: see pacing.py). `day_only`: keys whose listing date had no time of day."""
+    politely spaced: see pacing.py), unless its row lacks nothing the page could give.
+    `day_only`: keys whose listing date had no time of day."""
     done = []
     for item in items:
-        if item.key not in keys or not item.link:
+        if item.key not in keys or not item.link or not lacks_page_extras(item, precise=item.key not in day_only):
             done.append(item)
             continue
         try:
