@@ -213,7 +213,7 @@ class TestHtmlSources:
         assert (layout.item, layout.link, layout.date, layout.id_pattern) == ("article", "a[href]", "time", None)
 
     @pytest.mark.parametrize("lines,expected", [
-        ('kind = "rss"', "kind: must be one of feed, html, auto"),
+        ('kind = "rss"', "kind: must be one of feed, html, sitemap, auto"),
         ('kind = "html"', 'kind = "html" needs preset = "kemenpora"'),
         ('preset = "detik"', "preset: no preset named 'detik' (presets: kemenpora)"),
         ('kind = "feed"\npreset = "kemenpora"', 'preset apply to kind = "html" or "auto", not "feed"'),
