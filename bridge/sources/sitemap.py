@@ -53,6 +53,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # The root element's start tag, near the top (the parser checks it really is the root).
 _ROOT = re.compile(rb"<(?:[\w.-]+:)?(?:urlset|sitemapindex)[\s>/]")
 _SNIFF_BYTES = 4096
+# An absolute http(s) URL with a host and no space, backslash or control character: taken as written.
+_PLAIN_HTTP = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[^\s\\\x00-\x1f\x7f]*)?\Z")
 
 
 @dataclass
@@ -169,15 +171,26 @@ def newest_children(entries: list[Entry], base: str, limit: int | None = None) -
 
 def _items(entries: list[Entry], base: str, layout: Layout | None, tz: str,
            source: str) -> tuple[list[Item], set[str]]:
+    # Per entry this is the hot loop of a 50,000-URL sitemap, so the common case (an absolute link
+    # without a query, dates repeated across entries) skips the general URL and date parsing.
     items, day_only = [], set()
+    dates: dict[str, object] = {}
+    by_id = bool(layout and layout.id_pattern)
     for entry in entries:
-        link = absolute_http(entry.loc, base)
+        loc = entry.loc
+        link = loc if _PLAIN_HTTP.match(loc) else absolute_http(loc, base)
         if not link:
             continue
-        published = _date(entry.published, tz, source) or _date(entry.lastmod, tz, source)
+        identity = identity_url(link)
+        if identity is None:
+            continue
+        raw = entry.published or entry.lastmod
+        if raw not in dates:
+            dates[raw] = _date(entry.published, tz, source) or _date(entry.lastmod, tz, source)
+        published = dates[raw]
         item = Item(
-            key=story_key(link, layout), title=clip(plain_text(entry.title), MAX_TITLE_CHARS),
-            link=shareable_url(link), url=identity_url(link),
+            key=story_key(link, layout) if by_id else identity, title=clip(plain_text(entry.title), MAX_TITLE_CHARS),
+            link=link if "?" not in link and "#" not in link else shareable_url(link), url=identity,
             published=published.when if published else None,
             image_url=absolute_http(entry.image, link) if entry.image else None,
         )
