@@ -16,7 +16,9 @@ from bridge.pipeline import deliver_due, poll
 from bridge.service import close, prepare
 from bridge.sources import sitemap
 from bridge.sources.presets import KEMENPORA
-from bridge.sources.sitemap import newest_children, parse_sitemap, read_sitemap, robots_sitemaps
+from bridge.sources.sitemap import (
+    looks_like_sitemap, newest_children, parse_sitemap, read_sitemap, robots_sitemaps,
+)
 from bridge.store.lock import acquire_run_lock
 from tests.helpers import env_for, make_config, runtime
 from tests.sites import SitemapSite, news_sitemap, sitemap_index, urlset
@@ -92,6 +94,15 @@ class TestReading:
         assert [i.key for i in result.items] == ["kemenpora.go.id/berita/9/x"] and result.index
         assert result.description == f"index: newest 1 of 2: {BASE}/ok.xml"
         assert any(e["event"].startswith("child sitemap unreadable") for e in logs)
+
+    def test_a_sitemap_is_known_by_its_root_element(self):
+        """A document is a sitemap by its root element (after a declaration and comments); a feed
+        that mentions <urlset> in its text is not."""
+        assert looks_like_sitemap(b'<?xml version="1.0"?>\n<!-- <rss> -->\n<sitemapindex xmlns="x"></sitemapindex>')
+        assert looks_like_sitemap(gzip.compress(b"<urlset/>"))
+        assert not looks_like_sitemap(b'<?xml version="1.0"?><rss version="2.0"><channel><title><![CDATA[<urlset>]]>'
+                                      b"</title></channel></rss>")
+        assert not looks_like_sitemap(b"<!DOCTYPE html><html><body><urlset></urlset></body></html>")
 
     def test_robots_sitemap_lines(self):
         """robots.txt's Sitemap: lines (any case, relative ones resolved) are read in order."""

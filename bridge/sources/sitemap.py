@@ -50,8 +50,10 @@ PAGE_LAYOUT = Layout(item=":root")
 og:description, og:image, article:published_time). Only its page fields are ever used."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
-# The root element's start tag, near the top (the parser checks it really is the root).
-_ROOT = re.compile(rb"<(?:[\w.-]+:)?(?:urlset|sitemapindex)[\s>/]")
+# The first start tag near the top, comments aside: the root element (the parser checks it again).
+_FIRST_TAG = re.compile(rb"<(?:[\w.-]+:)?([A-Za-z_][\w.-]*)")
+_COMMENT = re.compile(rb"<!--.*?(?:-->|\Z)", re.DOTALL)
+_ROOTS = ("urlset", "sitemapindex")
 _SNIFF_BYTES = 4096
 # An absolute http(s) URL with a host and no space, backslash or control character: taken as written.
 _PLAIN_HTTP = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[^\s\\\x00-\x1f\x7f]*)?\Z")
@@ -89,7 +91,14 @@ class SitemapRead:
 
 def looks_like_sitemap(body: bytes) -> bool:
     """A sitemap or sitemap index document (gzipped or not)."""
-    return body.startswith(_GZIP_MAGIC) or bool(_ROOT.search(body[:_SNIFF_BYTES]))
+    return body.startswith(_GZIP_MAGIC) or _root_name(body) in _ROOTS
+
+
+def _root_name(body: bytes) -> str | None:
+    """The local name of the document's first element, from its first 4 KB (a feed that mentions
+    "<urlset>" in a description is still a feed)."""
+    match = _FIRST_TAG.search(_COMMENT.sub(b"", body[:_SNIFF_BYTES]))
+    return match[1].decode("ascii", "replace") if match else None
 
 
 def parse_sitemap(body: bytes, url: str, *, max_entries: int | None = None,
@@ -98,10 +107,12 @@ def parse_sitemap(body: bytes, url: str, *, max_entries: int | None = None,
     well-formed, or declares entities. `max_bytes` caps a gzipped body once inflated."""
     if body.startswith(_GZIP_MAGIC):
         body = _gunzip(body, url, max_bytes or len(body) * 20)
-    if not _ROOT.search(body[:_SNIFF_BYTES]):
-        if re.search(rb"<html[\s>]", body[:_SNIFF_BYTES], re.IGNORECASE):
+    root = _root_name(body)
+    if root not in _ROOTS:
+        if root and root.lower() == "html":
             raise FeedParseError(url, "not a sitemap: got an HTML page")
-        raise FeedParseError(url, "not a sitemap (no <urlset> or <sitemapindex> root)")
+        why = f"its root element is <{root}>" if root else "no <urlset> or <sitemapindex> root"
+        raise FeedParseError(url, f"not a sitemap ({why})")
     reader = _Reader(MAX_SITEMAP_URLS if max_entries is None else max_entries)
     try:
         reader.parse(body)
