@@ -36,7 +36,7 @@ from bridge.config import Config, SourceConfig
 from bridge.errors import DatabaseError, FetchError
 from bridge.model import FrozenPost, Item
 from bridge.pacing import hold_reason
-from bridge.pipeline import filter_reason, filtered_by_target, skip_reasons, wants_photo
+from bridge.pipeline import filter_reason, filtered_by_target, skip_reasons, undated_first_seen, wants_photo
 from bridge.preview import dry_run_publishers, polite_fetcher, preview_post
 from bridge.publish import Publisher
 from bridge.sources.polite import PoliteFetcher
@@ -154,11 +154,12 @@ def rehearse_source(config: Config, repo: Repository | None, memory: Memory, fet
     seen = memory.seen.setdefault(source.name, set())
     # A moved source's stories stay seen (Repository.restart_source): only its first-run policy restarts.
     known = seen | (repo.known_keys(source.name, [i.key for i in items]) if repo else set())
-    skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now)
+    first_seen = undated_first_seen(repo, items, source) if repo else {}
+    skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now, first_seen=first_seen)
     to_post = {i.key for i in items if i.key not in known and i.key not in skip}
     items = add_story_pages(fetcher, source, read, to_post)
     if to_post:  # a story page may have dated a story: judge staleness again, as a poll does
-        skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now)
+        skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now, first_seen=first_seen)
     seen.update(i.key for i in items)
     memory.validators[source.name] = (read.etag, read.last_modified)
     to_post -= set(skip)

@@ -53,14 +53,97 @@ class KemenporaSite:
         """The listing now serves another fixture (a redesign, ...)."""
         self.server.edit(self.prefix + "/berita", body=self.page(name))
 
-    def publish_new_story(self) -> None:
-        """A new story appears at the top of the main listing."""
-        story_id, path, title, date = NEW_STORY
-        row = (f'<div class="newsrow__row"><div class="newsrow__text"><div class="catedate">'
-               f'<span class="date">{date}</span></div><h2 class="newsrow__title">'
-               f'<a href="{self.url(path)}">{title}</a></h2></div></div>')
+    def publish_new_story(self, date: str | None = None, summary: str | None = None, image: str | None = None) -> None:
+        """A new story appears at the top of the main listing (its row as NEW_STORY says, or with
+        this date, and a teaser and thumbnail when given)."""
+        story_id, path, title, listed = NEW_STORY
+        picture = f'<div class="newsrow__img"><img src="{image}"></div>' if image else ""
+        teaser = f'<div class="newsrow__summary"><p>{summary}</p></div>' if summary else ""
+        row = (f'<div class="newsrow__row">{picture}<div class="newsrow__text"><div class="catedate">'
+               f'<span class="date">{date or listed}</span></div><h2 class="newsrow__title">'
+               f'<a href="{self.url(path)}">{title}</a></h2>{teaser}</div></div>')
         html = self.page("berita.html").replace('<div class="newsrow">', '<div class="newsrow">' + row, 1)
         self.server.edit(self.prefix + "/berita", body=html)
 
     def story_requests(self) -> list[str]:
         return [r.path for r in self.server.request_log if r.path.startswith(self.prefix + "/detail/")]
+
+
+# --- A government site with no feed but sitemaps ----------------------------------------------------
+
+SITEMAP_NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
+NEWS_NS = 'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"'
+IMAGE_NS = 'xmlns:image="http://www.google.com/schemas/sitemap-image/1.1"'
+XML = "application/xml; charset=utf-8"
+
+
+def news_sitemap(stories: list[tuple[str, str, str]]) -> str:
+    """A Google News sitemap of (loc, title, publication_date)."""
+    urls = "".join(
+        f"<url><loc>{loc}</loc><news:news><news:publication><news:name>Kementerian</news:name>"
+        f"<news:language>id</news:language></news:publication><news:publication_date>{date}"
+        f"</news:publication_date><news:title>{title}</news:title></news:news></url>"
+        for loc, title, date in stories)
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset {SITEMAP_NS} {NEWS_NS}>{urls}</urlset>'
+
+
+def urlset(entries: list[tuple[str, str | None]], image: str | None = None) -> str:
+    """A plain sitemap of (loc, lastmod or None); `image` adds one image:loc to the first entry."""
+    urls = []
+    for n, (loc, lastmod) in enumerate(entries):
+        extra = f"<lastmod>{lastmod}</lastmod>" if lastmod else ""
+        if image and n == 0:
+            extra += f"<image:image><image:loc>{image}</image:loc></image:image>"
+        urls.append(f"<url><loc>{loc}</loc>{extra}<changefreq>daily</changefreq></url>")
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<urlset {SITEMAP_NS} {IMAGE_NS}>{"".join(urls)}</urlset>'
+
+
+def sitemap_index(children: list[tuple[str, str | None]]) -> str:
+    entries = "".join(f"<sitemap><loc>{loc}</loc>" + (f"<lastmod>{mod}</lastmod>" if mod else "") + "</sitemap>"
+                      for loc, mod in children)
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<sitemapindex {SITEMAP_NS}>{entries}</sitemapindex>'
+
+
+def story_page(title: str, summary: str, image: str, published: str) -> str:
+    return (f'<!DOCTYPE html><html lang="id"><head><meta charset="utf-8"><title>{title} | Kementerian</title>'
+            f'<meta property="og:title" content="{title}"><meta property="og:description" content="{summary}">'
+            f'<meta property="og:image" content="{image}">'
+            f'<meta property="article:published_time" content="{published}"></head>'
+            f'<body><h1>{title}</h1><p>{summary}</p></body></html>')
+
+
+class SitemapSite:
+    """A ministry site without a feed: a home page (no feed link), robots.txt naming its news
+    sitemap, /sitemap.xml (an index of monthly sitemaps), and story pages under /berita/."""
+
+    def __init__(self, server):
+        self.server = server
+        self.stories: list[tuple[str, str, str]] = []  # (path, title, publication date)
+        server.add("/", "<!DOCTYPE html><html><head><title>Beranda</title></head><body><h1>Beranda</h1></body></html>",
+                   content_type=HTML)
+        server.add("/robots.txt", f"User-agent: *\nDisallow: /admin\nSitemap: {server.url('/sitemap.xml')}\n"
+                   f"Sitemap: {server.url('/news-sitemap.xml')}\n", content_type="text/plain")
+        for n in (1, 2, 3):
+            self.publish(f"/berita/{n}/berita-ke-{n}", f"Berita ke-{n} dari kementerian", f"2025-12-0{n}T08:00:00+07:00")
+
+    def url(self, path: str) -> str:
+        return self.server.url(path)
+
+    def publish(self, path: str, title: str, date: str) -> None:
+        """A new story: its page, and its entry in the news sitemap and the newest monthly one."""
+        self.stories.insert(0, (path, title, date))
+        self.server.add(path, story_page(title, f"Ringkasan {title}.", self.url(f"/img{path}.jpg"), date),
+                        content_type=HTML)
+        self.server.add("/news-sitemap.xml", news_sitemap([(self.url(p), t, d) for p, t, d in self.stories]),
+                        content_type=XML)
+        self.server.add("/sitemap-2025-12.xml", urlset([(self.url(p), d[:10]) for p, _, d in self.stories]),
+                        content_type=XML)
+        self.server.add("/sitemap-2025-11.xml", urlset([(self.url("/berita/0/lama"), "2025-11-30")]),
+                        content_type=XML)
+        self.server.add("/sitemap-pages.xml", urlset([(self.url("/tentang"), None)]), content_type=XML)
+        self.server.add("/sitemap.xml", sitemap_index([
+            (self.url("/sitemap-pages.xml"), None), (self.url("/sitemap-2025-11.xml"), "2025-11-30"),
+            (self.url("/sitemap-2025-12.xml"), date)]), content_type=XML)
+
+    def page_requests(self) -> list[str]:
+        return [r.path for r in self.server.request_log if r.path.startswith("/berita/")]

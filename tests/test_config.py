@@ -14,6 +14,7 @@ from bridge.config import (
 )
 from bridge.errors import ConfigError
 from bridge.secrets import credential_env_var
+from bridge.sources.presets import PRESETS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,6 +52,21 @@ class TestShippedSettings:
         assert config.bridge.dry_run is True
         assert config.sources and all(s.targets == ("x",) for s in config.sources)
         assert config.targets["x"].api_base == "https://api.x.com"
+
+    def test_commented_out_sources_are_ready_to_enable(self):
+        """Uncommenting the shipped file's example sources gives a valid file that follows each
+        deputy's /artikel and the ministry's /inspirasi with the kemenpora preset."""
+        uncommented, in_example = [], False
+        for line in (REPO_ROOT / "settings.toml").read_text().splitlines():
+            in_example = line == "# [[sources]]" or (in_example and line.startswith("# ") and "=" in line)
+            uncommented.append(line[2:] if in_example else line)
+        config = parse("\n".join(uncommented), {})
+        extra = {s.name: s for s in config.sources if s.url.endswith(("/artikel", "/inspirasi"))}
+        assert sorted(extra) == [f"deputi{n}-artikel" for n in range(1, 5)] + ["kemenpora-inspirasi"]
+        assert {s.url for s in extra.values()} == {
+            *(f"https://deputi{n}.kemenpora.go.id/artikel" for n in range(1, 5)),
+            "https://www.kemenpora.go.id/inspirasi"}
+        assert all(s.layout == PRESETS["kemenpora"] and s.kind == "auto" for s in extra.values())
 
     def test_shipped_file_comments_every_setting(self):
         """The first time a setting appears in the shipped settings.toml, a comment sits right above
@@ -197,7 +213,7 @@ class TestHtmlSources:
         assert (layout.item, layout.link, layout.date, layout.id_pattern) == ("article", "a[href]", "time", None)
 
     @pytest.mark.parametrize("lines,expected", [
-        ('kind = "rss"', "kind: must be one of feed, html, auto"),
+        ('kind = "rss"', "kind: must be one of feed, html, sitemap, auto"),
         ('kind = "html"', 'kind = "html" needs preset = "kemenpora"'),
         ('preset = "detik"', "preset: no preset named 'detik' (presets: kemenpora)"),
         ('kind = "feed"\npreset = "kemenpora"', 'preset apply to kind = "html" or "auto", not "feed"'),

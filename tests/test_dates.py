@@ -32,6 +32,12 @@ REAL_FORMS = [
     ("1 Agst 2020 07:00", datetime(2020, 8, 1, 0, 0, tzinfo=UTC)),
     ("Minggu, 2 Ags 2020", datetime(2020, 8, 1, 17, 0, tzinfo=UTC)),
     ("Selasa, 1 Mei 2024", datetime(2024, 4, 30, 17, 0, tzinfo=UTC)),
+    ("Kamis, 16 Mai 2024", datetime(2024, 5, 15, 17, 0, tzinfo=UTC)),  # kemenpora.go.id's own spelling
+    ("Senin, 12 Agst 2024 10:00 WIB", datetime(2024, 8, 12, 3, 0, tzinfo=UTC)),
+    ("12 Ags 2024", datetime(2024, 8, 11, 17, 0, tzinfo=UTC)),
+    ("3 Spt 2020", datetime(2020, 9, 2, 17, 0, tzinfo=UTC)),
+    ("Rabu, 4 Nop 2020", datetime(2020, 11, 3, 17, 0, tzinfo=UTC)),
+    ("10 Febuari 2021", datetime(2021, 2, 9, 17, 0, tzinfo=UTC)),
     ("9 Nopember 2021", datetime(2021, 11, 8, 17, 0, tzinfo=UTC)),
     ("Sel, 12 Des 2023 23:59", datetime(2023, 12, 12, 16, 59, tzinfo=UTC)),
     ("Rab, 8 Feb 2023", datetime(2023, 2, 7, 17, 0, tzinfo=UTC)),
@@ -100,11 +106,15 @@ class TestFeedHook:
         }
 
     def test_hook_leaves_iso_and_rfc822_to_feedparser(self):
-        """The hook answers only for forms feedparser cannot read or misreads."""
+        """The hook answers only for forms feedparser cannot read or misreads: dates naming their
+        zone are left to it; a time without a zone is the source's (feedparser would say UTC)."""
         with assume_timezone("Asia/Jakarta"):
-            assert feed_date_hook("2024-10-14T10:00:00") is None
+            assert feed_date_hook("2024-10-14T10:00:00Z") is None
             assert feed_date_hook("Mon, 14 Oct 2024 10:00:00 +0700") is None
             assert feed_date_hook("26-07-2022 12:01:01") == datetime(2022, 7, 26, 5, 1, 1, tzinfo=UTC)
+            assert feed_date_hook("2024-10-14T10:00:00") == datetime(2024, 10, 14, 3, 0, tzinfo=UTC)
+            assert feed_date_hook("Mon, 14 Oct 2024 10:00:00") == datetime(2024, 10, 14, 3, 0, tzinfo=UTC)
+        assert feed_date_hook("2024-10-14T10:00:00") is None  # outside a source's read: no zone to assume
 
     def test_unreadable_indonesian_date_logged_once(self, monkeypatch):
         """An Indonesian-looking date the parser cannot read is logged once, not on every poll."""

@@ -44,6 +44,15 @@ class TestListing:
         assert items["kemenpora:detail:12343"].image_url.endswith("/12343/thumb_sepakbola.jpg")
         assert items["kemenpora:detail:12345"].image_url.startswith("https://image.kemenpora.go.id/images/content/")
 
+    def test_row_teaser_is_the_summary(self):
+        """The preset reads each row's .newsrow__summary teaser as the story's summary (trimmed);
+        a row without one has none."""
+        items = {i.key: i for i in listing().items}
+        assert items["kemenpora:detail:12345"].summary == (
+            "Menteri Pemuda dan Olahraga membuka Kejuaraan Nasional Pencak Silat Antarpelajar 2025 di Jakarta...")
+        assert items["kemenpora:detail:12344"].summary.startswith("Deputi Bidang Pemberdayaan Pemuda menggelar")
+        assert items["kemenpora:detail:12343"].summary == ""
+
     def test_row_without_link_is_not_a_story(self):
         """An advert in a row's shape (no link) is counted as a row but gives no story."""
         page = listing()

@@ -103,6 +103,39 @@ class TestDoneWhen:
             f"select published_at from items where key = 'kemenpora:detail:{story_id}'").all()
         assert datetime.fromisoformat(str(published) + "+00:00") == datetime.fromisoformat("2025-12-02T14:30:00+07:00")
 
+    def test_row_with_teaser_image_and_time_costs_no_page(self, bridge, site):
+        """A new story whose row gives a teaser, a picture and a date with its time is posted
+        with them and its page is never fetched."""
+        bridge.start()
+        bridge.cycle()
+        site.publish_new_story(date="Selasa, 2 Des 2025 09:15 WIB", summary="Teaser dari daftar berita.",
+                               image="https://image.kemenpora.go.id/images/content/2025/12/02/12346/thumb.jpg")
+        bridge.cycle()
+        assert site.story_requests() == [] and len(bridge.tweets()) == 1
+        [(summary, image, published)] = bridge.rt.repo.engine.connect().exec_driver_sql(
+            f"select summary, image_url, published_at from items where key = 'kemenpora:detail:{NEW_STORY[0]}'").all()
+        assert summary == "Teaser dari daftar berita." and image.endswith("/12346/thumb.jpg")
+        assert datetime.fromisoformat(str(published) + "+00:00") == datetime.fromisoformat("2025-12-02T09:15:00+07:00")
+
+    def test_row_with_teaser_but_day_only_date_reads_the_page_for_time(self, bridge, site):
+        """A row with a teaser and a picture but only a day still has its page read, once, for
+        the time of day (and the page's own summary and lead image)."""
+        bridge.start()
+        bridge.cycle()
+        site.publish_new_story(summary="Teaser.", image="https://image.kemenpora.go.id/t.jpg")
+        bridge.cycle()
+        assert site.story_requests() == [NEW_STORY[1]]
+
+    def test_mai_date_is_read(self, bridge, site):
+        """A row dated with kemenpora's own spelling of May ("Mai") is stored with that day and time."""
+        bridge.start()
+        bridge.cycle()
+        site.publish_new_story(date="Kamis, 16 Mai 2024 08:00 WIB", summary="s", image="https://image.kemenpora.go.id/t.jpg")
+        bridge.cycle()
+        [[published]] = bridge.rt.repo.engine.connect().exec_driver_sql(
+            f"select published_at from items where key = 'kemenpora:detail:{NEW_STORY[0]}'").all()
+        assert datetime.fromisoformat(str(published) + "+00:00") == datetime.fromisoformat("2024-05-16T08:00:00+07:00")
+
     def test_changed_slug_is_not_a_new_story(self, bridge, site, feed_server):
         """A story whose slug changes keeps its numeric id, so it is not posted again."""
         bridge.start()

@@ -42,4 +42,4 @@ DEFAULT_GRAPH_API_VERSION = "v25.0"
 
 CONFIG_SEARCH_PATH = (Path("settings.toml"), Path("/etc/bridge/settings.toml"))
 LOG_LEVELS = ("debug", "info", "warning", "error")
-SOURCE_KINDS = ("feed", "html", "auto")
+SOURCE_KINDS = ("feed", "html", "sitemap", "auto")

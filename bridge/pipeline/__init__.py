@@ -22,6 +22,7 @@ from bridge.pipeline.polling import (
     choose_first_run_items,
     poll,
     skip_reasons,
+    undated_first_seen,
 )
 from bridge.pipeline.posts import (
     compose_post,
@@ -38,5 +39,5 @@ __all__ = [
     "CAUGHT_UP", "PUBLISH_BACKOFF_BASE", "RETRY_AFTER_MAX", "SOURCE_BACKOFF_MAX", "CurrentRuntime", "Runtime",
     "burst_reason", "charge_billed_calls", "choose_first_run_items", "compose_post", "deliver_due",
     "filter_reason", "filtered_by_target", "freeze_post", "idempotency_key", "length_rule_for_post", "poll",
-    "skip_reasons", "wants_photo",
+    "skip_reasons", "undated_first_seen", "wants_photo",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import structlog
 
@@ -19,6 +19,7 @@ from bridge.pipeline.posts import filtered_by_target
 from bridge.pipeline.runtime import Runtime, ms_since
 from bridge.sources.polite import PoliteFetcher
 from bridge.sources.read import add_story_pages, read_source
+from bridge.urls import names_a_page
 
 log = structlog.get_logger("bridge")
 
@@ -67,14 +68,15 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
         return _record_failure(rt, source, exc, now, state.consecutive_failures + 1, started)
 
     first_run = not state.initialised
-    skip = skip_reasons(items, source, first_run=first_run, catchup=catchup, now=now)
+    seen = undated_first_seen(rt.repo, items, source)
+    skip = skip_reasons(items, source, first_run=first_run, catchup=catchup, now=now, first_seen=seen)
     # Story pages only for new stories that will be posted: known ones are never fetched again, and
     # a first run that only remembers costs no extra requests.
     known = rt.repo.known_keys(source.name, [item.key for item in items])
     to_post = {i.key for i in items if i.key not in known and i.key not in skip}
     items = add_story_pages(fetcher, source, result, to_post)
     if to_post:  # a page may have dated a story the listing left undated: judge staleness again
-        skip = skip_reasons(items, source, first_run=first_run, catchup=catchup, now=now)
+        skip = skip_reasons(items, source, first_run=first_run, catchup=catchup, now=now, first_seen=seen)
         to_post -= set(skip)
     # Keyword filters are judged when a story's deliveries are created, with the story pages read
     # (the summary is matched too), like first_run and max_age: a refused story is stored `skipped`
@@ -130,10 +132,21 @@ def burst_reason(source: SourceConfig, new_stories: int) -> str | None:
             f"`bridge release {source.name}` posts them, `bridge catchup {source.name}` drops them")
 
 
+def undated_first_seen(repo, items: Sequence[Item], source: SourceConfig) -> dict[str, datetime]:
+    """For max_age: when the bridge first saw the links of this poll's undated stories (through any
+    source), by link identity. Only links that name one article count (not a site's home page)."""
+    if not source.max_age:
+        return {}
+    urls = [item.url for item in items if item.published is None and item.url and names_a_page(item.url)]
+    return repo.first_seen_by_url(urls) if urls else {}
+
+
 def skip_reasons(items: Sequence[Item], source: SourceConfig, *, first_run: bool, catchup: bool,
-                 now: datetime) -> dict[str, str]:
+                 now: datetime, first_seen: Mapping[str, datetime] | None = None) -> dict[str, str]:
     """Which of these items must not be posted if new, and why: a catch-up posts nothing, a first
-    run posts what its policy picks, and a story older than the source's max_age is stale."""
+    run posts what its policy picks, and a story older than the source's max_age is stale. A story
+    without a date is as old as the bridge's first sight of its link (`first_seen`, by url; a link
+    never seen is new now), so an undated story another source brought days ago is stale too."""
     if catchup:
         return {item.key: CAUGHT_UP for item in items}
     reasons: dict[str, str] = {}
@@ -143,8 +156,13 @@ def skip_reasons(items: Sequence[Item], source: SourceConfig, *, first_run: bool
                    for item in items if chosen is not None and item.key not in chosen}
     if source.max_age:
         for item in items:
-            if item.key not in reasons and item.published and item.published < now - source.max_age:
+            if item.key in reasons:
+                continue
+            if item.published and item.published < now - source.max_age:
                 reasons[item.key] = f"stale: published {item.published:%Y-%m-%d %H:%M} UTC, over max_age"
+            elif (item.published is None and (seen := (first_seen or {}).get(item.url or ""))
+                  and seen < now - source.max_age):
+                reasons[item.key] = f"stale: no date, first seen {seen:%Y-%m-%d %H:%M} UTC, over max_age"
     return reasons
 
 

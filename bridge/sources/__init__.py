@@ -1,4 +1,4 @@
-"""Sources: fetch, then read (feed | html). See read.py for how a source's kind is decided."""
+"""Sources: fetch, then read (feed | html | sitemap). See read.py for how a source's kind is decided."""
 
 from bridge.sources.dates import feed_date_hook
 from bridge.sources.feed import register_date_parser

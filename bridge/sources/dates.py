@@ -29,10 +29,13 @@ log = structlog.get_logger("bridge.sources")
 MAX_LOGGED_UNREADABLE = 1_000
 """Unreadable date strings remembered so each is logged once per process, not on every poll."""
 
+# Every spelling seen on Indonesian sites and handled by the public scrapers of them: kemenpora.go.id
+# writes "Mai" as well as "Mei", and "Agst"/"Ags" for August; others write "Pebruari"/"Febuari",
+# "Spt", "Nop". Each names one month only, so reading it is no guess.
 _ID_MONTHS = {
-    "januari": 1, "februari": 2, "pebruari": 2, "peb": 2, "maret": 3, "mei": 5, "juni": 6, "juli": 7,
-    "agustus": 8, "agu": 8, "ags": 8, "agt": 8, "agst": 8, "oktober": 10, "okt": 10, "nopember": 11,
-    "desember": 12, "des": 12,
+    "januari": 1, "februari": 2, "pebruari": 2, "febuari": 2, "peb": 2, "maret": 3, "mei": 5, "mai": 5,
+    "juni": 6, "juli": 7, "agustus": 8, "agu": 8, "ags": 8, "agt": 8, "agst": 8, "agus": 8, "spt": 9,
+    "oktober": 10, "okt": 10, "nopember": 11, "nop": 11, "desember": 12, "des": 12,
 }
 _EN_MONTHS = {
     "january": 1, "february": 2, "march": 3, "april": 4, "may": 5, "june": 6, "july": 7, "august": 8,
@@ -70,6 +73,9 @@ class ParsedDate:
     local_form: bool
     """True when an Indonesian word or zone, or a day-first numeric date, was read: a form feedparser
     cannot read or misreads, so the feed reader must take our answer."""
+    zone_assumed: bool = False
+    """True when the text names no zone, so the source's was used: feedparser would read such a
+    time as UTC ("2025-03-03 10:00:00") or not at all (an RFC 822 date without its zone)."""
 
 
 def parse_date(raw: str, tz: tzinfo | str | None) -> datetime | None:
@@ -101,20 +107,22 @@ def parse_date_detail(raw: str, tz: tzinfo | str | None) -> ParsedDate | None:
         has_time = True
         rest = rest[time.end():]
     zone: tzinfo | None = None
+    zone_assumed = False
     if zone_match := _ZONE.match(rest):
         zone, local_zone = _zone(zone_match)
         local = local or local_zone
         rest = rest[zone_match.end():]
     if rest.strip():
         return None  # trailing words: not a form we know, so not a date we trust
-    zone = zone or _as_tzinfo(tz)
+    if zone is None:
+        zone, zone_assumed = _as_tzinfo(tz), True
     if zone is None:
         return None
     try:
         when = datetime(year, month, day, hour, minute, second, tzinfo=zone)
     except ValueError:  # 31 Februari, 25:00
         return None
-    return ParsedDate(when.astimezone(timezone.utc), has_time, local or local_date)
+    return ParsedDate(when.astimezone(timezone.utc), has_time, local or local_date, zone_assumed)
 
 
 def _date_part(text: str) -> tuple[tuple[int, int, int], str, bool] | None:
@@ -168,10 +176,11 @@ def assume_timezone(tz: str) -> Iterator[None]:
 
 def feed_date_hook(raw: str) -> datetime | None:
     """For bridge.sources.feed.register_date_parser: answers only for forms feedparser cannot read
-    or misreads (Indonesian words, WIB/WITA/WIT, day-first numbers), and leaves the rest to it, so
-    RFC 822 and ISO 8601 dates keep feedparser's (and the JSON Feed reader's) rules."""
+    or misreads (Indonesian words, WIB/WITA/WIT, day-first numbers, and any time written without a
+    zone, which is in the source's `timezone`), and leaves the rest to it, so RFC 822 and ISO 8601
+    dates that name their zone keep feedparser's (and the JSON Feed reader's) rules."""
     parsed = parse_date_detail(raw, _ASSUMED_ZONE.get())
-    if parsed and parsed.local_form:
+    if parsed and (parsed.local_form or parsed.zone_assumed):
         return parsed.when
     if parsed is None and looks_local(raw):
         log_unreadable_once(raw)

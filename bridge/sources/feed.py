@@ -187,10 +187,13 @@ def _is_image(medium, mime, url) -> bool:
 
 
 def _entry_published(entry) -> datetime | None:
+    # An unreadable <published> next to a readable <updated> takes the latter: a date the entry
+    # gives beats none (max_age and latest:N need one).
+    # dict.get: feedparser's own get() answers "updated" with <published> when there is none (and warns).
     for raw_key, parsed_key in (("published", "published_parsed"), ("updated", "updated_parsed")):
-        raw = entry.get(raw_key)
-        if raw:
-            return _date_from(str(raw), entry.get(parsed_key))
+        raw = dict.get(entry, raw_key)
+        if raw and (found := _date_from(str(raw), dict.get(entry, parsed_key))):
+            return found
     return None
 
 
@@ -270,7 +273,7 @@ def _json_item(entry: dict, feed_url: str) -> Item | None:
         link=shareable_url(link) if link else None,
         url=identity_url(link) if link else None,
         summary=_clip(summary, MAX_SUMMARY_CHARS),
-        published=_iso_date(_str(entry.get("date_published")) or _str(entry.get("date_modified"))),
+        published=_iso_date(_str(entry.get("date_published"))) or _iso_date(_str(entry.get("date_modified"))),
         categories=_categories(t for t in _list(entry.get("tags")) if isinstance(t, str)),
         image_url=next((u for c in images if (u := _absolute_http(c, feed_url))), None),
     )
@@ -285,7 +288,8 @@ def _iso_date(raw: str) -> datetime | None:
         value = datetime.fromisoformat(raw.strip())
     except ValueError:
         return None
-    # RFC 3339 requires an offset; without one the time could be any zone, so it is not a date.
+    # RFC 3339 requires an offset. Without one (and outside a source's read, where the date hook
+    # assumes its `timezone`), the time could be any zone, so it is not a date.
     return value.astimezone(timezone.utc) if value.tzinfo else None
 
 

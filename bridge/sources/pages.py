@@ -1,5 +1,5 @@
 """Story pages: for a new story only, its page is read once for the summary, lead image and a
-precise date the listing lacks. A page that cannot be fetched or read costs nothing but those
+precise date the listing lacks (a row that gives all three costs no request). A page that cannot be fetched or read costs nothing but those
 extras: the story is posted with what the listing gave.
 """
 
@@ -15,7 +15,7 @@ from bridge.errors import FetchError
 from bridge.model import Item
 from bridge.sources.dates import ParsedDate, log_unreadable_once, parse_date_detail
 from bridge.sources.html import (
-    MAX_SUMMARY_CHARS, absolute_http, base_url, clip, image_src, meta_content, node_text, parse_html,
+    MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, absolute_http, base_url, clip, image_src, meta_content, node_text, parse_html,
     read_date,
 )
 from bridge.sources.polite import PoliteFetcher
@@ -33,6 +33,8 @@ class StoryPage:
     summary: str = ""
     image_url: str | None = None
     published: ParsedDate | None = None
+    title: str = ""
+    """og:title, else the first <h1>, else <title>: used only by a story that has none (a sitemap's)."""
 
 
 def read_story_page(body: bytes, *, url: str, headers: dict[str, str], layout: Layout, tz: tzinfo | str,
@@ -56,7 +58,12 @@ def read_story_page(body: bytes, *, url: str, headers: dict[str, str], layout: L
         published = parse_date_detail(raw, tz)
         if published is None:
             log_unreadable_once(raw, source=source)
-    return StoryPage(clip(summary, MAX_SUMMARY_CHARS), image, published)
+    return StoryPage(clip(summary, MAX_SUMMARY_CHARS), image, published, _page_title(tree))
+
+
+def _page_title(tree) -> str:
+    title = plain_text(meta_content(tree, "og:title", "twitter:title") or "")
+    return clip(title or node_text(tree.css_first("h1")) or node_text(tree.css_first("title")), MAX_TITLE_CHARS)
 
 
 def with_page(item: Item, page: StoryPage, *, listing_date_precise: bool = True) -> Item:
@@ -66,18 +73,25 @@ def with_page(item: Item, page: StoryPage, *, listing_date_precise: bool = True)
     published = item.published
     if page.published and (published is None or (not listing_date_precise and page.published.has_time)):
         published = page.published.when
-    return replace(item, summary=page.summary or item.summary, image_url=page.image_url or item.image_url,
-                   published=published)
+    return replace(item, title=item.title or page.title, summary=page.summary or item.summary,
+                   image_url=page.image_url or item.image_url, published=published)
+
+
+def lacks_page_extras(item: Item, *, precise: bool) -> bool:
+    """Whether the story page has something to add: a story that already has a title, a summary, an
+    image and a date with its time of day (`precise`) costs no request."""
+    return not (item.title and item.summary and item.image_url and item.published and precise)
 
 
 def add_story_pages(items: Sequence[Item], keys: set[str], *, fetcher: PoliteFetcher, layout: Layout,
                     tz: tzinfo | str, source: str, day_only: frozenset[str] = frozenset(),
                     headers: tuple[tuple[str, str], ...] = ()) -> list[Item]:
     """`items`, with the page of each whose key is in `keys` read in (one request at a time per host,
-    politely spaced: see pacing.py). `day_only`: keys whose listing date had no time of day."""
+    politely spaced: see pacing.py), unless its row lacks nothing the page could give.
+    `day_only`: keys whose listing date had no time of day."""
     done = []
     for item in items:
-        if item.key not in keys or not item.link:
+        if item.key not in keys or not item.link or not lacks_page_extras(item, precise=item.key not in day_only):
             done.append(item)
             continue
         try:

@@ -54,8 +54,9 @@ assert set(LAYOUT_KEYS) | {"id_prefix"} == {f.name for f in fields(Layout)}
 
 # kemenpora.go.id and its deputies' sites (deputi1..deputi4.kemenpora.go.id) share one layout, as
 # three independent public scrapers agree: listing rows in the main .newsrow block (rows elsewhere
-# repeat older stories), dates without a time ("Kamis, 26 Jul 2022"), stories at /detail/{id}/{slug}
-# where the rising numeric id is the identity and the slug may change.
+# repeat older stories), each with a teaser in .newsrow__summary, dates without a time ("Kamis,
+# 26 Jul 2022"), stories at /detail/{id}/{slug} where the rising numeric id is the identity and the
+# slug may change. The scrapers read the deputies' /artikel listings with the same selectors.
 KEMENPORA = Layout(
     container=".newsrow",
     item=".newsrow__row",
@@ -63,6 +64,7 @@ KEMENPORA = Layout(
     title="h2.newsrow__title > a",
     date=".catedate .date",
     image="img",
+    summary=".newsrow__summary > p",
     next=".paging a[rel=next]",
     page_summary=".pages-summary > p",
     page_body="div.detail__content > p",

@@ -1,10 +1,12 @@
 """A source's kind, decided here: fetch the source, then read it as a feed or as an HTML listing.
 
 kind = "feed": the body is a feed. kind = "html": the body is a listing page read with the source's
-Layout. kind = "auto": a feed is read as one; an HTML page that advertises a feed
+Layout. kind = "sitemap": a sitemap, index or Google News sitemap (sources/sitemap.py). kind = "auto":
+a feed (or a sitemap) is read as one; an HTML page that advertises a feed
 (<link rel="alternate" type="application/rss+xml">) has that feed read instead, so the day a site
-adds a feed the bridge uses it without a config change; any other page is read as html.
-Pipeline calls read_source, then (for new stories it will post) add_story_pages.
+adds a feed the bridge uses it without a config change; any other page is read as html when the
+source has a layout, else the site's sitemap is looked for (robots.txt's Sitemap: lines, then
+/sitemap.xml). Pipeline calls read_source, then (for new stories it will post) add_story_pages.
 """
 
 from __future__ import annotations
@@ -23,11 +25,16 @@ from bridge.sources.html import base_url, parse_html, read_listing, story_key
 from bridge.sources.polite import PoliteFetcher
 from bridge.sources.pages import add_story_pages as _add_pages
 from bridge.sources.presets import Layout
+from bridge.sources.sitemap import (
+    PAGE_LAYOUT, discovery_candidates, looks_like_sitemap, origin_of, read_sitemap, robots_sitemaps,
+)
 
 log = structlog.get_logger("bridge.sources")
 
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
 """<link rel="alternate" type=...> values that advertise a feed we can read."""
+MAX_DISCOVERED_SITEMAPS = 3
+"""Sitemaps kind "auto" tries per poll (after robots.txt) before giving up on a page without a feed."""
 _HTML_START = re.compile(
     rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])",
     re.IGNORECASE | re.DOTALL,
@@ -58,7 +65,8 @@ class SourceRead:
     etag: str | None = None
     last_modified: str | None = None
     read_as: str = "feed"
-    """"feed", "html", or "feed <url>" when an HTML page advertised it (auto)."""
+    """"feed", "html", "sitemap", or "feed <url>" / "sitemap <url>" when kind "auto" found it from
+    the page; a sitemap index adds which children were read."""
     day_only: frozenset[str] = frozenset()
     """Keys of html stories whose listing date has no time of day."""
 
@@ -72,6 +80,8 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
     if result.not_modified:
         return SourceRead(True, etag=result.etag, last_modified=result.last_modified)
     is_html = looks_like_html(result.body)
+    if source.kind == "sitemap" or (source.kind == "auto" and not is_html and looks_like_sitemap(result.body)):
+        return _read_sitemap(fetcher, source, result)
     if source.kind == "feed" or (source.kind == "auto" and not is_html):
         items = _read_feed(result, source)
         return SourceRead(False, items, result.etag, result.last_modified, "feed")
@@ -83,8 +93,11 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
             feed_result = fetcher.get(advertised, headers=own)
             return SourceRead(False, _read_feed(feed_result, source), read_as=f"feed {advertised}")
         if source.layout is None:
-            raise FeedParseError(result.url, 'not a feed, and the page advertises none: set kind = "html" '
-                                             'with a preset or selectors (see README, "HTML sources")')
+            if found := discover_sitemap(fetcher, source, result.url):
+                return found
+            raise FeedParseError(result.url, 'not a feed, the page advertises none and the site has no '
+                                             'sitemap (robots.txt, /sitemap.xml): set kind = "html" with a '
+                                             'preset or selectors (see README, "HTML sources")')
     items, day_only = _read_listing_pages(fetcher, source, tree, result)
     if not items and not source.allow_empty:
         raise _no_stories(source, result.url, previously_seen)
@@ -92,10 +105,15 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
 
 
 def add_story_pages(fetcher: PoliteFetcher, source: SourceLike, read: SourceRead, keys: set[str]) -> list[Item]:
-    """read.items, with the story pages of `keys` read in: html sources only (feeds carry their own)."""
-    if read.read_as != "html" or not source.story_pages or not keys or source.layout is None:
+    """read.items, with the story pages of `keys` read in: html and sitemap sources only (feeds
+    carry their own)."""
+    sitemap = read.read_as.startswith("sitemap")
+    if read.read_as != "html" and not sitemap or not source.story_pages or not keys:
         return read.items
-    return _add_pages(read.items, keys, fetcher=fetcher, layout=source.layout, tz=source.timezone,
+    layout = source.layout or (PAGE_LAYOUT if sitemap else None)
+    if layout is None:
+        return read.items
+    return _add_pages(read.items, keys, fetcher=fetcher, layout=layout, tz=source.timezone,
                       source=source.name, day_only=read.day_only, headers=source.request_headers)
 
 
@@ -115,6 +133,34 @@ def advertised_feed(tree, url: str) -> str | None:
         kind = (attributes.get("type") or "").split(";")[0].strip().lower()
         if "alternate" in rels and kind in FEED_TYPES and (href := absolute_http(attributes.get("href"), base)):
             return href
+    return None
+
+
+def _read_sitemap(fetcher: PoliteFetcher, source: SourceLike, result, found_at: str | None = None) -> SourceRead:
+    """A sitemap's stories. An index keeps no validators: its children change without it changing."""
+    read = read_sitemap(lambda url: fetcher.get(url, headers=source.request_headers), result.body, result.url, layout=source.layout, tz=source.timezone,
+                        source=source.name, max_bytes=fetcher.limits.max_body_bytes)
+    read_as = " ".join(filter(None, ("sitemap", found_at, f"({read.description})" if read.description else "")))
+    etag, last_modified = (None, None) if read.index or found_at else (result.etag, result.last_modified)
+    return SourceRead(False, read.items, etag, last_modified, read_as, read.day_only)
+
+
+def discover_sitemap(fetcher: PoliteFetcher, source: SourceLike, page_url: str) -> SourceRead | None:
+    """kind "auto" on a page with no feed and no layout: the first of the site's sitemaps that reads
+    (robots.txt's Sitemap: lines, a news sitemap first, then /sitemap.xml), or None. Looked for on
+    every poll (no state outside the database): set kind = "sitemap" with its url to save requests."""
+    robots_url = origin_of(page_url) + "/robots.txt"
+    try:
+        robots = robots_sitemaps(fetcher.get(robots_url, headers=source.request_headers).body, robots_url)
+    except FetchError:
+        robots = []
+    for candidate in discovery_candidates(page_url, robots)[:MAX_DISCOVERED_SITEMAPS]:
+        try:
+            result = fetcher.get(candidate, headers=source.request_headers)
+            if looks_like_sitemap(result.body):
+                return _read_sitemap(fetcher, source, result, found_at=result.url)
+        except FetchError as exc:
+            log.info("sitemap candidate unreadable", source=source.name, url=candidate, error=exc.reason)
     return None
 
 

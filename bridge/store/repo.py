@@ -129,6 +129,18 @@ class Repository(Outbox):
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return self._known_keys(conn, source, keys)
 
+    def first_seen_by_url(self, urls: Sequence[str]) -> dict[str, datetime]:
+        """When the bridge first saw each of these links (urls.identity_url), through any source:
+        how old a story without a date is, for max_age."""
+        found: dict[str, datetime] = {}
+        wanted = list(dict.fromkeys(urls))
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
+                query = (select(I.c.url, func.min(I.c.first_seen_at))
+                         .where(I.c.url.in_(wanted[start:start + 500])).group_by(I.c.url))
+                found.update({url: when for url, when in conn.execute(query)})
+        return found
+
     def skip_pending_for_keys(self, source: str, keys: Sequence[str], reason: str, now: datetime) -> int:
         """Catch-up: stories already known and still pending are dropped too."""
         with self.engine.begin() as conn:
