@@ -76,10 +76,31 @@ def env_for(tmp_path) -> dict[str, str]:
     }
 
 
+class InjectedSleep:
+    """A sleep that only moves its own monotonic clock: the politeness delays between story pages
+    are kept (and can be asserted through `slept`) without a test waiting through them."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 1000.0, []
+
+    def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def monotonic(self) -> float:
+        return self.now
+
+
 def runtime(raw: dict, tmp_path, clock):
-    """A runtime as the daemon builds it; a new one on the same tmp_path is a restart."""
+    """A runtime as the daemon builds it; a new one on the same tmp_path is a restart. Its pacer's
+    waits between follow-up requests to one host are injected (rt.pacer._sleep.slept lists them)."""
+    from bridge.sources.polite import HostPacer
+
     config = parse_config(raw, environ=env_for(tmp_path))
-    return build_runtime(config, open_repository(config), clock=clock)
+    rt = build_runtime(config, open_repository(config), clock=clock)
+    sleep = InjectedSleep()
+    rt.pacer = HostPacer(config.bridge.page_delay.total_seconds(), sleep=sleep, monotonic=sleep.monotonic)
+    return rt
 
 
 def wait_until(predicate, timeout: float) -> bool:

@@ -105,3 +105,27 @@ def add_story_pages(items: Sequence[Item], keys: set[str], *, fetcher: PoliteFet
             continue
         done.append(with_page(item, page, listing_date_precise=item.key not in day_only))
     return done
+
+
+def add_feed_photos(items: Sequence[Item], keys: set[str], *, fetcher: PoliteFetcher, source: str,
+                    headers: tuple[tuple[str, str], ...] = ()) -> list[Item]:
+    """A feed gives no photo for many stories (RSS-to-Telegram-Bot #465, Miniflux #3224) while their
+    pages nearly all name one in og:image / twitter:image: for each new story in `keys` without a
+    photo, its page is read once, politely, within the feed's caps. A page that fails costs only the
+    photo."""
+    done = []
+    for item in items:
+        if item.key not in keys or item.image_url or not item.link:
+            done.append(item)
+            continue
+        try:
+            result = fetcher.get(item.link, headers=headers)
+            tree = parse_html(result.body, result.headers)
+            found = meta_content(tree, "og:image", "twitter:image", "twitter:image:src")
+            image = absolute_http(found, base_url(tree, result.url)) if found else None
+        except FetchError as exc:
+            log.warning("story page unreadable: posting without a photo", source=source, item=item.key,
+                        url=item.link, error=exc.reason)
+            image = None
+        done.append(replace(item, image_url=image) if image else item)
+    return done

@@ -23,6 +23,7 @@ from bridge.sources.dates import assume_timezone
 from bridge.sources.feed import parse_feed
 from bridge.sources.html import base_url, parse_html, read_listing, story_key
 from bridge.sources.polite import PoliteFetcher
+from bridge.sources.pages import add_feed_photos
 from bridge.sources.pages import add_story_pages as _add_pages
 from bridge.sources.presets import Layout
 from bridge.sources.sitemap import (
@@ -54,6 +55,8 @@ class SourceLike(Protocol):
     allow_empty: bool
     request_headers: tuple[tuple[str, str], ...]
     """The source's own User-Agent and headers, sent with every request made for it."""
+    images: bool
+    burst_limit: int
 
 
 @dataclass(frozen=True)
@@ -105,10 +108,18 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
 
 
 def add_story_pages(fetcher: PoliteFetcher, source: SourceLike, read: SourceRead, keys: set[str]) -> list[Item]:
-    """read.items, with the story pages of `keys` read in: html and sitemap sources only (feeds
-    carry their own)."""
+    """read.items, with the story pages of `keys` read in: for html and sitemap sources what the
+    page adds (summary, photo, time); for a feed only a photo, for the stories it gives none. Never
+    for more new stories than the source's burst_limit: a burst is held for the operator, and a site
+    move must not cost hundreds of page requests before anyone has looked."""
+    if not source.story_pages or not keys:
+        return read.items
+    if read.read_as.startswith("feed"):
+        if not source.images or len(keys) > source.burst_limit:
+            return read.items
+        return add_feed_photos(read.items, keys, fetcher=fetcher, source=source.name, headers=source.request_headers)
     sitemap = read.read_as.startswith("sitemap")
-    if read.read_as != "html" and not sitemap or not source.story_pages or not keys:
+    if read.read_as != "html" and not sitemap:
         return read.items
     layout = source.layout or (PAGE_LAYOUT if sitemap else None)
     if layout is None:
@@ -138,7 +149,8 @@ def advertised_feed(tree, url: str) -> str | None:
 
 def _read_sitemap(fetcher: PoliteFetcher, source: SourceLike, result, found_at: str | None = None) -> SourceRead:
     """A sitemap's stories. An index keeps no validators: its children change without it changing."""
-    read = read_sitemap(lambda url: fetcher.get(url, headers=source.request_headers), result.body, result.url, layout=source.layout, tz=source.timezone,
+    read = read_sitemap(lambda url: fetcher.get(url, headers=source.request_headers), result.body, result.url,
+                        layout=source.layout, tz=source.timezone,
                         source=source.name, max_bytes=fetcher.limits.max_body_bytes)
     read_as = " ".join(filter(None, ("sitemap", found_at, f"({read.description})" if read.description else "")))
     etag, last_modified = (None, None) if read.index or found_at else (result.etag, result.last_modified)
