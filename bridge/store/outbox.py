@@ -147,13 +147,17 @@ class Outbox:
                                           I, IX_ITEMS_URL)).scalar()
             if max(stored, stories_with_url) > 1:
                 return None
-            other = conn.execute(indexed(indexed(
-                select(I.c.source, D.c.id).join(D, D.c.item_id == I.c.id)
-                .where(I.c.url == url, I.c.source != source, D.c.target == target,
-                       D.c.recipient == recipient, D.c.state.in_(CARRIED)).limit(1),
-                I, IX_ITEMS_URL), D, IX_DELIVERIES_ITEM)
-            ).first()
-        return f"same link already delivered via {other.source} (delivery {other.id})" if other else None
+            # Two steps, so no statistics can turn the join round (every delivery of the target
+            # first): the link's stories elsewhere, then their deliveries by (item_id, target).
+            copies = dict(conn.execute(indexed(select(I.c.id, I.c.source).where(I.c.url == url, I.c.source != source),
+                                               I, IX_ITEMS_URL)).all())
+            other = copies and conn.execute(indexed(
+                select(D.c.item_id, D.c.id).where(D.c.item_id.in_(list(copies)), D.c.target == target,
+                                                  D.c.recipient == recipient, D.c.state.in_(CARRIED))
+                .order_by(D.c.id).limit(1), D, IX_DELIVERIES_ITEM)).first()
+        if not other:
+            return None
+        return f"same link already delivered via {copies[other.item_id]} (delivery {other.id})"
 
     def installation_id(self) -> str:
         """This database's random id (see schema.meta), for idempotency keys."""

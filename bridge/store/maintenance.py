@@ -1,0 +1,128 @@
+"""Keeping the store fast and small for years: statistics, retention, and giving space back.
+
+- maintain(): SQLite's planner statistics current (PRAGMA optimize; a first, bounded ANALYZE where
+  there are none), and an old file switched once to incremental auto-vacuum. The hot queries name
+  their index anyway (schema.indexed); statistics help every other query. PostgreSQL needs nothing:
+  autovacuum analyses as tables change (and migrate() analyses after an upgrade).
+- prune(): stories first seen more than `keep` ago lose what only a person reading them needs (their
+  text, summary, photo; their deliveries' frozen posts and errors), in short batches so no write
+  waits long behind it (the heartbeat, a mark_sent after a post). Every row stays, with its key,
+  its link identity and its deliveries' states: a story pruned years ago is still known by its key
+  in its feed and by its link from any other source, so it is never posted again. A delivery not
+  settled yet (pending, sending, in doubt, held) is never pruned, nor its story.
+- reclaim(): SQLite gives the pages pruning freed back to the disk, a few at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import Engine, case, insert, literal, select, update
+
+from bridge.model import DeliveryState
+from bridge.store import schema
+from bridge.store.outbox import PRUNED, WAITING
+
+log = structlog.get_logger("bridge")
+
+I, D, M = schema.items, schema.deliveries, schema.meta
+ANALYSIS_LIMIT = 1000
+"""Rows ANALYZE samples per index (SQLite's analysis_limit): statistics good enough in milliseconds,
+however large the file."""
+PRUNE_BATCH = 500
+"""Stories pruned per transaction: a few milliseconds of write lock each."""
+RECLAIM_PAGES = 256
+"""Pages (4 KiB each) given back to the disk per transaction."""
+PRUNED_THROUGH = "pruned_through_item"
+"""meta row: the highest item id pruned so far; the next prune starts after it."""
+
+
+def maintain(engine: Engine) -> None:
+    """At start-up and periodically (the daemon's maintenance job): statistics current, and an old
+    SQLite file switched to incremental auto-vacuum (one VACUUM: it rewrites the file, so it waits
+    for a start-up, where nothing else writes)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        raw.execute(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
+        analysed = raw.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone()
+        # optimize analyses only tables whose statistics are missing or stale (0x10002: all of them
+        # looked at, SQLite 3.46+; older ones ignore the extra bit, hence the first ANALYZE here).
+        raw.execute("PRAGMA optimize=0x10002" if analysed else "ANALYZE")
+        if raw.execute("PRAGMA auto_vacuum").fetchone()[0] != 2 and raw.execute("PRAGMA page_count").fetchone()[0]:
+            log.info("database: switching to incremental auto-vacuum (one VACUUM, once)", database=str(engine.url))
+            raw.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            try:
+                raw.execute("VACUUM")
+            except sqlite3.OperationalError as exc:  # another process reading or writing: next start
+                log.warning("database: VACUUM put off to the next start; old stories are still pruned, "
+                            "their space reused but not given back", error=str(exc))
+
+
+def prune(engine: Engine, keep: timedelta | None, now: datetime, *,
+          stopping: Callable[[], bool] = lambda: False, batch: int = PRUNE_BATCH) -> int:
+    """Prune stories first seen before `now - keep` (None: keep everything); how many were pruned.
+    Stops early, between batches, once `stopping()` says so; the next run goes on from there."""
+    if keep is None:
+        return 0
+    cutoff = now - keep
+    pruned = 0
+    while not stopping():
+        with engine.begin() as conn:
+            mark = int(conn.execute(select(M.c.value).where(M.c.name == PRUNED_THROUGH)).scalar() or 0)
+            # Item ids grow with first_seen_at, so the oldest unpruned stories come next by id:
+            # stop at the first one still young (never scanning the young ones' history).
+            rows = conn.execute(select(I.c.id, I.c.first_seen_at).where(I.c.id > mark)
+                                .order_by(I.c.id).limit(batch)).all()
+            old = []
+            for row in rows:
+                if row.first_seen_at >= cutoff:
+                    break
+                old.append(row.id)
+            if not old:
+                break
+            waiting = select(D.c.item_id).where(D.c.item_id.in_(old), D.c.state.in_(WAITING))
+            conn.execute(update(I).where(I.c.id.in_(old), I.c.id.not_in(waiting))
+                         .values(title="", summary="", link=None, image_url=None, categories=""))
+            # A failed one says why it can no longer be retried (bridge retry); others keep no note.
+            failed = D.c.state == DeliveryState.FAILED.value
+            conn.execute(update(D).where(D.c.item_id.in_(old), D.c.state.not_in(WAITING))
+                         .values(post_text=None, post_image_url=None, post_alt_text=None,
+                                 last_error=case((failed, literal(PRUNED)), else_=None)))
+            _save_mark(conn, mark, old[-1])
+            pruned += len(old)
+        if len(old) < batch:  # reached the young stories, or the end
+            break
+    if pruned:
+        log.info("pruned old stories: their keys and links are kept, so none is posted again",
+                 stories=pruned, older_than=cutoff.isoformat())
+    return pruned
+
+
+def _save_mark(conn, before: int, mark: int) -> None:
+    if before or conn.execute(select(M.c.name).where(M.c.name == PRUNED_THROUGH)).first():
+        conn.execute(update(M).where(M.c.name == PRUNED_THROUGH).values(value=str(mark)))
+    else:
+        conn.execute(insert(M).values(name=PRUNED_THROUGH, value=str(mark)))
+
+
+def reclaim(engine: Engine, *, stopping: Callable[[], bool] = lambda: False) -> int:
+    """SQLite: give free pages back to the disk, RECLAIM_PAGES per transaction; how many were given."""
+    if engine.dialect.name != "sqlite":
+        return 0
+    given = 0
+    while not stopping():
+        with engine.begin() as conn:
+            free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
+            if not free or conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() != 2:
+                break
+            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({RECLAIM_PAGES})").fetchall()
+            after = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
+        if after >= free:
+            break
+        given += free - after
+    return given
