@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import Engine, case, insert, literal, select, update
+from sqlalchemy import Connection, Engine, Table, and_, delete, insert, select, update
 
 from bridge.model import DeliveryState
 from bridge.store import schema
@@ -72,7 +73,7 @@ def prune(engine: Engine, keep: timedelta | None, now: datetime, *,
     cutoff = now - keep
     pruned = 0
     while not stopping():
-        with engine.begin() as conn:
+        with _writing(engine) as conn:
             mark = int(conn.execute(select(M.c.value).where(M.c.name == PRUNED_THROUGH)).scalar() or 0)
             # Item ids grow with first_seen_at, so the oldest unpruned stories come next by id:
             # stop at the first one still young (never scanning the young ones' history).
@@ -85,14 +86,10 @@ def prune(engine: Engine, keep: timedelta | None, now: datetime, *,
                 old.append(row.id)
             if not old:
                 break
-            waiting = select(D.c.item_id).where(D.c.item_id.in_(old), D.c.state.in_(WAITING))
-            conn.execute(update(I).where(I.c.id.in_(old), I.c.id.not_in(waiting))
-                         .values(title="", summary="", link=None, image_url=None, categories=""))
-            # A failed one says why it can no longer be retried (bridge retry); others keep no note.
-            failed = D.c.state == DeliveryState.FAILED.value
-            conn.execute(update(D).where(D.c.item_id.in_(old), D.c.state.not_in(WAITING))
-                         .values(post_text=None, post_image_url=None, post_alt_text=None,
-                                 last_error=case((failed, literal(PRUNED)), else_=None)))
+            waiting = set(conn.execute(select(D.c.item_id).where(D.c.item_id.in_(old), D.c.state.in_(WAITING)))
+                          .scalars())
+            _strip(conn, I, I.c.id.in_([i for i in old if i not in waiting]), _item_blanks)
+            _strip(conn, D, and_(D.c.item_id.in_(old), D.c.state.not_in(WAITING)), _delivery_blanks)
             _save_mark(conn, mark, old[-1])
             pruned += len(old)
         if len(old) < batch:  # reached the young stories, or the end
@@ -101,6 +98,55 @@ def prune(engine: Engine, keep: timedelta | None, now: datetime, *,
         log.info("pruned old stories: their keys and links are kept, so none is posted again",
                  stories=pruned, older_than=cutoff.isoformat())
     return pruned
+
+
+def _item_blanks(row) -> dict:
+    return {"title": "", "summary": "", "link": None, "image_url": None, "categories": ""}
+
+
+def _delivery_blanks(row) -> dict:
+    # A failed one says why it can no longer be retried (`bridge retry`); others keep no note.
+    note = PRUNED if row["state"] == DeliveryState.FAILED.value else None
+    return {"post_text": None, "post_image_url": None, "post_alt_text": None, "last_error": note}
+
+
+@contextmanager
+def _writing(engine: Engine):
+    """A write transaction; on SQLite with foreign keys off (set before BEGIN: within one it is
+    ignored), so _strip may delete an item and insert it again without cascading to its deliveries."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _strip(conn: Connection, table: Table, where, blanks: Callable[[dict], dict]) -> None:
+    """Blank the bulky columns of `table`'s rows matching `where`. On SQLite each row is deleted and
+    written again, same id, without them: an UPDATE that shrinks rows leaves every page as large
+    as it was, while a delete empties pages, which SQLite then frees (reclaim gives them back)."""
+    if conn.dialect.name != "sqlite":  # MVCC: autovacuum frees the old row versions for new rows
+        groups: dict[tuple, list[int]] = {}
+        for row in conn.execute(select(table.c.id, *_state(table)).where(where)).mappings():
+            groups.setdefault(tuple(blanks(row).items()), []).append(row["id"])
+        for values, ids in groups.items():
+            conn.execute(update(table).where(table.c.id.in_(ids)).values(**dict(values)))
+        return
+    rows = [dict(row) for row in conn.execute(select(table).where(where)).mappings()]
+    if rows:
+        conn.execute(delete(table).where(table.c.id.in_([row["id"] for row in rows])))
+        conn.execute(insert(table), [{**row, **blanks(row)} for row in rows])
+
+
+def _state(table: Table) -> list:
+    return [table.c.state] if "state" in table.c else []
 
 
 def _save_mark(conn, before: int, mark: int) -> None:
@@ -115,14 +161,19 @@ def reclaim(engine: Engine, *, stopping: Callable[[], bool] = lambda: False) -> 
     if engine.dialect.name != "sqlite":
         return 0
     given = 0
-    while not stopping():
-        with engine.begin() as conn:
-            free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
-            if not free or conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() != 2:
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        if raw.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return 0
+        while not stopping():
+            free = raw.execute("PRAGMA freelist_count").fetchone()[0]
+            if not free:
                 break
-            conn.exec_driver_sql(f"PRAGMA incremental_vacuum({RECLAIM_PAGES})").fetchall()
-            after = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
-        if after >= free:
-            break
-        given += free - after
+            # executescript steps the pragma to its end (execute() would free one page), in a
+            # transaction of its own: the write lock is held for these pages only.
+            raw.executescript(f"PRAGMA incremental_vacuum({RECLAIM_PAGES});")
+            after = raw.execute("PRAGMA freelist_count").fetchone()[0]
+            if after >= free:
+                break
+            given += free - after
     return given
