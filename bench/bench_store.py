@@ -51,9 +51,15 @@ GOAL_POLL_RATIO = 1.5
 GOAL_STATUS_S = 0.5
 GOAL_METRICS_MS = 50.0
 
-try:  # the store's own maintenance (PRAGMA optimize, ...), where this version of the bridge has it
-    from bridge.store.maintenance import maintain  # noqa: E402
+KEEP = timedelta(days=400)
+GOAL_PRUNE_BATCH_MS = 100.0
+"""The longest a pruning batch may hold the write lock (the heartbeat and a mark_sent wait behind it)."""
+
+try:  # the store's own maintenance (PRAGMA optimize, pruning), where this version of the bridge has it
+    from bridge.store.maintenance import maintain, prune, reclaim  # noqa: E402
 except ImportError:  # pragma: no cover - older versions open the store with no maintenance
+    prune = reclaim = None
+
     def maintain(engine) -> None:
         return None
 
@@ -169,8 +175,33 @@ def measure(url: str, config) -> dict[str, float]:
     rt = SimpleNamespace(repo=repo, config=config)
     metrics = Metrics(lambda: rt, lambda: 1.0)
     figures["metrics"] = median_ms(lambda: generate_latest(metrics.registry))
+    if prune is not None:
+        figures.update(measure_prune(engine, url))
     engine.dispose()
     return figures
+
+
+def measure_prune(engine, url: str) -> dict[str, float]:
+    """Prune what is older than KEEP (the stories of the first year), then give the space back."""
+    marks: list[float] = []
+
+    def stopping() -> bool:  # called before each batch: the gaps are the batches' durations
+        marks.append(time.perf_counter())
+        return False
+
+    path = Path(url.removeprefix("sqlite:///"))
+    started = time.perf_counter()
+    pruned = prune(engine, KEEP, NOW, stopping=stopping)
+    marks.append(time.perf_counter())
+    pruned_s = time.perf_counter() - started
+    started = time.perf_counter()
+    pages = reclaim(engine)
+    with engine.connect() as conn:
+        conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    longest = max((b - a for a, b in zip(marks, marks[1:])), default=0.0)
+    return {"pruned": pruned, "prune_s": pruned_s, "prune_batch_ms": longest * 1000,
+            "reclaimed_mib": pages * 4096 / 2**20, "reclaim_s": time.perf_counter() - started,
+            "size_mib": path.stat().st_size / 2**20}
 
 
 def line(name: str, value: str, goal: str = "") -> None:
@@ -203,6 +234,12 @@ def main(argv: list[str] | None = None, sizes: tuple[int, ...] | None = None) ->
             for key, name in (("status", "bridge status"), ("status_json", "bridge status --json")):
                 line(f"{size:>9,}: {name}", f"{figures[key] / 1000:.3f} s", f"(goal < {GOAL_STATUS_S} s)")
             line(f"{size:>9,}: one /metrics scrape", f"{figures['metrics']:.1f} ms", f"(goal < {GOAL_METRICS_MS:.0f} ms)")
+            if "pruned" in figures:
+                line(f"{size:>9,}: prune {figures['pruned']:,} stories older than {KEEP.days}d",
+                     f"{figures['prune_s']:.1f} s", f"longest batch {figures['prune_batch_ms']:.0f} ms "
+                     f"(goal < {GOAL_PRUNE_BATCH_MS:.0f} ms)")
+                line(f"{size:>9,}: space given back", f"{figures['reclaimed_mib']:.0f} MiB",
+                     f"in {figures['reclaim_s']:.1f} s, file now {figures['size_mib']:.0f} MiB")
     return results
 
 

@@ -20,6 +20,7 @@ from bridge.store.lock import acquire_run_lock
 from bridge.store.maintenance import PRUNE_BATCH, maintain, prune, reclaim
 from bridge.store.outbox import PRUNED
 from tests.helpers import antara_feed, antara_item, make_config, runtime
+from tests.test_daemon import world  # noqa: F401 (fixture)
 
 KEEP = timedelta(days=400)
 
@@ -213,3 +214,29 @@ def test_a_story_pruned_long_ago_is_never_posted_again(feed_server, x_api, tmp_p
     assert len(x_api.tweets) == 1
     assert rt.repo.delivery_rows([DeliveryState.PENDING]) == []
     rt.repo.engine.dispose()
+
+
+def test_the_daemon_maintains_the_store_every_six_hours(world):
+    """The daemon schedules the maintenance job (first after its start-up cycle, then every 6 h),
+    and the job prunes what is older than [bridge] keep."""
+    from bridge.daemon import MAINTENANCE_FIRST_DELAY, MAINTENANCE_INTERVAL, _maintain
+    from tests.test_daemon import make_daemon
+
+    daemon = make_daemon(world)
+    clock = world[4]
+    try:
+        store(daemon.rt.repo, ["old"], clock.now, skip=True)
+        started = clock.now
+        daemon.start()
+        job = daemon.scheduler.get_job("maintain")
+        assert job.trigger.interval == MAINTENANCE_INTERVAL == timedelta(hours=6)
+        # First MAINTENANCE_FIRST_DELAY after the start (the test's clock is in the past, so the
+        # scheduler may already have moved it on by whole intervals).
+        assert (job.next_run_time - (started + MAINTENANCE_FIRST_DELAY)) % MAINTENANCE_INTERVAL == timedelta(0)
+        clock.advance(days=401)
+        daemon._job(_maintain)
+        titles = {row.key: row.title for row in rows(daemon.rt.repo, schema.items).values()}
+        assert titles["old"] == ""
+    finally:
+        daemon.stop(grace=timedelta(seconds=5))
+        daemon.close()

@@ -33,8 +33,8 @@ I, D, M = schema.items, schema.deliveries, schema.meta
 ANALYSIS_LIMIT = 1000
 """Rows ANALYZE samples per index (SQLite's analysis_limit): statistics good enough in milliseconds,
 however large the file."""
-PRUNE_BATCH = 500
-"""Stories pruned per transaction: a few milliseconds of write lock each."""
+PRUNE_BATCH = 200
+"""Stories pruned per transaction (with their deliveries): tens of milliseconds of write lock each."""
 RECLAIM_PAGES = 256
 """Pages (4 KiB each) given back to the disk per transaction."""
 PRUNED_THROUGH = "pruned_through_item"
