@@ -136,7 +136,7 @@ def store(request, repo):
     """A filled store; on SQLite with true statistics, then with lying ones."""
     dialect = repo.engine.dialect.name
     if dialect != "sqlite" and request.param == "skewed":
-        pytest.skip("PostgreSQL takes no index hints: its test proves each index usable (see above)")
+        pytest.skip("PostgreSQL takes no index hints: its statistics are the true ones (see above)")
     fill(repo)
     if dialect == "sqlite":
         if request.param == "skewed":

@@ -141,21 +141,22 @@ class Outbox:
         if not url or not names_a_page(url):
             return None
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            # Both through the link's index: a link names a handful of stories, a source or a
-            # target years of them.
-            stored = conn.execute(indexed(select(func.count()).select_from(I).where(I.c.source == source, I.c.url == url),
-                                          I, IX_ITEMS_URL)).scalar()
-            if max(stored, stories_with_url) > 1:
+            # Through the link's index, in two steps, so no statistics can turn a join round
+            # (every post of the target first): the few stories with this link, then the
+            # deliveries of those from other sources, by (item_id, target).
+            stories = conn.execute(indexed(select(I.c.id, I.c.source).where(I.c.url == url), I, IX_ITEMS_URL)).all()
+            if max(sum(row.source == source for row in stories), stories_with_url) > 1:
                 return None
-            # Two steps, so no statistics can turn the join round (every delivery of the target
-            # first): the link's stories elsewhere, then their deliveries by (item_id, target).
-            copies = dict(conn.execute(indexed(select(I.c.id, I.c.source).where(I.c.url == url, I.c.source != source),
-                                               I, IX_ITEMS_URL)).all())
-            other = copies and conn.execute(indexed(
-                select(D.c.item_id, D.c.id).where(D.c.item_id.in_(list(copies)), D.c.target == target,
-                                                  D.c.recipient == recipient, D.c.state.in_(CARRIED))
-                .order_by(D.c.id).limit(1), D, IX_DELIVERIES_ITEM)).first()
-        if not other:
+            copies = {row.id: row.source for row in stories if row.source != source}
+            ids, other = list(copies), None
+            for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+                other = conn.execute(indexed(
+                    select(D.c.item_id, D.c.id).where(D.c.item_id.in_(ids[start:start + 500]), D.c.target == target,
+                                                      D.c.recipient == recipient, D.c.state.in_(CARRIED))
+                    .order_by(D.c.id).limit(1), D, IX_DELIVERIES_ITEM)).first()
+                if other:
+                    break
+        if other is None:
             return None
         return f"same link already delivered via {copies[other.item_id]} (delivery {other.id})"
 
