@@ -28,7 +28,7 @@ from sqlalchemy import event, text
 from bridge import status
 from bridge.config import parse_config
 from bridge.metrics import Metrics
-from bridge.model import FrozenPost, Item
+from bridge.model import DeliveryState, FrozenPost, Item
 from bridge.store.repo import Repository
 from tests.conftest import FakeClock
 
@@ -212,6 +212,15 @@ def test_status_reads_no_history(store, tmp_path):
     report = status.collect(store, settings, NOW)
     assert [s["items"] for s in report["sources"]] == [PER_DAY * DAYS] * 2
     assert {t["name"]: t["failed"] for t in report["targets"]} == {"x": 1, "x_en": 0}
+
+
+def test_recent_failures_stop_at_their_limit(store):
+    """`bridge status`'s recent failures and posts in doubt: each read walks (state, target) in id
+    order and stops at its limit, with no sort of every failure ever."""
+    found = run(store, lambda: store.delivery_rows([DeliveryState.FAILED], limit=10))
+    assert_uses(found, "ix_deliveries_state_target")
+    if store.engine.dialect.name == "sqlite":
+        assert not any("TEMP B-TREE" in plan for _, plan in found), found
 
 
 def test_metrics_read_no_history(store, tmp_path):

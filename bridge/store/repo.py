@@ -248,13 +248,21 @@ class Repository(Outbox):
             return [dict(r) for r in conn.execute(query.order_by(DC.c.target, DC.c.state)).mappings()]
 
     def delivery_rows(self, states: Sequence[DeliveryState], limit: int = 50) -> list[dict]:
-        query = indexed(
-            select(D.c.id, D.c.target, D.c.recipient, D.c.state, D.c.attempts, D.c.last_error, D.c.next_attempt_at,
+        """The newest `limit` deliveries in these states. Read per (target, state) that has any
+        (the running totals say which): in (state, target) each one's rows come in id order, so
+        each read stops after `limit` rows however many failures years have piled up."""
+        columns = (D.c.id, D.c.target, D.c.recipient, D.c.state, D.c.attempts, D.c.last_error, D.c.next_attempt_at,
                    D.c.last_attempt_at, I.c.source, I.c.title, I.c.link)
-            .join(I, I.c.id == D.c.item_id).where(D.c.state.in_([s.value for s in states]))
-            .order_by(D.c.id.desc()).limit(limit), D, IX_DELIVERIES_STATE_TARGET)
+        found: list[dict] = []
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            pairs = conn.execute(select(DC.c.target, DC.c.state).where(
+                DC.c.state.in_([s.value for s in states]), DC.c.deliveries > 0)).all()
+            for target, state in pairs:
+                query = indexed(select(*columns).join(I, I.c.id == D.c.item_id)
+                                .where(D.c.state == state, D.c.target == target)
+                                .order_by(D.c.id.desc()).limit(limit), D, IX_DELIVERIES_STATE_TARGET)
+                found += [dict(r) for r in conn.execute(query).mappings()]
+        return sorted(found, key=lambda row: row["id"], reverse=True)[:limit]
 
     # --- Helpers ---------------------------------------------------------------------------------
 
