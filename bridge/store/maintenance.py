@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import Connection, Engine, Table, and_, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, insert, select, update
 
 from bridge.model import DeliveryState
 from bridge.store import schema
@@ -139,10 +139,20 @@ def _strip(conn: Connection, table: Table, where, blanks: Callable[[dict], dict]
         for values, ids in groups.items():
             conn.execute(update(table).where(table.c.id.in_(ids)).values(**dict(values)))
         return
-    rows = [dict(row) for row in conn.execute(select(table).where(where)).mappings()]
-    if rows:
-        conn.execute(delete(table).where(table.c.id.in_([row["id"] for row in rows])))
-        conn.execute(insert(table), [{**row, **blanks(row)} for row in rows])
+    # The driver's own cursor, in this transaction: the rows go back exactly as stored, every
+    # column the table has (whatever later versions add), with no per-value conversion.
+    selected = conn.execute(select(table.c.id).where(where)).scalars().all()
+    if not selected:
+        return
+    cursor = conn.connection.driver_connection.cursor()
+    marks = ", ".join("?" * len(selected))
+    cursor.execute(f"SELECT * FROM {table.name} WHERE id IN ({marks})", selected)
+    names = [column[0] for column in cursor.description]
+    rows = [dict(zip(names, values)) for values in cursor.fetchall()]
+    cursor.execute(f"DELETE FROM {table.name} WHERE id IN ({marks})", selected)
+    cursor.executemany(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                       [tuple({**row, **blanks(row)}[name] for name in names) for row in rows])
+    cursor.close()
 
 
 def _state(table: Table) -> list:
