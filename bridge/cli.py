@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "this version's). /healthz answers 200 exactly when this exits 0 (and "
                                     "the scheduler runs).")
 
-    preview = commands.add_parser("preview", help="read a source now and show each story and its posts; "
-                                                  "changes nothing")
+    preview = commands.add_parser("preview", help="read a source now and show each story and its posts (or the "
+                                                  "filter that keeps it from a target); changes nothing")
     preview.add_argument("source", help="source name")
     preview.add_argument("--no-pages", action="store_true", help="do not read the stories' own pages")
 
@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "and wait for its own answer: exit 0 when it applied the new "
                                              "settings, 1 when it refused them (with its reason) or did not "
                                              "answer in time.")
-    reload.add_argument("--pid", type=int, help="the daemon's PID (default: the one holding the SQLite run "
-                                                "lock; required for PostgreSQL; bridge.service passes $MAINPID)")
+    reload.add_argument("--pid", type=int, help="the daemon's PID (default: the one holding the database's run "
+                                                "lock, on this host; bridge.service passes $MAINPID)")
     reload.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
                         help="how long to wait for the daemon's answer (default: 30)")
 
@@ -153,6 +153,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except ImportError as exc:  # a broken install: a dependency missing or of the wrong version
+        _debug_traceback(args)
+        logs.print_error(f"bridge: a dependency is missing or broken ({exc}): install the bridge again "
+                         "(`sudo systemd/install.sh`, or `pip install --force-reinstall .` in its venv)")
+        return EXIT_PROBLEM
+    except Exception as exc:  # a bug: one line for the operator, the traceback with --log-level debug
+        _debug_traceback(args)
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        logs.print_error(f"bridge: unexpected error, a bug in the bridge ({reason}): run the command again "
+                         "with --log-level debug to see where, and report it")
+        return EXIT_PROBLEM
 
 
 def _debug_traceback(args) -> None:
@@ -396,9 +407,11 @@ def cmd_reload(args, config) -> int:
 
     # As the daemon will read it (its live credentials included): a broken file is never signalled.
     load_config(config.path, dry_run=None)
-    pid = args.pid or reloading.daemon_pid(config.bridge.database)
+    sqlite = reloading.sqlite_file(config.bridge.database) is not None
+    pid = args.pid or (reloading.daemon_pid(config.bridge.database) if sqlite else None)
     repo = service.open_repository(config, upgrade=False)
     try:
+        pid = pid or reloading.daemon_pid(config.bridge.database, repo.engine)  # PostgreSQL: the lock's holder
         answer = reloading.request_reload(repo.engine, pid, wait=args.wait)
     finally:
         repo.engine.dispose()

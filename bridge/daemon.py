@@ -23,12 +23,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge import logs, scheduler_logs
+from bridge.alert_channels import channels_for
+from bridge.alerts import ALERT_CHECK_INTERVAL
+from bridge.alerts import check as check_alerts
 from bridge.config import Config
 from bridge.errors import BridgeError, ConfigError
 from bridge.metrics import Metrics
 from bridge.notify import Notifier
 from bridge.pipeline import Runtime, deliver_due, poll
-from bridge.service import close, close_clients, maintain_store, prepare, rebuild_runtime, run_safely
+from bridge.service import JobFailures, close, close_clients, maintain_store, prepare, rebuild_runtime
 from bridge.store.db import check_connection
 from bridge.store.lock import RunLock, acquire_run_lock
 from bridge.wake import Wake
@@ -84,6 +87,8 @@ class Daemon:
         """The database's run lock: given by the caller, or taken by start(); released by close()."""
         self.notifier = notifier or Notifier({})
         self.heartbeat = Heartbeat(monotonic)
+        self.failures = JobFailures(rt.clock)
+        """Jobs whose last run failed (a full disk, a bug): /healthz names them until they succeed."""
         self.metrics = Metrics(lambda: self.rt, self.heartbeat.age)
         self.scheduler = BackgroundScheduler(timezone=timezone.utc)
         self.health = None
@@ -137,6 +142,9 @@ class Daemon:
         self.scheduler.add_job(self._job, IntervalTrigger(seconds=MAINTENANCE_INTERVAL.total_seconds()),
                                args=[_maintain], id="maintain", name="maintain",
                                next_run_time=self.rt.clock() + MAINTENANCE_FIRST_DELAY,
+                               max_instances=1, coalesce=True, misfire_grace_time=None)
+        self.scheduler.add_job(self._job, IntervalTrigger(seconds=ALERT_CHECK_INTERVAL.total_seconds()),
+                               args=[_check_alerts], id="alerts", name="alerts", next_run_time=self.rt.clock(),
                                max_instances=1, coalesce=True, misfire_grace_time=None)
         self._schedule(self.rt.config, None)
         self.scheduler.start()
@@ -237,8 +245,9 @@ class Daemon:
         from bridge.status import HEALTH_OK, judge
 
         level, problems = judge(rt.repo, rt.config, rt.clock())  # the same judgement as `bridge health`
-        if level != HEALTH_OK:
-            return False, "; ".join(problems)
+        failing = self.failures.problems()  # what only this process saw, e.g. writes refused by a full disk
+        if level != HEALTH_OK or failing:
+            return False, "; ".join(failing + problems)
         return True, f"ok: scheduler running, {describe(rt.config)}"
 
     def _start_health(self, config: Config) -> None:
@@ -406,7 +415,7 @@ def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
                       retry_in_s=int(HOST_BUSY_RETRY.total_seconds()))
             daemon.run_job_soon(f"poll:{name}", HOST_BUSY_RETRY)
             return
-        outcome = run_safely(poll, rt, source)
+        outcome = daemon.failures.run(f"poll:{name}", poll, rt, source)
     daemon.metrics.record_poll(outcome)
     if outcome is not None and outcome.deliveries_created:
         daemon.wake_delivery()
@@ -417,13 +426,21 @@ def _deliver(daemon: Daemon, rt: Runtime) -> None:
     # go round again rather than leave the new posts to the next interval.
     while True:
         daemon._delivery_wanted.clear()
-        run_safely(deliver_due, daemon.current_runtime)  # each post re-reads it: a reload applies at once
+        # Each post re-reads the runtime: a reload applies at once.
+        daemon.failures.run("deliver", deliver_due, daemon.current_runtime)
         if not daemon._delivery_wanted.is_set() or rt.stopping.is_set():
             return
 
 
 def _maintain(daemon: Daemon, rt: Runtime) -> None:
-    run_safely(maintain_store, rt)
+    daemon.failures.run("maintain", maintain_store, rt)
+
+
+def _check_alerts(daemon: Daemon, rt: Runtime) -> None:
+    """Tell the operator what started or cleared since the last check ([alerts]; nothing without it)."""
+    if rt.config.alerts is not None:
+        daemon.failures.run("alerts", check_alerts, rt.repo, rt.config, rt.clock(),
+                            channels_for(rt.config, rt.publishers), rt.publishers)
 
 
 def describe(config: Config) -> str:

@@ -1,12 +1,12 @@
 """When a target may post, and what a post costs: pause, rate-limit hold, quiet hours, spacing,
-daily cap and daily budget. Reads the store; decides nothing else.
+daily and hourly caps, and daily budget. Reads the store; decides nothing else.
 
 A held target's deliveries simply stay pending: nothing is dropped, they go out when the reason ends.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from twitter_text import extract_urls
 
@@ -14,6 +14,7 @@ from bridge.clock import in_daily_window, local_day_start, local_text
 from bridge.config import TargetConfig
 from bridge.store.repo import Repository
 
+HOUR = timedelta(hours=1)
 BUDGET_EPSILON = 1e-9
 """Float sums of prices must not refuse the post that exactly meets the budget."""
 
@@ -36,7 +37,21 @@ def hold_reason(repo: Repository, target: TargetConfig, tz_name: str, now: datet
     day_start = local_day_start(now, tz_name)
     if repo.sent_since(target.name, day_start) >= target.max_per_day:
         return f"daily cap of {target.max_per_day} posts reached; the rest waits for tomorrow"
+    if target.max_per_hour:
+        return _hourly_hold(repo, target, target.max_per_hour, tz_name, now)
     return None
+
+
+def _hourly_hold(repo: Repository, target: TargetConfig, cap: int, tz_name: str, now: datetime) -> str | None:
+    """A rolling hour, not the clock's: five posts at 09:58 and five at 10:01 would pass an
+    hour-of-the-day cap of five, and spacing posts out is what the cap is for. The next post may go
+    when the oldest of the last `cap` posts turns an hour old."""
+    if repo.sent_since(target.name, now - HOUR) < cap:
+        return None
+    oldest = repo.nth_latest_sent_at(target.name, cap)
+    after = f"; next post after {local_text(oldest + HOUR, tz_name, seconds=True)}" if oldest else ""
+    posts = "post" if cap == 1 else "posts"
+    return f"hourly cap: {cap} {posts} in the last hour (max_per_hour){after}"
 
 
 def post_cost(target: TargetConfig, text: str) -> float:

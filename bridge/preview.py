@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from bridge.config import Config, SourceConfig
 from bridge.errors import PostRejected
 from bridge.model import Item
-from bridge.pipeline import compose_post, length_rule_for_post
+from bridge.pipeline import compose_post, filter_reason, length_rule_for_post
 from bridge.publish import Publisher, build_publisher
 from bridge.sources.fetch import make_client
 from bridge.sources.polite import HostPacer, PoliteFetcher
@@ -32,6 +32,8 @@ class PreviewPost:
     """Measured with the target network's own rule (X: weighted, a link counts 23)."""
     limit: int
     error: str | None = None
+    filtered: str | None = None
+    """Which keyword filter (the source's or the target's) takes this story out for this target."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def preview(config: Config, source: SourceConfig, *, story_pages: bool = True,
         if story_pages:
             items = add_story_pages(fetcher, source, read, {item.key for item in items})
     with dry_run_publishers(config, source.targets) as publishers:
-        stories = [PreviewStory(item, [preview_post(config, source, name, publisher, item)
+        stories = [PreviewStory(item, [_filtered_or_post(config, source, name, publisher, item)
                                        for name, publisher in publishers.items()]) for item in items]
     return Preview(source, read.read_as, stories)
 
@@ -99,6 +101,15 @@ def preview_post(config: Config, source: SourceConfig | None, name: str, publish
     return PreviewPost(name, post.text, rule.measure(post.text), rule.max_length)
 
 
+def _filtered_or_post(config: Config, source: SourceConfig, name: str, publisher: Publisher,
+                      item: Item) -> PreviewPost:
+    """The filter that takes `item` out for target `name` (as a poll would judge it), else its post."""
+    reason = filter_reason(source, config.targets[name], item)
+    if reason:
+        return PreviewPost(name, "", 0, publisher.length_rule.max_length, filtered=reason)
+    return preview_post(config, source, name, publisher, item)
+
+
 def render(result: Preview) -> str:
     source = result.source
     zone = ZoneInfo(source.timezone)
@@ -113,7 +124,9 @@ def render(result: Preview) -> str:
                   f"    date:  {date}",
                   f"    image: {item.image_url or '-'}"]
         for post in story.posts:
-            if post.error:
+            if post.filtered:
+                lines.append(f"    post to {post.target}: NOT POSTED, {post.filtered}")
+            elif post.error:
                 lines.append(f"    post to {post.target}: CANNOT POST: {post.error}")
             else:
                 lines.append(f"    post to {post.target} ({post.length}/{post.limit}): {post.text}")

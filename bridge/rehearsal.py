@@ -1,8 +1,9 @@
 """`bridge run --dry-run`: a rehearsal. Reads every source and logs what would be posted; changes nothing.
 
 What it logs ("would post", one line per post): each new story for each of its targets, as the next
-real poll would queue it (the source's first-run policy, max_age, stories already known), and each
-delivery already queued that is due. What it never does: write to the database (no story marked
+real poll would queue it (the source's first-run policy, max_age, stories already known, the keyword
+filters), and each delivery already queued that is due and that the filters still let through
+("would not post: filtered out" names the rule otherwise). What it never does: write to the database (no story marked
 seen, no validators or failures stored, no delivery touched, no pause lifted, no start-up
 recovery), create the database if it does not exist (every source is then new, so its first-run
 policy decides), take the run lock (so it runs beside the service), download a photo (the log
@@ -35,7 +36,7 @@ from bridge.config import Config, SourceConfig
 from bridge.errors import DatabaseError, FetchError
 from bridge.model import FrozenPost, Item
 from bridge.pacing import hold_reason
-from bridge.pipeline import skip_reasons, wants_photo
+from bridge.pipeline import filter_reason, filtered_by_target, skip_reasons, wants_photo
 from bridge.preview import dry_run_publishers, polite_fetcher, preview_post
 from bridge.publish import Publisher
 from bridge.sources.polite import PoliteFetcher
@@ -61,6 +62,8 @@ class Memory:
     """Per source, the ETag and Last-Modified of its last full read."""
     logged: set[tuple[str, str, str, str]] = field(default_factory=set)
     """(target, source, story key, recipient) of every post logged, new or queued: each is logged once."""
+    filtered: set[tuple[str, str, str]] = field(default_factory=set)
+    """(target, source, story key) of every story logged as filtered out: each is logged once."""
     links: dict[tuple[str, str], str] = field(default_factory=dict)
     """(target, link) -> the source whose story showed it first in this rehearsal: another source's
     story with that article's link would be skipped by the delivery round, as same_story_elsewhere does."""
@@ -158,13 +161,32 @@ def rehearse_source(config: Config, repo: Repository | None, memory: Memory, fet
         skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now)
     seen.update(i.key for i in items)
     memory.validators[source.name] = (read.etag, read.last_modified)
+    to_post -= set(skip)
+    filtered = filtered_by_target(config, source, items, to_post)  # as a poll judges them
+    for item in items:
+        for name, reason in filtered.get(item.key, {}).items():
+            _log_filtered(memory, name, source.name, item, reason)
     log.info("rehearsal: read", source=source.name, items=len(items), new=len({i.key for i in items} - known),
-             would_post=len(to_post - set(skip)), first_run=first_run)
+             would_post=len({k for k in to_post if set(filtered.get(k, ())) < set(source.targets)}),
+             first_run=first_run)
     sharing = Counter(item.url for item in items)
     return [_would_post(config, memory, publishers[name], name, source.name, source, item)
-            for item in items if item.key in to_post and item.key not in skip
+            for item in items if item.key in to_post
             for name in source.targets
-            if name in publishers and _not_elsewhere(repo, memory, name, source.name, item, sharing[item.url])]
+            if name in publishers and name not in filtered.get(item.key, {})
+            and _not_elsewhere(repo, memory, name, source.name, item, sharing[item.url])]
+
+
+def _log_filtered(memory: Memory, target: str, source: str, item: Item, reason: str,
+                  delivery: int | None = None) -> None:
+    """A story a keyword filter takes out for `target` (new, or queued: the delivery round would skip
+    it), logged once like a would-be post."""
+    if (target, source, item.key) in memory.filtered:
+        return
+    memory.filtered.add((target, source, item.key))
+    fields = {"delivery": delivery} if delivery is not None else {}
+    log.info("would not post: filtered out", target=target, source=source, item=item.key, link=item.link,
+             reason=reason, queued=delivery is not None, **fields)
 
 
 def _not_elsewhere(repo: Repository | None, memory: Memory, target: str, source: str, item: Item,
@@ -191,6 +213,10 @@ def rehearse_queue(config: Config, repo: Repository | None, memory: Memory, publ
         # Posts in doubt are settled by their network's rule, not posted as such: not shown here.
         for delivery in repo.due_deliveries(name, now, limit=QUEUED_LIMIT, in_doubt=False):
             source = _source(config, delivery.source)
+            reason = filter_reason(source, config.targets[name], delivery.item)
+            if reason:  # the round judges it by the filters in force when it is sent
+                _log_filtered(memory, name, delivery.source, delivery.item, reason, delivery.id)
+                continue
             found.append(_would_post(config, memory, publisher, name, delivery.source, source, delivery.item,
                                      delivery=delivery.id, recipient=delivery.recipient,
                                      frozen=delivery.frozen))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 import time
 from typing import Callable
@@ -24,12 +25,12 @@ ANSWER_POLL_SECONDS = 0.1
 """How often the answer row is read while waiting."""
 
 
-def daemon_pid(database: str) -> int:
-    """The PID of the `bridge run` holding the database's run lock, from the SQLite lock file."""
+def daemon_pid(database: str, engine=None) -> int:
+    """The PID of the `bridge run` holding the database's run lock: from the SQLite lock file, or
+    (PostgreSQL, given its `engine`) from the lock's session, when that daemon runs on this host."""
     path = sqlite_file(database)
     if path is None:
-        raise BridgeError("cannot find the running daemon's PID for this database: pass --pid PID "
-                          "(bridge.service passes systemd's $MAINPID)")
+        return _postgres_daemon_pid(database, engine)
     try:
         content = lock_path(path).read_text().split()
     except FileNotFoundError:
@@ -37,9 +38,32 @@ def daemon_pid(database: str) -> int:
     except OSError as exc:
         raise BridgeError(f"cannot read the run lock {lock_path(path)}: {exc.strerror or exc}") from None
     if not content or not content[0].isdigit():
-        raise BridgeError(f"no bridge is running on {database} (its run lock names no process): "
-                          "start it with `systemctl start bridge`")
+        raise _not_running(database)
     return int(content[0])
+
+
+def _postgres_daemon_pid(database: str, engine) -> int:
+    from bridge.store.lock import postgres_daemon
+
+    if engine is None:
+        raise BridgeError("cannot find the running daemon's PID for this database: pass --pid PID "
+                          "(bridge.service passes systemd's $MAINPID)")
+    holder = postgres_daemon(engine)
+    if holder is None:
+        raise _not_running(database)
+    pid, host = holder
+    if not pid:
+        raise BridgeError("the daemon holding the run lock does not say its PID: pass --pid PID "
+                          "(bridge.service passes systemd's $MAINPID)")
+    if host != socket.gethostname():
+        raise BridgeError(f"the daemon on this database runs on host {host} (PID {pid}): "
+                          f"run `bridge reload` there, or `systemctl reload bridge` on {host}")
+    return pid
+
+
+def _not_running(database: str) -> BridgeError:
+    return BridgeError(f"no bridge is running on {database} (its run lock names no process): "
+                       "start it with `systemctl start bridge`")
 
 
 def request_reload(engine, pid: int, *, wait: float = RELOAD_WAIT_SECONDS,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import replace
 from typing import Callable
 
@@ -118,6 +119,11 @@ def run_once(rt: Runtime, lock: RunLock) -> None:
     for source in rt.config.enabled_sources:
         run_safely(poll, rt, source, force=True)
     run_safely(deliver_due, rt)
+    if rt.config.alerts is not None:  # a timer-driven bridge tells its operator too
+        from bridge.alert_channels import channels_for
+        from bridge.alerts import check
+
+        run_safely(check, rt.repo, rt.config, rt.clock(), channels_for(rt.config, rt.publishers), rt.publishers)
 
 
 def run_forever(rt: Runtime, lock: RunLock, reload_config: Callable[[], Config] | None = None,
@@ -142,18 +148,62 @@ def run_forever(rt: Runtime, lock: RunLock, reload_config: Callable[[], Config] 
 
 def run_safely(function, *args, **kwargs):
     """A job's unexpected error is logged and the job runs again next time; it never kills the daemon."""
+    return run_reporting(function, *args, **kwargs)[0]
+
+
+def run_reporting(function, *args, **kwargs) -> tuple[object, str | None]:
+    """run_safely, and why the job failed (None when it did not)."""
     from sqlalchemy.exc import OperationalError
 
+    job = getattr(function, "__name__", str(function))
     try:
-        return function(*args, **kwargs)
+        return function(*args, **kwargs), None
     except OperationalError as exc:  # read-only, full, locked: one line with the fix, traceback at debug
         from bridge.store.db import explain
 
         engine = getattr(args[0], "repo", None) if args else None
-        log.error("database error: the job runs again next time", job=getattr(function, "__name__", str(function)),
-                  error=explain(exc, engine.engine.url if engine else "the database"))
+        reason = explain(exc, engine.engine.url if engine else "the database")
+        log.error("database error: the job runs again next time", job=job, error=reason)
         log.debug("database error traceback", exc_info=True)
-        return None
-    except Exception:
-        log.exception("job failed unexpectedly", job=getattr(function, "__name__", str(function)))
-        return None
+        return None, f"database: {reason}"
+    except Exception as exc:  # a bug: one line for the operator, the traceback at debug for us
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        log.error("job failed unexpectedly: the job runs again next time", job=job, error=reason)
+        log.debug("job failure traceback", exc_info=True)
+        return None, f"job {job} failed unexpectedly: {reason}"
+
+
+class JobFailures:
+    """The jobs whose last run failed, and why, for /healthz. A full disk fails every poll's write
+    while the scheduler (and so the heartbeat, which only reads) keeps running: without this the
+    daemon would look healthy while storing nothing."""
+
+    def __init__(self, clock: Clock = utc_now) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failing: dict[str, tuple[object, str]] = {}  # job key -> (first failure, last reason)
+
+    def run(self, key: str, function, *args, **kwargs):
+        """run_safely, remembering whether this job's latest run failed."""
+        result, reason = run_reporting(function, *args, **kwargs)
+        with self._lock:
+            if reason is None:
+                self._failing.pop(key, None)
+            else:
+                since = self._failing.get(key, (self._clock(), ""))[0]
+                self._failing[key] = (since, reason)
+        return result
+
+    def problems(self) -> list[str]:
+        """One line per distinct reason, naming the jobs it fails and since when (UTC)."""
+        with self._lock:
+            failing = dict(self._failing)
+        by_reason: dict[str, list[tuple[object, str]]] = {}
+        for key, (since, reason) in sorted(failing.items()):
+            by_reason.setdefault(reason, []).append((since, key))
+        lines = []
+        for reason, jobs in by_reason.items():
+            since = min(s for s, _ in jobs)
+            names = ", ".join(key for _, key in jobs[:3]) + (f" and {len(jobs) - 3} more" if len(jobs) > 3 else "")
+            lines.append(f"{reason} (failing {names} since {since:%Y-%m-%d %H:%M} UTC)")
+        return lines

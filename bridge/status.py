@@ -48,6 +48,7 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
             "last_poll": row["last_poll_at"], "outcome": row["last_outcome"],
             "items": row["items"], "consecutive_failures": row["consecutive_failures"],
             "next_poll": row["next_poll_at"], "last_error": row["last_error"],
+            "last_success": row.get("last_success_at"),
         })
     polled = {s["name"] for s in sources}
     sources += [{"name": name, "configured": True, "outcome": "never polled",

@@ -12,6 +12,11 @@
 #                     "alive past 2x WatchdogSec" takes a minute; WATCHDOG_SEC=unit keeps the
 #                     unit's own (120 s: the check then waits 4 minutes)
 #   MIRROR=http://deb.debian.org/debian   debootstrap's mirror
+#   SUITE=bookworm    the release; for Ubuntu 24.04: SUITE=noble MIRROR=http://archive.ubuntu.com/ubuntu
+#                     KEYRING=/path/ubuntu-archive-keyring.gpg (from Ubuntu's ubuntu-keyring package;
+#                     Debian's debootstrap has no script named noble, so gutsy's, which every Ubuntu
+#                     release uses, is passed). Use another ROOT for each release.
+#   KEYRING=FILE      the keyring debootstrap checks the release's signature with
 #   KEEP=1            leave the container running at the end (it prints how to enter it)
 #
 # Host needs: apt-get install debootstrap systemd-container util-linux (nspawn, nsenter).
@@ -42,6 +47,8 @@ ROOT=${1:-/var/tmp/bridge-nspawn/root}
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)
 WATCHDOG_SEC=${WATCHDOG_SEC:-30}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SUITE=${SUITE:-bookworm}
+KEYRING=${KEYRING:-}
 PACKAGES="python3 python3-venv git ca-certificates sqlite3 curl"
 BOOT_PACKAGES="systemd systemd-sysv dbus"
 LOG_DIR=$(dirname "$ROOT")
@@ -62,11 +69,18 @@ mkdir -p "$LOG_DIR"
 
 # 1. The root, built once. A finished build is marked with .bridge-nspawn-built.
 if [ ! -e "$ROOT/.bridge-nspawn-built" ]; then
-    say "building a Debian 12 root in $ROOT with debootstrap (log: $LOG_DIR/debootstrap.log)"
+    say "building a $SUITE root in $ROOT with debootstrap (log: $LOG_DIR/debootstrap.log)"
     rm -rf "$ROOT.tmp"
     mkdir -p "$ROOT.tmp"
-    debootstrap --variant=minbase --include="$(echo $BOOT_PACKAGES $PACKAGES | tr ' ' ,)" \
-        bookworm "$ROOT.tmp" "$MIRROR" > "$LOG_DIR/debootstrap.log" 2>&1 ||
+    EXTRA=()
+    [ -n "$KEYRING" ] && EXTRA+=("--keyring=$KEYRING")
+    SCRIPT=()
+    # An Ubuntu release debootstrap does not know: gutsy's script, and universe as a fresh Ubuntu
+    # has it (python3-venv is there).
+    [ -e "/usr/share/debootstrap/scripts/$SUITE" ] ||
+        { SCRIPT=(/usr/share/debootstrap/scripts/gutsy); EXTRA+=(--components=main,universe); }
+    debootstrap --variant=minbase --include="$(echo $BOOT_PACKAGES $PACKAGES | tr ' ' ,)" "${EXTRA[@]}" \
+        "$SUITE" "$ROOT.tmp" "$MIRROR" "${SCRIPT[@]}" > "$LOG_DIR/debootstrap.log" 2>&1 ||
         die "debootstrap failed: see $LOG_DIR/debootstrap.log"
     rm -rf "$ROOT"
     mv "$ROOT.tmp" "$ROOT"

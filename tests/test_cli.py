@@ -424,3 +424,18 @@ def test_health_says_broken_when_the_database_disk_is_full(site, monkeypatch, ca
     monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9, 4096))
     assert main(["--config", str(path), "health"]) == 2
     assert "is full: free space there" in capsys.readouterr().out
+
+
+def test_a_broken_install_is_one_line_naming_the_fix(site, tmp_path):
+    """A dependency that cannot be imported (here twitter_text, needed to post to X) ends the command
+    with one line that says to install again, exit 1, and no traceback."""
+    path, _, _ = site
+    code = ("import sys; sys.modules['twitter_text'] = None; from bridge.cli import main; "
+            f"sys.exit(main(['--config', {str(path)!r}, 'run', '--once']))")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=60, check=False)
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(lines) == 1 and "dependency is missing or broken" in lines[0] and "install" in lines[0]

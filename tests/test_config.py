@@ -283,6 +283,31 @@ class TestValues:
         assert resolve_database_url("sqlite:////var/x.db", {}) == "sqlite:////var/x.db"
         assert resolve_database_url("postgresql://u@h/db", {}) == "postgresql://u@h/db"
 
+    def test_sqlite_uri_filenames_keep_their_form(self, tmp_path):
+        """`file:` URIs (read-only, shared cache) resolve their relative path, keep `file:` and the query,
+        and open: SQLite reads the file the settings name, not a file literally called `file:bridge.db`."""
+        import sqlite3
+
+        from sqlalchemy import create_engine, text
+
+        env = {"STATE_DIRECTORY": str(tmp_path)}
+        url = resolve_database_url("sqlite:///file:bridge.db?mode=ro&uri=true", env)
+        assert url == f"sqlite:///file:{tmp_path}/bridge.db?mode=ro&uri=true"
+        assert resolve_database_url(f"sqlite:///file:{tmp_path}/b.db?uri=true", env) == \
+            f"sqlite:///file:{tmp_path}/b.db?uri=true"
+        assert resolve_database_url("sqlite:///file:memdb1?mode=memory&cache=shared&uri=true", env).startswith(
+            f"sqlite:///file:{tmp_path}/memdb1?")
+        with sqlite3.connect(tmp_path / "bridge.db") as db:
+            db.execute("CREATE TABLE t (x)")
+            db.execute("INSERT INTO t VALUES (42)")
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT x FROM t")).scalar() == 42
+        finally:
+            engine.dispose()
+        assert not (tmp_path / "file:bridge.db").exists()
+
 
 class TestSearchPath:
     def test_order(self, tmp_path, monkeypatch):

@@ -430,6 +430,46 @@ def test_a_database_error_in_a_job_is_one_line_with_the_fix(world):
     assert "disk holding" in errors[0]["error"] and "free space" in errors[0]["error"]
 
 
+def test_a_full_disk_makes_healthz_fail_until_writes_succeed(world):
+    """With the disk full, each poll's write fails while the heartbeat (a read) still beats: /healthz
+    answers unhealthy, naming the disk and the failing job, and healthy again once a write succeeds.
+    The full disk is SQLite's own SQLITE_FULL, from a page limit on every connection."""
+    from sqlalchemy import event
+
+    raw, feeds, _, _, _ = world
+    daemon = make_daemon(world)
+    engine = daemon.rt.repo.engine
+    limit = {"pages": None}
+
+    @event.listens_for(engine, "connect")
+    def _cap(dbapi_connection, _record):
+        if limit["pages"]:
+            dbapi_connection.execute(f"PRAGMA max_page_count = {limit['pages']}")
+
+    try:
+        daemon._beat()
+        daemon._job(_poll_source, "a")
+        assert daemon.health_check()[0]
+        with engine.connect() as conn:
+            limit["pages"] = conn.exec_driver_sql("PRAGMA page_count").scalar()
+        engine.dispose()  # every new connection now has the cap: the database cannot grow
+        feeds.edit("/a.xml", body=antara_feed([antara_item(n) for n in range(1, 300)]))
+        with capture_logs() as logs:
+            daemon._job(_poll_source, "a")
+        daemon._beat()  # the heartbeat only reads: it still beats
+        healthy, reason = daemon.health_check()
+        assert not healthy, reason
+        assert "disk" in reason and "poll:a" in reason and "since" in reason
+        assert [e for e in logs if e["log_level"] == "error" and "exc_info" not in e]
+        limit["pages"] = None
+        engine.dispose()
+        daemon._job(_poll_source, "a")
+        healthy, reason = daemon.health_check()  # unhealthy still, but for the burst it could now store
+        assert "disk" not in reason and "poll:a" not in reason and "holds a burst of 297" in reason
+    finally:
+        daemon.close()
+
+
 def test_error_reasons_are_one_line():
     """A server's multi-line text in a publish or fetch error is collapsed to one line."""
     from bridge.errors import FetchError, TargetPaused

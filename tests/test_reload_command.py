@@ -110,3 +110,46 @@ def test_help_names_poll_and_reload(capsys):
     out = capsys.readouterr().out
     commands = {line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()}
     assert {"poll", "reload"} <= commands
+
+
+class TestPostgresDaemonPid:
+    """On PostgreSQL there is no lock file: the PID comes from the run lock's session (application_name)."""
+
+    def test_reload_finds_the_daemon_without_pid(self, bridge, postgres_url):
+        """`bridge reload` with no --pid on a PostgreSQL database signals the daemon holding its lock."""
+        from sqlalchemy import create_engine
+
+        from bridge.store.schema import metadata
+
+        engine = create_engine(postgres_url)
+        metadata.drop_all(engine)  # a fresh store in this run's schema
+        engine.dispose()
+        bridge.settings.write_text(bridge.settings.read_text().replace(
+            'database = "sqlite:///bridge.db"', f'database = "{postgres_url}"'))
+        process, listener, out = bridge.start_daemon()
+        result = reload(bridge)
+        assert result.returncode == 0, result.stderr
+        assert f"reload applied by the daemon (PID {process.pid})" in result.stdout
+
+    def test_a_daemon_on_another_host_is_named_not_signalled(self, postgres_url):
+        """A lock held from another host gives one line naming that host: its PID means nothing here."""
+        from sqlalchemy import create_engine, text
+
+        from bridge.errors import BridgeError
+        from bridge.reloading import daemon_pid
+        from bridge.store.lock import advisory_key
+
+        holder, asker = create_engine(postgres_url), create_engine(postgres_url)
+        try:
+            with holder.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("SELECT set_config('application_name', 'bridge run pid=4242 host=elsewhere', false)"))
+                schema = conn.execute(text("SELECT coalesce(current_schema(), current_setting('search_path'))")).scalar()
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": advisory_key(schema)})
+                with pytest.raises(BridgeError, match="runs on host elsewhere \\(PID 4242\\)"):
+                    daemon_pid(postgres_url, asker)
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": advisory_key(schema)})
+            with pytest.raises(BridgeError, match="no bridge is running"):
+                daemon_pid(postgres_url, asker)
+        finally:
+            holder.dispose()
+            asker.dispose()

@@ -189,9 +189,10 @@ def test_due_deliveries_read_the_state_index(store):
 
 
 def test_pacing_reads_the_time_index(store):
-    """Last sent, sent since and spent since read (target, sent_at) from a time on: today's rows."""
+    """Last sent, sent since, spent since and the n-th latest post (max_per_hour) read (target,
+    sent_at) from a time on, or n rows back from the newest: today's rows."""
     found = run(store, lambda: (store.last_sent_at("x"), store.sent_since("x", NOW - timedelta(days=1)),
-                                store.spent_since("x", NOW - timedelta(days=1))))
+                                store.spent_since("x", NOW - timedelta(days=1)), store.nth_latest_sent_at("x", 3)))
     assert_uses(found, "ix_deliveries_target_sent_at", "ix_deliveries_state_target", "ix_charges_target_at")
     assert store.sent_since("x", NOW - timedelta(days=2)) == 2 * 2 * PER_DAY  # both sources
 

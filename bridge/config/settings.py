@@ -22,12 +22,14 @@ from bridge.config.defaults import (
     DEFAULT_SOURCE_KIND, DEFAULT_PAGE_DELAY, DEFAULT_MAX_PAGES, MAX_PAGES_LIMIT, DEFAULT_HEALTH_LISTEN,
     CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS, DEFAULT_BURST_LIMIT, DEFAULT_KEEP, KEEP_FOREVER, MIN_KEEP,
 )
+from bridge.config.alerts import AlertsConfig, parse_alerts
 from bridge.config.targets import TargetConfig, parse_targets
 from bridge.config.values import (
     NAME_RE, FirstRun, TableReader, database_url_problem, did_you_mean, parse_duration, resolve_database_url,
     suggestion, table_of, unknown_keys,
 )
 from bridge.errors import ConfigError
+from bridge.filters import Filters
 from bridge.sources.presets import LAYOUT_KEYS, PRESETS, Layout, resolve_layout
 
 _BRIDGE_KEYS = {
@@ -37,7 +39,8 @@ _BRIDGE_KEYS = {
 }
 _BRIDGE_KEYS |= {"page_delay", "burst_limit", "keep"}
 _SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
-                "max_age", "hashtags", "category_hashtags", "images", "burst_limit", "enabled"}
+                "max_age", "hashtags", "category_hashtags", "images", "burst_limit", "enabled",
+                "include", "exclude"}
 _HTML_SOURCE_KEYS = {"timezone", "preset", "max_pages", "story_pages", "allow_empty", *LAYOUT_KEYS}
 
 
@@ -70,6 +73,8 @@ class SourceConfig:
     enabled: bool = True
     """False: never read (daemon, `run --once`, rehearsal, `catchup`); what it queued before keeps its
     state and is delivered as usual (`bridge skip ID` drops one)."""
+    filters: Filters = field(default_factory=Filters)
+    """`include` / `exclude` keyword rules for every target of this source (bridge.filters)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ class Config:
     bridge: BridgeSettings
     sources: tuple[SourceConfig, ...]
     targets: Mapping[str, TargetConfig]
+    alerts: AlertsConfig | None = None
+    """[alerts]: where to tell the operator that something needs a person; None sends none."""
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
@@ -116,7 +123,8 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Every credential value, for log redaction."""
-        return [v for t in self.targets.values() for v in t.credentials.values() if v]
+        return [v for t in self.targets.values() for v in t.credentials.values() if v] + (
+            self.alerts.secrets() if self.alerts else [])
 
     @staticmethod
     def template_for(source: SourceConfig | None, target: TargetConfig) -> str:
@@ -164,7 +172,7 @@ def parse_config(
     dry_run: bool | None = None, secrets: bool = True,
 ) -> Config:
     problems: list[str] = []
-    unknown_keys(raw, {"bridge", "sources", "targets"}, "", problems)
+    unknown_keys(raw, {"bridge", "sources", "targets", "alerts"}, "", problems)
     bridge = _parse_bridge(table_of(raw, "bridge", problems), problems, environ)
     if dry_run is not None and bridge is not None:
         bridge = replace(bridge, dry_run=dry_run)
@@ -173,11 +181,12 @@ def parse_config(
     # A [targets.*] table that is there but broken is reported as itself, not as missing.
     declared = set(raw["targets"]) if isinstance(raw.get("targets"), dict) else set()
     sources = _parse_sources(raw.get("sources", []), problems, bridge, set(targets) | declared)
+    alerts = parse_alerts(raw.get("alerts"), problems, environ if live else {}, set(targets) | declared)
     if not problems:
         _check_templates_fit(sources, targets, problems)
     if problems or bridge is None:
         raise ConfigError(problems, str(path) if path else None)
-    return Config(path=path, bridge=bridge, sources=tuple(sources), targets=targets)
+    return Config(path=path, bridge=bridge, sources=tuple(sources), targets=targets, alerts=alerts)
 
 
 def _check_templates_fit(sources: list[SourceConfig], targets: dict[str, TargetConfig],
@@ -305,6 +314,7 @@ def _parse_sources(
             category_hashtags=get.boolean("category_hashtags", False),
             images=get.boolean("images", True),
             enabled=get.boolean("enabled", True),
+            filters=get.filters(f"source {name}"),
             burst_limit=get.positive_int("burst_limit", bridge.burst_limit if bridge else DEFAULT_BURST_LIMIT),
             **_html_settings(table, kind, get, problems, bridge),
         ))

@@ -13,6 +13,7 @@ from bridge.config.defaults import (
     DEFAULT_PRICE_PER_MEDIA_METADATA, DEFAULT_PRICE_PER_VERIFY,
 )
 from bridge.config.values import NAME_RE, TableReader, suggestion, unknown_keys
+from bridge.filters import Filters
 from bridge.secrets import load_credentials
 
 
@@ -119,9 +120,9 @@ TARGET_KINDS: dict[str, TargetKind] = {
     ),
 }
 
-_TARGET_KEYS = {"kind", "min_interval", "max_per_day", "template", "images", "quiet_hours",
-                "budget_per_day", "price_per_post", "price_per_link_post", "price_per_media_metadata",
-                "price_per_verify"}
+_TARGET_KEYS = {"kind", "min_interval", "max_per_day", "max_per_hour", "template", "images", "quiet_hours",
+                "include", "exclude", "budget_per_day", "price_per_post", "price_per_link_post",
+                "price_per_media_metadata", "price_per_verify"}
 """Keys every target may have; each kind adds its base_key (api_base, instance, service) and options."""
 
 
@@ -149,6 +150,10 @@ class TargetConfig:
     """The kind's own settings (chat_id, page_id, visibility, ...), validated, defaults filled in."""
     kind_template: str | None = None
     """The network's own template (TargetKind.template), used unless the target sets one."""
+    max_per_hour: int | None = None
+    """At most this many posts in any 60 minutes (a rolling hour, beside max_per_day); None: no cap."""
+    filters: Filters = field(default_factory=Filters)
+    """`include` / `exclude` keyword rules, applied on top of each source's (bridge.filters)."""
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -193,6 +198,8 @@ def parse_targets(
             name=name, kind=kind_name, api_base=api_base.rstrip("/") if api_base else "",
             min_interval=get.duration("min_interval", "0s"),
             max_per_day=get.positive_int("max_per_day", DEFAULT_MAX_PER_DAY),
+            max_per_hour=get.positive_int("max_per_hour", None),
+            filters=get.filters(f"target {name}"),
             template=get.template("template"), images=get.boolean("images", True),
             quiet_hours=get.daily_window("quiet_hours"),
             budget_per_day=get.amount("budget_per_day", None),

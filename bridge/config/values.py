@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 
 from bridge.clock import parse_daily_window
 from bridge.compose import PLACEHOLDERS, template_fields
+from bridge.filters import Filters, Rule, compile_rule
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 """Source and target names: used in logs, CLI arguments and environment variable names."""
@@ -78,10 +79,13 @@ def resolve_database_url(url: str, environ: Mapping[str, str] = os.environ) -> s
     if not url.startswith(prefix) or url.startswith(prefix + "/") or url == prefix:
         return url
     relative, _, query = url[len(prefix):].partition("?")
-    if relative == ":memory:":
+    # An SQLite URI filename (`sqlite:///file:bridge.db?mode=ro&uri=true`) names its path after `file:`.
+    scheme = "file:" if relative.startswith("file:") and "uri=true" in query.split("&") else ""
+    relative = relative[len(scheme):]
+    if relative in ("", ":memory:") or relative.startswith("/"):
         return url
     state_dir = Path(environ.get("STATE_DIRECTORY", "").split(":")[0] or "state")
-    resolved = prefix + str((state_dir / relative).absolute())
+    resolved = prefix + scheme + str((state_dir / relative).absolute())
     return resolved + (f"?{query}" if query else "")
 
 
@@ -171,6 +175,26 @@ class TableReader:
             self.problems.append(f"{self.where}.{key}: must be a list of strings like [\"x\"]")
             return []
         return value
+
+    def rules(self, key: str) -> tuple[Rule, ...]:
+        """A list of filter rules (words, phrases, `re:` regular expressions), each bad one a problem
+        with its index: `sources[0] (antara).exclude[2]: 're:(' is not a valid regular expression: ...`."""
+        rules = []
+        for index, text in enumerate(self.str_list(key)):
+            try:
+                rules.append(compile_rule(text))
+            except ValueError as exc:
+                self.problems.append(f"{self.where}.{key}[{index}]: {exc}")
+        return tuple(rules)
+
+    def filters(self, owner: str) -> Filters:
+        """`include` and `exclude` of this table; a rule in both is a problem (it could never pass)."""
+        include, exclude = self.rules("include"), self.rules("exclude")
+        both = sorted({r.text for r in include} & {r.text for r in exclude})
+        if both:
+            self.problems.append(f"{self.where}: {', '.join(map(repr, both))} in both include and exclude; "
+                                 "a story it matches is always excluded, so keep it in one of them")
+        return Filters(include, exclude, owner)
 
     def template(self, key: str) -> str | None:
         value = self.string(key, None)

@@ -25,6 +25,8 @@ from bridge.pipeline.polling import (
 )
 from bridge.pipeline.posts import (
     compose_post,
+    filter_reason,
+    filtered_by_target,
     freeze_post,
     idempotency_key,
     length_rule_for_post,
@@ -35,5 +37,6 @@ from bridge.pipeline.runtime import CurrentRuntime, Runtime
 __all__ = [
     "CAUGHT_UP", "PUBLISH_BACKOFF_BASE", "RETRY_AFTER_MAX", "SOURCE_BACKOFF_MAX", "CurrentRuntime", "Runtime",
     "burst_reason", "charge_billed_calls", "choose_first_run_items", "compose_post", "deliver_due",
-    "freeze_post", "idempotency_key", "length_rule_for_post", "poll", "skip_reasons", "wants_photo",
+    "filter_reason", "filtered_by_target", "freeze_post", "idempotency_key", "length_rule_for_post", "poll",
+    "skip_reasons", "wants_photo",
 ]

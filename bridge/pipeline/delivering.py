@@ -16,8 +16,8 @@ from bridge.errors import (
 from bridge.images import ImageError, download_image
 from bridge.model import Delivery, DeliveryState, FrozenPost, Post
 from bridge.pacing import hold_reason, over_budget
-from bridge.pipeline.posts import freeze_post, idempotency_key, post_of
-from bridge.pipeline.runtime import CurrentRuntime, Runtime, ms_since
+from bridge.pipeline.posts import filter_reason, freeze_post, idempotency_key, post_of
+from bridge.pipeline.runtime import CurrentRuntime, Runtime, ms_since, source_of
 from bridge.publish import Publisher
 
 log = structlog.get_logger("bridge")
@@ -101,6 +101,12 @@ def _attempt(rt: Runtime, publisher: Publisher, delivery: Delivery) -> bool:
         return _settle_in_doubt(rt, publisher, delivery)
     fields = _fields(delivery)
     now = rt.clock()
+    # The filters in force now have the last word on a story not yet sent (see polling.poll).
+    filtered = filter_reason(source_of(rt, delivery), rt.config.targets[delivery.target], delivery.item)
+    if filtered:
+        rt.repo.mark_skipped(delivery.id, filtered, now)
+        log.info("post skipped: filtered out", outcome="skipped", reason=filtered, **fields)
+        return True
     elsewhere = rt.repo.same_story_elsewhere(delivery)
     if elsewhere:
         rt.repo.mark_skipped(delivery.id, elsewhere, now)

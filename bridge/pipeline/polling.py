@@ -15,6 +15,7 @@ from bridge.errors import (
     FetchError,
 )
 from bridge.model import Item, PollOutcome
+from bridge.pipeline.posts import filtered_by_target
 from bridge.pipeline.runtime import Runtime, ms_since
 from bridge.sources.polite import PoliteFetcher
 from bridge.sources.read import add_story_pages, read_source
@@ -75,13 +76,22 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     if to_post:  # a page may have dated a story the listing left undated: judge staleness again
         skip = skip_reasons(items, source, first_run=first_run, catchup=catchup, now=now)
         to_post -= set(skip)
+    # Keyword filters are judged when a story's deliveries are created, with the story pages read
+    # (the summary is matched too), like first_run and max_age: a refused story is stored `skipped`
+    # with its rule at once, visible in status, never queued, and it does not count towards a burst.
+    # The delivery round judges each delivery again with the filters in force when it is sent
+    # (delivering._attempt), so after a reload tightened filters, a story still queued is held to
+    # them; loosened filters never revive a story already skipped. Both ways, what decides is the
+    # strictest word the operator has given for a story that has not gone out.
+    filtered = filtered_by_target(rt.config, source, items, to_post)
+    to_post -= {key for key, refused in filtered.items() if set(refused) >= set(source.targets)}
     hold = burst_reason(source, len(to_post)) if not first_run and not catchup else None
     stored = rt.repo.store_poll(
         source.name, source.url, items, source.targets, now=now, skip=skip,
         etag=result.etag, last_modified=result.last_modified, next_poll_at=now + source.poll_interval,
         recipients={name: rt.config.targets[name].recipients for name in source.targets
                     if name in rt.config.targets and rt.config.targets[name].recipients},
-        hold=hold,
+        hold=hold, filtered=filtered,
         # A first read with nothing in it (a CMS glitch, an empty channel) must not use up the
         # first-run policy: the next read would post everything it finds.
         initialise=bool(items) or source.allow_empty,
@@ -92,6 +102,10 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     by_key = {item.key: item for item in items}
     for key in stored.queued_keys:
         log.info("new story", source=source.name, item=key, url=by_key[key].link, title=by_key[key].title)
+    for key, refused in filtered.items():
+        for target, reason in refused.items():
+            log.info("story filtered out", source=source.name, item=key, target=target, reason=reason,
+                     title=by_key[key].title)
     if catchup:  # stories known and still waiting are dropped too, a held burst included
         stored_skips = rt.repo.skip_pending_for_keys(
             source.name, [i.key for i in items], CAUGHT_UP, now) + rt.repo.skip_held(source.name, CAUGHT_UP, now)

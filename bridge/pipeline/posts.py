@@ -3,13 +3,37 @@ at its first attempt, so every later attempt sends the same bytes."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+
 from bridge.compose import LengthRule, compose
 from bridge.config import Config, SourceConfig, TargetConfig
+from bridge.filters import rejection
 from bridge.hashtags import hashtags_for
 from bridge.model import Delivery, FrozenPost, Item, Post
 from bridge.pacing import post_cost
 from bridge.pipeline.runtime import Runtime, source_of
 from bridge.publish import Publisher
+
+
+def filter_reason(source: SourceConfig | None, target: TargetConfig, item: Item) -> str | None:
+    """Why `target` must not get this story (the source's keyword filters, then the target's on top),
+    or None. `source` is None for a story whose source was removed: only the target's rules apply."""
+    return rejection(item, source.filters if source else None, target.filters)
+
+
+def filtered_by_target(config: Config, source: SourceConfig, items: Sequence[Item],
+                       keys: Collection[str]) -> dict[str, dict[str, str]]:
+    """For each story of `keys` that some of the source's targets refuse: target -> the reason."""
+    found: dict[str, dict[str, str]] = {}
+    for item in items:
+        if item.key not in keys:
+            continue
+        for name in source.targets:
+            target = config.targets.get(name)
+            reason = filter_reason(source, target, item) if target else None
+            if reason:
+                found.setdefault(item.key, {})[name] = reason
+    return found
 
 
 def wants_photo(source: SourceConfig | None, target: TargetConfig, publisher: Publisher, item: Item) -> bool:

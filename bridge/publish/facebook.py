@@ -19,7 +19,7 @@ With the optional secret `app_secret` (for apps with "Require App Secret" on), e
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from bridge.clock import utc_now
 from bridge.compose import LengthRule
@@ -138,6 +138,19 @@ class FacebookPublisher:
         page = self._call(self._page_id, method="GET", params={"fields": "id,name"}, posting=False)
         return f"{page.get('name', '?')} (page {page.get('id', self._page_id)})"
 
+    def token_expires_at(self) -> datetime | None:
+        """When the Page token stops working (Graph's /debug_token `expires_at`; 0 there means never),
+        or None when it never does. Raises TargetPaused for a token Graph calls invalid, another
+        PublishError when Graph cannot be asked now. For [alerts], once a day."""
+        answer = self._call("debug_token", method="GET", params={"input_token": self._graph.token}, posting=False)
+        data = answer.get("data") if isinstance(answer.get("data"), dict) else {}
+        if data.get("is_valid") is False:
+            raise TargetPaused(f"Facebook says the Page token of target {self.name!r} is no longer valid: "
+                               f"generate a long-lived Page token for page {self._page_id} and set {self._token_var} "
+                               f"(under systemd: /etc/bridge/credentials/{self.name}/page_token)")
+        expires = _int_or_zero(data.get("expires_at"))
+        return datetime.fromtimestamp(expires, timezone.utc) if expires > 0 else None
+
     def close(self) -> None:
         self._graph.close()
 
@@ -174,6 +187,13 @@ class FacebookPublisher:
         if posting:
             return RetryLater(f"Facebook answered {failure.status}: {detail}")
         return TargetPaused(f"Facebook refused the check of target {self.name!r}: {detail}")
+
+
+def _int_or_zero(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _words(text) -> str:

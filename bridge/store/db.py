@@ -24,6 +24,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from bridge.errors import DatabaseError
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+POOL_SIZE = 12
+"""Server connections kept open (PostgreSQL): one per scheduler worker thread (APScheduler's default
+pool of 10) plus the heartbeat and the health endpoint, so no job waits for another's connection."""
+POOL_OVERFLOW = 4
+"""Extra connections opened for a burst (a reload's new runtime, the CLI beside the daemon's jobs)."""
+POOL_TIMEOUT_SECONDS = 10
+"""How long a checkout waits when all are in use: a job then fails with a database error and runs
+again, instead of hanging past the watchdog (SQLAlchemy's default is 30 s)."""
 READ_ONLY = {"sqlite_begin": "DEFERRED"}
 """Execution options for a connection that only reads (pass to Connection.execution_options)."""
 
@@ -36,7 +44,8 @@ def create_database_engine(url: str) -> Engine:
         raise DatabaseError(f"bridge.database: {url!r} is not a database URL ({exc})") from None
     if parsed.get_backend_name() != "sqlite":
         try:
-            return create_engine(url, pool_pre_ping=True)
+            return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                                 pool_timeout=POOL_TIMEOUT_SECONDS)
         except Exception as exc:  # missing driver, bad options
             raise DatabaseError(f"cannot use database {parsed!r}: {exc}") from None
     if parsed.database and parsed.database != ":memory:":

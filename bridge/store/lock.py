@@ -178,10 +178,10 @@ def _read_holder(fd: int) -> str:
 # --- PostgreSQL -----------------------------------------------------------------------------------
 
 
-def advisory_key(schema: str) -> int:
-    """A signed 64-bit key per schema: advisory locks are per database, and bridges (or test runs)
-    in different schemas of one database must not refuse each other."""
-    digest = hashlib.sha256(f"bridge run lock {schema}".encode()).digest()
+def advisory_key(schema: str, purpose: str = "run lock") -> int:
+    """A signed 64-bit key per schema and purpose: advisory locks are per database, and bridges (or
+    test runs) in different schemas of one database must not refuse each other."""
+    digest = hashlib.sha256(f"bridge {purpose} {schema}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -222,19 +222,50 @@ def _lock_postgres(engine: Engine) -> RunLock:
 
 def _postgres_holder(conn, key: int) -> str:
     """The holder's application_name (our PID and host) and its server-side PID, from pg_locks."""
+    row = _holder_row(conn, key)
+    if row is None:
+        return "PID unknown: it is starting or stopping"
+    name, backend_pid, address = row
+    said = _said_pid_host(name)
+    if said:
+        pid, host = said
+        return f"PID {pid}, host={host}" if host else f"PID {pid}"
+    return f"PID unknown: server backend {backend_pid} from {address or 'a local socket'}"
+
+
+def _holder_row(conn, key: int):
     from sqlalchemy import text
 
     classid, objid = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
-    row = conn.execute(text(
+    return conn.execute(text(
         "SELECT a.application_name, a.pid, a.client_addr FROM pg_locks l "
         "JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :classid AND l.objid = :objid "
         "AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
     ), {"classid": classid, "objid": objid}).first()
+
+
+def _said_pid_host(name: str | None) -> tuple[int, str] | None:
+    """(PID, host) from an application_name "bridge run pid=1234 host=name", else None."""
+    prefix = APPLICATION_NAME_PREFIX + " pid="
+    if not name or not name.startswith(prefix):
+        return None
+    pid, _, rest = name[len(prefix):].partition(" ")
+    return (int(pid), rest.removeprefix("host=")) if pid.isdigit() else None
+
+
+def postgres_daemon(engine: Engine) -> tuple[int, str] | None:
+    """The (PID, host) of the `bridge run` holding this PostgreSQL database's run lock, or None
+    when no daemon holds it. Raises DatabaseError when the database cannot be asked."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with engine.connect() as conn:
+            schema = conn.execute(text("SELECT coalesce(current_schema(), current_setting('search_path'))")).scalar()
+            row = _holder_row(conn, advisory_key(schema))
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot read the run lock on {engine.url!r}: {exc.orig or exc}") from None
     if row is None:
-        return "PID unknown: it is starting or stopping"
-    name, backend_pid, address = row
-    if name and name.startswith(APPLICATION_NAME_PREFIX + " pid="):
-        pid, _, rest = name[len(APPLICATION_NAME_PREFIX + " pid="):].partition(" ")
-        return f"PID {pid}, {rest}" if rest else f"PID {pid}"
-    return f"PID unknown: server backend {backend_pid} from {address or 'a local socket'}"
+        return None
+    return _said_pid_host(row[0]) or (0, "")

@@ -219,10 +219,24 @@ def current_version(connection: Connection) -> int:
     return connection.execute(select(func.max(schema.schema_version.c.version))).scalar() or 0
 
 
+def _serialise_migrations(connection) -> None:
+    """On PostgreSQL, one migration at a time per schema: processes starting together (replicas, a
+    `bridge status` beside a restart) would otherwise both create or alter the same tables, and one
+    fails. The lock is the transaction's, so it ends with the commit or the rollback. SQLite needs
+    none: BEGIN IMMEDIATE already lets one writer in."""
+    if connection.dialect.name != "postgresql":
+        return
+    from bridge.store.lock import advisory_key
+
+    schema = connection.execute(text("SELECT coalesce(current_schema(), current_setting('search_path'))")).scalar()
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(schema, "migration")})
+
+
 def migrate(engine: Engine) -> int:
     """Bring the database to LATEST_VERSION; return the version found before (0: it was empty)."""
     try:
         with engine.begin() as connection:
+            _serialise_migrations(connection)
             found = current_version(connection)
             if found > LATEST_VERSION:
                 raise DatabaseError(

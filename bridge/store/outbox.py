@@ -207,6 +207,16 @@ class Outbox:
                                                           D.c.state == DeliveryState.SENT.value),
                 D, IX_DELIVERIES_TARGET_SENT_AT)).scalar_one()
 
+    def nth_latest_sent_at(self, target: str, n: int) -> datetime | None:
+        """When the n-th most recent post to `target` was sent (max_per_hour: when the window frees)."""
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            # Backwards along (target, sent_at) from the newest: n rows read, not the history.
+            return conn.execute(indexed(
+                select(D.c.sent_at).where(D.c.target == target, D.c.state == DeliveryState.SENT.value,
+                                          D.c.sent_at.is_not(None))
+                .order_by(D.c.sent_at.desc()).limit(1).offset(n - 1), D, IX_DELIVERIES_TARGET_SENT_AT)
+            ).scalar()
+
     def spent_since(self, target: str, since: datetime) -> float:
         """USD spent on posts to `target` since `since`: those sent, and those in doubt or in flight
         (they may have been billed; the budget must not be passed by guessing they were not)."""

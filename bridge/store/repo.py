@@ -89,15 +89,16 @@ class Repository(Outbox):
         self, source: str, url: str, items: Sequence[Item], targets: Sequence[str], *, now: datetime,
         skip: Mapping[str, str], etag: str | None, last_modified: str | None,
         next_poll_at: datetime | None, recipients: Mapping[str, Sequence[str]] | None = None,
-        hold: str | None = None, initialise: bool = True,
+        hold: str | None = None, initialise: bool = True, filtered: Mapping[str, Mapping[str, str]] | None = None,
     ) -> NewDeliveries:
         """Record a successful poll: new items, one delivery per target for each, and the source's
         state, in one transaction (so a crash leaves either all of it or none).
 
         `skip` maps the keys of new items not to post to the reason (first-run policy, catch-up,
         stale): they get `skipped` deliveries. With `hold` (a burst), the others are `held` with that
-        reason instead of `pending`. `initialise` False (a first read that found nothing) leaves the
-        source's first-run policy for its next read. The same story from another source is judged
+        reason instead of `pending`. `filtered` maps a new item's key to the targets its keyword
+        filters refuse it to, and why: those deliveries alone are `skipped`. `initialise` False (a
+        first read that found nothing) leaves the source's first-run policy for its next read. The same story from another source is judged
         when it is sent (same_story_elsewhere), not here, so a copy that fails never blocks it.
 
         A target named in `recipients` (WhatsApp) gets one delivery per recipient instead of one."""
@@ -111,12 +112,15 @@ class Repository(Outbox):
                 item_id = self._insert_item(conn, source, item, now)
                 counts["new"] += 1
                 rows = _outbox_rows(targets, recipients or {})
-                reason = skip.get(item.key)
-                state = DeliveryState.SKIPPED if reason else (DeliveryState.HELD if hold else DeliveryState.PENDING)
+                refused = (filtered or {}).get(item.key, {})
+                pending = False
                 for target, recipient in rows:
+                    reason = skip.get(item.key) or refused.get(target)
+                    state = DeliveryState.SKIPPED if reason else (DeliveryState.HELD if hold else DeliveryState.PENDING)
                     self._insert_delivery(conn, item_id, target, now, state, reason or hold, recipient)
                     counts["skipped" if reason else ("held" if hold else "pending")] += 1
-                if rows and state is DeliveryState.PENDING:
+                    pending = pending or state is DeliveryState.PENDING
+                if pending:
                     queued.append(item.key)
             self._save_source(
                 conn, source, url, now, last_outcome="ok", last_error=None,

@@ -20,6 +20,12 @@ Where its behaviour comes from:
   argument", with a wrong one "Invalid appsecret_proof provided in the API argument" (both
   GraphMethodException; the wording as reported by users, e.g. markbates/goth#96, SammyK/
   LaravelFacebookSdk#186). `FakeGraphPage(app_secret=...)` turns it on.
+- Facebook Login "Debugging access tokens" (developers.facebook.com/docs/facebook-login/guides/
+  access-tokens/debugging, read 2026-12) and the Graph reference for /debug_token (v25.0):
+  GET /debug_token?input_token=... with a valid token of the same app answers `{"data": {"app_id",
+  "type", "application", "data_access_expires_at", "expires_at", "is_valid", "scopes", ...}}`;
+  `expires_at` 0 means the token does not expire (a Page token from a long-lived user token).
+  `token_expires_at` (a Unix time, 0 by default) and `token_valid` play it.
 - Code 506 "Duplicate status message" for the same text posted twice in a row, as the existing tests
   have it (not found in current documentation).
 """
@@ -79,6 +85,7 @@ class FakeGraphPage(FakeServer):
         super().__init__()
         self.token, self.page_id, self.version, self.app_secret = token, page_id, version, app_secret
         self.posts: list[dict] = []
+        self.token_expires_at, self.token_valid = 0, True
         self.now = lambda: datetime.now(timezone.utc)
         self._ids = itertools.count(987654321000)
 
@@ -105,6 +112,8 @@ class FakeGraphPage(FakeServer):
             return Answer(200, {"id": self.page_id, "name": "Kementerian Pemuda dan Olahraga"})
         if (request.method, request.route) == ("GET", f"{page}/posts"):
             return self._list_posts(request.query)
+        if (request.method, request.route) == ("GET", "/debug_token"):
+            return self._debug_token(request.query)
         if request.route not in (f"{page}/feed", f"{page}/photos"):
             return Answer(400, graph_error(f"Unsupported post request. Object with ID '{request.route.split('/')[1]}' "
                                            "does not exist, cannot be loaded due to missing permissions, or does not "
@@ -126,6 +135,19 @@ class FakeGraphPage(FakeServer):
         self.posts.append({"id": post_id, "message": message, "link": body.get("link"), "photo": None,
                            "created_time": self.now()})
         return Answer(200, {"id": post_id})
+
+    def _debug_token(self, query: dict[str, str]) -> Answer:
+        if "input_token" not in query:
+            return Answer(400, graph_error("(#100) The parameter input_token is required", 100,
+                                           type_="GraphMethodException"))
+        if query["input_token"] != self.token:
+            return Answer(200, {"data": {"error": {"code": 190, "message": "Invalid OAuth access token."},
+                                         "is_valid": False, "scopes": []}})
+        return Answer(200, {"data": {
+            "app_id": "1234567890123", "type": "PAGE", "application": "Kemenpora Bridge",
+            "data_access_expires_at": 0, "expires_at": self.token_expires_at, "is_valid": self.token_valid,
+            "issued_at": 1795000000, "profile_id": self.page_id,
+            "scopes": ["pages_manage_posts", "pages_read_engagement", "pages_show_list"], "user_id": "10215241773831025"}})
 
     def _list_posts(self, query: dict[str, str]) -> Answer:
         fields = [f for f in (query.get("fields") or "id,message,created_time").split(",") if f]

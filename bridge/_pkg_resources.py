@@ -1,0 +1,45 @@
+"""The one piece of `pkg_resources` that twitter-text-parser 3.0 uses, for when setuptools is absent.
+
+twitter_text/regexp/emoji.py runs `pkg_resources.resource_string(__name__, "emoji-test.txt")` at
+import. `pkg_resources` ships with setuptools, which a Python 3.12 venv no longer installs and
+setuptools 81+ no longer contains: on Ubuntu 24.04 the daemon died at start with "No module named
+'pkg_resources'" (seen in systemd/nspawn-check.sh with SUITE=noble). twitter-text-parser 3.0.0 is
+the last release, so we supply that one function rather than pin an old setuptools.
+
+The finder sits at the end of sys.meta_path: a real pkg_resources, where installed, is found first.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+from pathlib import Path
+from types import ModuleType
+
+
+def resource_string(module_name: str, resource: str) -> bytes:
+    """The bytes of `resource` beside module `module_name` (in it, for a package), as pkg_resources does."""
+    module = sys.modules[module_name]
+    paths = getattr(module, "__path__", None)
+    folder = Path(list(paths)[0]) if paths else Path(module.__file__).parent
+    return (folder / resource).read_bytes()
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name != "pkg_resources":
+            return None
+        return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec):
+        return None  # the default module object
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.resource_string = resource_string
+        module.__doc__ = "bridge's stand-in for pkg_resources (see bridge/_pkg_resources.py)"
+
+
+def install() -> None:
+    if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
+        sys.meta_path.append(_Finder())
