@@ -452,7 +452,8 @@ def _change_delivery(config, delivery_id: int, action: str) -> int:
     repo = service.open_repository(config)
     if action == "retry":
         done = repo.requeue(delivery_id, utc_now())
-        message = "re-queued" if done else "not re-queued: no failed delivery, nor one in doubt, with that id"
+        message = "re-queued" if done else ("not re-queued: no failed delivery, nor one in doubt, with that id "
+                                               "(or one older than [bridge] keep, whose text is pruned)")
     elif action == "resolve":
         done = repo.resolve_sent(delivery_id, utc_now())
         message = "recorded as sent" if done else "not changed: no delivery in doubt with that id"

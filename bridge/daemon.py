@@ -31,7 +31,7 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.metrics import Metrics
 from bridge.notify import Notifier
 from bridge.pipeline import Runtime, deliver_due, poll
-from bridge.service import JobFailures, close, close_clients, prepare, rebuild_runtime
+from bridge.service import JobFailures, close, close_clients, maintain_store, prepare, rebuild_runtime
 from bridge.store.db import check_connection
 from bridge.store.lock import RunLock, acquire_run_lock
 from bridge.wake import Wake
@@ -51,6 +51,11 @@ STOP_GRACE = timedelta(seconds=30)
 before the process leaves anyway. Keep it below the unit's TimeoutStopSec (60 s)."""
 HOST_BUSY_RETRY = timedelta(seconds=5)
 """A poll whose site another source's poll is reading gives its worker back and runs this much later."""
+MAINTENANCE_INTERVAL = timedelta(hours=6)
+"""How often the store is pruned ([bridge] keep), its space given back and its statistics refreshed.
+Each step is a short transaction, so the job never holds up a poll, a post or the heartbeat."""
+MAINTENANCE_FIRST_DELAY = timedelta(minutes=10)
+"""The first maintenance waits for the start-up cycle (every source polled) to be done."""
 IDLE_TICK_SECONDS = 5.0
 """Without a watchdog, the main loop still wakes this often (signals also wake it at once)."""
 
@@ -133,6 +138,10 @@ class Daemon:
             lambda job: self.metrics.jobs_still_running.labels(job).inc())
         self.scheduler.add_job(self._beat, IntervalTrigger(seconds=HEARTBEAT_INTERVAL.total_seconds()),
                                id="heartbeat", name="heartbeat", next_run_time=self.rt.clock(),
+                               max_instances=1, coalesce=True, misfire_grace_time=None)
+        self.scheduler.add_job(self._job, IntervalTrigger(seconds=MAINTENANCE_INTERVAL.total_seconds()),
+                               args=[_maintain], id="maintain", name="maintain",
+                               next_run_time=self.rt.clock() + MAINTENANCE_FIRST_DELAY,
                                max_instances=1, coalesce=True, misfire_grace_time=None)
         self.scheduler.add_job(self._job, IntervalTrigger(seconds=ALERT_CHECK_INTERVAL.total_seconds()),
                                args=[_check_alerts], id="alerts", name="alerts", next_run_time=self.rt.clock(),
@@ -421,6 +430,10 @@ def _deliver(daemon: Daemon, rt: Runtime) -> None:
         daemon.failures.run("deliver", deliver_due, daemon.current_runtime)
         if not daemon._delivery_wanted.is_set() or rt.stopping.is_set():
             return
+
+
+def _maintain(daemon: Daemon, rt: Runtime) -> None:
+    daemon.failures.run("maintain", maintain_store, rt)
 
 
 def _check_alerts(daemon: Daemon, rt: Runtime) -> None:

@@ -24,6 +24,7 @@ from bridge.publish import build_publisher
 from bridge.sources.fetch import FetchLimits, make_client
 from bridge.store.db import check_connection, create_database_engine
 from bridge.store.lock import RunLock
+from bridge.store.maintenance import maintain, prune, reclaim
 from bridge.store.migrations import migrate
 from bridge.store.repo import Repository
 
@@ -77,6 +78,16 @@ def prepare(rt: Runtime, lock: RunLock) -> None:
                     "(see `bridge status`)", in_doubt=in_doubt)
     for target in rt.repo.clear_pauses():
         log.info("target unpaused at start-up", target=target)
+    maintain(rt.repo.engine)  # statistics current before the first cycle (see store/maintenance.py)
+
+
+def maintain_store(rt: Runtime) -> None:
+    """The daemon's periodic maintenance: prune what is older than [bridge] keep, give the space
+    back, refresh statistics. Stops between batches when the daemon stops."""
+    engine, stopping = rt.repo.engine, rt.stopping.is_set
+    prune(engine, rt.config.bridge.keep, rt.clock(), stopping=stopping)
+    reclaim(engine, stopping=stopping)
+    maintain(engine)
 
 
 def rebuild_runtime(old: Runtime, config: Config) -> Runtime:

@@ -119,6 +119,14 @@ class TestDefaults:
         [problem] = problems_of(MINIMAL.replace('targets = ["x"]', 'targets = ["x"]\nburst_limit = 0'))
         assert "burst_limit" in problem and "antara" in problem
 
+    def test_keep_defaults_to_400_days_and_forever_keeps_all(self):
+        """[bridge] keep is 400 days unless set; "forever" prunes nothing; less than a day is refused."""
+        assert parse(MINIMAL).bridge.keep == timedelta(days=400)
+        assert parse(MINIMAL.replace("dry_run = true", 'dry_run = true\nkeep = "730d"')).bridge.keep == timedelta(days=730)
+        assert parse(MINIMAL.replace("dry_run = true", 'dry_run = true\nkeep = "forever"')).bridge.keep is None
+        [problem] = problems_of(MINIMAL.replace("dry_run = true", 'dry_run = true\nkeep = "12h"'))
+        assert problem.startswith("bridge.keep: must be at least 1d")
+
 
 class TestValidation:
     def test_every_problem_reported_with_its_key_path(self):

@@ -414,3 +414,47 @@ def test_database_errors_are_explained_in_one_line():
     for reason, fix in cases.items():
         text = explain(Exception(reason + "\n  detail"), url)
         assert fix in text and url in text and "\n" not in text
+
+
+def _group_counts(repo: Repository) -> list[dict]:
+    with repo.engine.connect() as conn:
+        return [{"target": t, "state": s, "count": n} for t, s, n in conn.execute(text(
+            "SELECT target, state, count(*) FROM deliveries GROUP BY target, state ORDER BY target, state"))]
+
+
+class TestRunningCounts:
+    def test_totals_follow_every_insert_and_state_change(self, repo):
+        """The running totals (status, /metrics) equal a count of the rows after inserts, sends,
+        failures and skips, whatever code made them."""
+        store(repo, [item("a"), item("b"), item("c")], targets=["x", "y"])
+        store(repo, [item("d")], source="detik")
+        a, b, _, _ = repo.due_deliveries("x", T0, 10)
+        repo.claim(a, T0, FROZEN)
+        repo.mark_sent(a.id, "1", T0)
+        repo.mark_failed(b.id, "403", T0)
+        repo.skip(repo.due_deliveries("y", T0, 1)[0].id, "operator", T0)
+        assert repo.delivery_counts() == _group_counts(repo)
+        assert {row["name"]: row["items"] for row in repo.source_rows()} == {"antara": 3, "detik": 1}
+
+    def test_upgrade_from_version_6_counts_what_is_there(self, repo):
+        """A version 6 database (no running totals) is counted once by the upgrade, and its named
+        indexes are made where missing."""
+        store(repo, [item("a"), item("b")], targets=["x", "y"])
+        [first, _] = repo.due_deliveries("x", T0, 10)
+        repo.mark_failed(first.id, "403", T0)
+        with repo.engine.begin() as conn:
+            for name, table in (("tr_items_counted", "items"), ("tr_items_uncounted", "items"),
+                                ("tr_deliveries_counted", "deliveries"), ("tr_deliveries_recounted", "deliveries"),
+                                ("tr_deliveries_uncounted", "deliveries")):
+                on = "" if conn.dialect.name == "sqlite" else f" ON {table}"
+                conn.execute(text(f"DROP TRIGGER IF EXISTS {name}{on}"))
+            conn.execute(text("DROP TABLE item_counts"))
+            conn.execute(text("DROP TABLE delivery_counts"))
+            conn.execute(text("DROP INDEX ix_items_url"))
+            conn.execute(update(schema.schema_version).values(version=6))
+        assert migrate(repo.engine) == 6
+        assert repo.delivery_counts() == _group_counts(repo)
+        assert [row["items"] for row in repo.source_rows()] == [2]
+        store(repo, [item("c")], targets=["x"])
+        assert repo.delivery_counts() == _group_counts(repo)
+        assert repo.carried_elsewhere("https://a.id/1", "detik", "x") is None  # ix_items_url is back

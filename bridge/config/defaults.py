@@ -35,6 +35,12 @@ DEFAULT_MAX_PAGES = 1
 """Listing pages read per poll. Polling every few minutes, page 1 holds everything new; a first run
 only remembers what is there, so reading older pages would cost requests and post nothing."""
 MAX_PAGES_LIMIT = 10
+DEFAULT_KEEP = "400d"
+"""Stories first seen longer ago than this lose their text (keys and links stay, so none is posted
+again): a year of `bridge status` and logs to look back on, plus a month."""
+KEEP_FOREVER = "forever"
+MIN_KEEP = "1d"
+"""A shorter keep would prune the text of a story whose posts are still being settled today."""
 DEFAULT_HEALTH_LISTEN = None
 """No health/metrics endpoint unless [bridge] health_listen names an address."""
 DEFAULT_GRAPH_API_VERSION = "v25.0"

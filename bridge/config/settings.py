@@ -20,7 +20,7 @@ from bridge.config.defaults import (
     DEFAULT_DELIVERY_INTERVAL, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FEED_BYTES,
     DEFAULT_PUBLISH_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_TEMPLATE,
     DEFAULT_SOURCE_KIND, DEFAULT_PAGE_DELAY, DEFAULT_MAX_PAGES, MAX_PAGES_LIMIT, DEFAULT_HEALTH_LISTEN,
-    CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS, DEFAULT_BURST_LIMIT,
+    CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS, DEFAULT_BURST_LIMIT, DEFAULT_KEEP, KEEP_FOREVER, MIN_KEEP,
 )
 from bridge.config.alerts import AlertsConfig, parse_alerts
 from bridge.config.headers import parse_request_headers, secret_header_values
@@ -38,7 +38,7 @@ _BRIDGE_KEYS = {
     "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
     "retry_backoff_max", "user_agent", "health_listen",
 }
-_BRIDGE_KEYS |= {"page_delay", "burst_limit"}
+_BRIDGE_KEYS |= {"page_delay", "burst_limit", "keep"}
 _SOURCE_KEYS = {"user_agent", "headers"}
 _SOURCE_KEYS |= {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
                 "max_age", "hashtags", "category_hashtags", "images", "burst_limit", "enabled",
@@ -101,6 +101,8 @@ class BridgeSettings:
     burst_limit: int = DEFAULT_BURST_LIMIT
     health_listen: str | None = DEFAULT_HEALTH_LISTEN
     """"host:port" (or "[::1]:port") of the /healthz and /metrics endpoint; None: no endpoint."""
+    keep: timedelta | None = field(default_factory=lambda: parse_duration(DEFAULT_KEEP))
+    """How long a story keeps its text (store/maintenance.py prunes older ones); None: forever."""
 
 
 @dataclass(frozen=True)
@@ -250,8 +252,19 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
         page_delay=get.duration("page_delay", DEFAULT_PAGE_DELAY),
         burst_limit=get.positive_int("burst_limit", DEFAULT_BURST_LIMIT),
         health_listen=get.listen_address("health_listen", DEFAULT_HEALTH_LISTEN),
+        keep=_keep(get, problems),
     )
     return None if len(problems) > before else settings
+
+
+def _keep(get: TableReader, problems: list[str]) -> timedelta | None:
+    """[bridge] keep: a duration of at least MIN_KEEP, or "forever" (nothing is pruned)."""
+    if get.table.get("keep") == KEEP_FOREVER:
+        return None
+    keep = get.duration("keep", DEFAULT_KEEP)
+    if keep is not None and keep < parse_duration(MIN_KEEP):
+        problems.append(f"bridge.keep: must be at least {MIN_KEEP}, or \"{KEEP_FOREVER}\" (got {get.table['keep']!r})")
+    return keep
 
 
 def _parse_sources(

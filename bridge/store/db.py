@@ -6,6 +6,10 @@
 - BEGIN IMMEDIATE for write transactions: a deferred transaction that upgrades from read to write
   gets SQLITE_BUSY at once, busy timeout or not. Read-only callers ask for DEFERRED.
 - foreign keys on, and a busy timeout so two writers wait for each other instead of failing.
+- auto_vacuum=INCREMENTAL, so space freed by pruning old stories can be given back to the disk
+  (store/maintenance.py); it takes effect in a new file, or an old one after its one VACUUM.
+- table hints rendered: the hot queries name their index (schema.indexed), which SQLAlchemy's
+  SQLite compiler would silently drop.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -52,7 +57,15 @@ def create_database_engine(url: str) -> Engine:
         url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
     )
     _make_sqlite_safe(engine)
+    engine.dialect.statement_compiler = _HintedSQLiteCompiler
     return engine
+
+
+class _HintedSQLiteCompiler(SQLiteCompiler):
+    """Renders Select.with_hint(table, "INDEXED BY ix", "sqlite") after the table's name."""
+
+    def get_from_hint_text(self, table, text: str) -> str:
+        return text
 
 
 def _make_sqlite_safe(engine: Engine) -> None:
@@ -61,6 +74,10 @@ def _make_sqlite_safe(engine: Engine) -> None:
         # Let us emit BEGIN ourselves (pysqlite's own transaction handling cannot do IMMEDIATE).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        if cursor.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # A new file: before its first table (an old one switches once, store/maintenance.py).
+            cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -133,9 +133,82 @@ def _v6_charges(connection: Connection) -> None:
     schema.charges.create(connection, checkfirst=True)
 
 
+_V7_SQLITE_TRIGGERS = (
+    """CREATE TRIGGER IF NOT EXISTS tr_items_counted AFTER INSERT ON items BEGIN
+        INSERT INTO item_counts (source, stored) VALUES (NEW.source, 1)
+        ON CONFLICT (source) DO UPDATE SET stored = stored + 1; END""",
+    """CREATE TRIGGER IF NOT EXISTS tr_items_uncounted AFTER DELETE ON items BEGIN
+        UPDATE item_counts SET stored = stored - 1 WHERE source = OLD.source; END""",
+    """CREATE TRIGGER IF NOT EXISTS tr_deliveries_counted AFTER INSERT ON deliveries BEGIN
+        INSERT INTO delivery_counts (target, state, deliveries) VALUES (NEW.target, NEW.state, 1)
+        ON CONFLICT (target, state) DO UPDATE SET deliveries = deliveries + 1; END""",
+    """CREATE TRIGGER IF NOT EXISTS tr_deliveries_recounted AFTER UPDATE OF state ON deliveries
+        WHEN OLD.state <> NEW.state BEGIN
+        UPDATE delivery_counts SET deliveries = deliveries - 1 WHERE target = OLD.target AND state = OLD.state;
+        INSERT INTO delivery_counts (target, state, deliveries) VALUES (NEW.target, NEW.state, 1)
+        ON CONFLICT (target, state) DO UPDATE SET deliveries = deliveries + 1; END""",
+    """CREATE TRIGGER IF NOT EXISTS tr_deliveries_uncounted AFTER DELETE ON deliveries BEGIN
+        UPDATE delivery_counts SET deliveries = deliveries - 1 WHERE target = OLD.target AND state = OLD.state; END""",
+)
+_V7_POSTGRESQL_TRIGGERS = (
+    """CREATE OR REPLACE FUNCTION bridge_count_items() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO item_counts (source, stored) VALUES (NEW.source, 1)
+            ON CONFLICT (source) DO UPDATE SET stored = item_counts.stored + 1;
+        ELSE
+            UPDATE item_counts SET stored = stored - 1 WHERE source = OLD.source;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE OR REPLACE FUNCTION bridge_count_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE' AND OLD.state = NEW.state THEN
+            RETURN NULL;
+        END IF;
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE delivery_counts SET deliveries = deliveries - 1 WHERE target = OLD.target AND state = OLD.state;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO delivery_counts (target, state, deliveries) VALUES (NEW.target, NEW.state, 1)
+            ON CONFLICT (target, state) DO UPDATE SET deliveries = delivery_counts.deliveries + 1;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    "DROP TRIGGER IF EXISTS tr_items_counted ON items",
+    "CREATE TRIGGER tr_items_counted AFTER INSERT OR DELETE ON items FOR EACH ROW EXECUTE PROCEDURE bridge_count_items()",
+    "DROP TRIGGER IF EXISTS tr_deliveries_counted ON deliveries",
+    "CREATE TRIGGER tr_deliveries_counted AFTER INSERT OR DELETE OR UPDATE OF state ON deliveries "
+    "FOR EACH ROW EXECUTE PROCEDURE bridge_count_deliveries()",
+)
+
+
+_V7_INDEXES = {
+    "ix_items_url": "items (url)", "ix_deliveries_state_target": "deliveries (state, target)",
+    "ix_deliveries_target_sent_at": "deliveries (target, sent_at)", "ix_charges_target_at": "charges (target, at)",
+}
+
+
+def _v7_running_counts(connection: Connection) -> None:
+    """Totals per source and per (target, state), kept current by triggers whatever code inserts or
+    updates the rows, so status and metrics never count the whole history; counted once here."""
+    for counts in (schema.item_counts, schema.delivery_counts):
+        counts.create(connection, checkfirst=True)
+    # The hot queries name these indexes (schema.indexed): make sure every database has each one.
+    for name, table_columns in _V7_INDEXES.items():
+        connection.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} ON {table_columns}")
+    for ddl in (_V7_SQLITE_TRIGGERS if connection.dialect.name == "sqlite" else _V7_POSTGRESQL_TRIGGERS):
+        connection.exec_driver_sql(ddl)
+    connection.execute(text("DELETE FROM item_counts"))
+    connection.execute(text("DELETE FROM delivery_counts"))
+    connection.execute(text("INSERT INTO item_counts (source, stored) SELECT source, count(*) FROM items GROUP BY source"))
+    connection.execute(text("INSERT INTO delivery_counts (target, state, deliveries) "
+                            "SELECT target, state, count(*) FROM deliveries GROUP BY target, state"))
+
+
 UPGRADES: dict[int, Callable[[Connection], None]] = {
     2: _v2_delivery_cost, 3: _v3_delivery_recipient, 4: _v4_frozen_posts_and_installation_id,
-    5: url_identity_keys, 6: _v6_charges,
+    5: url_identity_keys, 6: _v6_charges, 7: _v7_running_counts,
 }
 LATEST_VERSION = max(UPGRADES, default=1)
 
@@ -172,12 +245,15 @@ def migrate(engine: Engine) -> int:
                 )
             if found == 0:
                 schema.metadata.create_all(connection)
+                _v7_running_counts(connection)  # triggers are not tables: create_all makes none
                 connection.execute(insert(schema.schema_version).values(version=LATEST_VERSION))
                 _stamp_installation_id(connection)
                 return found
             for version in range(found + 1, LATEST_VERSION + 1):
                 UPGRADES[version](connection)
                 connection.execute(update(schema.schema_version).values(version=version))
+            if found < LATEST_VERSION and connection.dialect.name != "sqlite":
+                connection.execute(text("ANALYZE"))  # fresh statistics for the new shape; autovacuum keeps them
             return found
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot prepare database {engine.url!r}: {exc.orig or exc}") from None

@@ -14,11 +14,20 @@ from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select
 from bridge.model import Delivery, DeliveryState, FrozenPost, Item
 from bridge.store import schema
 from bridge.store.db import READ_ONLY
+from bridge.store.schema import (
+    IX_CHARGES_TARGET_AT, IX_DELIVERIES_ITEM, IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, IX_ITEMS_URL,
+    indexed,
+)
 from bridge.urls import names_a_page
 
 I, D, M, C = schema.items, schema.deliveries, schema.meta, schema.charges
 CARRIED = (DeliveryState.SENT.value, DeliveryState.SENDING.value, DeliveryState.IN_DOUBT.value)
 """States in which a delivery has (or may have) put its story on the account."""
+WAITING = (DeliveryState.PENDING.value, DeliveryState.SENDING.value, DeliveryState.IN_DOUBT.value,
+           DeliveryState.HELD.value)
+"""States of a delivery not settled yet: never pruned (store/maintenance.py)."""
+PRUNED = "pruned: older than [bridge] keep, its text is gone"
+"""The note a failed delivery keeps once pruned: with no text left, it cannot be retried."""
 
 
 class Outbox:
@@ -31,16 +40,19 @@ class Outbox:
         deliveries in doubt whose next check is due (those without one wait for the operator)."""
         story_time = func.coalesce(I.c.published_at, I.c.first_seen_at)
         due_now = or_(D.c.next_attempt_at.is_(None), D.c.next_attempt_at <= now)
-        states = D.c.state == DeliveryState.PENDING.value
+        # The states as an IN list on (state, target): the index reaches the few rows waiting,
+        # never the target's history.
         if in_doubt:
-            states = or_(states, and_(D.c.state == DeliveryState.IN_DOUBT.value, D.c.next_attempt_at.is_not(None)))
-        query = (
+            states = and_(D.c.state.in_([DeliveryState.PENDING.value, DeliveryState.IN_DOUBT.value]),
+                          or_(D.c.state == DeliveryState.PENDING.value, D.c.next_attempt_at.is_not(None)))
+        else:
+            states = D.c.state.in_([DeliveryState.PENDING.value])
+        query = indexed(
             select(D, I.c.source, I.c.key, I.c.title, I.c.link, I.c.url, I.c.summary,
                    I.c.published_at, I.c.categories, I.c.image_url)
             .join(I, I.c.id == D.c.item_id)
             .where(D.c.target == target, states, due_now)
-            .order_by(story_time, D.c.id).limit(limit)
-        )
+            .order_by(story_time, D.c.id).limit(limit), D, IX_DELIVERIES_STATE_TARGET)
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return [_delivery(row) for row in conn.execute(query).mappings()]
 
@@ -129,15 +141,24 @@ class Outbox:
         if not url or not names_a_page(url):
             return None
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            stored = conn.execute(select(func.count()).where(I.c.source == source, I.c.url == url)).scalar()
-            if max(stored, stories_with_url) > 1:
+            # Through the link's index, in two steps, so no statistics can turn a join round
+            # (every post of the target first): the few stories with this link, then the
+            # deliveries of those from other sources, by (item_id, target).
+            stories = conn.execute(indexed(select(I.c.id, I.c.source).where(I.c.url == url), I, IX_ITEMS_URL)).all()
+            if max(sum(row.source == source for row in stories), stories_with_url) > 1:
                 return None
-            other = conn.execute(
-                select(I.c.source, D.c.id).join(D, D.c.item_id == I.c.id)
-                .where(I.c.url == url, I.c.source != source, D.c.target == target,
-                       D.c.recipient == recipient, D.c.state.in_(CARRIED)).limit(1)
-            ).first()
-        return f"same link already delivered via {other.source} (delivery {other.id})" if other else None
+            copies = {row.id: row.source for row in stories if row.source != source}
+            ids, other = list(copies), None
+            for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+                other = conn.execute(indexed(
+                    select(D.c.item_id, D.c.id).where(D.c.item_id.in_(ids[start:start + 500]), D.c.target == target,
+                                                      D.c.recipient == recipient, D.c.state.in_(CARRIED))
+                    .order_by(D.c.id).limit(1), D, IX_DELIVERIES_ITEM)).first()
+                if other:
+                    break
+        if other is None:
+            return None
+        return f"same link already delivered via {copies[other.item_id]} (delivery {other.id})"
 
     def installation_id(self) -> str:
         """This database's random id (see schema.meta), for idempotency keys."""
@@ -149,11 +170,13 @@ class Outbox:
 
     def requeue(self, delivery_id: int, now: datetime) -> bool:
         """failed or in doubt -> pending, now (bridge retry). A post in doubt is sent again with the
-        text it was first sent with: the operator looked and it is not on the account."""
+        text it was first sent with: the operator looked and it is not on the account. A failed
+        delivery pruned of its story's text is not re-queued (it would post an empty story)."""
         retryable = (DeliveryState.FAILED.value, DeliveryState.IN_DOUBT.value)
         with self.engine.begin() as conn:
             return conn.execute(
-                update(D).where(D.c.id == delivery_id, D.c.state.in_(retryable))
+                update(D).where(D.c.id == delivery_id, D.c.state.in_(retryable),
+                                or_(D.c.last_error.is_(None), D.c.last_error != PRUNED))
                 .values(state=DeliveryState.PENDING.value, next_attempt_at=None, attempts=0, updated_at=now)
             ).rowcount == 1
 
@@ -176,32 +199,37 @@ class Outbox:
             ).rowcount == 1
 
     def sent_since(self, target: str, since: datetime) -> int:
+        """Posts sent to `target` since `since`: the rows of (target, sent_at) after it, not the
+        target's history."""
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            return conn.execute(
-                select(func.count()).where(D.c.target == target, D.c.state == DeliveryState.SENT.value,
-                                           D.c.sent_at >= since)
-            ).scalar_one()
+            return conn.execute(indexed(
+                select(func.count()).select_from(D).where(D.c.target == target, D.c.sent_at >= since,
+                                                          D.c.state == DeliveryState.SENT.value),
+                D, IX_DELIVERIES_TARGET_SENT_AT)).scalar_one()
 
     def nth_latest_sent_at(self, target: str, n: int) -> datetime | None:
         """When the n-th most recent post to `target` was sent (max_per_hour: when the window frees)."""
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            return conn.execute(
+            # Backwards along (target, sent_at) from the newest: n rows read, not the history.
+            return conn.execute(indexed(
                 select(D.c.sent_at).where(D.c.target == target, D.c.state == DeliveryState.SENT.value,
                                           D.c.sent_at.is_not(None))
-                .order_by(D.c.sent_at.desc()).limit(1).offset(n - 1)
+                .order_by(D.c.sent_at.desc()).limit(1).offset(n - 1), D, IX_DELIVERIES_TARGET_SENT_AT)
             ).scalar()
 
     def spent_since(self, target: str, since: datetime) -> float:
         """USD spent on posts to `target` since `since`: those sent, and those in doubt or in flight
         (they may have been billed; the budget must not be passed by guessing they were not)."""
-        sent = and_(D.c.state == DeliveryState.SENT.value, D.c.sent_at >= since)
-        maybe = and_(D.c.state.in_([DeliveryState.IN_DOUBT.value, DeliveryState.SENDING.value]),
-                     D.c.last_attempt_at >= since)
+        cost = func.coalesce(func.sum(D.c.cost), 0.0)
+        # Two reads, each on its own index: sent ones by time, the few in doubt or in flight by state.
+        sent = indexed(select(cost).where(D.c.target == target, D.c.sent_at >= since,
+                                          D.c.state == DeliveryState.SENT.value), D, IX_DELIVERIES_TARGET_SENT_AT)
+        maybe = indexed(select(cost).where(
+            D.c.state.in_([DeliveryState.IN_DOUBT.value, DeliveryState.SENDING.value]), D.c.target == target,
+            D.c.last_attempt_at >= since), D, IX_DELIVERIES_STATE_TARGET)
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            posts = conn.execute(
-                select(func.coalesce(func.sum(D.c.cost), 0.0)).where(D.c.target == target, or_(sent, maybe))
-            ).scalar_one()
-            return float(posts) + self._charged_since(conn, target, since)
+            posts = float(conn.execute(sent).scalar_one()) + float(conn.execute(maybe).scalar_one())
+            return posts + self._charged_since(conn, target, since)
 
     def add_charge(self, target: str, amount: float, what: str, now: datetime) -> None:
         """A billed call besides the post itself (X's alt text, its credentials check)."""
@@ -210,12 +238,15 @@ class Outbox:
                 conn.execute(insert(C).values(target=target, at=now, amount=amount, what=what))
 
     def _charged_since(self, conn: Connection, target: str, since: datetime) -> float:
-        return float(conn.execute(select(func.coalesce(func.sum(C.c.amount), 0.0))
-                                  .where(C.c.target == target, C.c.at >= since)).scalar_one())
+        return float(conn.execute(indexed(select(func.coalesce(func.sum(C.c.amount), 0.0))
+                                          .where(C.c.target == target, C.c.at >= since),
+                                          C, IX_CHARGES_TARGET_AT)).scalar_one())
 
     def last_sent_at(self, target: str) -> datetime | None:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            return conn.execute(select(func.max(D.c.sent_at)).where(D.c.target == target)).scalar()
+            # The last entry of (target, sent_at): one index step (NULLs sort first, so max skips them).
+            return conn.execute(indexed(select(func.max(D.c.sent_at)).where(D.c.target == target),
+                                        D, IX_DELIVERIES_TARGET_SENT_AT)).scalar()
 
     def _finish(self, delivery_id: int, now: datetime, state: DeliveryState, **values) -> None:
         with self.engine.begin() as conn:

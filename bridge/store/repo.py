@@ -9,14 +9,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, and_, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, func, insert, select, update
 
 from bridge.model import DeliveryState, Item, unique_by_key
 from bridge.store import schema
 from bridge.store.db import READ_ONLY
 from bridge.store.outbox import Outbox
+from bridge.store.schema import IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, indexed
 
 S, I, D, T = schema.sources, schema.items, schema.deliveries, schema.targets
+IC, DC = schema.item_counts, schema.delivery_counts
+_STATUS_COUNTS = {"pending": "pending", "sending": "pending", "failed": "failed", "in_doubt": "in_doubt",
+                  "held": "held"}
+"""delivery_counts' states as `bridge status` shows them (a post in flight counts as pending)."""
 
 
 @dataclass(frozen=True)
@@ -169,9 +174,9 @@ class Repository(Outbox):
 
     def held_stories(self) -> dict[str, int]:
         """Per source, how many stories wait in a held burst."""
-        query = (select(I.c.source, func.count(func.distinct(D.c.item_id)))
-                 .join(I, I.c.id == D.c.item_id).where(D.c.state == DeliveryState.HELD.value)
-                 .group_by(I.c.source))
+        query = indexed(select(I.c.source, func.count(func.distinct(D.c.item_id)))
+                        .join(I, I.c.id == D.c.item_id).where(D.c.state == DeliveryState.HELD.value)
+                        .group_by(I.c.source), D, IX_DELIVERIES_STATE_TARGET)
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return {source: count for source, count in conn.execute(query)}
 
@@ -219,56 +224,61 @@ class Repository(Outbox):
     # --- Status ----------------------------------------------------------------------------------
 
     def source_rows(self) -> list[dict]:
-        item_count = select(func.count()).where(I.c.source == S.c.name).scalar_subquery()
+        """Every source's state and how many stories it ever stored (a running total: no count)."""
+        query = (select(S, func.coalesce(IC.c.stored, 0).label("items"))
+                 .outerjoin(IC, IC.c.source == S.c.name).order_by(S.c.name))
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            rows = conn.execute(select(S, item_count.label("items")).order_by(S.c.name)).mappings()
-            return [dict(row) for row in rows]
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     def target_rows(self, day_start: datetime, month_start: datetime | None = None) -> list[dict]:
         """Per target: posted and spent since day_start, spent since month_start, pending, failed,
-        pause and hold."""
-        sent_today = and_(D.c.state == "sent", D.c.sent_at >= day_start)
-        sent_this_month = and_(D.c.state == "sent", D.c.sent_at >= (month_start or day_start))
-        counts = (
-            select(
-                D.c.target,
-                func.sum(case((sent_today, 1), else_=0)).label("sent_today"),
-                func.sum(case((sent_today, func.coalesce(D.c.cost, 0.0)), else_=0.0)).label("spent_today"),
-                func.sum(case((sent_this_month, func.coalesce(D.c.cost, 0.0)), else_=0.0)).label("spent_month"),
-                func.sum(case((D.c.state.in_(["pending", "sending"]), 1), else_=0)).label("pending"),
-                func.sum(case((D.c.state == "failed", 1), else_=0)).label("failed"),
-                func.sum(case((D.c.state == "in_doubt", 1), else_=0)).label("in_doubt"),
-                func.sum(case((D.c.state == "held", 1), else_=0)).label("held"),
-            ).group_by(D.c.target)
-        )
+        pause and hold. Costs this month's posts and a few running totals, not the history."""
+        month_start = min(month_start or day_start, day_start)
+        sent_today = D.c.sent_at >= day_start
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            rows = {r["target"]: dict(r) for r in conn.execute(counts).mappings()}
+            rows: dict[str, dict] = {}
+            for r in conn.execute(select(DC)).mappings():
+                row = rows.setdefault(r["target"], _blank_target(r["target"]))
+                if r["state"] in _STATUS_COUNTS:
+                    row[_STATUS_COUNTS[r["state"]]] += r["deliveries"]
             for r in conn.execute(select(T)).mappings():
-                rows.setdefault(r["name"], {"target": r["name"], "sent_today": 0, "pending": 0, "failed": 0,
-                                            "in_doubt": 0, "held": 0,
-                                            "spent_today": 0.0, "spent_month": 0.0})
+                rows.setdefault(r["name"], _blank_target(r["name"]))
                 rows[r["name"]].update(paused_reason=r["paused_reason"], hold_until=r["hold_until"])
-            for row in rows.values():  # what the network billed besides the posts counts too
-                row["spent_today"] = (row.get("spent_today") or 0.0) + self._charged_since(conn, row["target"], day_start)
-                row["spent_month"] = (row.get("spent_month") or 0.0) + self._charged_since(
-                    conn, row["target"], month_start or day_start)
+            for name, row in rows.items():
+                month = conn.execute(indexed(select(
+                    func.coalesce(func.sum(case((sent_today, 1), else_=0)), 0),
+                    func.coalesce(func.sum(case((sent_today, func.coalesce(D.c.cost, 0.0)), else_=0.0)), 0.0),
+                    func.coalesce(func.sum(func.coalesce(D.c.cost, 0.0)), 0.0),
+                ).where(D.c.target == name, D.c.sent_at >= month_start, D.c.state == DeliveryState.SENT.value),
+                    D, IX_DELIVERIES_TARGET_SENT_AT)).one()
+                row["sent_today"] = int(month[0])
+                # What the network billed besides the posts counts too.
+                row["spent_today"] = float(month[1]) + self._charged_since(conn, name, day_start)
+                row["spent_month"] = float(month[2]) + self._charged_since(conn, name, month_start)
         return [rows[name] for name in sorted(rows)]
 
     def delivery_counts(self) -> list[dict]:
-        """How many deliveries each target has in each state (for /metrics)."""
-        query = select(D.c.target, D.c.state, func.count().label("count")).group_by(D.c.target, D.c.state)
+        """How many deliveries each target has in each state (for /metrics): the running totals."""
+        query = select(DC.c.target, DC.c.state, DC.c.deliveries.label("count")).where(DC.c.deliveries > 0)
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            return [dict(r) for r in conn.execute(query.order_by(DC.c.target, DC.c.state)).mappings()]
 
     def delivery_rows(self, states: Sequence[DeliveryState], limit: int = 50) -> list[dict]:
-        query = (
-            select(D.c.id, D.c.target, D.c.recipient, D.c.state, D.c.attempts, D.c.last_error, D.c.next_attempt_at,
+        """The newest `limit` deliveries in these states. Read per (target, state) that has any
+        (the running totals say which): in (state, target) each one's rows come in id order, so
+        each read stops after `limit` rows however many failures years have piled up."""
+        columns = (D.c.id, D.c.target, D.c.recipient, D.c.state, D.c.attempts, D.c.last_error, D.c.next_attempt_at,
                    D.c.last_attempt_at, I.c.source, I.c.title, I.c.link)
-            .join(I, I.c.id == D.c.item_id).where(D.c.state.in_([s.value for s in states]))
-            .order_by(D.c.id.desc()).limit(limit)
-        )
+        found: list[dict] = []
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            pairs = conn.execute(select(DC.c.target, DC.c.state).where(
+                DC.c.state.in_([s.value for s in states]), DC.c.deliveries > 0)).all()
+            for target, state in pairs:
+                query = indexed(select(*columns).join(I, I.c.id == D.c.item_id)
+                                .where(D.c.state == state, D.c.target == target)
+                                .order_by(D.c.id.desc()).limit(limit), D, IX_DELIVERIES_STATE_TARGET)
+                found += [dict(r) for r in conn.execute(query).mappings()]
+        return sorted(found, key=lambda row: row["id"], reverse=True)[:limit]
 
     # --- Helpers ---------------------------------------------------------------------------------
 
@@ -306,6 +316,11 @@ class Repository(Outbox):
         with self.engine.begin() as conn:
             if conn.execute(update(T).where(T.c.name == name).values(**values)).rowcount == 0:
                 conn.execute(insert(T).values(name=name, **values))
+
+
+def _blank_target(name: str) -> dict:
+    return {"target": name, "sent_today": 0, "pending": 0, "failed": 0, "in_doubt": 0, "held": 0,
+            "spent_today": 0.0, "spent_month": 0.0}
 
 
 def _outbox_rows(targets: Sequence[str], recipients: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:

@@ -125,6 +125,36 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
+# Running totals (schema version 7), kept by triggers on items and deliveries (migrations.py), so
+# `bridge status` and /metrics read a handful of rows instead of counting years of history.
+item_counts = Table(
+    "item_counts", metadata,
+    Column("source", String(200), primary_key=True),
+    Column("stored", Integer, nullable=False),
+)
+delivery_counts = Table(
+    "delivery_counts", metadata,
+    Column("target", String(200), primary_key=True),
+    Column("state", String(20), primary_key=True),
+    Column("deliveries", Integer, nullable=False),
+)
+
+# The indexes the hot queries name (SQLite's INDEXED BY, see store/db.py), so that no statistics,
+# missing or skewed, can send them scanning a table's whole history. SQLite names the index of a
+# UNIQUE constraint itself: sqlite_autoindex_<table>_<n>, n counting the table's unique constraints.
+IX_ITEMS_SOURCE_KEY = "sqlite_autoindex_items_1"
+IX_ITEMS_URL = "ix_items_url"
+IX_DELIVERIES_ITEM = "sqlite_autoindex_deliveries_1"
+IX_DELIVERIES_STATE_TARGET = "ix_deliveries_state_target"
+IX_DELIVERIES_TARGET_SENT_AT = "ix_deliveries_target_sent_at"
+IX_CHARGES_TARGET_AT = "ix_charges_target_at"
+
+
+def indexed(query, table: Table, index: str):
+    """`query` reading `table` through `index` on SQLite (other databases ignore the hint)."""
+    return query.with_hint(table, f"INDEXED BY {index}", "sqlite")
+
+
 # Per-target state that outlives a restart: a pause the operator must clear, a rate-limit hold.
 targets = Table(
     "targets", metadata,
