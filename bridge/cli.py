@@ -243,10 +243,10 @@ def _reload(args):
 
 
 def cmd_check(args, config) -> int:
-    from bridge import service
     from bridge.publish import build_publisher
+    from bridge.store.opening import open_repository
 
-    repo = service.open_repository(config, upgrade=False)
+    repo = open_repository(config, upgrade=False)
     mode = "dry run (nothing is posted)" if config.bridge.dry_run else "live"
     print(f"settings: {config.path} ok, {mode}")
     print(f"database: {config.bridge.database} ok")
@@ -309,11 +309,11 @@ def _charge_check(repo, target, calls) -> None:
 
 
 def cmd_status(args, config) -> int:
-    from bridge import service, status
-
+    from bridge import status
     from bridge.store.db import unwritable_reason
+    from bridge.store.opening import open_repository
 
-    repo = service.open_repository(config, upgrade=False)
+    repo = open_repository(config, upgrade=False)
     report = status.collect(repo, config)
     unwritable = unwritable_reason(repo.engine)
     if unwritable:  # what it shows is true, but nothing new will be written: say so once, apart
@@ -323,10 +323,11 @@ def cmd_status(args, config) -> int:
 
 
 def cmd_health(args, config) -> int:
-    from bridge import service, status
+    from bridge import status
+    from bridge.store.opening import open_repository
 
     try:
-        repo = service.open_repository(config, upgrade=False)
+        repo = open_repository(config, upgrade=False)
     except DatabaseError as exc:
         print(f"broken: database: {exc}")
         return status.HEALTH_BROKEN
@@ -402,14 +403,15 @@ def cmd_poll(args, config) -> int:
 
 
 def cmd_reload(args, config) -> int:
-    from bridge import reloading, service
+    from bridge import reloading
     from bridge.config import load_config
+    from bridge.store.opening import open_repository
 
     # As the daemon will read it (its live credentials included): a broken file is never signalled.
     load_config(config.path, dry_run=None)
     sqlite = reloading.sqlite_file(config.bridge.database) is not None
     pid = args.pid or (reloading.daemon_pid(config.bridge.database) if sqlite else None)
-    repo = service.open_repository(config, upgrade=False)
+    repo = open_repository(config, upgrade=False)
     try:
         pid = pid or reloading.daemon_pid(config.bridge.database, repo.engine)  # PostgreSQL: the lock's holder
         answer = reloading.request_reload(repo.engine, pid, wait=args.wait)
@@ -446,10 +448,10 @@ def cmd_skip(args, config) -> int:
 
 
 def _change_delivery(config, delivery_id: int, action: str) -> int:
-    from bridge import service
     from bridge.clock import utc_now
+    from bridge.store.opening import open_repository
 
-    repo = service.open_repository(config)
+    repo = open_repository(config)
     if action == "retry":
         done = repo.requeue(delivery_id, utc_now())
         message = "re-queued" if done else "not re-queued: no failed delivery, nor one in doubt, with that id"
@@ -469,11 +471,11 @@ def cmd_resolve(args, config) -> int:
 
 
 def cmd_release(args, config) -> int:
-    from bridge import service
     from bridge.clock import utc_now
+    from bridge.store.opening import open_repository
 
     _source_named(config, args.source)
-    repo = service.open_repository(config)
+    repo = open_repository(config)
     released = repo.release_held(args.source, utc_now())
     repo.engine.dispose()
     if not released:
