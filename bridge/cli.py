@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     release = commands.add_parser("release", help="post a source's held burst of new stories (oldest first, "
                                                   "within pacing); `bridge catchup SOURCE` drops it instead")
     release.add_argument("source", help="source name")
+    backup = commands.add_parser("backup", help="write a consistent copy of the SQLite database to PATH, safe "
+                                                "while the daemon runs (PostgreSQL: prints the pg_dump command)",
+                                 description="Copy the database with SQLite's online backup API (a WAL-safe "
+                                             "snapshot; the daemon keeps running), check the copy, and put it "
+                                             "at PATH in one rename: PATH holds the whole backup or is "
+                                             "untouched. Exit 3 when the database cannot be read, 1 when PATH "
+                                             "exists or cannot be written. Restore with the service stopped "
+                                             "(README: Backup and restore).")
+    backup.add_argument("path", metavar="PATH", help="the backup file to write (mode 0600)")
+    backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
     return parser
 
 
@@ -439,6 +449,16 @@ def cmd_preview(args, config) -> int:
     return EXIT_OK
 
 
+def cmd_backup(args, config) -> int:
+    from pathlib import Path
+
+    from bridge.store.backup import backup_database
+
+    done = backup_database(config.bridge.database, Path(args.path), overwrite=args.force)
+    print(f"backup: {done.source} -> {done.path} ({done.bytes / 1e6:.1f} MB), a consistent copy, checked")
+    return EXIT_OK
+
+
 def cmd_retry(args, config) -> int:
     return _change_delivery(config, args.delivery_id, "retry")
 
@@ -517,6 +537,7 @@ COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "catchup":
 COMMANDS["preview"] = cmd_preview
 COMMANDS["poll"] = cmd_poll
 COMMANDS["reload"] = cmd_reload
+COMMANDS["backup"] = cmd_backup
 
 
 if __name__ == "__main__":  # pragma: no cover
