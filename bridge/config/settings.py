@@ -205,6 +205,7 @@ def _check_templates_fit(sources: list[SourceConfig], targets: dict[str, TargetC
 
     probe = Item(key="probe", title="", link="https://example.com/berita/1")
     verdicts: dict[tuple, str | None] = {}
+    fields: dict[str, set[str]] = {}
 
     def misfit(template: str, source_name: str | None, kind: str) -> str | None:
         rule = length_rule_for(kind)
@@ -221,7 +222,9 @@ def _check_templates_fit(sources: list[SourceConfig], targets: dict[str, TargetC
         for name in source.targets:
             target = targets[name]
             template = Config.template_for(source, target)
-            used = template_fields(template)
+            if template not in fields:
+                fields[template] = template_fields(template)
+            used = fields[template]
             if "url" not in used:
                 continue
             key = (template, source.name if "source" in used else None, target.kind)
