@@ -279,7 +279,7 @@ def cmd_check(args, config) -> int:
     repo.engine.dispose()
     problems = len(drifted) + len(needs_person)
     for target in config.targets.values():
-        publisher = build_publisher(target, dry_run=config.bridge.dry_run,
+        publisher = build_publisher(target, dry_run=config.bridge.dry_run, compose=False,
                                     timeout=config.bridge.publish_timeout.total_seconds())
         try:
             account = publisher.verify()

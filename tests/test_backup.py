@@ -96,6 +96,13 @@ def test_backup_while_another_connection_keeps_writing(tmp_path):
     conn.close()
 
 
+def test_an_sqlite_uri_filename_is_backed_up(tmp_path):
+    """A database named as an SQLite URI filename (`sqlite:///file:/path?uri=true`) is found and copied."""
+    database, _ = bridge_database(tmp_path)
+    backup_database(f"sqlite:///file:{database}?mode=ro&uri=true", tmp_path / "copy.db")
+    assert numbers(tmp_path / "copy.db") == []
+
+
 def test_an_existing_file_is_kept_unless_forced(tmp_path, monkeypatch, capsys):
     """`bridge backup PATH` refuses an existing PATH (exit 1, file untouched); --force replaces it."""
     database, _ = bridge_database(tmp_path)

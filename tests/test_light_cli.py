@@ -158,3 +158,25 @@ def test_mastodon_cheap_count_is_never_below_its_own():
     """mastodon_length_at_most never says less than Mastodon's count at the default link weight."""
     for text in _texts(13, 3000):
         assert mastodon_length_at_most(text) >= mastodon_length(text, URL_WEIGHT), text
+
+
+def test_a_broken_counter_still_stops_run_at_start(tmp_path):
+    """Loading twitter-text late does not hide a broken install: with it unimportable, `bridge run
+    --once` stops at start with one line and exit 1 (even for a Telegram-only dry run, whose post
+    prices need it), while `bridge status` still works."""
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'[bridge]\ndatabase = "sqlite:///{tmp_path}/bridge.db"\ndry_run = true\n'
+                        '[targets.tg]\nkind = "telegram"\nchat_id = "@kanal"\n'
+                        '[[sources]]\nname = "a"\nurl = "http://127.0.0.1:9/rss.xml"\ntargets = ["tg"]\n')
+    broken = ("import sys; sys.modules['twitter_text'] = None; from bridge.cli import main; "
+              "sys.exit(main(sys.argv[1:]))")
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", broken, "--config", str(settings), *argv],
+                              capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+
+    result = run("run", "--once")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1 and "dependency is missing or broken" in lines[0]
+    status = run("status")
+    assert status.returncode == 0 and "tg" in status.stdout

@@ -82,20 +82,33 @@ NETWORK_MODULES = {
 entry in bridge.publish.limits.LIMITS), and build(target, timeout=, clock=) -> its publisher."""
 
 
+POSTING_NEEDS = ("twitter_text",)
+"""Imported on first use, not at start-up (~0.2 s of regexes): X's and Mastodon's counts
+(publish/limits.py) and the price check that tells a post with a link from one without (pacing.py)."""
+
+
 def _network(kind: str):
     if kind not in NETWORK_MODULES:
         raise ValueError(f"no publisher for target kind {kind!r}")
     return importlib.import_module(NETWORK_MODULES[kind])
 
 
-def build_publisher(target, *, dry_run: bool, timeout: float, clock=None) -> Publisher:
+def build_publisher(target, *, dry_run: bool, timeout: float, clock=None, compose: bool = True) -> Publisher:
     """The publisher for a configured target (a config.TargetConfig). A network's module (and its
     client library) is imported only for a live publisher, so that a dry run, `bridge check` on one
-    or `bridge status` loads none of them; a dry run needs only the network's limits."""
+    or `bridge status` loads none of them; a dry run needs only the network's limits.
+
+    `compose`: the publisher will be given posts, so what composing and pricing them imports on
+    first use is imported now (POSTING_NEEDS): a broken install then stops `bridge run` at start, in
+    one line, instead of deferring every post. False for a publisher only asked to verify()
+    (`bridge check`)."""
     from bridge.publish.dry_run import DryRunPublisher
 
+    limits = _limits(target.kind)
+    if compose:
+        for name in POSTING_NEEDS:
+            importlib.import_module(name)
     if dry_run:
-        limits = _limits(target.kind)
         return DryRunPublisher(target.name, limits.length_rule, max_image_bytes=limits.max_image_bytes,
                                photo_length_rule=limits.photo_length_rule)
     return _network(target.kind).build(target, timeout=timeout, clock=clock)

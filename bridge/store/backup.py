@@ -44,7 +44,7 @@ def backup_database(url: str, destination: Path, *, overwrite: bool = False) -> 
     """Copy the database at `url` to `destination`. Raises DatabaseError when the database cannot be
     read, BridgeError when `destination` cannot be written (or exists, unless `overwrite`), and
     PostgresBackup for a PostgreSQL URL."""
-    source = sqlite_file(url)
+    source = _sqlite_path(url)
     if source is None:
         raise _not_sqlite(url, destination)
     destination = Path(destination).expanduser().absolute()
@@ -63,6 +63,14 @@ def backup_database(url: str, destination: Path, *, overwrite: bool = False) -> 
             Path(temporary + suffix).unlink(missing_ok=True)
     _fsync_folder(destination.parent)
     return Backup(source=source, path=destination, bytes=destination.stat().st_size)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The database file, also for an SQLite URI filename (`sqlite:///file:/path/bridge.db?uri=true`)."""
+    path = sqlite_file(url)
+    if path is not None and str(path).startswith("file:") and "uri=true" in url.partition("?")[2].split("&"):
+        return Path(str(path)[len("file:"):])
+    return path
 
 
 def _check_destination(source: Path, destination: Path, overwrite: bool) -> None:
