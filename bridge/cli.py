@@ -109,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     release = commands.add_parser("release", help="post a source's held burst of new stories (oldest first, "
                                                   "within pacing); `bridge catchup SOURCE` drops it instead")
     release.add_argument("source", help="source name")
+    backup = commands.add_parser("backup", help="write a consistent copy of the SQLite database to PATH, safe "
+                                                "while the daemon runs (PostgreSQL: prints the pg_dump command)",
+                                 description="Copy the database with SQLite's online backup API (a WAL-safe "
+                                             "snapshot; the daemon keeps running), check the copy, and put it "
+                                             "at PATH in one rename: PATH holds the whole backup or is "
+                                             "untouched. Exit 3 when the database cannot be read, 1 when PATH "
+                                             "exists or cannot be written. Restore with the service stopped "
+                                             "(README: Backup and restore).")
+    backup.add_argument("path", metavar="PATH", help="the backup file to write (mode 0600)")
+    backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
     return parser
 
 
@@ -243,10 +253,10 @@ def _reload(args):
 
 
 def cmd_check(args, config) -> int:
-    from bridge import service
     from bridge.publish import build_publisher
+    from bridge.store.opening import open_repository
 
-    repo = service.open_repository(config, upgrade=False)
+    repo = open_repository(config, upgrade=False)
     mode = "dry run (nothing is posted)" if config.bridge.dry_run else "live"
     print(f"settings: {config.path} ok, {mode}")
     print(f"database: {config.bridge.database} ok")
@@ -269,7 +279,7 @@ def cmd_check(args, config) -> int:
     repo.engine.dispose()
     problems = len(drifted) + len(needs_person)
     for target in config.targets.values():
-        publisher = build_publisher(target, dry_run=config.bridge.dry_run,
+        publisher = build_publisher(target, dry_run=config.bridge.dry_run, compose=False,
                                     timeout=config.bridge.publish_timeout.total_seconds())
         try:
             account = publisher.verify()
@@ -309,11 +319,11 @@ def _charge_check(repo, target, calls) -> None:
 
 
 def cmd_status(args, config) -> int:
-    from bridge import service, status
-
+    from bridge import status
     from bridge.store.db import unwritable_reason
+    from bridge.store.opening import open_repository
 
-    repo = service.open_repository(config, upgrade=False)
+    repo = open_repository(config, upgrade=False)
     report = status.collect(repo, config)
     unwritable = unwritable_reason(repo.engine)
     if unwritable:  # what it shows is true, but nothing new will be written: say so once, apart
@@ -323,10 +333,11 @@ def cmd_status(args, config) -> int:
 
 
 def cmd_health(args, config) -> int:
-    from bridge import service, status
+    from bridge import status
+    from bridge.store.opening import open_repository
 
     try:
-        repo = service.open_repository(config, upgrade=False)
+        repo = open_repository(config, upgrade=False)
     except DatabaseError as exc:
         print(f"broken: database: {exc}")
         return status.HEALTH_BROKEN
@@ -402,14 +413,15 @@ def cmd_poll(args, config) -> int:
 
 
 def cmd_reload(args, config) -> int:
-    from bridge import reloading, service
+    from bridge import reloading
     from bridge.config import load_config
+    from bridge.store.opening import open_repository
 
     # As the daemon will read it (its live credentials included): a broken file is never signalled.
     load_config(config.path, dry_run=None)
     sqlite = reloading.sqlite_file(config.bridge.database) is not None
     pid = args.pid or (reloading.daemon_pid(config.bridge.database) if sqlite else None)
-    repo = service.open_repository(config, upgrade=False)
+    repo = open_repository(config, upgrade=False)
     try:
         pid = pid or reloading.daemon_pid(config.bridge.database, repo.engine)  # PostgreSQL: the lock's holder
         answer = reloading.request_reload(repo.engine, pid, wait=args.wait)
@@ -437,6 +449,16 @@ def cmd_preview(args, config) -> int:
     return EXIT_OK
 
 
+def cmd_backup(args, config) -> int:
+    from pathlib import Path
+
+    from bridge.store.backup import backup_database
+
+    done = backup_database(config.bridge.database, Path(args.path), overwrite=args.force)
+    print(f"backup: {done.source} -> {done.path} ({done.bytes / 1e6:.1f} MB), a consistent copy, checked")
+    return EXIT_OK
+
+
 def cmd_retry(args, config) -> int:
     return _change_delivery(config, args.delivery_id, "retry")
 
@@ -446,10 +468,10 @@ def cmd_skip(args, config) -> int:
 
 
 def _change_delivery(config, delivery_id: int, action: str) -> int:
-    from bridge import service
     from bridge.clock import utc_now
+    from bridge.store.opening import open_repository
 
-    repo = service.open_repository(config)
+    repo = open_repository(config)
     if action == "retry":
         done = repo.requeue(delivery_id, utc_now())
         message = "re-queued" if done else ("not re-queued: no failed delivery, nor one in doubt, with that id "
@@ -470,11 +492,11 @@ def cmd_resolve(args, config) -> int:
 
 
 def cmd_release(args, config) -> int:
-    from bridge import service
     from bridge.clock import utc_now
+    from bridge.store.opening import open_repository
 
     _source_named(config, args.source)
-    repo = service.open_repository(config)
+    repo = open_repository(config)
     released = repo.release_held(args.source, utc_now())
     repo.engine.dispose()
     if not released:
@@ -516,6 +538,7 @@ COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "catchup":
 COMMANDS["preview"] = cmd_preview
 COMMANDS["poll"] = cmd_poll
 COMMANDS["reload"] = cmd_reload
+COMMANDS["backup"] = cmd_backup
 
 
 if __name__ == "__main__":  # pragma: no cover

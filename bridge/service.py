@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Callable
 
 import structlog
-from sqlalchemy import Engine
 
 from bridge.clock import Clock, utc_now
 from bridge.config import Config
@@ -22,23 +21,12 @@ from bridge.notify import Notifier
 from bridge.pipeline import Runtime, deliver_due, poll
 from bridge.publish import build_publisher
 from bridge.sources.fetch import FetchLimits, make_client
-from bridge.store.db import check_connection, create_database_engine
 from bridge.store.lock import RunLock
 from bridge.store.maintenance import maintain, prune, reclaim
-from bridge.store.migrations import migrate
+from bridge.store.opening import open_repository  # noqa: F401 (callers know it as service.open_repository)
 from bridge.store.repo import Repository
 
 log = structlog.get_logger("bridge")
-
-
-def open_repository(config: Config, *, upgrade: bool = True, engine: Engine | None = None) -> Repository:
-    """Open the database (raising DatabaseError with a readable reason) and bring its schema up to
-    date. `engine`: one already open (`bridge run` opens it to take the run lock first)."""
-    engine = engine or create_database_engine(config.bridge.database)
-    check_connection(engine)
-    if upgrade:
-        migrate(engine)
-    return Repository(engine)
 
 
 def fetch_limits(config: Config) -> FetchLimits:

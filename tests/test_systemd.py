@@ -396,6 +396,7 @@ class TestReadme:
 
     def test_upgrade_rollback_and_backup_are_documented(self):
         """The README says how to back up SQLite and PostgreSQL, and how to roll an upgrade back."""
-        assert '.backup /var/backups/' in self.README and "pg_dump" in self.README and "pg_restore" in self.README
+        assert 'bridge backup /var/backups/' in self.README and "pg_dump" in self.README and "pg_restore" in self.README
+        assert "sqlite3 /var/lib/bridge/bridge.db \".backup" not in self.README  # `bridge backup` replaces it
         assert "/opt/bridge/venv.prev" in self.README and "newer than this bridge knows" in self.README
         assert "--extras mastodon,bluesky,postgresql" in self.README

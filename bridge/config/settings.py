@@ -196,24 +196,45 @@ def parse_config(
 
 def _check_templates_fit(sources: list[SourceConfig], targets: dict[str, TargetConfig],
                          problems: list[str]) -> None:
-    """A template whose own text leaves no room for the link would fail every post: say so now."""
-    from bridge.compose import compose
+    """A template whose own text leaves no room for the link would fail every post: say so now.
+    Each (template, network) is tried once, not once per source (thousands of sources share a few
+    templates), and by the network's cheap upper count first: every command reads settings.toml,
+    and X's own count would load twitter-text (~0.2 s) for a template that plainly fits."""
+    from bridge.compose import LengthRule, compose
     from bridge.errors import PostRejected
     from bridge.model import Item
     from bridge.publish import length_rule_for
 
     probe = Item(key="probe", title="", link="https://example.com/berita/1")
+    verdicts: dict[tuple, str | None] = {}
+    fields: dict[str, set[str]] = {}
+
+    def misfit(template: str, source_name: str | None, kind: str) -> str | None:
+        rule = length_rule_for(kind)
+        rules = [LengthRule(rule.max_length, rule.at_most), rule] if rule.at_most else [rule]
+        for candidate in rules:
+            try:
+                compose(template, probe, source=source_name or "", rule=candidate)
+                return None
+            except PostRejected as exc:
+                problem = str(exc)
+        return problem
+
     for source in sources:
         for name in source.targets:
             target = targets[name]
             template = Config.template_for(source, target)
-            if "url" not in template_fields(template):
+            if template not in fields:
+                fields[template] = template_fields(template)
+            used = fields[template]
+            if "url" not in used:
                 continue
-            try:
-                compose(template, probe, source=source.name, rule=length_rule_for(target.kind))
-            except PostRejected as exc:
+            key = (template, source.name if "source" in used else None, target.kind)
+            if key not in verdicts:
+                verdicts[key] = misfit(*key)
+            if verdicts[key] is not None:
                 where = f"targets.{name}.template" if target.template else f"sources ({source.name}).template"
-                problems.append(f"{where}: leaves no room for the link on {target.kind}: {exc}")
+                problems.append(f"{where}: leaves no room for the link on {target.kind}: {verdicts[key]}")
 
 
 # --- Sections ------------------------------------------------------------------------------------

@@ -78,8 +78,13 @@ NETWORK_MODULES = {
     "facebook": "bridge.publish.facebook",
     "whatsapp": "bridge.publish.whatsapp",
 }
-"""One module per network. Each has LENGTH_RULE, MAX_IMAGE_BYTES, optionally PHOTO_LENGTH_RULE, and
-build(target, timeout=, clock=) -> its publisher."""
+"""One module per network. Each has LENGTH_RULE, MAX_IMAGE_BYTES, optionally PHOTO_LENGTH_RULE (its
+entry in bridge.publish.limits.LIMITS), and build(target, timeout=, clock=) -> its publisher."""
+
+
+POSTING_NEEDS = ("twitter_text",)
+"""Imported on first use, not at start-up (~0.2 s of regexes): X's and Mastodon's counts
+(publish/limits.py) and the price check that tells a post with a link from one without (pacing.py)."""
 
 
 def _network(kind: str):
@@ -88,22 +93,39 @@ def _network(kind: str):
     return importlib.import_module(NETWORK_MODULES[kind])
 
 
-def build_publisher(target, *, dry_run: bool, timeout: float, clock=None) -> Publisher:
-    """The publisher for a configured target (a config.TargetConfig). Network modules are imported
-    here, lazily, so that a dry run or `bridge status` does not load every network's client."""
+def build_publisher(target, *, dry_run: bool, timeout: float, clock=None, compose: bool = True) -> Publisher:
+    """The publisher for a configured target (a config.TargetConfig). A network's module (and its
+    client library) is imported only for a live publisher, so that a dry run, `bridge check` on one
+    or `bridge status` loads none of them; a dry run needs only the network's limits.
+
+    `compose`: the publisher will be given posts, so what composing and pricing them imports on
+    first use is imported now (POSTING_NEEDS): a broken install then stops `bridge run` at start, in
+    one line, instead of deferring every post. False for a publisher only asked to verify()
+    (`bridge check`)."""
     from bridge.publish.dry_run import DryRunPublisher
 
-    network = _network(target.kind)
+    limits = _limits(target.kind)
+    if compose:
+        for name in POSTING_NEEDS:
+            importlib.import_module(name)
     if dry_run:
-        return DryRunPublisher(target.name, network.LENGTH_RULE, max_image_bytes=network.MAX_IMAGE_BYTES,
-                               photo_length_rule=getattr(network, "PHOTO_LENGTH_RULE", None))
-    return network.build(target, timeout=timeout, clock=clock)
+        return DryRunPublisher(target.name, limits.length_rule, max_image_bytes=limits.max_image_bytes,
+                               photo_length_rule=limits.photo_length_rule)
+    return _network(target.kind).build(target, timeout=timeout, clock=clock)
+
+
+def _limits(kind: str):
+    from bridge.publish.limits import LIMITS
+
+    if kind not in LIMITS:
+        raise ValueError(f"no publisher for target kind {kind!r}")
+    return LIMITS[kind]
 
 
 def length_rule_for(kind: str) -> LengthRule:
     """How a target kind counts characters, without building a publisher (config checks). For
     Mastodon this is the default of 500; a live publisher reads its instance's own limit."""
     try:
-        return _network(kind).LENGTH_RULE
+        return _limits(kind).length_rule
     except ValueError:
         raise ValueError(f"no length rule for target kind {kind!r}") from None

@@ -36,21 +36,21 @@ from atproto_client.request import Request
 from twitter_text import extract_urls_with_indices
 
 from bridge.clock import utc_now
-from bridge.compose import LengthRule
 from bridge.deadline import deadline_transport, total_deadline
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish._http import MAY_HAVE_ACTED, from_iso, scrub, transport_problem
 from bridge.publish.graphemes import grapheme_count
+from bridge.publish.limits import (  # noqa: F401 (bluesky_length: this network's count, named here too)
+    BLUESKY_LENGTH_RULE, BLUESKY_MAX_GRAPHEMES, BLUESKY_MAX_IMAGE_BYTES, BLUESKY_MAX_TEXT_BYTES, bluesky_length,
+)
 from bridge.secrets import credential_env_var
 
 log = logging.getLogger("bridge.publish.bluesky")
 
-MAX_GRAPHEMES = 300
-MAX_TEXT_BYTES = 3000
-"""app.bsky.feed.post text: maxGraphemes 300 and maxLength 3000 (UTF-8 bytes), both enforced."""
-MAX_IMAGE_BYTES = 1_000_000
-"""The external card's thumbnail blob may be at most 1,000,000 bytes."""
+MAX_GRAPHEMES = BLUESKY_MAX_GRAPHEMES
+MAX_TEXT_BYTES = BLUESKY_MAX_TEXT_BYTES
+MAX_IMAGE_BYTES = BLUESKY_MAX_IMAGE_BYTES
 CARD_DESCRIPTION_MAX = 300
 """Characters of the story's summary shown on the link card (the card is a preview, not the story)."""
 RATE_LIMIT_FALLBACK = timedelta(minutes=5)
@@ -68,13 +68,7 @@ _SESSION_EXPIRED = {"ExpiredToken", "InvalidToken"}
 _HASHTAG = re.compile(r"(?<!\S)#(\w*[^\W\d]\w*)")
 
 
-def bluesky_length(text: str) -> int:
-    """Graphemes, or a tenth of the UTF-8 bytes if more: so 300 keeps both limits (3000 bytes / 300)."""
-    byte_units = -(-len(text.encode("utf-8")) // (MAX_TEXT_BYTES // MAX_GRAPHEMES))
-    return max(grapheme_count(text), byte_units)
-
-
-LENGTH_RULE = LengthRule(MAX_GRAPHEMES, bluesky_length)
+LENGTH_RULE = BLUESKY_LENGTH_RULE
 
 
 def _tag_fits(tag: str) -> bool:

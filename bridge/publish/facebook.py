@@ -22,17 +22,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from bridge.clock import utc_now
-from bridge.compose import LengthRule
 from bridge.errors import AlreadyPosted, ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish._graph import GraphClient, GraphFailure, common_error
 from bridge.publish._http import scrub
+from bridge.publish.limits import FACEBOOK_LENGTH_RULE, FACEBOOK_MAX_IMAGE_BYTES, FACEBOOK_MAX_MESSAGE_CHARACTERS
 from bridge.secrets import credential_env_var
 
-MAX_MESSAGE_CHARACTERS = 63206
-"""The longest text Facebook takes in a Page post."""
-MAX_IMAGE_BYTES = 4 * 1024 * 1024
-"""Facebook asks for photos under 4 MB."""
+MAX_MESSAGE_CHARACTERS = FACEBOOK_MAX_MESSAGE_CHARACTERS
+MAX_IMAGE_BYTES = FACEBOOK_MAX_IMAGE_BYTES
 DUPLICATE_POST = 506
 """Code 506: the same text was just posted: the Page already has it."""
 INVALID_PARAMETER = 100
@@ -53,7 +51,7 @@ FIND_PAGES = 4
 CLOCK_ALLOWANCE = timedelta(minutes=2)
 """Facebook's created_time comes from Meta's clock, `since` from ours: allow them to differ this much."""
 
-LENGTH_RULE = LengthRule(MAX_MESSAGE_CHARACTERS, len)
+LENGTH_RULE = FACEBOOK_LENGTH_RULE
 
 
 def build(target, *, timeout: float, clock=None) -> "FacebookPublisher":

@@ -32,24 +32,23 @@ from mastodon.errors import (
     MastodonAPIError, MastodonError, MastodonNetworkError, MastodonNotFoundError, MastodonRatelimitError,
     MastodonServerError, MastodonUnauthorizedError,
 )
-from twitter_text import extract_urls_with_indices
 
 from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Image, Post
 from bridge.publish._http import MAY_HAVE_ACTED, DeadlineSession, from_epoch, from_iso, requests_problem, scrub
-from bridge.publish.graphemes import grapheme_count
+from bridge.publish.limits import (  # noqa: F401 (mastodon_length: this network's count, named here too)
+    MASTODON_DEFAULT_MAX_CHARACTERS, MASTODON_LENGTH_RULE, MASTODON_MAX_IMAGE_BYTES, URL_WEIGHT, mastodon_length,
+)
 from bridge.secrets import credential_env_var
 
 log = logging.getLogger("bridge.publish.mastodon")
 
-DEFAULT_MAX_CHARACTERS = 500
-"""Mastodon's own default for a status; an instance may allow more (or less)."""
-DEFAULT_URL_WEIGHT = 23
+DEFAULT_MAX_CHARACTERS = MASTODON_DEFAULT_MAX_CHARACTERS
+DEFAULT_URL_WEIGHT = URL_WEIGHT
 """Every link counts this many characters, whatever its length (characters_reserved_per_url)."""
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-"""Mastodon 4.x takes images of at least 10 MB (16 MB from 4.3; the instance's image_size_limit says)."""
+MAX_IMAGE_BYTES = MASTODON_MAX_IMAGE_BYTES
 MIN_MASTODON_VERSION = "4.0.0"
 """/api/v2/instance and /api/v2/media exist from 4.0 on; we speak to 4.0 or newer."""
 RATE_LIMIT_FALLBACK = timedelta(minutes=5)
@@ -68,18 +67,7 @@ FIND_PAGES = 5
 """After /api/v2/instance failed, the defaults stand for this long before it is asked again."""
 
 
-def mastodon_length(text: str, url_weight: int = DEFAULT_URL_WEIGHT) -> int:
-    """Mastodon's count: grapheme clusters, with every http(s) link counting `url_weight`."""
-    urls = [u for u in extract_urls_with_indices(text, extract_urls_without_protocol=False)]
-    total, position = 0, 0
-    for url in urls:
-        start, end = url["indices"]
-        total += grapheme_count(text[position:start]) + url_weight
-        position = end
-    return total + grapheme_count(text[position:])
-
-
-LENGTH_RULE = LengthRule(DEFAULT_MAX_CHARACTERS, mastodon_length)
+LENGTH_RULE = MASTODON_LENGTH_RULE
 
 
 def build(target, *, timeout: float, clock=None) -> "MastodonPublisher":

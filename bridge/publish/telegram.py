@@ -21,18 +21,18 @@ from datetime import datetime, timedelta
 import httpx
 
 from bridge.clock import utc_now
-from bridge.compose import LengthRule
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish._http import MAY_HAVE_ACTED, DeadlineClient, json_body, scrub, transport_problem
+from bridge.publish.limits import (
+    TELEGRAM_CAPTION_MAX, TELEGRAM_LENGTH_RULE, TELEGRAM_MAX_IMAGE_BYTES, TELEGRAM_MESSAGE_MAX,
+    TELEGRAM_PHOTO_LENGTH_RULE, utf16_length,
+)
 from bridge.secrets import credential_env_var
 
-MESSAGE_MAX = 4096
-"""sendMessage: 1-4096 characters of text after entities parsing (our HTML escapes count nothing)."""
-CAPTION_MAX = 1024
-"""sendPhoto: 0-1024 characters of caption."""
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-"""sendPhoto takes an uploaded photo of at most 10 MB."""
+MESSAGE_MAX = TELEGRAM_MESSAGE_MAX
+CAPTION_MAX = TELEGRAM_CAPTION_MAX
+MAX_IMAGE_BYTES = TELEGRAM_MAX_IMAGE_BYTES
 FLOOD_WAIT_FALLBACK = timedelta(seconds=60)
 """How long to wait after a 429 that names no retry_after."""
 MISSING_RIGHTS = ("need administrator rights", "not enough rights", "have no rights to send",
@@ -41,13 +41,8 @@ MISSING_RIGHTS = ("need administrator rights", "not enough rights", "have no rig
 post messages or photos, were taken away): every post would fail the same way, so the target pauses."""
 
 
-def utf16_length(text: str) -> int:
-    """Telegram counts message and caption lengths in UTF-16 code units (an emoji outside the BMP is 2)."""
-    return len(text.encode("utf-16-le")) // 2
-
-
-LENGTH_RULE = LengthRule(MESSAGE_MAX, utf16_length)
-PHOTO_LENGTH_RULE = LengthRule(CAPTION_MAX, utf16_length)
+LENGTH_RULE = TELEGRAM_LENGTH_RULE
+PHOTO_LENGTH_RULE = TELEGRAM_PHOTO_LENGTH_RULE
 
 
 def build(target, *, timeout: float, clock=None) -> "TelegramPublisher":

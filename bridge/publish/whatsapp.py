@@ -26,18 +26,15 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bridge.clock import utc_now
-from bridge.compose import LengthRule
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish._graph import GraphClient, GraphFailure, common_error, throttled
 from bridge.publish._http import scrub
+from bridge.publish.limits import WHATSAPP_LENGTH_RULE, WHATSAPP_MAX_IMAGE_BYTES, WHATSAPP_TEXT_PARAMETER_MAX
 from bridge.secrets import credential_env_var
 
-TEXT_PARAMETER_MAX = 700
-"""A template's body may be at most 1024 characters with its parameters filled in: 700 for the text
-leaves room for the template's own words and the link."""
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
-"""Unused: the documented template has no image header, so no photo is downloaded (takes_photos)."""
+TEXT_PARAMETER_MAX = WHATSAPP_TEXT_PARAMETER_MAX
+MAX_IMAGE_BYTES = WHATSAPP_MAX_IMAGE_BYTES
 _PARAMETER_SPACING = re.compile(r"\s+")
 """A text parameter may hold no newline or tab, nor more than four spaces in a row."""
 
@@ -60,7 +57,7 @@ way, so the target pauses."""
 ACCOUNT_PROBLEMS = {131031, 131042, 131045, 133010}
 """Account locked, payment problem, phone number not registered."""
 
-LENGTH_RULE = LengthRule(TEXT_PARAMETER_MAX, len)
+LENGTH_RULE = WHATSAPP_LENGTH_RULE
 
 
 def build(target, *, timeout: float, clock=None) -> "WhatsAppPublisher":

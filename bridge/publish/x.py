@@ -26,15 +26,14 @@ from urllib.parse import urlsplit
 
 import requests
 import tweepy
-from twitter_text import parse_tweet
 
 from bridge.clock import utc_now
-from bridge.compose import LengthRule
 from bridge.errors import AlreadyPosted, ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Image, Post
 from bridge.publish._http import (
     MAY_HAVE_ACTED, DeadlineSession, from_epoch, json_body, requests_problem, scrub, short_reason,
 )
+from bridge.publish.limits import X_LENGTH_RULE, X_MAX_IMAGE_BYTES, x_weighted_length  # noqa: F401
 from bridge.secrets import credential_env_var
 
 # tweepy logs request and response headers at DEBUG, and requests-oauthlib logs the signed
@@ -45,8 +44,7 @@ for _logger_name in ("tweepy", "requests_oauthlib", "oauthlib"):
 
 TWEEPY_HOST = "https://api.twitter.com"
 X_CREDENTIAL_FIELDS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
-"""X's limit for a photo (GIFs and videos may be larger; we only post photos)."""
+MAX_IMAGE_BYTES = X_MAX_IMAGE_BYTES
 GIF_LEFT_OUT = ("a GIF needs X's chunked upload (INIT/APPEND/FINALIZE, then STATUS until processed), which the "
                 "bridge does not do: posted without it")
 """Why a GIF is not attached on X: the one-request upload takes photos (tweet_image) only."""
@@ -63,12 +61,6 @@ _DUPLICATE_CODE = 187  # v1.1's "Status is a duplicate."
 _NOT_ENROLLED_CODE = 453  # v1.1's "You currently have access to a subset of X API V2 endpoints"
 
 
-def x_weighted_length(text: str) -> int:
-    """X's own count: URLs are 23, CJK and emoji 2, most else 1 (twitter-text conformance)."""
-    return parse_tweet(text).weightedLength
-
-
-X_LENGTH_RULE = LengthRule(280, x_weighted_length)
 LENGTH_RULE = X_LENGTH_RULE
 """The name every network module exports (bridge.publish.NETWORK_MODULES)."""
 

@@ -21,13 +21,11 @@ import feedparser
 
 from bridge.errors import FeedParseError
 from bridge.model import Item, unique_by_key
+from bridge.sources.dates import feed_date_hook
 from bridge.sources.defuse import defuse
-from bridge.sources.text import first_image_src, html_to_text, plain_text
+from bridge.sources.text import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, first_image_src, html_to_text, plain_text
 from bridge.urls import identity_key, identity_url, shareable_url
 
-MAX_TITLE_CHARS = 1_000
-"""Longer titles are cut: no network shows more, and the database should not hold megabytes."""
-MAX_SUMMARY_CHARS = 5_000
 TITLE_FROM_SUMMARY_CHARS = 100
 """An untitled entry borrows this much of its summary as a title."""
 
@@ -359,3 +357,8 @@ def _list(value) -> list:
 def _short(exc, limit: int = 160) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Feeds from Indonesian sites write dates feedparser cannot read or misreads ("Sen, 14 Okt 2024
+# 10:00:00 WIB", "26-07-2022 12:01:01"): ours is asked first, wherever this reader is used.
+register_date_parser(feed_date_hook)

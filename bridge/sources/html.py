@@ -17,9 +17,8 @@ from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from bridge.model import Item, unique_by_key
 from bridge.sources.dates import log_unreadable_once, parse_date_detail
-from bridge.sources.feed import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS  # the same caps as feed stories
 from bridge.sources.presets import Layout
-from bridge.sources.text import plain_text
+from bridge.sources.text import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, plain_text  # the same caps as feed stories
 from bridge.urls import identity_url, shareable_url
 
 log = structlog.get_logger("bridge.sources")

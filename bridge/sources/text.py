@@ -10,6 +10,12 @@ import re
 
 from selectolax.lexbor import LexborHTMLParser
 
+MAX_TITLE_CHARS = 1_000
+"""Longer titles are cut: no network shows more, and the database should not hold megabytes."""
+MAX_SUMMARY_CHARS = 5_000
+"""The same for summaries, from a feed or a page (here, not in feed.py: html.py, which settings.toml's
+selector checks import, must not load feedparser)."""
+
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Lone surrogates (possible in JSON strings) cannot be stored as UTF-8: they become U+FFFD.
 _SURROGATES = re.compile("[\ud800-\udfff]")
