@@ -31,7 +31,7 @@ from tests.helpers import WIB, antara_feed  # noqa: E402
 SITE_SUFFIX = ".feeds.test"
 """Host names that bench/localnames/sitecustomize.py resolves to 127.0.0.1."""
 COUNT_PATH = "/_requests"
-"""The Python origin answers this with "ANSWERED NOT_MODIFIED" (not counted itself)."""
+"""The Python origin answers this with "ANSWERED NOT_MODIFIED MISSING" (not counted itself)."""
 PARAGRAPH = ("Menteri Pemuda dan Olahraga menyampaikan bahwa pembinaan atlet muda di daerah harus "
              "berjalan beriringan dengan <strong>pembangunan fasilitas</strong> dan kompetisi yang teratur. "
              "Menurut dia, <a href=\"https://www.antaranews.com/tag/olahraga\">prestasi nasional</a> lahir "
@@ -103,7 +103,9 @@ class PythonOrigin:
             reply = b""
             while chunk := conn.recv(4096):
                 reply += chunk
-        total, not_modified = reply.split(b"\r\n\r\n", 1)[1].split()
+        total, not_modified, missing = reply.split(b"\r\n\r\n", 1)[1].split()
+        if int(missing):
+            raise RuntimeError(f"the origin was asked for {int(missing)} file(s) it does not have")
         return int(total), int(not_modified)
 
     def close(self) -> None:
@@ -112,7 +114,7 @@ class PythonOrigin:
 
 
 NGINX_CONF = """daemon off;
-worker_processes 1;
+{user}worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
 events {{ worker_connections 16384; }}
@@ -148,9 +150,9 @@ class NginxOrigin:
     def __init__(self, root: Path):
         self.dir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
         self.port = free_port()
-        for folder in (self.dir, root):  # nginx's workers run as nobody when started by root
-            folder.chmod(0o755)
-        (self.dir / "nginx.conf").write_text(NGINX_CONF.format(dir=self.dir, port=self.port, root=root))
+        # Started by root, nginx's workers would run as nobody, who may not enter a private temp folder.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        (self.dir / "nginx.conf").write_text(NGINX_CONF.format(user=user, dir=self.dir, port=self.port, root=root))
         self.log = self.dir / "access.log"
         self.log.touch()
         self.process = subprocess.Popen(["nginx", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"),
@@ -172,9 +174,12 @@ class NginxOrigin:
             log.seek(offset)
             data = log.read()
         complete = data[: data.rfind(b"\n") + 1]
-        total += complete.count(b"\n")
-        not_modified += complete.count(b"304\n")
+        statuses = complete.split()
+        total += len(statuses)
+        not_modified += statuses.count(b"304")
         self._seen = (offset + len(complete), total, not_modified)
+        if any(status not in (b"200", b"304") for status in statuses):
+            raise RuntimeError(f"nginx answered {sorted(set(statuses))}: see {self.dir}/error.log")
         return total, not_modified
 
     def close(self) -> None:
@@ -195,7 +200,7 @@ def start_origin(kind: str, root: Path, delay: float = 0.0):
 class _Server:
     def __init__(self, root: Path, delay: float):
         self.root, self.delay = root, delay
-        self.answered = self.not_modified = 0
+        self.answered = self.not_modified = self.missing = 0
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -216,7 +221,7 @@ class _Server:
             headers[name.strip().lower()] = value.strip()
         keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         if target == COUNT_PATH:
-            await self.send(writer, 200, {}, f"{self.answered} {self.not_modified}".encode(), keep)
+            await self.send(writer, 200, {}, f"{self.answered} {self.not_modified} {self.missing}".encode(), keep)
             return keep
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -227,6 +232,7 @@ class _Server:
         except OSError:
             await self.send(writer, 404, {}, b"not found\n", keep)
             self.answered += 1
+            self.missing += 1
             return keep
         validators = {"ETag": f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
                       "Last-Modified": formatdate(stat.st_mtime, usegmt=True)}
