@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_pipeline.py"
@@ -39,3 +40,29 @@ def test_bench_store_runs(capsys, monkeypatch):
         assert sum("goal" in line for line in figures) == 5  # poll ratio, status x2, metrics, prune batch
         assert any("prune" in line for line in figures) and any("/metrics" in line for line in figures)
     assert results[400]["pruned"] > 0  # two years of stories: the first year's are older than keep
+
+
+CYCLE = Path(__file__).resolve().parents[1] / "bench" / "bench_cycle.py"
+CYCLE_FIGURES = (
+    "cold cycle, 5 new feeds: bridge run --once", "cold cycle, 5 new feeds: naive loop",
+    "cold cycle, 5 new feeds: floor", "cold cycle: bridge / floor", "cold cycle: naive / bridge",
+    "cold cycle, 5 feeds, 200 ms origin: bridge", "warm cycle, 5 sources all 304: daemon CPU",
+    "warm cycle: naive loop CPU / daemon CPU", "daemon RSS, 5 sources, after a full cycle",
+    "story to post on X, 3 stories: p50", "story to post on X, 3 stories: p99",
+)
+
+
+def test_bench_cycle_runs(capsys, monkeypatch):
+    """bench/bench_cycle.py runs every figure end to end at tiny sizes (5 sources, 3 stories, the
+    Python origin, as CI has no nginx) and prints each with a number; its speed is not judged here."""
+    spec = importlib.util.spec_from_file_location("bench_cycle", CYCLE)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_cycle", bench)  # its dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    bench.main(["--sources", "5", "--stories", "3", "--origin", "python", "--interval", "2s"])
+    lines = capsys.readouterr().out.splitlines()
+    for name in CYCLE_FIGURES:
+        line = next((line for line in lines if line.startswith(name + " ")), None)
+        assert line is not None, f"{name!r} not printed:\n" + "\n".join(lines)
+        float(line[len(name):].split()[0])  # a number beside it
+    assert "never reached X" not in "\n".join(lines)
