@@ -163,6 +163,8 @@ class TestLockObject:
         ("sqlite:///state/bridge.db?timeout=5", "state/bridge.db"),
         ("sqlite+pysqlite:////x/b.db", "/x/b.db"),
         ("sqlite://", None), ("sqlite:///:memory:", None), ("sqlite:///file:b?mode=memory&uri=true", None),
+        ("sqlite:///file:/var/lib/bridge/bridge.db?mode=rwc&uri=true", "/var/lib/bridge/bridge.db"),
+        ("sqlite:///file:weird.db", "file:weird.db"),  # without uri=true SQLite takes the name as written
         ("postgresql+psycopg://bridge@db/bridge", None),
     ])
     def test_the_sqlite_file_is_read_from_the_url_without_sqlalchemy(self, url, path):

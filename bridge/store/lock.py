@@ -118,7 +118,9 @@ def sqlite_file(url: str) -> Path | None:
     scheme, separator, rest = url.partition("://")
     if not separator or scheme.split("+")[0] != "sqlite" or not rest.startswith("/"):
         return None
-    path = rest[1:].partition("?")[0]
+    path, _, query = rest[1:].partition("?")
+    if path.startswith("file:") and "uri=true" in query.split("&"):
+        path = path[len("file:"):]  # an SQLite URI filename: the path follows `file:`
     if not path or path == ":memory:" or "mode=memory" in url:
         return None
     return Path(path)
