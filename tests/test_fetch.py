@@ -17,12 +17,15 @@ from bridge.sources.fetch import FetchLimits, FetchResult, HTTPStatusError, fetc
 from tests.fakes.feed_server import FeedServer, RecordedRequest, Reply
 
 RSS = '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title></channel></rss>'
+LIMITS = FetchLimits(connect_timeout=10, total_timeout=10, max_body_bytes=1024 * 1024, max_redirects=5)
+"""For fetches that should succeed: room enough for a machine under load (CI beside other jobs)."""
 FAST = FetchLimits(connect_timeout=0.5, total_timeout=0.5, max_body_bytes=1024 * 1024, max_redirects=5)
+"""For the deadline tests: a 0.5 s total they must end at."""
 
 
 @pytest.fixture
 def client():
-    with make_client(FAST) as c:
+    with make_client(LIMITS) as c:
         yield c
 
 
@@ -55,7 +58,7 @@ class TestFetchOk:
     def test_returns_body_status_and_lowercase_headers(self, feed_server, client):
         """A 200 gives the body, the status, the final URL and headers keyed in lower case."""
         feed_server.add("/rss", RSS, headers={"X-Custom-Thing": "yes"})
-        result = fetch(client, feed_server.url("/rss"), FAST)
+        result = fetch(client, feed_server.url("/rss"), LIMITS)
         assert isinstance(result, FetchResult)
         assert (result.status, result.not_modified, result.body) == (200, False, RSS.encode())
         assert result.url == feed_server.url("/rss")
@@ -66,20 +69,20 @@ class TestFetchOk:
     def test_sends_user_agent(self, feed_server, client):
         """Every request names the bridge and its version."""
         feed_server.add("/rss", RSS)
-        fetch(client, feed_server.url("/rss"), FAST)
+        fetch(client, feed_server.url("/rss"), LIMITS)
         assert feed_server.request_log[-1].headers["user-agent"].startswith(f"bridge/{__version__} ")
 
     def test_unconditional_by_default(self, feed_server, client):
         """Without validators the request carries no conditional headers."""
         feed_server.add("/rss", RSS, etag='"v1"')
-        fetch(client, feed_server.url("/rss"), FAST)
+        fetch(client, feed_server.url("/rss"), LIMITS)
         sent = feed_server.request_log[-1].headers
         assert "if-none-match" not in sent and "if-modified-since" not in sent
 
     def test_empty_204_body(self, feed_server, client):
         """A 2xx other than 200 is still a success, with whatever body it had."""
         feed_server.add("/empty", b"", status=204)
-        assert fetch(client, feed_server.url("/empty"), FAST).body == b""
+        assert fetch(client, feed_server.url("/empty"), LIMITS).body == b""
 
 
 class TestConditionalGet:
@@ -88,13 +91,13 @@ class TestConditionalGet:
     def test_records_validators_from_200(self, feed_server, client):
         """ETag and Last-Modified of a 200 are returned for the next poll."""
         feed_server.add("/rss", RSS, etag='"abc"', last_modified=self.LM)
-        result = fetch(client, feed_server.url("/rss"), FAST)
+        result = fetch(client, feed_server.url("/rss"), LIMITS)
         assert (result.etag, result.last_modified) == ('"abc"', self.LM)
 
     def test_sends_validators_and_gets_304(self, feed_server, client):
         """Given validators, the request carries If-None-Match/If-Modified-Since and a 304 means not modified."""
         feed_server.add("/rss", RSS, etag='"abc"', last_modified=self.LM)
-        result = fetch(client, feed_server.url("/rss"), FAST, etag='"abc"', last_modified=self.LM)
+        result = fetch(client, feed_server.url("/rss"), LIMITS, etag='"abc"', last_modified=self.LM)
         sent = feed_server.request_log[-1].headers
         assert sent["if-none-match"] == '"abc"'
         assert sent["if-modified-since"] == self.LM
@@ -103,7 +106,7 @@ class TestConditionalGet:
     def test_if_modified_since_alone(self, feed_server, client):
         """Last-Modified alone is enough for a conditional GET."""
         feed_server.add("/rss", RSS, last_modified=self.LM)
-        result = fetch(client, feed_server.url("/rss"), FAST, last_modified=self.LM)
+        result = fetch(client, feed_server.url("/rss"), LIMITS, last_modified=self.LM)
         assert result.not_modified
         assert "if-none-match" not in feed_server.request_log[-1].headers
 
@@ -114,16 +117,16 @@ class TestConditionalGet:
             reply.start(304, {})
 
         feed_server.handle("/bare", bare_304)
-        result = fetch(client, feed_server.url("/bare"), FAST, etag='"old"', last_modified=self.LM)
+        result = fetch(client, feed_server.url("/bare"), LIMITS, etag='"old"', last_modified=self.LM)
         assert result.not_modified
         assert (result.etag, result.last_modified) == ('"old"', self.LM)
 
     def test_edited_feed_returns_new_body_and_validators(self, feed_server, client):
         """After the feed is edited the old ETag no longer matches: 200 with the new body and ETag."""
         feed_server.add("/rss", RSS, etag='"v1"')
-        first = fetch(client, feed_server.url("/rss"), FAST)
+        first = fetch(client, feed_server.url("/rss"), LIMITS)
         feed_server.edit("/rss", body=RSS.replace(">t<", ">t2<"), etag='"v2"')
-        second = fetch(client, feed_server.url("/rss"), FAST, etag=first.etag)
+        second = fetch(client, feed_server.url("/rss"), LIMITS, etag=first.etag)
         assert not second.not_modified
         assert b">t2<" in second.body
         assert second.etag == '"v2"'
@@ -133,7 +136,7 @@ class TestContentEncoding:
     def test_gzip_body_is_decoded(self, feed_server, client):
         """A gzip-encoded body comes back decoded and we ask only for encodings we can bound."""
         feed_server.add_gzip("/rss.gz", RSS)
-        result = fetch(client, feed_server.url("/rss.gz"), FAST)
+        result = fetch(client, feed_server.url("/rss.gz"), LIMITS)
         assert result.body == RSS.encode()
         assert feed_server.request_log[-1].headers["accept-encoding"] == "gzip, deflate"
 
@@ -141,39 +144,39 @@ class TestContentEncoding:
         """A gzip stream of several members decodes to all of them joined."""
         body = gzip.compress(b"<rss>") + gzip.compress(b"</rss>")
         feed_server.add("/multi", body, headers={"Content-Encoding": "gzip"})
-        assert fetch(client, feed_server.url("/multi"), FAST).body == b"<rss></rss>"
+        assert fetch(client, feed_server.url("/multi"), LIMITS).body == b"<rss></rss>"
 
     @pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS], ids=["zlib", "raw"])
     def test_deflate_zlib_and_raw(self, feed_server, client, wbits):
         """"deflate" is decoded whether the server wraps it in zlib (correct) or sends it raw (common)."""
         compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
         feed_server.add("/d", compressor.compress(RSS.encode()) + compressor.flush(), headers={"Content-Encoding": "deflate"})
-        assert fetch(client, feed_server.url("/d"), FAST).body == RSS.encode()
+        assert fetch(client, feed_server.url("/d"), LIMITS).body == RSS.encode()
 
     def test_gzip_bomb_stopped_early(self, feed_server, client):
         """A 64 MB gzip bomb is cut off once 1 MiB is decoded, quickly and with a clear reason."""
         feed_server.add_gzip_bomb("/bomb", 64 * 1024 * 1024)
         error, elapsed = _timed_fetch(client, feed_server.url("/bomb"))
         assert isinstance(error, FetchError)
-        assert error.reason == f"body larger than {FAST.max_body_bytes} bytes"
+        assert error.reason == f"body larger than {LIMITS.max_body_bytes} bytes"
         assert elapsed < 0.4
 
     def test_corrupt_gzip(self, feed_server, client):
         """A body that claims gzip but is not gives a FetchError, not a zlib exception."""
         feed_server.add("/bad.gz", b"this is not gzip at all", headers={"Content-Encoding": "gzip"})
         with pytest.raises(FetchError, match="could not decode gzip body"):
-            fetch(client, feed_server.url("/bad.gz"), FAST)
+            fetch(client, feed_server.url("/bad.gz"), LIMITS)
 
     def test_trailing_junk_after_gzip_is_ignored(self, feed_server, client):
         """Bytes after the end of a gzip stream are ignored, as browsers do."""
         feed_server.add("/junk.gz", gzip.compress(RSS.encode()) + b"\r\n", headers={"Content-Encoding": "gzip"})
-        assert fetch(client, feed_server.url("/junk.gz"), FAST).body == RSS.encode()
+        assert fetch(client, feed_server.url("/junk.gz"), LIMITS).body == RSS.encode()
 
     def test_unsupported_encoding(self, feed_server, client):
         """An encoding we did not ask for and cannot bound (br) is refused with its name."""
         feed_server.add("/br", b"\x0b\x02\x80", headers={"Content-Encoding": "br"})
         with pytest.raises(FetchError, match="unsupported Content-Encoding 'br'"):
-            fetch(client, feed_server.url("/br"), FAST)
+            fetch(client, feed_server.url("/br"), LIMITS)
 
 
 class TestBodyCap:
@@ -194,8 +197,8 @@ class TestBodyCap:
 
     def test_body_exactly_at_cap_is_accepted(self, feed_server, client):
         """The cap is inclusive: a body of exactly max_body_bytes is fine."""
-        feed_server.add_huge("/exact", FAST.max_body_bytes, declare_length=False)
-        assert len(fetch(client, feed_server.url("/exact"), FAST).body) == FAST.max_body_bytes
+        feed_server.add_huge("/exact", LIMITS.max_body_bytes, declare_length=False)
+        assert len(fetch(client, feed_server.url("/exact"), LIMITS).body) == LIMITS.max_body_bytes
 
 
 class TestTimeouts:
@@ -258,18 +261,18 @@ class TestConnectErrors:
             port = s.getsockname()[1]
         # The socket is closed: nothing listens on that port now.
         with pytest.raises(FetchError, match="could not connect: ") as info:
-            fetch(client, f"http://127.0.0.1:{port}/rss", FAST)
+            fetch(client, f"http://127.0.0.1:{port}/rss", LIMITS)
         assert not isinstance(info.value, HTTPStatusError)
 
     def test_unsupported_scheme(self, client):
         """A non-http URL is refused without any I/O."""
         with pytest.raises(FetchError, match="unsupported URL"):
-            fetch(client, "ftp://127.0.0.1/feed.xml", FAST)
+            fetch(client, "ftp://127.0.0.1/feed.xml", LIMITS)
 
     def test_invalid_url(self, client):
         """A malformed URL is a FetchError, not an httpx exception."""
         with pytest.raises(FetchError):
-            fetch(client, "http://[::1/feed", FAST)
+            fetch(client, "http://[::1/feed", LIMITS)
 
     def test_broken_http_response(self, feed_server, client):
         """A server that speaks garbage instead of HTTP gives a FetchError naming the problem."""
@@ -279,7 +282,7 @@ class TestConnectErrors:
 
         feed_server.handle("/garbage", garbage)
         with pytest.raises(FetchError, match="RemoteProtocolError"):
-            fetch(client, feed_server.url("/garbage"), FAST)
+            fetch(client, feed_server.url("/garbage"), LIMITS)
 
 
 class TestRedirects:
@@ -287,7 +290,7 @@ class TestRedirects:
         """Five redirects are followed and the result names the final URL."""
         feed_server.add("/final", RSS)
         first = feed_server.add_redirect_chain("/r", 5, "/final")
-        result = fetch(client, feed_server.url(first), FAST)
+        result = fetch(client, feed_server.url(first), LIMITS)
         assert result.body == RSS.encode()
         assert result.url == feed_server.url("/final")
 
@@ -296,7 +299,7 @@ class TestRedirects:
         feed_server.add("/final", RSS)
         first = feed_server.add_redirect_chain("/r", 6, "/final")
         with pytest.raises(FetchError, match=r"too many redirects \(more than 5\)"):
-            fetch(client, feed_server.url(first), FAST)
+            fetch(client, feed_server.url(first), LIMITS)
         assert not feed_server.requests_to("/final")
 
     def test_redirect_loop(self, feed_server, client):
@@ -304,14 +307,14 @@ class TestRedirects:
         feed_server.add_redirect("/a", "/b")
         feed_server.add_redirect("/b", "/a")
         with pytest.raises(FetchError, match="too many redirects"):
-            fetch(client, feed_server.url("/a"), FAST)
-        assert len(feed_server.request_log) == FAST.max_redirects + 1
+            fetch(client, feed_server.url("/a"), LIMITS)
+        assert len(feed_server.request_log) == LIMITS.max_redirects + 1
 
     def test_conditional_headers_survive_redirect(self, feed_server, client):
         """A permanent redirect keeps If-None-Match, so the new location can still answer 304."""
         feed_server.add("/new", RSS, etag='"e"')
         feed_server.add_redirect("/old", "/new", status=301)
-        result = fetch(client, feed_server.url("/old"), FAST, etag='"e"')
+        result = fetch(client, feed_server.url("/old"), LIMITS, etag='"e"')
         assert result.not_modified
         assert result.url == feed_server.url("/new")
 
@@ -319,7 +322,7 @@ class TestRedirects:
         """A 302 without Location is an HTTP error, not a success with an empty body."""
         feed_server.add("/nowhere", b"", status=302)
         with pytest.raises(HTTPStatusError, match="HTTP 302 Found") as info:
-            fetch(client, feed_server.url("/nowhere"), FAST)
+            fetch(client, feed_server.url("/nowhere"), LIMITS)
         assert info.value.status == 302
 
 
@@ -328,7 +331,7 @@ class TestHTTPErrors:
         """A 503 reads "HTTP 503 Service Unavailable" and carries Retry-After in seconds."""
         feed_server.add_status("/busy", 503, {"Retry-After": "120"})
         with pytest.raises(HTTPStatusError) as info:
-            fetch(client, feed_server.url("/busy"), FAST)
+            fetch(client, feed_server.url("/busy"), LIMITS)
         error = info.value
         assert isinstance(error, FetchError)
         assert error.reason == "HTTP 503 Service Unavailable"
@@ -342,7 +345,7 @@ class TestHTTPErrors:
 
         feed_server.handle("/limited", limited)
         with pytest.raises(HTTPStatusError) as info:
-            fetch(client, feed_server.url("/limited"), FAST)
+            fetch(client, feed_server.url("/limited"), LIMITS)
         assert info.value.reason == "HTTP 429 Too Many Requests"
         assert 58 <= info.value.retry_after_seconds <= 62
 
@@ -350,26 +353,26 @@ class TestHTTPErrors:
         """A 500 has no retry hint."""
         feed_server.add_status("/boom", 500)
         with pytest.raises(HTTPStatusError, match="HTTP 500 Internal Server Error") as info:
-            fetch(client, feed_server.url("/boom"), FAST)
+            fetch(client, feed_server.url("/boom"), LIMITS)
         assert info.value.retry_after_seconds is None
 
     def test_404(self, feed_server, client):
         """A missing feed is "HTTP 404 Not Found"."""
         with pytest.raises(HTTPStatusError, match="HTTP 404 Not Found"):
-            fetch(client, feed_server.url("/missing"), FAST)
+            fetch(client, feed_server.url("/missing"), LIMITS)
 
     def test_unparseable_retry_after(self, feed_server, client):
         """A Retry-After we cannot read is ignored rather than guessed."""
         feed_server.add_status("/busy", 503, {"Retry-After": "soon-ish"})
         with pytest.raises(HTTPStatusError) as info:
-            fetch(client, feed_server.url("/busy"), FAST)
+            fetch(client, feed_server.url("/busy"), LIMITS)
         assert info.value.retry_after_seconds is None
 
     def test_error_message_names_url_and_reason(self, feed_server, client):
         """str(error) is "<url>: <reason>", a line an operator can act on."""
         feed_server.add_status("/busy", 503)
         with pytest.raises(FetchError) as info:
-            fetch(client, feed_server.url("/busy"), FAST)
+            fetch(client, feed_server.url("/busy"), LIMITS)
         assert str(info.value) == f"{feed_server.url('/busy')}: HTTP 503 Service Unavailable"
 
 
