@@ -37,6 +37,9 @@ only remembers what is there, so reading older pages would cost requests and pos
 MAX_PAGES_LIMIT = 10
 DEFAULT_HEALTH_LISTEN = None
 """No health/metrics endpoint unless [bridge] health_listen names an address."""
+DEFAULT_LANGUAGE = "id"
+"""The PR office's page speaks Indonesian unless [bridge] language = "en"."""
+LANGUAGES = ("id", "en")
 DEFAULT_GRAPH_API_VERSION = "v25.0"
 """Meta's Graph API version for Facebook Pages and WhatsApp (each version lives about two years)."""
 

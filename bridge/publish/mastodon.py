@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
+from urllib.parse import quote
 
 import requests
 from mastodon import Mastodon
@@ -80,6 +81,14 @@ def mastodon_length(text: str, url_weight: int = DEFAULT_URL_WEIGHT) -> int:
 
 
 LENGTH_RULE = LengthRule(DEFAULT_MAX_CHARACTERS, mastodon_length)
+
+
+def post_url(remote_id: str, target) -> str | None:
+    """Where a sent status can be seen: the instance's web app opens a status by id alone
+    (/web/statuses/{id} redirects to /@account/{id}), so no account name needs storing."""
+    if not remote_id:
+        return None
+    return f"{target.api_base.rstrip('/')}/web/statuses/{quote(remote_id, safe='')}"
 
 
 def build(target, *, timeout: float, clock=None) -> "MastodonPublisher":

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 import tweepy
@@ -71,6 +71,11 @@ def x_weighted_length(text: str) -> int:
 X_LENGTH_RULE = LengthRule(280, x_weighted_length)
 LENGTH_RULE = X_LENGTH_RULE
 """The name every network module exports (bridge.publish.NETWORK_MODULES)."""
+
+
+def post_url(remote_id: str, target) -> str | None:
+    """Where a sent post can be seen (the PR office's page links it): X finds a post by its id alone."""
+    return f"https://x.com/i/web/status/{quote(remote_id, safe='')}" if remote_id else None
 
 
 def build(target, *, timeout: float, clock=None) -> "XPublisher":
