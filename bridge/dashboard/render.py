@@ -13,6 +13,7 @@ from base64 import b64encode
 from html import escape
 
 from bridge.dashboard.chart import svg_chart
+from bridge.dashboard.view import CHART_DAYS
 from bridge.dashboard.strings import Words
 
 REFRESH_SECONDS = 60
@@ -141,7 +142,7 @@ def _sources(sources: list[dict], words: Words) -> list[str]:
             flags.append(words(key, **values))
         css = "ok" if s["ok"] else "bad"
         error = f'<br><span class="muted">{_e(s["last_error"])}</span>' if s["last_error"] and not s["ok"] else ""
-        last_new = words.when(s["last_new"]) if s["last_new"] else words("not_recently", days=14)
+        last_new = words.when(s["last_new"]) if s["last_new"] else words("not_recently", days=CHART_DAYS)
         out.append(f'<tr class="source" data-source="{_e(s["name"])}"><td>{_e(s["name"])}</td>'
                    f'<td class="{css}">{_e("; ".join(flags))}{error}</td><td class="time">{_e(last_new)}</td></tr>')
     out.append("</tbody></table></div>")

@@ -8,7 +8,7 @@ the write lock the daemon needs, so a browser left open all day cannot slow the 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from bridge.clock import local_day_start
@@ -38,7 +38,7 @@ def overview(repo: Repository, config: Config, now: datetime) -> dict:
         "now": now, "dry_run": report["dry_run"],
         "today": _today(today, names, config, posted),
         "queue": _queue(repo, report),
-        "sources": _sources(report, layout_problems(repo, config), pages.newest_story_times(repo.engine)),
+        "sources": _sources(report, layout_problems(repo, config), _recent(pages.newest_story_times(repo.engine), now)),
         "spend": report["targets"],
         "chart": _chart(repo, names, now, tz),
     }
@@ -128,10 +128,18 @@ def _sources(report: dict, drift: dict[str, str], newest: dict[str, datetime]) -
 
 def _chart(repo: Repository, names: list[str], now: datetime, tz: str) -> dict:
     """Posts per local day per network over the last CHART_DAYS days, today last."""
-    zone = ZoneInfo(tz)
-    today = now.astimezone(zone).date()
+    today = now.astimezone(ZoneInfo(tz)).date()
     days = [today - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
-    since = local_day_start(now - timedelta(days=CHART_DAYS - 1), tz)
-    counts: dict[tuple[str, date], int] = Counter(
-        (target, sent_at.astimezone(zone).date()) for target, sent_at in pages.sent_times(repo.engine, names, since))
-    return {"days": days, "series": {name: [counts[(name, day)] for day in days] for name in names}}
+    # Each local midnight as UTC, and the next one after today: CHART_DAYS + 1 bounds.
+    bounds = [_midnight(day, tz) for day in days] + [_midnight(today + timedelta(days=1), tz)]
+    return {"days": days, "series": pages.sent_per_day(repo.engine, names, bounds)}
+
+
+def _midnight(day: date, tz: str) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
+
+
+def _recent(newest: dict[str, datetime], now: datetime) -> dict[str, datetime]:
+    """The sources' last new stories within the page's CHART_DAYS; older ones show as none recently."""
+    since = now - timedelta(days=CHART_DAYS)
+    return {name: seen for name, seen in newest.items() if seen >= since}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Sequence
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, case, func, select
 
 from bridge.model import DeliveryState
 from bridge.store import schema
@@ -18,9 +18,10 @@ from bridge.store.db import READ_ONLY
 
 I, D = schema.items, schema.deliveries
 
-RECENT_STORIES = 20_000
-"""How far back (in stories, newest first) "last new story" of a source is looked for: months of
-every source this bridge reads, yet a bounded range of the primary key at any store size."""
+RECENT_STORIES = 10_000
+"""How far back (in stories, newest first) "last new story" of a source is looked for: weeks of
+every source this bridge reads (the page shows 14 days), yet a short range of the primary key at
+any store size."""
 
 
 def sent_since(engine: Engine, targets: Sequence[str], since: datetime, limit: int) -> list[dict]:
@@ -40,14 +41,18 @@ def sent_since(engine: Engine, targets: Sequence[str], since: datetime, limit: i
     return rows
 
 
-def sent_times(engine: Engine, targets: Sequence[str], since: datetime) -> list[tuple[str, datetime]]:
-    """(target, sent_at) of every post since `since` (the chart's 14 days), by the same index."""
-    found: list[tuple[str, datetime]] = []
+def sent_per_day(engine: Engine, targets: Sequence[str], bounds: Sequence[datetime]) -> dict[str, list[int]]:
+    """Per target, how many posts it made in each [bounds[i], bounds[i+1]) (the chart's local days),
+    counted in the database over the index range (target, sent_at from bounds[0])."""
+    columns = [func.coalesce(func.sum(case((and_(D.c.sent_at >= start, D.c.sent_at < end), 1), else_=0)), 0)
+               for start, end in zip(bounds, bounds[1:])]
+    found: dict[str, list[int]] = {}
     with engine.connect().execution_options(**READ_ONLY) as conn:
         for target in targets:
-            query = select(D.c.target, D.c.sent_at).where(
-                D.c.target == target, D.c.sent_at >= since, D.c.state == DeliveryState.SENT.value)
-            found += [(row.target, row.sent_at) for row in conn.execute(query)]
+            row = conn.execute(select(*columns).where(
+                D.c.target == target, D.c.sent_at >= bounds[0], D.c.sent_at < bounds[-1],
+                D.c.state == DeliveryState.SENT.value)).one()
+            found[target] = [int(n) for n in row]
     return found
 
 
@@ -58,8 +63,11 @@ def newest_story_times(engine: Engine, window: int = RECENT_STORIES) -> dict[str
         top = conn.execute(select(func.max(I.c.id))).scalar()
         if top is None:
             return {}
-        query = (select(I.c.source, func.max(I.c.first_seen_at))
-                 .where(I.c.id > top - window).group_by(I.c.source))
+        # Grouped by `source || ''`, not the column: grouping by the column lets SQLite walk the
+        # whole (source, key) index for its order instead of the primary key's short range.
+        grouped = I.c.source + ""
+        query = (select(func.min(I.c.source), func.max(I.c.first_seen_at))
+                 .where(I.c.id > top - window).group_by(grouped))
         return {source: seen for source, seen in conn.execute(query)}
 
 
