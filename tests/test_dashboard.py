@@ -227,6 +227,8 @@ class TestOverview:
         assert any(r.startswith("Belum pasti") and "bridge resolve" in r for r in rows)
         assert any(r.startswith("Gagal") and f"bridge retry {sent[1]['id']}" in r for r in rows)
         assert page.all("code")  # commands are shown as code
+        tiles = [e["text"] for e in page.all("span") if "tile" in e["attrs"].get("class", "")]
+        assert tiles[1:] == ["2 menunggu", "3 perlu dilihat", "3 sumber bermasalah"]  # off is disabled: no problem
         states = {r["attrs"]["data-source"]: r["text"] for r in page.all("tr", class_="source")}
         assert "baik" in states["antara"]
         assert "gagal 1x berturut-turut" in states["down"] and "HTTP 500" in states["down"]

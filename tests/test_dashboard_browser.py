@@ -153,6 +153,7 @@ def running(feed_server, x_api, telegram_api, mastodon_api, whatsapp_api, tmp_pa
 def test_the_page_in_chromium(running, tmp_path):
     """Chromium shows today's posts per network, the queue and the chart, and asks nothing of any
     address but 127.0.0.1; a 1366x768 screenshot is taken."""
+    assert BROWSER, "BRIDGE_REQUIRE_BROWSER=1 but no chromium: apt install chromium"
     proxy = RecordingProxy()
     try:
         dom = chromium("--dump-dom", running, profile=tmp_path / "profile", proxy=proxy)

@@ -29,7 +29,8 @@ vertical-align:top;border-bottom:1px solid #e5e7eb}th{font-weight:600;background
 .scroll{overflow-x:auto}.muted{color:#6b7280}.bad{color:#b91c1c;font-weight:600}.ok{color:#047857}
 .warn{color:#b45309;font-weight:600}code{background:#eef2ff;padding:0 3px;border-radius:3px;
 word-break:break-all}.chart{width:100%;max-width:900px;height:auto;background:#fff}
-a{color:#1d4ed8}.time{white-space:nowrap;font-variant-numeric:tabular-nums}
+a{color:#1d4ed8}.summary{display:flex;flex-wrap:wrap;gap:8px;margin:.4em 0}
+.tile{border:1px solid #d1d5db;border-radius:6px;padding:4px 10px;background:#fff}.time{white-space:nowrap;font-variant-numeric:tabular-nums}
 @media (max-width:640px){body{font-size:14px;padding:6px}th,td{padding:2px 4px}}
 """
 STYLE_HASH = "sha256-" + b64encode(hashlib.sha256(STYLE.encode()).digest()).decode()
@@ -65,7 +66,7 @@ def overview_html(view: dict, words: Words) -> str:
             f'<p class="muted">{_e(words("updated", when=words.when(view["now"])))}</p>']
     if view["dry_run"]:
         body.append(f'<p class="warn">{_e(words("dry_run"))}</p>')
-    body += _today(view, words) + _queue(view["queue"], words)
+    body += _summary(view, words) + _today(view, words) + _queue(view["queue"], words)
     body += [f'<div class="grid"><section>{"".join(_sources(view["sources"], words))}</section>',
              f'<section>{"".join(_spend(view["spend"], words))}</section></div>']
     chart = view["chart"]
@@ -74,12 +75,27 @@ def overview_html(view: dict, words: Words) -> str:
     return _page(words, words("title"), "".join(body))
 
 
+def _summary(view: dict, words: Words) -> list[str]:
+    """One line to read from across the room: posted today, waiting, needing a person."""
+    queue = view["queue"]
+    posted = sum(t["posted_today"] for t in view["spend"])
+    attention = len(queue["in_doubt"]) + len(queue["failed"]) + len(queue["held"])
+    troubled = sum(1 for s in view["sources"] if s["problem"])
+    tiles = [("ok", words("sum_posted", count=posted)),
+             ("muted" if queue["pending_total"] else "ok", words("sum_waiting", count=queue["pending_total"])),
+             ("bad" if attention else "ok", words("sum_attention", count=attention)),
+             ("bad" if troubled else "ok", words("sum_sources", count=troubled))]
+    return ['<p class="summary">' + "".join(f'<span class="tile {css}">{_e(text)}</span>' for css, text in tiles)
+            + "</p>"]
+
+
 def _today(view: dict, words: Words) -> list[str]:
     out = [f'<h2 id="today">{_e(words("today"))}: {_e(words.day(words.local(view["now"]).date()))}</h2>',
            '<div class="grid">']
     for network in view["today"]:
+        kind = "" if network["kind"] == network["name"] else f' <span class="muted">({_e(network["kind"] or "?")})</span>'
         out.append(f'<section class="network" data-network="{_e(network["name"])}">'
-                   f'<h3>{_e(network["name"])} <span class="muted">({_e(network["kind"] or "?")})</span></h3>')
+                   f'<h3>{_e(network["name"])}{kind}</h3>')
         if not network["posts"]:
             out.append(f'<p class="muted">{_e(words("no_posts_today"))}</p></section>')
             continue
@@ -140,7 +156,7 @@ def _sources(sources: list[dict], words: Words) -> list[str]:
             if values.get("when") is not None:
                 values = {**values, "when": words.when(values["when"])}
             flags.append(words(key, **values))
-        css = "ok" if s["ok"] else "bad"
+        css = "ok" if s["ok"] else ("bad" if s["problem"] else "muted")
         error = f'<br><span class="muted">{_e(s["last_error"])}</span>' if s["last_error"] and not s["ok"] else ""
         last_new = words.when(s["last_new"]) if s["last_new"] else words("not_recently", days=CHART_DAYS)
         out.append(f'<tr class="source" data-source="{_e(s["name"])}"><td>{_e(s["name"])}</td>'

@@ -120,7 +120,9 @@ def _sources(report: dict, drift: dict[str, str], newest: dict[str, datetime]) -
             flags.append(("st_drift", {}))
         if s.get("held"):
             flags.append(("st_held", {"count": s["held"]}))
+        quiet = {"st_disabled", "st_never", "st_removed"}  # not read on purpose, or not yet: nothing to fix
         rows.append({"name": s["name"], "flags": flags or [("st_ok", {})], "ok": not flags,
+                     "problem": any(key not in quiet for key, _ in flags),
                      "last_poll": s.get("last_poll"), "last_error": s.get("last_error"),
                      "last_new": newest.get(s["name"])})
     return rows
