@@ -118,13 +118,15 @@ def _today(view: dict, words: Words) -> list[str]:
 def _queue(queue: dict, words: Words) -> list[str]:
     out = [f'<h2 id="queue">{_e(words("queue"))}</h2>']
     rows = []
-    for d in queue["in_doubt"]:
-        rows.append((words("in_doubt"), "bad", d, d["last_error"] or "", d["todo"]))
+    for d in queue["in_doubt"]:  # status's own hints are English: the same advice in the page's words
+        todo = (words("doubt_recheck", when=words.when(d["next_attempt_at"])) if d.get("next_attempt_at")
+                else words("doubt_settle", id=d["id"]))
+        rows.append((words("in_doubt"), "bad", d, d["last_error"] or "", todo))
     for d in queue["failed"]:
         rows.append((words("failed"), "bad", d, d["last_error"] or "", words("failed_todo", id=d["id"])))
     for h in queue["held"]:
         rows.append((words("held"), "warn", None, words("held_stories", count=h["stories"], source=h["source"]),
-                     h["todo"]))
+                     words("held_todo", source=h["source"])))
     for d in queue["pending"]:
         why = words("waiting_because", why=d["why"]) if d.get("why") else ""
         rows.append((words("pending"), "muted", d, why, words("pending_todo", id=d["id"])))
