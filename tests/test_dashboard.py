@@ -254,6 +254,9 @@ class TestStoryPage:
         links = [e["attrs"]["href"] for e in page.all("a") if e["text"] == "lihat posting"]
         assert len(links) == 5 and any(link.startswith("https://t.me/kemenpora/") for link in links)
         assert page.one("a", href=antara_item(2)["link"])["text"] == "berita asli"
+        whatsapp = sorted(r["text"].split("terkirim")[0] for r in rows if r["text"].startswith("whatsapp"))
+        assert whatsapp == sorted(f"whatsapp {n[:4]}…{n[-4:]}" for n in RECIPIENTS)  # the middle hidden
+        assert not any(n in body for n in RECIPIENTS)
 
     def test_unknown_story_is_404(self, office):
         """An id no story has, and a path that is not a page, answer 404 with a page that says so."""

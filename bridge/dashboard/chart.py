@@ -10,8 +10,8 @@ from datetime import date
 from html import escape
 
 WIDTH, HEIGHT = 720, 240
-LEFT, RIGHT, TOP, BOTTOM = 36, 12, 12, 40
-"""Margins for the axis labels (left: counts, bottom: days and the legend)."""
+LEFT, RIGHT, TOP, BOTTOM = 36, 28, 12, 40
+"""Margins for the axis labels (left: counts, right: half of today's label, bottom: days and the legend)."""
 COLOURS = ("#1d4ed8", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#4b5563")
 """One per network, in the order the networks are listed; distinct in print and for most colour blindness."""
 

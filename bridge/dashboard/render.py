@@ -48,6 +48,15 @@ def _link(url: str | None, text: str) -> str:
     return f'<a href="{_e(url)}" rel="noopener noreferrer">{_e(text)}</a>'
 
 
+def _who(delivery: dict) -> str:
+    """The target, and for WhatsApp the recipient with the middle of the number hidden: the page may
+    be open on the office LAN, and the delivery's id (in the command) is what settles it."""
+    recipient = delivery.get("recipient") or ""
+    if len(recipient) > 8:
+        recipient = recipient[:4] + "…" + recipient[-4:]
+    return _e(delivery["target"] + (f" {recipient}" if recipient else ""))
+
+
 def _commands(text: str) -> str:
     """Escape a hint, then show its `command` spans as code."""
     parts = _e(text).split("`")
@@ -138,7 +147,7 @@ def _queue(queue: dict, words: Words) -> list[str]:
         if d is None:
             who, story = "", ""
         else:
-            who = _e(d["target"] + (f" {d['recipient']}" if d.get("recipient") else ""))
+            who = _who(d)
             story = f'<span class="muted">{_e(d["source"])}</span> {_e(d["title"])}'
         out.append(f'<tr class="queued"><td class="{css}">{_e(label)}</td><td>{who}</td><td>{story}</td>'
                    f"<td>{_e(note)}</td><td>{_commands(todo)}</td></tr>")
@@ -193,10 +202,10 @@ def story_html(story: dict, words: Words) -> str:
         body.append(f'<div class="scroll"><table><thead><tr><th>{_e(words("network"))}</th><th>{_e(words("state"))}</th>'
                     f'<th>{_e(words("sent_at"))}</th><th>{_e(words("link"))}</th><th>{_e(words("note"))}</th></tr></thead><tbody>')
         for d in story["deliveries"]:
-            who = d["target"] + (f" {d['recipient']}" if d["recipient"] else "")
+            who = _who(d)
             when = words.when(d["sent_at"]) if d["sent_at"] else ""
             link = _link(d["url"], words("view_post")) if d["url"] else ""
-            body.append(f'<tr class="delivery" data-state="{_e(d["state"])}"><td>{_e(who)}</td>'
+            body.append(f'<tr class="delivery" data-state="{_e(d["state"])}"><td>{who}</td>'
                         f'<td>{_e(words("ds_" + d["state"]) if words.has("ds_" + d["state"]) else d["state"])}</td>'
                         f'<td class="time">{_e(when)}</td><td>{link}</td><td>{_e(d["last_error"])}</td></tr>')
         body.append("</tbody></table></div>")
