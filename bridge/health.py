@@ -16,7 +16,6 @@ from typing import Callable
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from bridge import dashboard
 from bridge.config import parse_listen_address
 
 log = structlog.get_logger("bridge")
@@ -96,6 +95,8 @@ def _handler(check: HealthCheck, registry: CollectorRegistry, pages: PageSource 
                 self._reply(404, "text/plain; charset=utf-8", b"not found: try /healthz or /metrics\n")
 
         def _page(self, path: str) -> None:
+            from bridge import dashboard  # the page's modules load on its first request, not with /healthz
+
             repo, config, now = pages()
             refused = dashboard.refusal(host, config.bridge.dashboard_token, self.headers.get("Authorization"))
             story = STORY_PATH.fullmatch(path)
