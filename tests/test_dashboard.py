@@ -81,7 +81,8 @@ class Office:
         feeds.add("/rss.xml", antara_feed([antara_item(1, title=HOSTILE), antara_item(2)]))
         feeds.add("/down.xml", "nope", status=500)
 
-    def start(self, bridge: dict | None = None, targets: dict | None = None, sources: list | None = None) -> str:
+    def start(self, bridge: dict | None = None, targets: dict | None = None, sources: list | None = None,
+              secrets: dict | None = None) -> str:
         tables = {name: {**n.table, **(targets or {}).get(name, {})} for name, n in self.networks.items()}
         raw = {"bridge": {"database": "sqlite:///bridge.db", "first_run": "all",
                           "health_listen": f"127.0.0.1:{free_port()}", **(bridge or {})},
@@ -91,7 +92,7 @@ class Office:
         environ = {"STATE_DIRECTORY": str(self.tmp_path)}
         for network in self.networks.values():
             environ.update(network.secrets)
-        config = parse_config(raw, environ=environ)
+        config = parse_config(raw, environ={**environ, **(secrets or {})})
         self.daemon = Daemon(build_runtime(config, open_repository(config), clock=self.clock),
                              monotonic=FakeMonotonic())
         self.daemon._start_health(config)
@@ -343,3 +344,19 @@ class TestToken:
         config = parse_config(raw, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)})
         assert config.bridge.dashboard_token == "from-file"
         assert "from-file" not in repr(config.bridge)
+
+    def test_over_http_off_loopback(self, office, monkeypatch):
+        """Served off loopback (the check made to answer so for 127.0.0.1), the page and story pages
+        want the token while /healthz and /metrics answer without it."""
+        import bridge.dashboard
+
+        monkeypatch.setattr(bridge.dashboard, "is_loopback", lambda host: False)
+        base = office.start(secrets={"BRIDGE_DASHBOARD_TOKEN": "s3cret"})
+        office.run()
+        status, headers, _ = get(base + "/")
+        assert status == 401 and headers["WWW-Authenticate"] == 'Basic realm="bridge"'
+        assert get(base + "/story/1")[0] == 401 and get(base + "/nope")[0] == 401
+        basic = {"Authorization": "Basic " + base64.b64encode(b"humas:s3cret").decode()}
+        assert get(base + "/", basic)[0] == 200 and get(base + "/story/1", basic)[0] == 200
+        assert get(base + "/", {"Authorization": "Basic " + base64.b64encode(b"humas:wrong").decode()})[0] == 401
+        assert get(base + "/metrics")[0] == 200 and get(base + "/healthz")[0] in (200, 503)
