@@ -256,7 +256,8 @@ class Daemon:
         from bridge.health import HealthServer
 
         try:
-            self.health = HealthServer(config.bridge.health_listen, self.health_check, self.metrics.registry)
+            self.health = HealthServer(config.bridge.health_listen, self.health_check, self.metrics.registry,
+                                       pages=lambda: (self.rt.repo, self.rt.config, self.rt.clock()))
         except OSError as exc:
             # Monitoring must not stop the posting: say so loudly and carry on without it.
             log.error("health endpoint not started; posting goes on without it",

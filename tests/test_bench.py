@@ -66,3 +66,17 @@ def test_bench_cycle_runs(capsys, monkeypatch):
         assert line is not None, f"{name!r} not printed:\n" + "\n".join(lines)
         float(line[len(name):].split()[0])  # a number beside it
     assert "never reached X" not in "\n".join(lines)
+
+
+def test_dashboard_bench_runs(capsys, monkeypatch):
+    """bench/bench_dashboard.py runs to the end at a tiny size and prints the page's timings."""
+    path = BENCH.parent / "bench_dashboard.py"
+    spec = importlib.util.spec_from_file_location("bench_dashboard", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "RUNS", 1)
+    monkeypatch.setattr("sys.argv", ["bench_dashboard.py", "500"])
+    bench.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("filled 500 stories") and [line.split()[0] for line in lines[1:]] == \
+        ["overview", "of", "story"]

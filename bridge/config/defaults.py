@@ -43,6 +43,9 @@ MIN_KEEP = "1d"
 """A shorter keep would prune the text of a story whose posts are still being settled today."""
 DEFAULT_HEALTH_LISTEN = None
 """No health/metrics endpoint unless [bridge] health_listen names an address."""
+DEFAULT_LANGUAGE = "id"
+"""The PR office's page speaks Indonesian unless [bridge] language = "en"."""
+LANGUAGES = ("id", "en")
 DEFAULT_GRAPH_API_VERSION = "v25.0"
 """Meta's Graph API version for Facebook Pages and WhatsApp (each version lives about two years)."""
 

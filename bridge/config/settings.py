@@ -21,6 +21,7 @@ from bridge.config.defaults import (
     DEFAULT_PUBLISH_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_TEMPLATE,
     DEFAULT_SOURCE_KIND, DEFAULT_PAGE_DELAY, DEFAULT_MAX_PAGES, MAX_PAGES_LIMIT, DEFAULT_HEALTH_LISTEN,
     CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS, DEFAULT_BURST_LIMIT, DEFAULT_KEEP, KEEP_FOREVER, MIN_KEEP,
+    DEFAULT_LANGUAGE, LANGUAGES,
 )
 from bridge.config.alerts import AlertsConfig, parse_alerts
 from bridge.config.headers import parse_request_headers, secret_header_values
@@ -31,6 +32,7 @@ from bridge.config.values import (
 )
 from bridge.errors import ConfigError
 from bridge.filters import Filters
+from bridge.secrets import load_credentials
 from bridge.sources.presets import LAYOUT_KEYS, PRESETS, Layout, resolve_layout
 
 _BRIDGE_KEYS = {
@@ -38,7 +40,7 @@ _BRIDGE_KEYS = {
     "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
     "retry_backoff_max", "user_agent", "health_listen",
 }
-_BRIDGE_KEYS |= {"page_delay", "burst_limit", "keep"}
+_BRIDGE_KEYS |= {"page_delay", "burst_limit", "keep", "language"}
 _SOURCE_KEYS = {"user_agent", "headers"}
 _SOURCE_KEYS |= {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
                 "max_age", "hashtags", "category_hashtags", "images", "burst_limit", "enabled",
@@ -103,6 +105,11 @@ class BridgeSettings:
     """"host:port" (or "[::1]:port") of the /healthz and /metrics endpoint; None: no endpoint."""
     keep: timedelta | None = field(default_factory=lambda: parse_duration(DEFAULT_KEEP))
     """How long a story keeps its text (store/maintenance.py prunes older ones); None: forever."""
+    language: str = DEFAULT_LANGUAGE
+    """Of the PR office's page (bridge/dashboard): "id" or "en"."""
+    dashboard_token: str | None = field(default=None, repr=False)
+    """The secret the page asks for when health_listen is not a loopback address
+    ($BRIDGE_DASHBOARD_TOKEN or the credential file dashboard/token); None: not set."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,8 @@ class Config:
         """Every credential value, for log redaction."""
         return [v for t in self.targets.values() for v in t.credentials.values() if v] + (
             self.alerts.secrets() if self.alerts else []) + [
-            v for s in self.sources for v in secret_header_values(s.request_headers)]
+            v for s in self.sources for v in secret_header_values(s.request_headers)] + (
+            [self.bridge.dashboard_token] if self.bridge.dashboard_token else [])
 
     @staticmethod
     def template_for(source: SourceConfig | None, target: TargetConfig) -> str:
@@ -252,6 +260,9 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
     log_level = get.string("log_level", DEFAULT_LOG_LEVEL).lower()
     if log_level not in LOG_LEVELS:
         problems.append(f"bridge.log_level: {log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+    language = get.string("language", DEFAULT_LANGUAGE)
+    if language not in LANGUAGES:
+        problems.append(f"bridge.language: {language!r} is not one of {', '.join(map(repr, LANGUAGES))}")
     database = get.string("database", DEFAULT_DATABASE)
     if (problem := database_url_problem(database)) is not None:
         problems.append(f"bridge.database: {problem}")
@@ -274,6 +285,9 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
         burst_limit=get.positive_int("burst_limit", DEFAULT_BURST_LIMIT),
         health_listen=get.listen_address("health_listen", DEFAULT_HEALTH_LISTEN),
         keep=_keep(get, problems),
+        language=language,
+        # Optional: without it a page off loopback is refused, /healthz and /metrics still answer.
+        dashboard_token=load_credentials("dashboard", ("token",), environ, problems, required=False).get("token"),
     )
     return None if len(problems) > before else settings
 

@@ -129,3 +129,12 @@ def length_rule_for(kind: str) -> LengthRule:
         return _limits(kind).length_rule
     except ValueError:
         raise ValueError(f"no length rule for target kind {kind!r}") from None
+
+
+def post_url(target, remote_id: str) -> str | None:
+    """The public address of a sent post, from its remote id, as its network's module builds it
+    (each module's post_url: the network's URL forms live there only); None when it has none."""
+    try:
+        return _network(target.kind).post_url(remote_id, target)
+    except (ValueError, ImportError):
+        return None  # an unknown kind, or a network whose client is not installed: no link

@@ -23,6 +23,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 import httpx
 
@@ -106,6 +107,16 @@ def facets_for(text: str) -> list:
         for match in _HASHTAG.finditer(text) if _tag_fits(match.group(1))
     ]
     return facets
+
+
+def post_url(remote_id: str, target) -> str | None:
+    """Where a sent post can be seen: bsky.app/profile/{handle}/post/{rkey}, the rkey being the last
+    part of the at:// URI publish() returned (at://did/app.bsky.feed.post/rkey)."""
+    if not remote_id or not remote_id.startswith("at://"):
+        return None
+    handle = target.options.get("handle") or remote_id[len("at://"):].split("/", 1)[0]
+    rkey = remote_id.rstrip("/").rsplit("/", 1)[-1]
+    return f"https://bsky.app/profile/{quote(handle, safe='')}/post/{quote(rkey, safe='')}"
 
 
 def build(target, *, timeout: float, clock=None) -> "BlueskyPublisher":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
 from bridge.clock import utc_now
 from bridge.errors import AlreadyPosted, ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
@@ -52,6 +53,17 @@ CLOCK_ALLOWANCE = timedelta(minutes=2)
 """Facebook's created_time comes from Meta's clock, `since` from ours: allow them to differ this much."""
 
 LENGTH_RULE = FACEBOOK_LENGTH_RULE
+
+
+def post_url(remote_id: str, target) -> str | None:
+    """Where a sent post can be seen: a Page post's id is "{page_id}_{post_id}", which the site shows
+    at /{page_id}/posts/{post_id}; any other id (a photo) opens at facebook.com/{id}."""
+    if not remote_id:
+        return None
+    page, underscore, post = remote_id.partition("_")
+    if underscore and page and post:
+        return f"https://www.facebook.com/{quote(page, safe='')}/posts/{quote(post, safe='')}"
+    return f"https://www.facebook.com/{quote(remote_id, safe='')}"
 
 
 def build(target, *, timeout: float, clock=None) -> "FacebookPublisher":

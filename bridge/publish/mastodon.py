@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
+from urllib.parse import quote
 
 import requests
 from mastodon import Mastodon
@@ -68,6 +69,14 @@ FIND_PAGES = 5
 
 
 LENGTH_RULE = MASTODON_LENGTH_RULE
+
+
+def post_url(remote_id: str, target) -> str | None:
+    """Where a sent status can be seen: the instance's web app opens a status by id alone
+    (/web/statuses/{id} redirects to /@account/{id}), so no account name needs storing."""
+    if not remote_id:
+        return None
+    return f"{target.api_base.rstrip('/')}/web/statuses/{quote(remote_id, safe='')}"
 
 
 def build(target, *, timeout: float, clock=None) -> "MastodonPublisher":

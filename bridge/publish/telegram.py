@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from urllib.parse import quote
 
 import httpx
 
@@ -43,6 +44,20 @@ post messages or photos, were taken away): every post would fail the same way, s
 
 LENGTH_RULE = TELEGRAM_LENGTH_RULE
 PHOTO_LENGTH_RULE = TELEGRAM_PHOTO_LENGTH_RULE
+
+
+def post_url(remote_id: str, target) -> str | None:
+    """Where a sent message can be seen: t.me/{channel}/{message_id} for a public channel (chat_id
+    "@name"), t.me/c/{id}/{message_id} for a private one (-100{id}, members only); none for a chat
+    Telegram gives no link to (a group or a user by number)."""
+    chat = str(target.options.get("chat_id", ""))
+    if not remote_id or not chat:
+        return None
+    if chat.startswith("@"):
+        return f"https://t.me/{quote(chat[1:], safe='')}/{quote(remote_id, safe='')}"
+    if chat.startswith("-100") and chat[4:].isdigit():
+        return f"https://t.me/c/{chat[4:]}/{quote(remote_id, safe='')}"
+    return None
 
 
 def build(target, *, timeout: float, clock=None) -> "TelegramPublisher":

@@ -60,6 +60,12 @@ ACCOUNT_PROBLEMS = {131031, 131042, 131045, 133010}
 LENGTH_RULE = WHATSAPP_LENGTH_RULE
 
 
+def post_url(remote_id: str, target) -> str | None:
+    """A WhatsApp message has no public address (it went to one person): the page shows how many
+    recipients it reached instead."""
+    return None
+
+
 def build(target, *, timeout: float, clock=None) -> "WhatsAppPublisher":
     options = target.options
     return WhatsAppPublisher(target.name, api_base=target.api_base, version=options["version"],

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 import tweepy
@@ -63,6 +63,11 @@ _NOT_ENROLLED_CODE = 453  # v1.1's "You currently have access to a subset of X A
 
 LENGTH_RULE = X_LENGTH_RULE
 """The name every network module exports (bridge.publish.NETWORK_MODULES)."""
+
+
+def post_url(remote_id: str, target) -> str | None:
+    """Where a sent post can be seen (the PR office's page links it): X finds a post by its id alone."""
+    return f"https://x.com/i/web/status/{quote(remote_id, safe='')}" if remote_id else None
 
 
 def build(target, *, timeout: float, clock=None) -> "XPublisher":
