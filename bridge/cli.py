@@ -190,7 +190,7 @@ def cmd_run(args, config) -> int:
     from bridge import service
 
     try:
-        rt = service.build_runtime(config, service.open_repository(config, engine=engine))
+        rt = service.build_runtime(config, service.open_repository(config, engine=engine), parse_in_workers=True)
     except BaseException:
         engine.dispose()
         lock.release()

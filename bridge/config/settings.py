@@ -20,7 +20,7 @@ from bridge.config.defaults import (
     DEFAULT_DELIVERY_INTERVAL, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FETCH_TIMEOUT, DEFAULT_MAX_FEED_BYTES,
     DEFAULT_PUBLISH_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_TEMPLATE,
     DEFAULT_SOURCE_KIND, DEFAULT_PAGE_DELAY, DEFAULT_MAX_PAGES, MAX_PAGES_LIMIT, DEFAULT_HEALTH_LISTEN,
-    CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS, DEFAULT_BURST_LIMIT,
+    CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS, DEFAULT_BURST_LIMIT, DEFAULT_POLL_CONCURRENCY, MAX_POLL_CONCURRENCY,
 )
 from bridge.config.targets import TargetConfig, parse_targets
 from bridge.config.values import (
@@ -35,7 +35,7 @@ _BRIDGE_KEYS = {
     "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
     "retry_backoff_max", "user_agent", "health_listen",
 }
-_BRIDGE_KEYS |= {"page_delay", "burst_limit"}
+_BRIDGE_KEYS |= {"page_delay", "burst_limit", "poll_concurrency"}
 _SOURCE_KEYS = {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
                 "max_age", "hashtags", "category_hashtags", "images", "burst_limit", "enabled"}
 _HTML_SOURCE_KEYS = {"timezone", "preset", "max_pages", "story_pages", "allow_empty", *LAYOUT_KEYS}
@@ -90,6 +90,8 @@ class BridgeSettings:
     user_agent: str | None
     page_delay: timedelta = field(default_factory=lambda: parse_duration(DEFAULT_PAGE_DELAY))
     burst_limit: int = DEFAULT_BURST_LIMIT
+    poll_concurrency: int = DEFAULT_POLL_CONCURRENCY
+    """Sources polled at once (each host still one request at a time, page_delay apart)."""
     health_listen: str | None = DEFAULT_HEALTH_LISTEN
     """"host:port" (or "[::1]:port") of the /healthz and /metrics endpoint; None: no endpoint."""
 
@@ -235,9 +237,18 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
         user_agent=get.string("user_agent", None),
         page_delay=get.duration("page_delay", DEFAULT_PAGE_DELAY),
         burst_limit=get.positive_int("burst_limit", DEFAULT_BURST_LIMIT),
+        poll_concurrency=_poll_concurrency(get, problems),
         health_listen=get.listen_address("health_listen", DEFAULT_HEALTH_LISTEN),
     )
     return None if len(problems) > before else settings
+
+
+def _poll_concurrency(get: TableReader, problems: list[str]) -> int:
+    value = get.positive_int("poll_concurrency", DEFAULT_POLL_CONCURRENCY)
+    if value > MAX_POLL_CONCURRENCY:
+        problems.append(f"bridge.poll_concurrency: at most {MAX_POLL_CONCURRENCY} (got {value})")
+        return DEFAULT_POLL_CONCURRENCY
+    return value
 
 
 def _parse_sources(

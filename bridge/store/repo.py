@@ -5,6 +5,7 @@ Times are passed in by the caller (who owns the clock), so tests can move time w
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping, Sequence
@@ -15,6 +16,7 @@ from bridge.model import DeliveryState, Item, unique_by_key
 from bridge.store import schema
 from bridge.store.db import READ_ONLY
 from bridge.store.outbox import Outbox
+from bridge.store.unchanged import UnchangedPolls
 
 S, I, D, T = schema.sources, schema.items, schema.deliveries, schema.targets
 
@@ -30,6 +32,8 @@ class SourceState:
     next_poll_at: datetime | None = None
     last_items_seen: int | None = None
     """Stories the last successful read found (an html listing that suddenly finds none has drifted)."""
+    last_outcome: str | None = None
+    """"ok", "not_modified" or "error": how the last poll written ended."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,11 @@ class Repository(Outbox):
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._poll_writes = threading.Lock()
+        """Polls store one at a time in this process: concurrent polls would otherwise wait for
+        SQLite's write lock in its busy handler, which sleeps up to 100 ms between tries."""
+        self.unchanged = UnchangedPolls(engine)
+        """Polls that changed only a source's timing, written in batches (store/unchanged.py)."""
 
     # --- Sources ---------------------------------------------------------------------------------
 
@@ -67,12 +76,13 @@ class Repository(Outbox):
         return SourceState(
             url=row["url"], initialised=bool(row["initialised"]), etag=row["etag"], last_modified=row["last_modified"],
             consecutive_failures=row["consecutive_failures"], next_poll_at=row["next_poll_at"],
-            last_items_seen=row["last_items_seen"],
+            last_items_seen=row["last_items_seen"], last_outcome=row["last_outcome"],
         )
 
     def restart_source(self, name: str, url: str, now: datetime) -> SourceState:
         """The source now reads another URL: forget validators and backoff, and apply the first-run
         policy again on its next successful poll. Items already seen stay seen."""
+        self.unchanged.discard(name)
         with self.engine.begin() as conn:
             conn.execute(update(S).where(S.c.name == name).values(
                 url=url, initialised=False, etag=None, last_modified=None, consecutive_failures=0,
@@ -98,21 +108,24 @@ class Repository(Outbox):
         A target named in `recipients` (WhatsApp) gets one delivery per recipient instead of one."""
         counts = {"new": 0, "pending": 0, "skipped": 0, "held": 0}
         queued: list[str] = []
-        with self.engine.begin() as conn:
+        rows = _outbox_rows(targets, recipients or {})
+        with self._poll_writes, self.engine.begin() as conn:
             known = self._known_keys(conn, source, [item.key for item in items])
-            for item in unique_by_key(items):  # one transaction: a repeated key would violate (source, key)
-                if item.key in known:
-                    continue
-                item_id = self._insert_item(conn, source, item, now)
-                counts["new"] += 1
-                rows = _outbox_rows(targets, recipients or {})
+            # unique_by_key: one transaction, so a repeated key would violate (source, key).
+            new = [item for item in unique_by_key(items) if item.key not in known]
+            item_ids = self._insert_items(conn, source, new, now)
+            deliveries = []
+            for item, item_id in zip(new, item_ids):
                 reason = skip.get(item.key)
                 state = DeliveryState.SKIPPED if reason else (DeliveryState.HELD if hold else DeliveryState.PENDING)
-                for target, recipient in rows:
-                    self._insert_delivery(conn, item_id, target, now, state, reason or hold, recipient)
-                    counts["skipped" if reason else ("held" if hold else "pending")] += 1
+                deliveries += [_delivery_row(item_id, target, now, state, reason or hold, recipient)
+                               for target, recipient in rows]
+                counts["skipped" if reason else ("held" if hold else "pending")] += len(rows)
                 if rows and state is DeliveryState.PENDING:
                     queued.append(item.key)
+            counts["new"] = len(new)
+            if deliveries:  # one statement for all of them (executemany), not one per delivery
+                conn.execute(insert(D), deliveries)
             self._save_source(
                 conn, source, url, now, last_outcome="ok", last_error=None,
                 **({"initialised": True} if initialise else {}),
@@ -265,21 +278,19 @@ class Repository(Outbox):
             ).scalars())
         return found
 
-    def _insert_item(self, conn: Connection, source: str, item: Item, now: datetime) -> int:
-        return conn.execute(insert(I).values(
-            source=source, key=item.key, url=item.url, link=item.link, title=item.title,
-            summary=item.summary, published_at=item.published, categories="\n".join(item.categories),
-            image_url=item.image_url, first_seen_at=now,
-        )).inserted_primary_key[0]
-
-    def _insert_delivery(self, conn: Connection, item_id: int, target: str, now: datetime, state: DeliveryState,
-                         reason: str | None, recipient: str = "") -> None:
-        conn.execute(insert(D).values(
-            item_id=item_id, target=target, state=state.value, attempts=0, last_error=reason,
-            created_at=now, updated_at=now, recipient=recipient,
-        ))
+    def _insert_items(self, conn: Connection, source: str, items: Sequence[Item], now: datetime) -> list[int]:
+        """Insert `items` with one statement (SQLAlchemy batches the rows into multi-row INSERTs);
+        their ids come back in the order given, so each delivery finds its item."""
+        if not items:
+            return []
+        rows = [dict(source=source, key=item.key, url=item.url, link=item.link, title=item.title,
+                     summary=item.summary, published_at=item.published, categories="\n".join(item.categories),
+                     image_url=item.image_url, first_seen_at=now) for item in items]
+        result = conn.execute(insert(I).returning(I.c.id, sort_by_parameter_order=True), rows)
+        return list(result.scalars())
 
     def _save_source(self, conn: Connection, name: str, url: str, now: datetime, **values) -> None:
+        self.unchanged.discard(name)  # this write is newer than a buffered unchanged poll
         values = {"url": url, "last_poll_at": now, **values}
         if conn.execute(update(S).where(S.c.name == name).values(**values)).rowcount == 0:
             values.setdefault("initialised", False)
@@ -290,6 +301,12 @@ class Repository(Outbox):
         with self.engine.begin() as conn:
             if conn.execute(update(T).where(T.c.name == name).values(**values)).rowcount == 0:
                 conn.execute(insert(T).values(name=name, **values))
+
+
+def _delivery_row(item_id: int, target: str, now: datetime, state: DeliveryState, reason: str | None,
+                  recipient: str) -> dict:
+    return dict(item_id=item_id, target=target, state=state.value, attempts=0, last_error=reason,
+                created_at=now, updated_at=now, recipient=recipient)
 
 
 def _outbox_rows(targets: Sequence[str], recipients: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:

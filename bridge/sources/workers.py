@@ -1,0 +1,204 @@
+"""Feeds parsed off the GIL: a small pool of processes, one per CPU core, started once.
+
+feedparser is pure Python and a 50-item feed costs tens of milliseconds of CPU: threads alone keep
+a poll cycle of many feeds on one core. FeedParsers sends each body (bytes) to a worker process,
+which runs the same parse_feed as in-process reading (sanitiser off, defused first, text reduced)
+and sends the Items back.
+
+One feed cannot take the cycle down with it:
+- a parse past PARSE_DEADLINE_SECONDS is stopped inside its worker (an interval timer raises in
+  it), and that source fails with one line; a worker that ignores its timer (stuck in C) is killed
+  (see FeedParsers._wait for when);
+- a worker that dies (a crash in a C extension, the OOM killer) breaks the pool for every parse in
+  flight: the pool is replaced, and each of those parses is tried once more in a process of its
+  own, so only the feed that kills its process fails.
+
+Workers ignore SIGINT (the parent handles Ctrl-C and shuts them down) and leave on their own when
+the parent is gone, so a killed daemon leaves no orphans. `close()` shuts the pool down; `bridge
+run`, `run --once` and the daemon's stop call it through service.close.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
+
+import structlog
+
+from bridge.errors import FeedParseError
+from bridge.model import Item
+
+log = structlog.get_logger("bridge.sources")
+
+PARSE_DEADLINE_SECONDS = 30.0
+"""The most one feed's parse may take in a worker. A 15 MiB feed (max_feed_bytes) parses in a few
+seconds; far past that the input is hostile."""
+PARSE_KILL_GRACE = 5.0
+"""How long past the deadline the parent waits for a worker that ignored its timer, before killing it."""
+ORPHAN_CHECK_SECONDS = 1.0
+"""How often a worker checks that its parent is alive."""
+
+Outcome = tuple[str, object]
+"""What a worker sends back: ("ok", [Item, ...]) or ("error", reason)."""
+
+
+class _ParseDeadline(Exception):
+    pass
+
+
+def parse_in_worker(body: bytes, url: str, headers: dict[str, str], tz: str, deadline: float) -> Outcome:
+    """Runs in a worker: parse_feed under the source's time zone, stopped by a timer at `deadline`."""
+    from bridge.sources.dates import assume_timezone
+    from bridge.sources.feed import parse_feed
+
+    def expire(_signum, _frame):
+        raise _ParseDeadline
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, deadline)
+    try:
+        with assume_timezone(tz):
+            return "ok", parse_feed(body, url=url, headers=headers)
+    except FeedParseError as exc:
+        return "error", exc.reason
+    except _ParseDeadline:
+        return "error", f"parsing took longer than {deadline:g}s: given up"
+    except Exception as exc:  # a bug on hostile input fails this feed, as in-process reading would
+        return "error", f"feed parser failed: {type(exc).__name__}: {exc}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _start_worker(parent: int, log_level: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from bridge import logs
+
+    logs.configure_logging(log_level)  # a date warning from a worker reads like the parent's lines
+
+    def leave_with_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=leave_with_parent, name="orphan-check", daemon=True).start()
+
+
+class FeedParsers:
+    """parse(body, url, headers, tz) -> Items, in worker processes. Thread-safe; the pool starts at
+    the first parse. `target` is the worker's function (tests give one that crashes or hangs)."""
+
+    def __init__(self, workers: int | None = None, *, deadline: float = PARSE_DEADLINE_SECONDS,
+                 kill_grace: float = PARSE_KILL_GRACE, log_level: str = "info",
+                 target: Callable[..., Outcome] = parse_in_worker):
+        self.workers = workers or available_cores()
+        self.deadline, self.kill_grace, self.log_level = deadline, kill_grace, log_level
+        self._target = target
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    def parse(self, body: bytes, url: str, headers: dict[str, str], tz: str) -> list[Item]:
+        pool = self._current()
+        if pool is None:
+            raise FeedParseError(url, "the bridge is stopping: not parsed")
+        try:
+            outcome = self._wait(pool, pool.submit(self._target, body, url, headers, tz, self.deadline))
+        except (BrokenProcessPool, RuntimeError):  # RuntimeError: another thread replaced it just now
+            self._replace(pool)
+            outcome = self._alone(body, url, headers, tz)
+        return _unwrap(outcome, url)
+
+    def close(self) -> None:
+        """Stop the workers (a parse in flight finishes first). Later parses raise FeedParseError."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- Internals -------------------------------------------------------------------------------
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        # spawn, not fork: the daemon has threads (scheduler, HTTP, database), and a forked child
+        # of a threaded process can inherit a lock some other thread held.
+        return ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker, initargs=(os.getpid(), self.log_level),
+        )
+
+    def _current(self) -> ProcessPoolExecutor | None:
+        with self._lock:
+            if self._closed:
+                return None
+            if self._pool is None:
+                self._pool = self._new_pool(self.workers)
+            return self._pool
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                self._pool = None  # the next parse starts a fresh pool
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def _wait(self, pool: ProcessPoolExecutor, future: Future) -> Outcome:
+        """The worker's answer. A parse queued behind others may wait long before it starts, so the
+        backstop counts from when it is handed to a worker; it allows for one other parse ahead of
+        it there (the pool passes a worker its next call early)."""
+        backstop = 2 * self.deadline + self.kill_grace
+        running_since: float | None = None
+        while True:
+            try:
+                return future.result(timeout=min(1.0, self.deadline))
+            except FutureTimeout:
+                if not future.running():
+                    continue
+                running_since = running_since or time.monotonic()
+                if time.monotonic() - running_since < backstop:
+                    continue
+            # The worker ignored its own timer (stuck in C code): only killing it frees it. Its
+            # pool breaks; the other parses in it are tried again alone (see parse).
+            _kill_workers(pool)
+            self._replace(pool)
+            return "error", f"parsing took longer than {self.deadline:g}s: its worker was stopped"
+
+    def _alone(self, body: bytes, url: str, headers: dict[str, str], tz: str) -> Outcome:
+        """Once more in a process of its own, after a worker died: if this feed was the cause, only
+        it fails; if another feed was, this one parses."""
+        with self._lock:
+            if self._closed:
+                return "error", "the bridge is stopping: not parsed"
+        solo = self._new_pool(1)
+        try:
+            return self._wait(solo, solo.submit(self._target, body, url, headers, tz, self.deadline))
+        except BrokenProcessPool:
+            return "error", "the feed parser's process died reading this feed (a crash in the parser)"
+        finally:
+            solo.shutdown(wait=False, cancel_futures=True)
+
+
+def _unwrap(outcome: Outcome, url: str) -> list[Item]:
+    status, value = outcome
+    if status == "ok":
+        return value  # type: ignore[return-value]
+    raise FeedParseError(url, str(value))
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    # ProcessPoolExecutor has no public way to end one worker; its process table is the only handle.
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
+
+
+def available_cores() -> int:
+    """The CPU cores this process may use (a systemd CPUAffinity= or a container limits them)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
