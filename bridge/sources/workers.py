@@ -42,6 +42,8 @@ PARSE_DEADLINE_SECONDS = 30.0
 seconds; far past that the input is hostile."""
 PARSE_KILL_GRACE = 5.0
 """How long past the deadline the parent waits for a worker that ignored its timer, before killing it."""
+CLOSE_WAIT_SECONDS = 5.0
+"""At a stop, how long the workers get to finish the parse in hand before they are killed."""
 ORPHAN_CHECK_SECONDS = 1.0
 """How often a worker checks that its parent is alive."""
 
@@ -116,12 +118,21 @@ class FeedParsers:
         return _unwrap(outcome, url)
 
     def close(self) -> None:
-        """Stop the workers (a parse in flight finishes first). Later parses raise FeedParseError."""
+        """Stop the workers: a parse in flight gets CLOSE_WAIT_SECONDS to finish, then its worker
+        is killed (a stop must not wait on a hostile feed). Later parses raise FeedParseError."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        ends = time.monotonic() + CLOSE_WAIT_SECONDS
+        for process in processes:
+            process.join(max(0.0, ends - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
 
     # --- Internals -------------------------------------------------------------------------------
 
