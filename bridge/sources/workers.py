@@ -51,8 +51,9 @@ Outcome = tuple[str, object]
 """What a worker sends back: ("ok", [Item, ...]) or ("error", reason)."""
 
 
-class _ParseDeadline(Exception):
-    pass
+class _ParseDeadline(BaseException):
+    """Not an Exception: parse_feed turns feedparser's exceptions into FeedParseError, and the
+    deadline must not pass for one of them."""
 
 
 def parse_in_worker(body: bytes, url: str, headers: dict[str, str], tz: str, deadline: float) -> Outcome:

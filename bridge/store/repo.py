@@ -279,15 +279,22 @@ class Repository(Outbox):
         return found
 
     def _insert_items(self, conn: Connection, source: str, items: Sequence[Item], now: datetime) -> list[int]:
-        """Insert `items` with one statement (SQLAlchemy batches the rows into multi-row INSERTs);
-        their ids come back in the order given, so each delivery finds its item."""
+        """Insert `items` with one executemany, then read their ids back by key (unique per source)
+        in one query per 500: RETURNING in parameter order would make SQLAlchemy insert them one
+        row at a time on SQLite. Returns the ids in the order of `items`."""
         if not items:
             return []
-        rows = [dict(source=source, key=item.key, url=item.url, link=item.link, title=item.title,
-                     summary=item.summary, published_at=item.published, categories="\n".join(item.categories),
-                     image_url=item.image_url, first_seen_at=now) for item in items]
-        result = conn.execute(insert(I).returning(I.c.id, sort_by_parameter_order=True), rows)
-        return list(result.scalars())
+        conn.execute(insert(I), [
+            dict(source=source, key=item.key, url=item.url, link=item.link, title=item.title,
+                 summary=item.summary, published_at=item.published, categories="\n".join(item.categories),
+                 image_url=item.image_url, first_seen_at=now) for item in items])
+        ids: dict[str, int] = {}
+        keys = [item.key for item in items]
+        for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+            rows = conn.execute(select(I.c.key, I.c.id).where(I.c.source == source,
+                                                              I.c.key.in_(keys[start:start + 500])))
+            ids.update((key, item_id) for key, item_id in rows)
+        return [ids[key] for key in keys]
 
     def _save_source(self, conn: Connection, name: str, url: str, now: datetime, **values) -> None:
         self.unchanged.discard(name)  # this write is newer than a buffered unchanged poll
