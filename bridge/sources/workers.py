@@ -106,6 +106,8 @@ class FeedParsers:
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._closed = False
+        self._alone_slots = threading.Semaphore(self.workers)
+        """Retries alone after a crash, at most this many processes at once (memory, not speed)."""
 
     def parse(self, body: bytes, url: str, headers: dict[str, str], tz: str) -> list[Item]:
         pool = self._current()
@@ -186,13 +188,14 @@ class FeedParsers:
         with self._lock:
             if self._closed:
                 return "error", "the bridge is stopping: not parsed"
-        solo = self._new_pool(1)
-        try:
-            return self._wait(solo, solo.submit(self._target, body, url, headers, tz, self.deadline))
-        except BrokenProcessPool:
-            return "error", "the feed parser's process died reading this feed (a crash in the parser)"
-        finally:
-            solo.shutdown(wait=False, cancel_futures=True)
+        with self._alone_slots:
+            solo = self._new_pool(1)
+            try:
+                return self._wait(solo, solo.submit(self._target, body, url, headers, tz, self.deadline))
+            except BrokenProcessPool:
+                return "error", "the feed parser's process died reading this feed (a crash in the parser)"
+            finally:
+                solo.shutdown(wait=False, cancel_futures=True)
 
 
 def _unwrap(outcome: Outcome, url: str) -> list[Item]:
