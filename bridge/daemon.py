@@ -53,13 +53,13 @@ before the process leaves anyway. Keep it below the unit's TimeoutStopSec (60 s)
 HOST_BUSY_RETRY = timedelta(seconds=5)
 """A poll whose site another source's poll is reading gives its worker back and runs this much later."""
 IDLE_TICK_SECONDS = 5.0
+"""Without a watchdog, the main loop still wakes this often (signals also wake it at once)."""
 SUMMARY_INTERVAL = timedelta(minutes=15)
 """How often the daemon logs what its polls did (polled, unchanged, failed, new): the line that
 stands for the per-poll lines, which are at debug when nothing was new."""
 SERVICE_EXECUTOR = "service"
 SERVICE_THREADS = 4
 """Heartbeat, delivery round, unchanged-poll flush and summary: one thread each."""
-"""Without a watchdog, the main loop still wakes this often (signals also wake it at once)."""
 
 
 class Heartbeat:

@@ -162,3 +162,30 @@ class TestNoMarkupInPosts:
         [item] = parse_feed(json.dumps(doc).encode(), url="https://www.antaranews.com/feed.json")
         assert item.title == "Judul tebal"
         assert item.summary == "Ringkasan, harga <5% naik"
+
+
+class TestDaemonSummary:
+    def test_the_daemon_sums_its_polls_up_in_one_info_line(self, feed_server, tmp_path, clock):
+        """The daemon's polls count towards its periodic summary: polled, unchanged, failed, new."""
+        from bridge.daemon import Daemon, _poll_source
+
+        feed_server.add("/a.xml", FEED, etag='"a1"')
+        feed_server.add("/gone.xml", "", status=404)
+        rt = runtime(make_config({"a": feed_server.url("/a.xml"),
+                                  "gone": on_localhost(feed_server.url("/gone.xml"))}, dry_run=True), tmp_path, clock)
+        daemon = Daemon(rt)
+        try:
+            for _ in range(3):
+                clock.advance(minutes=5)
+                _poll_source(daemon, rt, "a")
+                _poll_source(daemon, rt, "gone")
+            with capture_logs() as logs:
+                daemon._summarise()
+                daemon._summarise()
+        finally:
+            daemon.close()
+        first, second = [e for e in logs if e["event"] == "polls summary"]
+        assert first["log_level"] == "info"
+        assert {k: first[k] for k in ("polled", "unchanged", "failed", "new", "failing")} == {
+            "polled": 5, "unchanged": 2, "failed": 2, "new": 3, "failing": 1}  # the 3rd failing poll: in backoff
+        assert (second["polled"], second["failing"]) == (0, 1)  # counts reset; a failing source stays failing

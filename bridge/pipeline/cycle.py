@@ -80,10 +80,16 @@ def poll_cycle(rt: Runtime, sources: Sequence[SourceConfig], tally: PollTally, *
     groups = by_host(sources)
     if not groups:
         return
-    with ThreadPoolExecutor(max_workers=min(rt.config.bridge.poll_concurrency, len(groups)),
-                            thread_name_prefix="poll") as pool:
+    pool = ThreadPoolExecutor(max_workers=min(rt.config.bridge.poll_concurrency, len(groups)),
+                              thread_name_prefix="poll")
+    try:
         for future in [pool.submit(poll_host, group) for group in groups]:
             future.result()  # poll_host cannot raise (run_safely); this only waits
+    except BaseException:  # Ctrl-C: no new poll starts; those in flight end within their deadlines
+        rt.stopping.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def by_host(sources: Sequence[SourceConfig]) -> list[list[SourceConfig]]:
