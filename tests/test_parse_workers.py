@@ -4,6 +4,7 @@ or hangs its worker fails alone, in one line, while the others are read."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import signal
 import threading
 import time
@@ -140,3 +141,45 @@ def test_a_crashing_feed_fails_its_source_not_the_cycle(feed_server, tmp_path, c
         assert not [e for e in logs if e["event"] == "job failed unexpectedly"]
     finally:
         close(rt)
+
+
+def test_workers_outlive_a_sigterm_but_not_their_parent(tmp_path):
+    """A SIGTERM to the unit leaves the workers to their parent's stop; a parent killed outright
+    leaves no worker behind."""
+    import subprocess
+    import sys
+
+    from tests.helpers import wait_until
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, signal, sys, time\n"
+        "from bridge.sources.workers import FeedParsers\n"
+        "if __name__ == '__main__':\n"
+        "    pool = FeedParsers(workers=1)\n"
+        f"    pool.parse({FEED!r}, 'https://a.id/rss', {{}}, 'Asia/Jakarta')\n"
+        "    [pid] = pool._pool._processes\n"
+        "    os.kill(pid, signal.SIGTERM)\n"
+        "    time.sleep(0.2)\n"
+        "    print(pid, len(pool.parse(" + repr(FEED) + ", 'https://a.id/rss', {}, 'Asia/Jakarta')), flush=True)\n"
+        "    time.sleep(3600)\n")
+    root = str(Path(__file__).resolve().parent.parent)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": root})
+    try:
+        pid, items = (int(v) for v in parent.stdout.readline().split())
+        assert items == 3 and _alive(pid)  # the SIGTERM did not end it, and it still parses
+        parent.kill()
+        parent.wait(10)
+        assert wait_until(lambda: not _alive(pid), timeout=10)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -13,8 +13,8 @@ One feed cannot take the cycle down with it:
   flight: the pool is replaced, and each of those parses is tried once more in a process of its
   own, so only the feed that kills its process fails.
 
-Workers ignore SIGINT (the parent handles Ctrl-C and shuts them down) and leave on their own when
-the parent is gone, so a killed daemon leaves no orphans. `close()` shuts the pool down; `bridge
+Workers ignore SIGINT and SIGTERM (the parent handles them and shuts its workers down) and leave
+on their own when the parent is gone, so a killed daemon leaves no orphans. `close()` shuts the pool down; `bridge
 run`, `run --once` and the daemon's stop call it through service.close.
 """
 
@@ -80,7 +80,10 @@ def parse_in_worker(body: bytes, url: str, headers: dict[str, str], tz: str, dea
 
 
 def _start_worker(parent: int, log_level: str) -> None:
+    # The parent decides when workers end (close() at its stop): systemd's SIGTERM to the whole
+    # unit, or a Ctrl-C to the terminal's process group, must not kill a parse the stop waits for.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from bridge import logs
 
     logs.configure_logging(log_level)  # a date warning from a worker reads like the parent's lines
