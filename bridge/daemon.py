@@ -99,6 +99,8 @@ class Daemon:
         })
         self.tally = PollTally()
         """Polls since the last summary line (SUMMARY_INTERVAL)."""
+        self._monotonic = monotonic
+        self._summary_since = monotonic()
         self.health = None
         self._reload_config = reload_config
         self._wake = Wake()  # set by signal handlers: see bridge/wake.py for why not an Event
@@ -233,7 +235,9 @@ class Daemon:
             run_safely(self.rt.repo.unchanged.flush)
 
     def _summarise(self) -> None:
-        log_summary("polls summary", self.tally.take(), period_s=int(SUMMARY_INTERVAL.total_seconds()))
+        now = self._monotonic()
+        since, self._summary_since = self._summary_since, now
+        log_summary("polls summary", self.tally.take(), period_s=int(now - since))
 
     def feed_watchdog(self) -> bool:
         """Ping systemd's watchdog if the heartbeat is fresh; say once when it is not."""

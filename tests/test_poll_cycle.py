@@ -173,19 +173,21 @@ class TestDaemonSummary:
         feed_server.add("/gone.xml", "", status=404)
         rt = runtime(make_config({"a": feed_server.url("/a.xml"),
                                   "gone": on_localhost(feed_server.url("/gone.xml"))}, dry_run=True), tmp_path, clock)
-        daemon = Daemon(rt)
+        seconds = [100.0]
+        daemon = Daemon(rt, monotonic=lambda: seconds[0])
         try:
             for _ in range(3):
                 clock.advance(minutes=5)
                 _poll_source(daemon, rt, "a")
                 _poll_source(daemon, rt, "gone")
+            seconds[0] += 600
             with capture_logs() as logs:
                 daemon._summarise()
                 daemon._summarise()
         finally:
             daemon.close()
         first, second = [e for e in logs if e["event"] == "polls summary"]
-        assert first["log_level"] == "info"
+        assert first["log_level"] == "info" and first["period_s"] == 600 and second["period_s"] == 0
         assert {k: first[k] for k in ("polled", "unchanged", "failed", "new", "failing")} == {
             "polled": 5, "unchanged": 2, "failed": 2, "new": 3, "failing": 1}  # the 3rd failing poll: in backoff
         assert (second["polled"], second["failing"]) == (0, 1)  # counts reset; a failing source stays failing
