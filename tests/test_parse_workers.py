@@ -4,10 +4,10 @@ or hangs its worker fails alone, in one line, while the others are read."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs

@@ -25,20 +25,16 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from collections.abc import Callable
-
-import structlog
 
 from bridge.errors import FeedParseError
 from bridge.model import Item
 
-log = structlog.get_logger("bridge.sources")
-
 PARSE_DEADLINE_SECONDS = 30.0
-"""The most one feed's parse may take in a worker. A 15 MiB feed (max_feed_bytes) parses in a few
+"""The most one feed's parse may take in a worker. A 10 MiB feed (max_feed_bytes) parses in a few
 seconds; far past that the input is hostile."""
 PARSE_KILL_GRACE = 5.0
 """How long past the deadline the parent waits for a worker that ignored its timer, before killing it."""
