@@ -66,7 +66,7 @@ def build_runtime(config: Config, repo: Repository, *, clock: Clock = utc_now,
                               timeout=config.bridge.publish_timeout.total_seconds(), clock=clock)
         for name, target in config.targets.items()
     }
-    parsers = FeedParsers(log_level=config.bridge.log_level) if parse_in_workers else None
+    parsers = FeedParsers() if parse_in_workers else None
     return Runtime(config=config, repo=repo, http=make_client(limits), fetch_limits=limits,
                    publishers=publishers, clock=clock, parsers=parsers)
 
@@ -88,8 +88,9 @@ def prepare(rt: Runtime, lock: RunLock) -> None:
 def rebuild_runtime(old: Runtime, config: Config) -> Runtime:
     """A reload: new HTTP client and publishers for the new settings; the same database, and the
     same stop flag, delivery lock and once-a-day log memory, so work in flight and the next
-    delivery round see one daemon, not two; the same feed parsers (their processes stay). The same host pacer too (with the new page_delay): a
-    poll in flight keeps its site's turn, and a poll after the reload waits for it."""
+    delivery round see one daemon, not two; the same feed parsers (their processes stay). The same
+    host pacer too (with the new page_delay): a poll in flight keeps its site's turn, and a poll
+    after the reload waits for it."""
     fresh = build_runtime(config, old.repo, clock=old.clock)
     old.pacer.delay = config.bridge.page_delay.total_seconds()
     return replace(fresh, stopping=old.stopping, delivery_lock=old.delivery_lock, logged_holds=old.logged_holds,

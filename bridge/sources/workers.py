@@ -20,6 +20,7 @@ run`, `run --once` and the daemon's stop call it through service.close.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait as wait_for_exit
 
 from bridge.errors import FeedParseError
 from bridge.model import Item
@@ -97,10 +99,9 @@ class FeedParsers:
     the first parse. `target` is the worker's function (tests give one that crashes or hangs)."""
 
     def __init__(self, workers: int | None = None, *, deadline: float = PARSE_DEADLINE_SECONDS,
-                 kill_grace: float = PARSE_KILL_GRACE, log_level: str = "info",
-                 target: Callable[..., Outcome] = parse_in_worker):
+                 kill_grace: float = PARSE_KILL_GRACE, target: Callable[..., Outcome] = parse_in_worker):
         self.workers = workers or available_cores()
-        self.deadline, self.kill_grace, self.log_level = deadline, kill_grace, log_level
+        self.deadline, self.kill_grace = deadline, kill_grace
         self._target = target
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
@@ -127,23 +128,32 @@ class FeedParsers:
             pool, self._pool = self._pool, None
         if pool is None:
             return
+        # The executor's own handles (it offers no stop with a timeout): its processes, and the
+        # thread that reaps them, which is let finish last so every exit is accounted for.
         processes = list((getattr(pool, "_processes", None) or {}).values())
+        manager = getattr(pool, "_executor_manager_thread", None)
         pool.shutdown(wait=False, cancel_futures=True)
+        # Their exits are watched, not waited for (the thread reaps them; two reapers race).
+        running = {process.sentinel: process for process in processes}
         ends = time.monotonic() + CLOSE_WAIT_SECONDS
-        for process in processes:
-            process.join(max(0.0, ends - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join(1.0)
+        while running and (left := ends - time.monotonic()) > 0:
+            for ended in wait_for_exit(list(running), left):
+                running.pop(ended)
+        for process in running.values():
+            process.kill()
+        if manager is not None:
+            manager.join(CLOSE_WAIT_SECONDS)
 
     # --- Internals -------------------------------------------------------------------------------
 
     def _new_pool(self, workers: int) -> ProcessPoolExecutor:
         # spawn, not fork: the daemon has threads (scheduler, HTTP, database), and a forked child
         # of a threaded process can inherit a lock some other thread held.
+        # Workers log (an unreadable date) at the level this process logs at when they start.
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
         return ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker, initargs=(os.getpid(), self.log_level),
+            initializer=_start_worker, initargs=(os.getpid(), level),
         )
 
     def _current(self) -> ProcessPoolExecutor | None:
