@@ -2,4 +2,6 @@
 
 from bridge.cli import main
 
-raise SystemExit(main())
+# Guarded: the feed parsers' worker processes (spawned) import the main module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

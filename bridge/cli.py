@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Poll and deliver. One `bridge run` (daemon or --once) per database: "
                                           "a second is refused with exit 3, naming the running one's PID.")
     run.add_argument("--once", action="store_true",
-                     help="poll every source once, deliver what is due, and exit (0 even if a source "
-                          "or target failed: see the log and `bridge status`)")
+                     help="poll every source once (poll_concurrency at a time, one per site), deliver what "
+                          "is due, and exit (0 even if a source or target failed: see the log and `bridge status`)")
     run.add_argument("--dry-run", action="store_true",
                      help="a rehearsal: read every source and log each post that would be made (new stories "
                           "and queued deliveries that are due); writes nothing to the database, never creates "
@@ -211,7 +211,7 @@ def cmd_run(args, config) -> int:
     from bridge import service
 
     try:
-        rt = service.build_runtime(config, service.open_repository(config, engine=engine))
+        rt = service.build_runtime(config, service.open_repository(config, engine=engine), parse_in_workers=True)
     except BaseException:
         engine.dispose()
         lock.release()

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -31,9 +32,11 @@ from bridge.errors import BridgeError, ConfigError
 from bridge.metrics import Metrics
 from bridge.notify import Notifier
 from bridge.pipeline import Runtime, deliver_due, poll
-from bridge.service import JobFailures, close, close_clients, maintain_store, prepare, rebuild_runtime
+from bridge.pipeline.cycle import PollTally, log_summary
+from bridge.service import JobFailures, close, close_clients, maintain_store, prepare, rebuild_runtime, run_safely
 from bridge.store.db import check_connection
 from bridge.store.lock import RunLock, acquire_run_lock
+from bridge.store.unchanged import FLUSH_SECONDS as UNCHANGED_FLUSH_SECONDS
 from bridge.wake import Wake
 
 log = structlog.get_logger("bridge")
@@ -44,8 +47,9 @@ HEARTBEAT_INTERVAL = timedelta(seconds=10)
 """How often the scheduler runs its heartbeat job, which also asks the database to answer."""
 HEARTBEAT_MAX_AGE = timedelta(seconds=60)
 """A heartbeat older than this means the scheduler is hung (or the database gone): watchdog pings
-stop, so systemd restarts the service WatchdogSec later, and /healthz answers 503. Long enough for
-a worker pool busy with fetches and posts, each bounded by a 20 s timeout."""
+stop, so systemd restarts the service WatchdogSec later, and /healthz answers 503. The heartbeat
+runs in the service jobs' pool, never queued behind polls; this is long enough for a delivery round
+and a bookkeeping job in that pool, each bounded by its timeouts."""
 STOP_GRACE = timedelta(seconds=30)
 """On SIGTERM, jobs in flight (a post: publish_timeout, 20 s by default) get this long to finish
 before the process leaves anyway. Keep it below the unit's TimeoutStopSec (60 s)."""
@@ -58,6 +62,13 @@ MAINTENANCE_FIRST_DELAY = timedelta(minutes=10)
 """The first maintenance waits for the start-up cycle (every source polled) to be done."""
 IDLE_TICK_SECONDS = 5.0
 """Without a watchdog, the main loop still wakes this often (signals also wake it at once)."""
+SUMMARY_INTERVAL = timedelta(minutes=15)
+"""How often the daemon logs what its polls did (polled, unchanged, failed, new): the line that
+stands for the per-poll lines, which are at debug when nothing was new."""
+SERVICE_EXECUTOR = "service"
+SERVICE_THREADS = 6
+"""Heartbeat, delivery round, unchanged-poll flush, summary, store maintenance and alerts: one
+thread each, so a long prune or a slow SMTP server never delays the heartbeat or a delivery."""
 
 
 class Heartbeat:
@@ -90,7 +101,17 @@ class Daemon:
         self.failures = JobFailures(rt.clock)
         """Jobs whose last run failed (a full disk, a bug): /healthz names them until they succeed."""
         self.metrics = Metrics(lambda: self.rt, self.heartbeat.age)
-        self.scheduler = BackgroundScheduler(timezone=timezone.utc)
+        # Polls run in a pool of [bridge] poll_concurrency threads; the heartbeat, the delivery round
+        # and the bookkeeping jobs in one of their own, so a cold start queueing thousands of polls
+        # never holds up the watchdog's heartbeat or a post.
+        self.scheduler = BackgroundScheduler(timezone=timezone.utc, executors={
+            "default": ThreadPoolExecutor(rt.config.bridge.poll_concurrency),
+            SERVICE_EXECUTOR: ThreadPoolExecutor(SERVICE_THREADS),
+        })
+        self.tally = PollTally()
+        """Polls since the last summary line (SUMMARY_INTERVAL)."""
+        self._monotonic = monotonic
+        self._summary_since = monotonic()
         self.health = None
         self._reload_config = reload_config
         self._wake = Wake()  # set by signal handlers: see bridge/wake.py for why not an Event
@@ -138,14 +159,21 @@ class Daemon:
             lambda job: self.metrics.jobs_still_running.labels(job).inc())
         self.scheduler.add_job(self._beat, IntervalTrigger(seconds=HEARTBEAT_INTERVAL.total_seconds()),
                                id="heartbeat", name="heartbeat", next_run_time=self.rt.clock(),
-                               max_instances=1, coalesce=True, misfire_grace_time=None)
+                               max_instances=1, coalesce=True, misfire_grace_time=None,
+                               executor=SERVICE_EXECUTOR)
+        self.scheduler.add_job(self._flush_unchanged, IntervalTrigger(seconds=UNCHANGED_FLUSH_SECONDS),
+                               id="flush-unchanged", name="flush unchanged polls", max_instances=1,
+                               coalesce=True, misfire_grace_time=None, executor=SERVICE_EXECUTOR)
+        self.scheduler.add_job(self._summarise, IntervalTrigger(seconds=SUMMARY_INTERVAL.total_seconds()),
+                               id="summary", name="poll summary", max_instances=1, coalesce=True,
+                               misfire_grace_time=None, executor=SERVICE_EXECUTOR)
         self.scheduler.add_job(self._job, IntervalTrigger(seconds=MAINTENANCE_INTERVAL.total_seconds()),
                                args=[_maintain], id="maintain", name="maintain",
                                next_run_time=self.rt.clock() + MAINTENANCE_FIRST_DELAY,
-                               max_instances=1, coalesce=True, misfire_grace_time=None)
+                               max_instances=1, coalesce=True, misfire_grace_time=None, executor=SERVICE_EXECUTOR)
         self.scheduler.add_job(self._job, IntervalTrigger(seconds=ALERT_CHECK_INTERVAL.total_seconds()),
                                args=[_check_alerts], id="alerts", name="alerts", next_run_time=self.rt.clock(),
-                               max_instances=1, coalesce=True, misfire_grace_time=None)
+                               max_instances=1, coalesce=True, misfire_grace_time=None, executor=SERVICE_EXECUTOR)
         self._schedule(self.rt.config, None)
         self.scheduler.start()
         # Starting counts as the first sign of life: the heartbeat job has HEARTBEAT_MAX_AGE to follow.
@@ -184,6 +212,7 @@ class Daemon:
             idle = self._lock.wait_for(lambda: not any(self._users.values()), grace.total_seconds())
         if self.health:
             self.health.close()
+        self._summarise()  # what the polls did since the last summary, so a short run says it too
         if idle:
             log.info("stopped")
         else:
@@ -216,6 +245,17 @@ class Daemon:
                       error=str(exc))
             return
         self.heartbeat.beat()
+
+    def _flush_unchanged(self) -> None:
+        """Write the unchanged polls waiting in memory (store/unchanged.py), if any. Not in the
+        heartbeat: a write can wait for another process's write lock, and the heartbeat must not."""
+        if self.rt.repo.unchanged.pending():
+            run_safely(self.rt.repo.unchanged.flush)
+
+    def _summarise(self) -> None:
+        now = self._monotonic()
+        since, self._summary_since = self._summary_since, now
+        log_summary("polls summary", self.tally.take(), period_s=int(now - since))
 
     def feed_watchdog(self) -> bool:
         """Ping systemd's watchdog if the heartbeat is fresh; say once when it is not."""
@@ -296,6 +336,7 @@ class Daemon:
         self._close_idle_retired()
         before = {s.name for s in old.config.sources}
         after = {s.name for s in config.sources}
+        self.tally.forget(before - after)
         log.info("reloaded", sources=len(config.sources), targets=len(new.publishers),
                  added=sorted(after - before), removed=sorted(before - after), dry_run=config.bridge.dry_run)
         self.metrics.reloads.labels("applied").inc()
@@ -344,6 +385,7 @@ class Daemon:
                 self._job, IntervalTrigger(seconds=delivery.total_seconds()), args=[_deliver],
                 id="deliver", name="deliver", next_run_time=now, max_instances=1, coalesce=True,
                 misfire_grace_time=int(delivery.total_seconds()), replace_existing=True,
+                executor=SERVICE_EXECUTOR,
             )
 
     # --- Jobs ------------------------------------------------------------------------------------
@@ -418,6 +460,7 @@ def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
             return
         outcome = daemon.failures.run(f"poll:{name}", poll, rt, source)
     daemon.metrics.record_poll(outcome)
+    daemon.tally.add(outcome)
     if outcome is not None and outcome.deliveries_created:
         daemon.wake_delivery()
 
@@ -453,8 +496,9 @@ def describe(config: Config) -> str:
     return f"polling {len(config.enabled_sources)} source(s){off}, posting to {targets}{mode}"
 
 
-RESTART_ONLY_SETTINGS = ("database", "health_listen")
-"""[bridge] keys a reload cannot apply: the open database and the bound socket stay until a restart."""
+RESTART_ONLY_SETTINGS = ("database", "health_listen", "poll_concurrency")
+"""[bridge] keys a reload cannot apply: the open database, the bound socket and the size of the
+polls' thread pool stay until a restart."""
 
 
 def _warn_restart_needed(old: Config, new: Config) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import replace
 from typing import Callable
 
@@ -18,9 +19,11 @@ import structlog
 from bridge.clock import Clock, utc_now
 from bridge.config import Config
 from bridge.notify import Notifier
-from bridge.pipeline import Runtime, deliver_due, poll
+from bridge.pipeline import Runtime, deliver_due
+from bridge.pipeline.cycle import PollTally, log_summary, poll_cycle
 from bridge.publish import build_publisher
 from bridge.sources.fetch import FetchLimits, make_client
+from bridge.sources.workers import FeedParsers
 from bridge.store.lock import RunLock
 from bridge.store.maintenance import maintain, prune, reclaim
 from bridge.store.opening import open_repository  # noqa: F401 (callers know it as service.open_repository)
@@ -43,15 +46,19 @@ def fetch_limits(config: Config) -> FetchLimits:
     return limits
 
 
-def build_runtime(config: Config, repo: Repository, *, clock: Clock = utc_now) -> Runtime:
+def build_runtime(config: Config, repo: Repository, *, clock: Clock = utc_now,
+                  parse_in_workers: bool = False) -> Runtime:
+    """`parse_in_workers`: feeds are parsed in a pool of processes (`bridge run`, whose cycles read
+    many feeds); else in the polling thread (one-off commands, which would pay the start-up)."""
     limits = fetch_limits(config)
     publishers = {
         name: build_publisher(target, dry_run=config.bridge.dry_run,
                               timeout=config.bridge.publish_timeout.total_seconds(), clock=clock)
         for name, target in config.targets.items()
     }
+    parsers = FeedParsers() if parse_in_workers else None
     return Runtime(config=config, repo=repo, http=make_client(limits), fetch_limits=limits,
-                   publishers=publishers, clock=clock)
+                   publishers=publishers, clock=clock, parsers=parsers)
 
 
 def prepare(rt: Runtime, lock: RunLock) -> None:
@@ -81,12 +88,13 @@ def maintain_store(rt: Runtime) -> None:
 def rebuild_runtime(old: Runtime, config: Config) -> Runtime:
     """A reload: new HTTP client and publishers for the new settings; the same database, and the
     same stop flag, delivery lock and once-a-day log memory, so work in flight and the next
-    delivery round see one daemon, not two. The same host pacer too (with the new page_delay): a
-    poll in flight keeps its site's turn, and a poll after the reload waits for it."""
+    delivery round see one daemon, not two; the same feed parsers (their processes stay). The same
+    host pacer too (with the new page_delay): a poll in flight keeps its site's turn, and a poll
+    after the reload waits for it."""
     fresh = build_runtime(config, old.repo, clock=old.clock)
     old.pacer.delay = config.bridge.page_delay.total_seconds()
     return replace(fresh, stopping=old.stopping, delivery_lock=old.delivery_lock, logged_holds=old.logged_holds,
-                   pacer=old.pacer)
+                   pacer=old.pacer, parsers=old.parsers)
 
 
 def close_clients(rt: Runtime) -> None:
@@ -97,15 +105,24 @@ def close_clients(rt: Runtime) -> None:
 
 
 def close(rt: Runtime) -> None:
+    """The end of a run: clients, the feed parsers' processes, buffered unchanged polls (written
+    now, so a stop keeps them), then the database."""
     close_clients(rt)
+    if rt.parsers is not None:
+        rt.parsers.close()
+    run_safely(rt.repo.unchanged.flush)
     rt.repo.engine.dispose()
 
 
 def run_once(rt: Runtime, lock: RunLock) -> None:
-    """Poll every enabled source once (ignoring backoff), then deliver what is due, holding `lock`."""
+    """Poll every enabled source once (ignoring backoff), concurrently as the daemon does, then
+    deliver what is due, holding `lock`. One summary line for the cycle."""
     prepare(rt, lock)
-    for source in rt.config.enabled_sources:
-        run_safely(poll, rt, source, force=True)
+    started = time.monotonic()
+    tally = PollTally()
+    poll_cycle(rt, rt.config.enabled_sources, tally, force=True)
+    run_safely(rt.repo.unchanged.flush)
+    log_summary("poll cycle", tally.take(), started, sources=len(rt.config.enabled_sources))
     run_safely(deliver_due, rt)
     if rt.config.alerts is not None:  # a timer-driven bridge tells its operator too
         from bridge.alert_channels import channels_for

@@ -38,8 +38,11 @@ def _journal_cat() -> tuple[str, list[dict]]:
             before = len(stream.getvalue())
             if index % 4 == 0:
                 log.error("post failed", source="antara-terkini", target="x", reason="HTTP 503")
+            elif index % 8 == 2:
+                log.info("polls summary", polled=1000, unchanged=990, failed=2, new=8, queued=8, failing=1,
+                         period_s=900)
             else:
-                log.info("polled", source="kominfo", outcome="ok", duration_ms=120)
+                log.info("polled", source="kominfo", outcome="ok", duration_ms=120, new=1)
             ours.append(stream.getvalue()[before:].rstrip("\n"))
     events = [json.loads(line) for line in ours if line.startswith("{")]
     return "\n".join(ours) + "\n", events

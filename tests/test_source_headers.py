@@ -12,7 +12,7 @@ from bridge.errors import ConfigError
 from bridge.pipeline import poll
 from bridge.service import close
 from tests.helpers import antara_feed, antara_item, runtime
-from tests.sites import HTML, KemenporaSite
+from tests.sites import KemenporaSite
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"
 

@@ -29,6 +29,10 @@ DEFAULT_PRICE_PER_VERIFY = 0.010
 DEFAULT_SOURCE_KIND = "auto"
 DEFAULT_PAGE_DELAY = "2s"
 """Between two follow-up requests (story pages, next listing pages) to one host: see sources/polite.py."""
+DEFAULT_POLL_CONCURRENCY = 16
+"""Polls (fetch, read, store) in flight at once; still one request at a time per host (sources/polite.py)."""
+MAX_POLL_CONCURRENCY = 256
+"""More than this many fetches at once would only queue on two cores and a few file descriptors."""
 DEFAULT_BURST_LIMIT = 10
 """A poll of a known source bringing more new stories than this is held (a site move, a CMS change)."""
 DEFAULT_MAX_PAGES = 1

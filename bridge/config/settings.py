@@ -21,7 +21,7 @@ from bridge.config.defaults import (
     DEFAULT_PUBLISH_TIMEOUT, DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BACKOFF_MAX, DEFAULT_TEMPLATE,
     DEFAULT_SOURCE_KIND, DEFAULT_PAGE_DELAY, DEFAULT_MAX_PAGES, MAX_PAGES_LIMIT, DEFAULT_HEALTH_LISTEN,
     CONFIG_SEARCH_PATH, LOG_LEVELS, SOURCE_KINDS, DEFAULT_BURST_LIMIT, DEFAULT_KEEP, KEEP_FOREVER, MIN_KEEP,
-    DEFAULT_LANGUAGE, LANGUAGES,
+    DEFAULT_LANGUAGE, LANGUAGES, DEFAULT_POLL_CONCURRENCY, MAX_POLL_CONCURRENCY,
 )
 from bridge.config.alerts import AlertsConfig, parse_alerts
 from bridge.config.headers import parse_request_headers, secret_header_values
@@ -40,7 +40,7 @@ _BRIDGE_KEYS = {
     "connect_timeout", "fetch_timeout", "max_feed_bytes", "publish_timeout", "max_attempts",
     "retry_backoff_max", "user_agent", "health_listen",
 }
-_BRIDGE_KEYS |= {"page_delay", "burst_limit", "keep", "language"}
+_BRIDGE_KEYS |= {"page_delay", "burst_limit", "keep", "language", "poll_concurrency"}
 _SOURCE_KEYS = {"user_agent", "headers"}
 _SOURCE_KEYS |= {"name", "url", "kind", "targets", "template", "poll_interval", "first_run",
                 "max_age", "hashtags", "category_hashtags", "images", "burst_limit", "enabled",
@@ -101,6 +101,8 @@ class BridgeSettings:
     user_agent: str | None
     page_delay: timedelta = field(default_factory=lambda: parse_duration(DEFAULT_PAGE_DELAY))
     burst_limit: int = DEFAULT_BURST_LIMIT
+    poll_concurrency: int = DEFAULT_POLL_CONCURRENCY
+    """Sources polled at once (each host still one request at a time, page_delay apart)."""
     health_listen: str | None = DEFAULT_HEALTH_LISTEN
     """"host:port" (or "[::1]:port") of the /healthz and /metrics endpoint; None: no endpoint."""
     keep: timedelta | None = field(default_factory=lambda: parse_duration(DEFAULT_KEEP))
@@ -283,6 +285,7 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
         user_agent=get.string("user_agent", None),
         page_delay=get.duration("page_delay", DEFAULT_PAGE_DELAY),
         burst_limit=get.positive_int("burst_limit", DEFAULT_BURST_LIMIT),
+        poll_concurrency=_poll_concurrency(get, problems),
         health_listen=get.listen_address("health_listen", DEFAULT_HEALTH_LISTEN),
         keep=_keep(get, problems),
         language=language,
@@ -300,6 +303,14 @@ def _keep(get: TableReader, problems: list[str]) -> timedelta | None:
     if keep is not None and keep < parse_duration(MIN_KEEP):
         problems.append(f"bridge.keep: must be at least {MIN_KEEP}, or \"{KEEP_FOREVER}\" (got {get.table['keep']!r})")
     return keep
+
+
+def _poll_concurrency(get: TableReader, problems: list[str]) -> int:
+    value = get.positive_int("poll_concurrency", DEFAULT_POLL_CONCURRENCY)
+    if value > MAX_POLL_CONCURRENCY:
+        problems.append(f"bridge.poll_concurrency: at most {MAX_POLL_CONCURRENCY} (got {value})")
+        return DEFAULT_POLL_CONCURRENCY
+    return value
 
 
 def _parse_sources(

@@ -53,11 +53,15 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     fetcher = PoliteFetcher(rt.http, rt.fetch_limits, rt.pacer)
     try:
         result = read_source(fetcher, source, etag=etag, last_modified=last_modified,
-                             previously_seen=state.last_items_seen)
+                             previously_seen=state.last_items_seen,
+                             parse=rt.parsers.parse if rt.parsers is not None else None)
         if result.not_modified:
-            rt.repo.record_not_modified(source.name, source.url, now, now + source.poll_interval)
+            if state.last_outcome == "not_modified" and not state.consecutive_failures:
+                rt.repo.unchanged.record(source.name, now, now + source.poll_interval, "not_modified")
+            else:  # a change of state (recovered, or the first 304 after a read): written at once
+                rt.repo.record_not_modified(source.name, source.url, now, now + source.poll_interval)
             outcome = PollOutcome(source.name, "not_modified")
-            _log_poll(outcome, started)
+            _log_poll(outcome, started, recovered_after=state.consecutive_failures)
             return outcome
         items = result.items
     except FetchError as exc:
@@ -73,6 +77,11 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     # Story pages only for new stories that will be posted: known ones are never fetched again, and
     # a first run that only remembers costs no extra requests.
     known = rt.repo.known_keys(source.name, [item.key for item in items])
+    if not catchup and _same_as_last_read(state, result, items, known):
+        rt.repo.unchanged.record(source.name, now, now + source.poll_interval, "ok")
+        outcome = PollOutcome(source.name, "ok", items_seen=len(items))
+        _log_poll(outcome, started)
+        return outcome
     to_post = {i.key for i in items if i.key not in known and i.key not in skip}
     items = add_story_pages(fetcher, source, result, to_post)
     if to_post:  # a page may have dated a story the listing left undated: judge staleness again
@@ -118,8 +127,17 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
         deliveries_created=stored.pending, first_run=first_run,
         extra={"skipped": stored.skipped + stored_skips, **({"held": stored.held} if stored.held else {})},
     )
-    _log_poll(outcome, started)
+    _log_poll(outcome, started, recovered_after=state.consecutive_failures)
     return outcome
+
+
+def _same_as_last_read(state, result, items: Sequence[Item], known: set[str]) -> bool:
+    """A read that changes nothing but the source's timing: no story it has not stored, the same
+    validators and count as the last read written, which ended well. Its state is then written in
+    a batch (store/unchanged.py) rather than in a commit of its own."""
+    return (state.initialised and state.last_outcome == "ok" and not state.consecutive_failures
+            and len(known) == len(items) and state.last_items_seen == len(items)
+            and (state.etag, state.last_modified) == (result.etag, result.last_modified))
 
 
 def burst_reason(source: SourceConfig, new_stories: int) -> str | None:
@@ -199,7 +217,10 @@ def _record_failure(
     return outcome
 
 
-def _log_poll(outcome: PollOutcome, started: float) -> None:
+def _log_poll(outcome: PollOutcome, started: float, recovered_after: int = 0) -> None:
+    """A poll that found nothing new logs at debug (thousands of sources would otherwise fill the
+    journal with lines saying nothing happened; the cycle summary counts them). New stories,
+    first runs, failures and a source that reads again after failing log at info or above."""
     fields = {
         "source": outcome.source, "outcome": outcome.status, "duration_ms": ms_since(started),
         **outcome.extra,
@@ -207,8 +228,11 @@ def _log_poll(outcome: PollOutcome, started: float) -> None:
     if outcome.status == "error":
         log.warning("poll failed", error=outcome.error, **fields)
         return
+    if recovered_after and outcome.status in ("ok", "not_modified"):
+        log.info("source reads again", source=outcome.source, after_failures=recovered_after)
     if outcome.status == "ok":
         fields.update(items=outcome.items_seen, new=outcome.items_new, queued=outcome.deliveries_created)
         if outcome.first_run:
             fields["first_run"] = True
-    log.info("polled", **fields)
+    noteworthy = outcome.items_new or outcome.first_run or any(outcome.extra.get(k) for k in ("skipped", "held", "backoff"))
+    (log.info if noteworthy else log.debug)("polled", **fields)

@@ -16,6 +16,7 @@ from bridge.model import Delivery
 from bridge.publish import Publisher
 from bridge.sources.fetch import FetchLimits
 from bridge.sources.polite import HostPacer
+from bridge.sources.workers import FeedParsers
 from bridge.store.repo import Repository
 
 
@@ -35,6 +36,8 @@ class Runtime:
     """Per target, the kind of hold last logged, so a hold is logged when it starts, not every round."""
     pacer: HostPacer | None = None
     """One request at a time per host, spaced by [bridge] page_delay; shared by every source's poll."""
+    parsers: FeedParsers | None = None
+    """Worker processes that parse feeds (`bridge run`); None: feeds are parsed in the polling thread."""
 
     def __post_init__(self) -> None:
         if self.pacer is None:

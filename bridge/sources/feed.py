@@ -32,6 +32,8 @@ TITLE_FROM_SUMMARY_CHARS = 100
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
 _JSON_TYPES = frozenset({"application/feed+json", "application/json"})
 _JSON_FEED_VERSION = "https://jsonfeed.org/version/"
+_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9:-]*(?:\s[^<>]*)?/?>")
+"""Something that is a tag, not a "<" in prose ("harga <5%", "a < b")."""
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
 
 # --- dates -----------------------------------------------------------------------------------
@@ -110,7 +112,7 @@ def _read_xml_feed(body: bytes, url: str, headers: dict[str, str]) -> list[Item]
 def _entry_to_item(entry, feed_url: str) -> Item | None:
     base = _entry_base(entry, feed_url)
     summary_source, summary_is_html = _summary_source(entry)
-    summary = html_to_text(summary_source) if summary_is_html else plain_text(summary_source)
+    summary = _text(summary_source, summary_is_html)
     summary_img = first_image_src(summary_source) if summary_is_html else None
     title_detail = entry.get("title_detail") or {}
     title = _text(entry.get("title") or "", _is_html(title_detail.get("type")))
@@ -252,8 +254,8 @@ def _read_json_feed(body: bytes, url: str) -> list[Item]:
 
 def _json_item(entry: dict, feed_url: str) -> Item | None:
     content_html = _str(entry.get("content_html"))
-    summary = plain_text(_str(entry.get("summary")) or _str(entry.get("content_text"))) or html_to_text(content_html)
-    title = plain_text(_str(entry.get("title"))) or _clip(summary, TITLE_FROM_SUMMARY_CHARS)
+    summary = _text(_str(entry.get("summary")) or _str(entry.get("content_text")), False) or html_to_text(content_html)
+    title = _text(_str(entry.get("title")), False) or _clip(summary, TITLE_FROM_SUMMARY_CHARS)
     link = _absolute_http(_str(entry.get("url")) or _str(entry.get("external_url")), feed_url)
     if not (title or summary or link):
         return None
@@ -307,7 +309,10 @@ def _key(raw_id, link: str | None, title: str, summary: str) -> str:
 
 
 def _text(value: str, is_html: bool) -> str:
-    return html_to_text(value) if is_html else plain_text(value)
+    """Plain text of a field. A field declared plain text that holds tags is read as HTML all the
+    same: CMSs leak markup into RSS titles, and feedparser (sanitiser off, and its guess ignores
+    <script>) hands it over as is; a post must never carry <script> or an onerror attribute."""
+    return html_to_text(value) if is_html or _TAG.search(value) else plain_text(value)
 
 
 def _is_html(content_type) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -40,6 +41,11 @@ _HTML_START = re.compile(
     rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])",
     re.IGNORECASE | re.DOTALL,
 )
+
+
+FeedParse = Callable[[bytes, str, dict, str], "list[Item]"]
+"""(body, url, headers, time zone) -> Items: how a feed's body is parsed (sources/workers.py's
+FeedParsers.parse in a worker process; in this thread when None)."""
 
 
 class SourceLike(Protocol):
@@ -75,9 +81,11 @@ class SourceRead:
 
 
 def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None = None,
-                last_modified: str | None = None, previously_seen: int | None = None) -> SourceRead:
+                last_modified: str | None = None, previously_seen: int | None = None,
+                parse: FeedParse | None = None) -> SourceRead:
     """Fetch and read `source`. Raises FetchError (NoStoriesFound for an html listing without stories;
-    `previously_seen` is how many the last good read found, for the message)."""
+    `previously_seen` is how many the last good read found, for the message). `parse`: where feeds
+    are parsed (default: here)."""
     own = source.request_headers
     result = fetcher.get(source.url, polite=False, etag=etag, last_modified=last_modified, headers=own)
     if result.not_modified:
@@ -86,7 +94,7 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
     if source.kind == "sitemap" or (source.kind == "auto" and not is_html and looks_like_sitemap(result.body)):
         return _read_sitemap(fetcher, source, result)
     if source.kind == "feed" or (source.kind == "auto" and not is_html):
-        items = _read_feed(result, source)
+        items = _read_feed(result, source, parse)
         return SourceRead(False, items, result.etag, result.last_modified, "feed")
     tree = parse_html(result.body, result.headers)
     if source.kind == "auto":
@@ -94,7 +102,7 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
             # The listing's validators say nothing about the feed, so none are kept: the page is
             # asked for in full each poll (one small request), the feed read as it is now.
             feed_result = fetcher.get(advertised, headers=own)
-            return SourceRead(False, _read_feed(feed_result, source), read_as=f"feed {advertised}")
+            return SourceRead(False, _read_feed(feed_result, source, parse), read_as=f"feed {advertised}")
         if source.layout is None:
             if found := discover_sitemap(fetcher, source, result.url):
                 return found
@@ -176,9 +184,12 @@ def discover_sitemap(fetcher: PoliteFetcher, source: SourceLike, page_url: str) 
     return None
 
 
-def _read_feed(result, source: SourceLike) -> list[Item]:
-    with assume_timezone(source.timezone):
-        items = parse_feed(result.body, url=result.url, headers=result.headers)
+def _read_feed(result, source: SourceLike, parse: FeedParse | None = None) -> list[Item]:
+    if parse is not None:
+        items = parse(result.body, result.url, dict(result.headers), source.timezone)
+    else:
+        with assume_timezone(source.timezone):
+            items = parse_feed(result.body, url=result.url, headers=result.headers)
     if source.layout and source.layout.id_pattern:
         # The same identity as the html reader gives, so a site that gains a feed (kind "auto")
         # does not post its known stories again under the feed's guids.

@@ -5,6 +5,7 @@ Times are passed in by the caller (who owns the clock), so tests can move time w
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping, Sequence
@@ -16,6 +17,7 @@ from bridge.store import schema
 from bridge.store.db import READ_ONLY
 from bridge.store.outbox import Outbox
 from bridge.store.schema import IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, indexed
+from bridge.store.unchanged import UnchangedPolls
 
 S, I, D, T = schema.sources, schema.items, schema.deliveries, schema.targets
 IC, DC = schema.item_counts, schema.delivery_counts
@@ -35,6 +37,8 @@ class SourceState:
     next_poll_at: datetime | None = None
     last_items_seen: int | None = None
     """Stories the last successful read found (an html listing that suddenly finds none has drifted)."""
+    last_outcome: str | None = None
+    """"ok", "not_modified" or "error": how the last poll written ended."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,11 @@ class Repository(Outbox):
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._poll_writes = threading.Lock()
+        """Polls store one at a time in this process: concurrent polls would otherwise wait for
+        SQLite's write lock in its busy handler, which sleeps up to 100 ms between tries."""
+        self.unchanged = UnchangedPolls(engine)
+        """Polls that changed only a source's timing, written in batches (store/unchanged.py)."""
 
     # --- Sources ---------------------------------------------------------------------------------
 
@@ -72,12 +81,13 @@ class Repository(Outbox):
         return SourceState(
             url=row["url"], initialised=bool(row["initialised"]), etag=row["etag"], last_modified=row["last_modified"],
             consecutive_failures=row["consecutive_failures"], next_poll_at=row["next_poll_at"],
-            last_items_seen=row["last_items_seen"],
+            last_items_seen=row["last_items_seen"], last_outcome=row["last_outcome"],
         )
 
     def restart_source(self, name: str, url: str, now: datetime) -> SourceState:
         """The source now reads another URL: forget validators and backoff, and apply the first-run
         policy again on its next successful poll. Items already seen stay seen."""
+        self.unchanged.discard(name)
         with self.engine.begin() as conn:
             conn.execute(update(S).where(S.c.name == name).values(
                 url=url, initialised=False, etag=None, last_modified=None, consecutive_failures=0,
@@ -104,24 +114,27 @@ class Repository(Outbox):
         A target named in `recipients` (WhatsApp) gets one delivery per recipient instead of one."""
         counts = {"new": 0, "pending": 0, "skipped": 0, "held": 0}
         queued: list[str] = []
-        with self.engine.begin() as conn:
+        rows = _outbox_rows(targets, recipients or {})
+        with self._poll_writes, self.engine.begin() as conn:
             known = self._known_keys(conn, source, [item.key for item in items])
-            for item in unique_by_key(items):  # one transaction: a repeated key would violate (source, key)
-                if item.key in known:
-                    continue
-                item_id = self._insert_item(conn, source, item, now)
-                counts["new"] += 1
-                rows = _outbox_rows(targets, recipients or {})
+            # unique_by_key: one transaction, so a repeated key would violate (source, key).
+            new = [item for item in unique_by_key(items) if item.key not in known]
+            item_ids = self._insert_items(conn, source, new, now)
+            deliveries = []
+            for item, item_id in zip(new, item_ids):
                 refused = (filtered or {}).get(item.key, {})
                 pending = False
                 for target, recipient in rows:
                     reason = skip.get(item.key) or refused.get(target)
                     state = DeliveryState.SKIPPED if reason else (DeliveryState.HELD if hold else DeliveryState.PENDING)
-                    self._insert_delivery(conn, item_id, target, now, state, reason or hold, recipient)
+                    deliveries.append(_delivery_row(item_id, target, now, state, reason or hold, recipient))
                     counts["skipped" if reason else ("held" if hold else "pending")] += 1
                     pending = pending or state is DeliveryState.PENDING
                 if pending:
                     queued.append(item.key)
+            counts["new"] = len(new)
+            if deliveries:  # one statement for all of them (executemany), not one per delivery
+                conn.execute(insert(D), deliveries)
             self._save_source(
                 conn, source, url, now, last_outcome="ok", last_error=None,
                 **({"initialised": True} if initialise else {}),
@@ -291,21 +304,26 @@ class Repository(Outbox):
             ).scalars())
         return found
 
-    def _insert_item(self, conn: Connection, source: str, item: Item, now: datetime) -> int:
-        return conn.execute(insert(I).values(
-            source=source, key=item.key, url=item.url, link=item.link, title=item.title,
-            summary=item.summary, published_at=item.published, categories="\n".join(item.categories),
-            image_url=item.image_url, first_seen_at=now,
-        )).inserted_primary_key[0]
-
-    def _insert_delivery(self, conn: Connection, item_id: int, target: str, now: datetime, state: DeliveryState,
-                         reason: str | None, recipient: str = "") -> None:
-        conn.execute(insert(D).values(
-            item_id=item_id, target=target, state=state.value, attempts=0, last_error=reason,
-            created_at=now, updated_at=now, recipient=recipient,
-        ))
+    def _insert_items(self, conn: Connection, source: str, items: Sequence[Item], now: datetime) -> list[int]:
+        """Insert `items` with one executemany, then read their ids back by key (unique per source)
+        in one query per 500: RETURNING in parameter order would make SQLAlchemy insert them one
+        row at a time on SQLite. Returns the ids in the order of `items`."""
+        if not items:
+            return []
+        conn.execute(insert(I), [
+            dict(source=source, key=item.key, url=item.url, link=item.link, title=item.title,
+                 summary=item.summary, published_at=item.published, categories="\n".join(item.categories),
+                 image_url=item.image_url, first_seen_at=now) for item in items])
+        ids: dict[str, int] = {}
+        keys = [item.key for item in items]
+        for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+            rows = conn.execute(select(I.c.key, I.c.id).where(I.c.source == source,
+                                                              I.c.key.in_(keys[start:start + 500])))
+            ids.update((key, item_id) for key, item_id in rows)
+        return [ids[key] for key in keys]
 
     def _save_source(self, conn: Connection, name: str, url: str, now: datetime, **values) -> None:
+        self.unchanged.discard(name)  # this write is newer than a buffered unchanged poll
         values = {"url": url, "last_poll_at": now, **values}
         if conn.execute(update(S).where(S.c.name == name).values(**values)).rowcount == 0:
             values.setdefault("initialised", False)
@@ -321,6 +339,12 @@ class Repository(Outbox):
 def _blank_target(name: str) -> dict:
     return {"target": name, "sent_today": 0, "pending": 0, "failed": 0, "in_doubt": 0, "held": 0,
             "spent_today": 0.0, "spent_month": 0.0}
+
+
+def _delivery_row(item_id: int, target: str, now: datetime, state: DeliveryState, reason: str | None,
+                  recipient: str) -> dict:
+    return dict(item_id=item_id, target=target, state=state.value, attempts=0, last_error=reason,
+                created_at=now, updated_at=now, recipient=recipient)
 
 
 def _outbox_rows(targets: Sequence[str], recipients: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
