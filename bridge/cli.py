@@ -7,15 +7,14 @@ import sys
 from typing import Sequence
 
 from bridge import __version__
+from bridge.commands.common import (  # noqa: F401 (the exit codes are part of the CLI's interface)
+    EXIT_CONFIG, EXIT_DATABASE, EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEM, load_settings,
+)
+from bridge.commands.looking import cmd_check, cmd_health, cmd_preview, cmd_status
+from bridge.commands.running import cmd_catchup, cmd_poll, cmd_reload, cmd_run
+from bridge.commands.settling import cmd_backup, cmd_release, cmd_resolve, cmd_retry, cmd_skip
 from bridge.errors import BridgeError, ConfigError, DatabaseError
 
-EXIT_OK = 0
-EXIT_PROBLEM = 1
-"""`bridge check` found a problem (unreachable credentials, ...), or retry/skip found no such delivery."""
-EXIT_CONFIG = 2
-"""settings.toml is invalid (also argparse's code for bad arguments)."""
-EXIT_DATABASE = 3
-"""The database cannot be opened or upgraded, or (`bridge run`) another bridge is running on it."""
 
 DESCRIPTION = """\
 Posts each new story from news sites and feeds to X, Facebook Pages, WhatsApp (approved template
@@ -122,10 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-EXIT_INTERRUPTED = 130
-"""Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sqlalchemy.exc import SQLAlchemyError
@@ -133,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bridge import logs
 
     try:
-        config = _load(args)
+        config = load_settings(args)
         logs.configure_logging(args.log_level or config.bridge.log_level)
         logs.set_secrets(config.secrets())
         return COMMANDS[args.command](args, config)
@@ -186,351 +181,9 @@ def _debug_traceback(args) -> None:
 
 def _database(args) -> str:
     try:
-        return _load(args).bridge.database
+        return load_settings(args).bridge.database
     except Exception:
         return "the database"
-
-
-def _load(args):
-    from bridge.config import find_config_path, load_config
-
-    # Commands that never post read no credentials, but still report the file's dry_run truly.
-    posts = args.command in ("run", "check")
-    dry_run = True if getattr(args, "dry_run", False) else None
-    return load_config(find_config_path(args.config), dry_run=dry_run, secrets=posts)
-
-
-def cmd_run(args, config) -> int:
-    if args.dry_run:
-        return _rehearse(args, config)
-    from bridge.store.lock import lock_database
-
-    # Refused (RunLockHeld, exit 3) beside a running bridge, before the slow imports and before the
-    # schema is upgraded or any delivery recovered.
-    engine, lock = lock_database(config.bridge.database)
-    from bridge import service
-
-    try:
-        rt = service.build_runtime(config, service.open_repository(config, engine=engine), parse_in_workers=True)
-    except BaseException:
-        engine.dispose()
-        lock.release()
-        raise
-    if not args.once:
-        service.run_forever(rt, lock, reload_config=lambda: _reload(args))  # closes what it used
-        return EXIT_OK
-    try:
-        service.run_once(rt, lock)
-    finally:
-        service.close(rt)
-        lock.release()
-    return EXIT_OK
-
-
-def _rehearse(args, config) -> int:
-    """`run --dry-run`: read and log what would be posted; no lock, and the database only read."""
-    import signal
-
-    from bridge import rehearsal
-    from bridge.wake import Wake
-
-    stop = Wake()  # set by the signal handlers: see bridge/wake.py for why not an Event
-    if not args.once:
-        for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, lambda *_: stop.set())
-    rehearsal.rehearse(config, stop, once=args.once)
-    return EXIT_OK
-
-
-def _reload(args):
-    """settings.toml again, as at start: the same file, and --dry-run/--log-level still win."""
-    from dataclasses import replace
-
-    config = _load(args)
-    if args.log_level:
-        config = replace(config, bridge=replace(config.bridge, log_level=args.log_level))
-    return config
-
-
-def cmd_check(args, config) -> int:
-    from bridge.publish import build_publisher
-    from bridge.store.opening import open_repository
-
-    repo = open_repository(config, upgrade=False)
-    mode = "dry run (nothing is posted)" if config.bridge.dry_run else "live"
-    print(f"settings: {config.path} ok, {mode}")
-    print(f"database: {config.bridge.database} ok")
-    for source in config.sources:
-        print(f"source {source.name}: {source.kind} {source.url} -> {', '.join(source.targets)} "
-              f"every {_duration(source.poll_interval)}, first run: {source.first_run}")
-    from bridge.status import layout_problems
-
-    drifted = layout_problems(repo, config)
-    for name, error in drifted.items():
-        print(f"source {name}: PROBLEM: {error}")
-    from bridge.status import judge
-
-    needs_person = []
-    if current_version_is_latest(repo):
-        _, needs_person = judge(repo, config)
-        needs_person = [p for p in needs_person if not any(p.startswith(f"source {n} ") for n in drifted)]
-    for problem in needs_person:
-        print(f"PROBLEM: {problem}")
-    repo.engine.dispose()
-    problems = len(drifted) + len(needs_person)
-    for target in config.targets.values():
-        publisher = build_publisher(target, dry_run=config.bridge.dry_run, compose=False,
-                                    timeout=config.bridge.publish_timeout.total_seconds())
-        try:
-            account = publisher.verify()
-            print(f"target {target.name}: {target.kind} {target.api_base} account {account}")
-            _charge_check(repo, target, getattr(publisher, "billed_calls", None) or ())
-        except BridgeError as exc:
-            problems += 1
-            print(f"target {target.name}: {target.kind} {target.api_base} PROBLEM: {exc}")
-        finally:
-            publisher.close()
-    repo.engine.dispose()
-    return EXIT_PROBLEM if problems else EXIT_OK
-
-
-def current_version_is_latest(repo) -> bool:
-    """A database `bridge run` has created and upgraded (before that, there is nothing to judge)."""
-    from bridge.store.db import READ_ONLY
-    from bridge.store.migrations import LATEST_VERSION, current_version
-
-    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
-        return current_version(conn) == LATEST_VERSION
-
-
-def _charge_check(repo, target, calls) -> None:
-    """X bills its credentials check: it counts against the day's budget like a post. A database
-    not yet created or upgraded by `bridge run` has nowhere to keep it; the check is not refused."""
-    from bridge.clock import utc_now
-    from bridge.store.migrations import LATEST_VERSION, current_version
-
-    if not calls:
-        return
-    with repo.engine.connect() as conn:
-        if current_version(conn) != LATEST_VERSION:
-            return
-    for call in calls:
-        repo.add_charge(target.name, target.call_prices.get(call, 0.0), call, utc_now())
-
-
-def cmd_status(args, config) -> int:
-    from bridge import status
-    from bridge.store.db import unwritable_reason
-    from bridge.store.opening import open_repository
-
-    repo = open_repository(config, upgrade=False)
-    report = status.collect(repo, config)
-    unwritable = unwritable_reason(repo.engine)
-    if unwritable:  # what it shows is true, but nothing new will be written: say so once, apart
-        print(f"bridge: database: {unwritable}", file=sys.stderr)
-    print(status.to_json(report) if args.json else status.render(report))
-    return EXIT_OK
-
-
-def cmd_health(args, config) -> int:
-    from bridge import status
-    from bridge.store.opening import open_repository
-
-    try:
-        repo = open_repository(config, upgrade=False)
-    except DatabaseError as exc:
-        print(f"broken: database: {exc}")
-        return status.HEALTH_BROKEN
-    try:
-        level, problems = status.judge(repo, config)
-    finally:
-        repo.engine.dispose()
-    word = {status.HEALTH_OK: "ok", status.HEALTH_DEGRADED: "degraded", status.HEALTH_BROKEN: "broken"}[level]
-    for problem in problems:
-        print(f"{word}: {problem}")
-    if not problems:
-        print(f"ok: {len(config.sources)} source(s), {len(config.targets)} target(s), nothing needs a person")
-    return level
-
-
-def cmd_catchup(args, config) -> int:
-    from bridge import service
-    from bridge.pipeline import poll
-
-    if args.source:
-        sources = [_enabled_source(config, args.source)]
-    else:
-        sources = list(config.enabled_sources)
-    rt = _runtime_that_never_posts(config)
-    failed = 0
-    try:
-        for source in sources:
-            # A catch-up that cannot read the feed leaves the source's backoff as it was.
-            outcome = poll(rt, source, catchup=True, force=True, keep_backoff=True)
-            if outcome.status == "error":
-                failed += 1
-                print(f"{source.name}: could not read the feed: {outcome.error}")
-            else:
-                print(f"{source.name}: {outcome.items_seen} stories marked seen "
-                      f"({outcome.extra.get('skipped', 0)} will not be posted)")
-    finally:
-        service.close(rt)
-    return EXIT_PROBLEM if failed else EXIT_OK
-
-
-def _runtime_that_never_posts(config):
-    """For commands that read sources but never deliver (catchup, poll): they read no credentials,
-    so their runtime gets the dry-run publishers (only their length rules are used)."""
-    from dataclasses import replace
-
-    from bridge import service
-
-    rehearsing = replace(config, bridge=replace(config.bridge, dry_run=True))
-    return service.build_runtime(rehearsing, service.open_repository(config))
-
-
-def cmd_poll(args, config) -> int:
-    from bridge import service
-    from bridge.pipeline import poll
-
-    source = _enabled_source(config, args.source)
-    rt = _runtime_that_never_posts(config)
-    try:
-        outcome = poll(rt, source, force=True, keep_backoff=True)
-    finally:
-        service.close(rt)
-    if outcome.status == "error":
-        print(f"{source.name}: error: {outcome.error} (its backoff is unchanged)")
-        return EXIT_PROBLEM
-    if outcome.status == "not_modified":
-        print(f"{source.name}: not modified since the last poll")
-        return EXIT_OK
-    extra = [f"{count} {what}" for what, count in sorted(outcome.extra.items()) if count]
-    first = ", first run" if outcome.first_run else ""
-    print(f"{source.name}: ok: {outcome.items_seen} stories, {outcome.items_new} new, "
-          f"{outcome.deliveries_created} queued{first}" + (f" ({', '.join(extra)})" if extra else ""))
-    return EXIT_OK
-
-
-def cmd_reload(args, config) -> int:
-    from bridge import reloading
-    from bridge.config import load_config
-    from bridge.store.opening import open_repository
-
-    # As the daemon will read it (its live credentials included): a broken file is never signalled.
-    load_config(config.path, dry_run=None)
-    sqlite = reloading.sqlite_file(config.bridge.database) is not None
-    pid = args.pid or (reloading.daemon_pid(config.bridge.database) if sqlite else None)
-    repo = open_repository(config, upgrade=False)
-    try:
-        pid = pid or reloading.daemon_pid(config.bridge.database, repo.engine)  # PostgreSQL: the lock's holder
-        answer = reloading.request_reload(repo.engine, pid, wait=args.wait)
-    finally:
-        repo.engine.dispose()
-    if answer["applied"]:
-        print(f"reload applied by the daemon (PID {pid}): {answer['reason']}")
-        return EXIT_OK
-    print(f"bridge: reload refused by the daemon (PID {pid}), still running on the previous settings: "
-          f"{answer['reason']}", file=sys.stderr)
-    return EXIT_PROBLEM
-
-
-def cmd_preview(args, config) -> int:
-    from bridge import preview
-    from bridge.errors import FetchError
-
-    source = _source_named(config, args.source)
-    try:
-        result = preview.preview(config, source, story_pages=not args.no_pages)
-    except FetchError as exc:
-        print(f"{source.name}: could not read {exc.url}: {exc.reason}")
-        return EXIT_PROBLEM
-    print(preview.render(result))
-    return EXIT_OK
-
-
-def cmd_backup(args, config) -> int:
-    from pathlib import Path
-
-    from bridge.store.backup import backup_database
-
-    done = backup_database(config.bridge.database, Path(args.path), overwrite=args.force)
-    print(f"backup: {done.source} -> {done.path} ({done.bytes / 1e6:.1f} MB), a consistent copy, checked")
-    return EXIT_OK
-
-
-def cmd_retry(args, config) -> int:
-    return _change_delivery(config, args.delivery_id, "retry")
-
-
-def cmd_skip(args, config) -> int:
-    return _change_delivery(config, args.delivery_id, "skip")
-
-
-def _change_delivery(config, delivery_id: int, action: str) -> int:
-    from bridge.clock import utc_now
-    from bridge.store.opening import open_repository
-
-    repo = open_repository(config)
-    if action == "retry":
-        done = repo.requeue(delivery_id, utc_now())
-        message = "re-queued" if done else ("not re-queued: no failed delivery, nor one in doubt, with that id "
-                                               "(or one older than [bridge] keep, whose text is pruned)")
-    elif action == "resolve":
-        done = repo.resolve_sent(delivery_id, utc_now())
-        message = "recorded as sent" if done else "not changed: no delivery in doubt with that id"
-    else:
-        done = repo.skip(delivery_id, "skipped by the operator (`bridge skip`)", utc_now())
-        message = "skipped" if done else "not skipped: no pending delivery with that id"
-    print(f"delivery {delivery_id}: {message}")
-    repo.engine.dispose()
-    return EXIT_OK if done else EXIT_PROBLEM
-
-
-def cmd_resolve(args, config) -> int:
-    return _change_delivery(config, args.delivery_id, "resolve")
-
-
-def cmd_release(args, config) -> int:
-    from bridge.clock import utc_now
-    from bridge.store.opening import open_repository
-
-    _source_named(config, args.source)
-    repo = open_repository(config)
-    released = repo.release_held(args.source, utc_now())
-    repo.engine.dispose()
-    if not released:
-        print(f"{args.source}: nothing held")
-        return EXIT_PROBLEM
-    print(f"{args.source}: {released} held deliveries queued; they go out oldest first, within pacing")
-    return EXIT_OK
-
-
-def _source_named(config, name: str):
-    try:
-        return config.source(name)
-    except KeyError:
-        from bridge.config.values import did_you_mean
-
-        names = [s.name for s in config.sources]
-        hint = did_you_mean(name, names)
-        raise ConfigError([f"no source named {name!r}" + (f"; {hint}" if hint else "")
-                           + f" (sources: {', '.join(names)})"]) from None
-
-
-def _enabled_source(config, name: str):
-    source = _source_named(config, name)
-    if not source.enabled:
-        raise BridgeError(f"source {name!r} is disabled (enabled = false in settings.toml): it is not read")
-    return source
-
-
-def _duration(delta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "status": cmd_status, "catchup": cmd_catchup,
