@@ -24,16 +24,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge import logs, scheduler_logs
-from bridge.alert_channels import channels_for
 from bridge.alerts import ALERT_CHECK_INTERVAL
-from bridge.alerts import check as check_alerts
 from bridge.config import Config
+from bridge.daemon_jobs import HOST_BUSY_RETRY, _check_alerts, _deliver, _maintain, _poll_source  # noqa: F401 (tests)
 from bridge.errors import BridgeError, ConfigError
+from bridge.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_MAX_AGE, Heartbeat  # noqa: F401 (tests use them)
 from bridge.metrics import Metrics
 from bridge.notify import Notifier
-from bridge.pipeline import Runtime, deliver_due, poll
+from bridge.pipeline import Runtime
 from bridge.pipeline.cycle import PollTally, log_summary
-from bridge.service import JobFailures, close, close_clients, maintain_store, prepare, rebuild_runtime, run_safely
+from bridge.service import JobFailures, close, close_clients, prepare, rebuild_runtime, run_safely
 from bridge.store.db import check_connection
 from bridge.store.lock import RunLock, acquire_run_lock
 from bridge.store.unchanged import FLUSH_SECONDS as UNCHANGED_FLUSH_SECONDS
@@ -43,18 +43,9 @@ log = structlog.get_logger("bridge")
 
 MAX_POLL_JITTER = timedelta(seconds=60)
 """Polls of different sources are spread by up to a tenth of their interval, at most this much."""
-HEARTBEAT_INTERVAL = timedelta(seconds=10)
-"""How often the scheduler runs its heartbeat job, which also asks the database to answer."""
-HEARTBEAT_MAX_AGE = timedelta(seconds=60)
-"""A heartbeat older than this means the scheduler is hung (or the database gone): watchdog pings
-stop, so systemd restarts the service WatchdogSec later, and /healthz answers 503. The heartbeat
-runs in the service jobs' pool, never queued behind polls; this is long enough for a delivery round
-and a bookkeeping job in that pool, each bounded by its timeouts."""
 STOP_GRACE = timedelta(seconds=30)
 """On SIGTERM, jobs in flight (a post: publish_timeout, 20 s by default) get this long to finish
 before the process leaves anyway. Keep it below the unit's TimeoutStopSec (60 s)."""
-HOST_BUSY_RETRY = timedelta(seconds=5)
-"""A poll whose site another source's poll is reading gives its worker back and runs this much later."""
 MAINTENANCE_INTERVAL = timedelta(hours=6)
 """How often the store is pruned ([bridge] keep), its space given back and its statistics refreshed.
 Each step is a short transaction, so the job never holds up a poll, a post or the heartbeat."""
@@ -69,24 +60,6 @@ SERVICE_EXECUTOR = "service"
 SERVICE_THREADS = 6
 """Heartbeat, delivery round, unchanged-poll flush, summary, store maintenance and alerts: one
 thread each, so a long prune or a slow SMTP server never delays the heartbeat or a delivery."""
-
-
-class Heartbeat:
-    """When the scheduler last proved it runs jobs. The clock is injected so tests need not sleep."""
-
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic):
-        self._monotonic = monotonic
-        self._last: float | None = None
-
-    def beat(self) -> None:
-        self._last = self._monotonic()
-
-    def age(self) -> float | None:
-        return None if self._last is None else self._monotonic() - self._last
-
-    def alive(self) -> bool:
-        age = self.age()
-        return age is not None and age <= HEARTBEAT_MAX_AGE.total_seconds()
 
 
 class Daemon:
@@ -442,49 +415,6 @@ class Daemon:
             self._retired = [old for old in self._retired if self._users.get(id(old))]
         for old in idle:
             close_clients(old)
-
-
-def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
-    try:
-        source = rt.config.source(name)
-    except KeyError:  # removed by a reload while this run waited in the queue
-        return
-    if not source.enabled:  # disabled by a reload while this run waited in the queue
-        return
-    with rt.pacer.poll_slot(source.url) as ours:
-        if not ours:  # another source's poll is reading this site: free the worker, come back soon
-            daemon.metrics.hosts_busy.labels(name).inc()
-            log.debug("site busy with another poll: polling later", source=name,
-                      retry_in_s=int(HOST_BUSY_RETRY.total_seconds()))
-            daemon.run_job_soon(f"poll:{name}", HOST_BUSY_RETRY)
-            return
-        outcome = daemon.failures.run(f"poll:{name}", poll, rt, source)
-    daemon.metrics.record_poll(outcome)
-    daemon.tally.add(outcome)
-    if outcome is not None and outcome.deliveries_created:
-        daemon.wake_delivery()
-
-
-def _deliver(daemon: Daemon, rt: Runtime) -> None:
-    # A wake that came while this round ran may have come after the round passed that target:
-    # go round again rather than leave the new posts to the next interval.
-    while True:
-        daemon._delivery_wanted.clear()
-        # Each post re-reads the runtime: a reload applies at once.
-        daemon.failures.run("deliver", deliver_due, daemon.current_runtime)
-        if not daemon._delivery_wanted.is_set() or rt.stopping.is_set():
-            return
-
-
-def _maintain(daemon: Daemon, rt: Runtime) -> None:
-    daemon.failures.run("maintain", maintain_store, rt)
-
-
-def _check_alerts(daemon: Daemon, rt: Runtime) -> None:
-    """Tell the operator what started or cleared since the last check ([alerts]; nothing without it)."""
-    if rt.config.alerts is not None:
-        daemon.failures.run("alerts", check_alerts, rt.repo, rt.config, rt.clock(),
-                            channels_for(rt.config, rt.publishers), rt.publishers)
 
 
 def describe(config: Config) -> str:

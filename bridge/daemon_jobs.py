@@ -1,0 +1,66 @@
+"""The daemon's jobs: what each scheduled run does (poll one source, a delivery round, store
+maintenance, alerts). The Daemon (bridge.daemon) schedules them and counts them in flight; each
+runs through its JobFailures, so /healthz knows which job's latest run failed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+
+from bridge.alert_channels import channels_for
+from bridge.alerts import check as check_alerts
+from bridge.pipeline import Runtime, deliver_due, poll
+from bridge.service import maintain_store
+
+if TYPE_CHECKING:
+    from bridge.daemon import Daemon
+
+log = structlog.get_logger("bridge")
+
+HOST_BUSY_RETRY = timedelta(seconds=5)
+"""A poll whose site another source's poll is reading gives its worker back and runs this much later."""
+
+
+def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
+    try:
+        source = rt.config.source(name)
+    except KeyError:  # removed by a reload while this run waited in the queue
+        return
+    if not source.enabled:  # disabled by a reload while this run waited in the queue
+        return
+    with rt.pacer.poll_slot(source.url) as ours:
+        if not ours:  # another source's poll is reading this site: free the worker, come back soon
+            daemon.metrics.hosts_busy.labels(name).inc()
+            log.debug("site busy with another poll: polling later", source=name,
+                      retry_in_s=int(HOST_BUSY_RETRY.total_seconds()))
+            daemon.run_job_soon(f"poll:{name}", HOST_BUSY_RETRY)
+            return
+        outcome = daemon.failures.run(f"poll:{name}", poll, rt, source)
+    daemon.metrics.record_poll(outcome)
+    daemon.tally.add(outcome)
+    if outcome is not None and outcome.deliveries_created:
+        daemon.wake_delivery()
+
+
+def _deliver(daemon: Daemon, rt: Runtime) -> None:
+    # A wake that came while this round ran may have come after the round passed that target:
+    # go round again rather than leave the new posts to the next interval.
+    while True:
+        daemon._delivery_wanted.clear()
+        # Each post re-reads the runtime: a reload applies at once.
+        daemon.failures.run("deliver", deliver_due, daemon.current_runtime)
+        if not daemon._delivery_wanted.is_set() or rt.stopping.is_set():
+            return
+
+
+def _maintain(daemon: Daemon, rt: Runtime) -> None:
+    daemon.failures.run("maintain", maintain_store, rt)
+
+
+def _check_alerts(daemon: Daemon, rt: Runtime) -> None:
+    """Tell the operator what started or cleared since the last check ([alerts]; nothing without it)."""
+    if rt.config.alerts is not None:
+        daemon.failures.run("alerts", check_alerts, rt.repo, rt.config, rt.clock(),
+                            channels_for(rt.config, rt.publishers), rt.publishers)
