@@ -157,3 +157,18 @@ class TestHostPacer:
             with pacer.turn(url, polite=polite):
                 sleeper.now += 0.5  # the request takes half a second
         assert sleeper.waits == [2.0]
+
+    def test_a_request_that_never_connected_makes_no_one_wait(self, fetcher, sleeper):
+        """Story pages on a host that cannot be reached (refused) fail without spacing the next
+        request: the site saw nothing to be spared from. One that answered (a 404) is spaced."""
+        import socket
+
+        from bridge.errors import FetchError
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]  # nothing listens here once closed
+        for n in range(3):
+            with pytest.raises(FetchError, match="could not connect"):
+                fetcher.get(f"http://127.0.0.1:{port}/berita/{n}")
+        assert sleeper.waits == []

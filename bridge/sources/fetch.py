@@ -127,9 +127,14 @@ def fetch(
             raise FetchError(url, f"{type(exc).__name__}: {_describe(exc)}") from exc
 
 
+NEVER_CONNECTED = "could not connect"
+"""How a FetchError's reason starts when no connection was made (DNS, refused, connect timeout):
+the site saw nothing, so its politeness delay does not apply (sources/polite.py)."""
+
+
 def _fetch_error(url: str, exc: httpx.HTTPError) -> FetchError:
     if isinstance(exc, httpx.ConnectError):
-        return FetchError(url, f"could not connect: {_describe(exc)}")
+        return FetchError(url, f"{NEVER_CONNECTED}: {_describe(exc)}")
     if isinstance(exc, httpx.UnsupportedProtocol):
         return FetchError(url, f"unsupported URL: {_describe(exc)}")
     # RemoteProtocolError, ReadError, a bad Location header...: the server broke HTTP.

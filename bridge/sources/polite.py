@@ -49,8 +49,10 @@ class HostPacer:
                     self._polling.discard(host)
 
     @contextmanager
-    def turn(self, url: str, *, polite: bool = True) -> Iterator[None]:
-        """Hold `url`'s host for one request; with `polite`, first wait out the delay."""
+    def turn(self, url: str, *, polite: bool = True) -> Iterator[Turn]:
+        """Hold `url`'s host for one request; with `polite`, first wait out the delay. A request
+        that never reached the host (Turn.reached set False: no connection was made) does not make
+        the next one wait: the delay spares the site's server, which saw nothing."""
         host = host_of(url)
         with self._guard:
             lock = self._locks.setdefault(host, threading.Lock())
@@ -59,10 +61,19 @@ class HostPacer:
                 wait = self._last_end[host] + self.delay - self._monotonic()
                 if wait > 0:
                     self._sleep(wait)
+            turn = Turn()
             try:
-                yield
+                yield turn
             finally:
-                self._last_end[host] = self._monotonic()
+                if turn.reached:
+                    self._last_end[host] = self._monotonic()
+
+
+class Turn:
+    """One request's turn at a host; `reached` False when the request never got to it."""
+
+    def __init__(self) -> None:
+        self.reached = True
 
 
 class PoliteFetcher:
@@ -74,10 +85,16 @@ class PoliteFetcher:
     def get(self, url: str, *, polite: bool = True, etag: str | None = None, last_modified: str | None = None,
             headers: tuple[tuple[str, str], ...] = ()):
         """`headers`: the source's own (user_agent, headers in settings.toml)."""
-        from bridge.sources.fetch import fetch
+        from bridge.errors import FetchError
+        from bridge.sources.fetch import NEVER_CONNECTED, fetch
 
-        with self.pacer.turn(url, polite=polite):
-            return fetch(self.client, url, self.limits, etag=etag, last_modified=last_modified, extra_headers=headers)
+        with self.pacer.turn(url, polite=polite) as turn:
+            try:
+                return fetch(self.client, url, self.limits, etag=etag, last_modified=last_modified,
+                             extra_headers=headers)
+            except FetchError as exc:
+                turn.reached = not exc.reason.startswith(NEVER_CONNECTED)
+                raise
 
 
 def host_of(url: str) -> str:
