@@ -207,3 +207,13 @@ def log_unreadable_once(raw: str, **fields) -> None:
         return
     _logged_unreadable.add(raw)
     log.warning("date not understood: the story gets no date", raw=raw[:100], **fields)
+
+
+def parse_date_or_say(raw: str, tz, source: str = "") -> ParsedDate | None:
+    """parse_date_detail, and an unreadable date logged (once) naming its source; None for no text."""
+    if not raw:
+        return None
+    parsed = parse_date_detail(raw, tz)
+    if parsed is None:
+        log_unreadable_once(raw, source=source)
+    return parsed

@@ -16,7 +16,7 @@ import structlog
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
 from bridge.model import Item, unique_by_key
-from bridge.sources.dates import log_unreadable_once, parse_date_detail
+from bridge.sources.dates import parse_date_or_say
 from bridge.sources.presets import Layout
 from bridge.sources.text import MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, plain_text  # the same caps as feed stories
 from bridge.urls import identity_url, shareable_url
@@ -116,12 +116,7 @@ def read_date(node: LexborNode, tz: tzinfo | str, source: str = ""):
     """A ParsedDate from an element's datetime/content attribute or its text; None (logged once)."""
     attributes = node.attributes
     raw = next((attributes[a] for a in _DATE_ATTRS if attributes.get(a)), None) or node_text(node)
-    if not raw:
-        return None
-    parsed = parse_date_detail(raw, tz)
-    if parsed is None:
-        log_unreadable_once(raw, source=source)
-    return parsed
+    return parse_date_or_say(raw, tz, source)
 
 
 def node_text(node: LexborNode | None) -> str:

@@ -13,7 +13,7 @@ import structlog
 
 from bridge.errors import FetchError
 from bridge.model import Item
-from bridge.sources.dates import ParsedDate, log_unreadable_once, parse_date_detail
+from bridge.sources.dates import ParsedDate, parse_date_or_say
 from bridge.sources.html import (
     MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, absolute_http, base_url, clip, image_src, meta_content, node_text, parse_html,
     read_date,
@@ -55,9 +55,7 @@ def read_story_page(body: bytes, *, url: str, headers: dict[str, str], layout: L
     if layout.page_date and (node := tree.css_first(layout.page_date)) is not None:
         published = read_date(node, tz, source)
     if published is None and (raw := meta_content(tree, "article:published_time", "og:published_time")):
-        published = parse_date_detail(raw, tz)
-        if published is None:
-            log_unreadable_once(raw, source=source)
+        published = parse_date_or_say(raw, tz, source)
     return StoryPage(clip(summary, MAX_SUMMARY_CHARS), image, published, _page_title(tree))
 
 

@@ -26,7 +26,7 @@ import structlog
 
 from bridge.errors import FeedParseError, FetchError
 from bridge.model import Item, unique_by_key
-from bridge.sources.dates import log_unreadable_once, parse_date_detail
+from bridge.sources.dates import parse_date_detail, parse_date_or_say
 from bridge.sources.feed import MAX_TITLE_CHARS
 from bridge.sources.html import absolute_http, clip, story_key
 from bridge.sources.presets import Layout
@@ -212,12 +212,7 @@ def _items(entries: list[Entry], base: str, layout: Layout | None, tz: str,
 
 
 def _date(raw: str, tz: str, source: str):
-    if not raw:
-        return None
-    parsed = parse_date_detail(raw, tz)
-    if parsed is None:
-        log_unreadable_once(raw, source=source)
-    return parsed
+    return parse_date_or_say(raw, tz, source)
 
 
 def _when(raw: str) -> datetime | None:
