@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -27,6 +28,7 @@ from bridge import logs, scheduler_logs
 from bridge.alerts import ALERT_CHECK_INTERVAL
 from bridge.config import Config
 from bridge.daemon_jobs import HOST_BUSY_RETRY, _check_alerts, _deliver, _maintain, _poll_source  # noqa: F401 (tests)
+from bridge.daemon_jobs import register_replica, renew_replica
 from bridge.errors import BridgeError, ConfigError
 from bridge.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_MAX_AGE, Heartbeat  # noqa: F401 (tests use them)
 from bridge.metrics import Metrics
@@ -35,7 +37,9 @@ from bridge.pipeline import Runtime
 from bridge.pipeline.cycle import PollTally, log_summary
 from bridge.service import JobFailures, close, close_clients, prepare, rebuild_runtime, run_safely
 from bridge.store.db import check_connection
+from bridge.store import replicas
 from bridge.store.lock import RunLock, acquire_run_lock
+from bridge.store.replicas import REPLICA_BEAT_INTERVAL
 from bridge.store.unchanged import FLUSH_SECONDS as UNCHANGED_FLUSH_SECONDS
 from bridge.wake import Wake
 
@@ -72,6 +76,9 @@ class Daemon:
         self.notifier = notifier or Notifier({})
         self.heartbeat = Heartbeat(monotonic)
         self.failures = JobFailures(rt.clock)
+        self.replica_id = str(uuid.uuid4())
+        """This process's row in the replicas table, from start() to close()."""
+        self._registered = False
         """Jobs whose last run failed (a full disk, a bug): /healthz names them until they succeed."""
         self.metrics = Metrics(lambda: self.rt, self.heartbeat.age)
         # Polls run in a pool of [bridge] poll_concurrency threads; the heartbeat, the delivery round
@@ -144,6 +151,10 @@ class Daemon:
                                args=[_maintain], id="maintain", name="maintain",
                                next_run_time=self.rt.clock() + MAINTENANCE_FIRST_DELAY,
                                max_instances=1, coalesce=True, misfire_grace_time=None, executor=SERVICE_EXECUTOR)
+        register_replica(self)
+        self.scheduler.add_job(renew_replica, IntervalTrigger(seconds=REPLICA_BEAT_INTERVAL.total_seconds()),
+                               args=[self], id="replica", name="replica heartbeat", max_instances=1, coalesce=True,
+                               misfire_grace_time=None, executor=SERVICE_EXECUTOR)
         self.scheduler.add_job(self._job, IntervalTrigger(seconds=ALERT_CHECK_INTERVAL.total_seconds()),
                                args=[_check_alerts], id="alerts", name="alerts", next_run_time=self.rt.clock(),
                                max_instances=1, coalesce=True, misfire_grace_time=None, executor=SERVICE_EXECUTOR)
@@ -195,6 +206,9 @@ class Daemon:
 
     def close(self) -> None:
         """Close every runtime this daemon used; the database (shared by all of them) last."""
+        if self._registered:
+            run_safely(replicas.leave, self.rt.repo.engine, self.replica_id)
+            self._registered = False
         for old in self._retired:
             close_clients(old)
         self._retired.clear()

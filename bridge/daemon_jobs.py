@@ -4,15 +4,20 @@ runs through its JobFailures, so /healthz knows which job's latest run failed.""
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import structlog
 
+from bridge import __version__
 from bridge.alert_channels import channels_for
 from bridge.alerts import check as check_alerts
 from bridge.pipeline import Runtime, deliver_due, poll
+from bridge.config.fingerprint import settings_fingerprint
 from bridge.service import maintain_store
+from bridge.store import replicas
 
 if TYPE_CHECKING:
     from bridge.daemon import Daemon
@@ -64,3 +69,19 @@ def _check_alerts(daemon: Daemon, rt: Runtime) -> None:
     if rt.config.alerts is not None:
         daemon.failures.run("alerts", check_alerts, rt.repo, rt.config, rt.clock(),
                             channels_for(rt.config, rt.publishers), rt.publishers)
+
+
+def register_replica(daemon: Daemon) -> None:
+    """This process's row in the replicas table (bridge status lists it), from start to close."""
+    rt = daemon.rt
+    replicas.register(rt.repo.engine, daemon.replica_id, host=socket.gethostname(), pid=os.getpid(),
+                      version=__version__, settings=settings_fingerprint(rt.config), now=rt.clock())
+    replicas.forget_gone(rt.repo.engine, rt.clock())
+    daemon._registered = True
+
+
+def renew_replica(daemon: Daemon) -> None:
+    """A write, so not in the watchdog's heartbeat: a busy database must not look like a hung scheduler."""
+    rt = daemon.rt
+    daemon.failures.run("replica", replicas.beat, rt.repo.engine, daemon.replica_id, rt.clock(),
+                        settings_fingerprint(rt.config))

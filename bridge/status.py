@@ -77,7 +77,15 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
         if held.get(source["name"]):
             source["held"] = held[source["name"]]
             source["state"] = "held" if source["state"] == "ok" else f"held, {source['state']}"
-    return {"now": now, "timezone": tz, "dry_run": config.bridge.dry_run, "sources": sources, "targets": targets,
+    from bridge.config.fingerprint import settings_fingerprint
+    from bridge.store.replicas import live_replicas
+
+    here = settings_fingerprint(config)
+    running = [{"host": r["host"], "pid": r["pid"], "version": r["version"], "started": r["started_at"],
+                "heartbeat": r["heartbeat_at"], "settings": r["settings"], "same_settings": r["settings"] == here}
+               for r in live_replicas(repo.engine, now)]
+    return {"now": now, "timezone": tz, "dry_run": config.bridge.dry_run, "replicas": running,
+            "settings": here, "sources": sources, "targets": targets,
             "in_doubt": in_doubt_rows(repo, tz), "held": held_bursts(held), "recent_failures": failures}
 
 
@@ -161,7 +169,9 @@ def to_json(report: dict) -> str:
 
 def render(report: dict) -> str:
     now = report["now"]
-    lines = [f"bridge status at {local_text(now, report.get('timezone', 'UTC'))}", "", "SOURCES"]
+    lines = [f"bridge status at {local_text(now, report.get('timezone', 'UTC'))}", ""]
+    lines += _replica_lines(report, now)
+    lines += ["SOURCES"]
     rows = [("name", "state", "last poll", "outcome", "items", "next poll", "last error")]
     for s in report["sources"]:
         outcome = s.get("outcome") or "-"
@@ -198,6 +208,20 @@ def render(report: dict) -> str:
                  for f in report["recent_failures"]]
         lines += _table(rows)
     return "\n".join(lines)
+
+
+def _replica_lines(report: dict, now: datetime) -> list[str]:
+    """Who runs `bridge run` on this database, and whether with the settings this command read."""
+    running = report.get("replicas")
+    if running is None:
+        return []
+    if not running:
+        return ["DAEMON  none running (`systemctl start bridge`)", ""]
+    rows = [("daemon", "pid", "version", "started", "heartbeat", "settings")]
+    rows += [(r["host"], str(r["pid"]), r["version"], _ago(r["started"], now), _ago(r["heartbeat"], now),
+              r["settings"] + ("" if r["same_settings"] else "  DIFFERENT from settings.toml: reload it"))
+             for r in running]
+    return _table(rows) + [""]
 
 
 def _money(amount: float, budget: float | None = None) -> str:

@@ -133,6 +133,11 @@ def _v6_charges(connection: Connection) -> None:
     schema.charges.create(connection, checkfirst=True)
 
 
+def _v8_replicas(connection: Connection) -> None:
+    """Who runs `bridge run` on this database (store/replicas.py)."""
+    schema.replicas.create(connection, checkfirst=True)
+
+
 _V7_SQLITE_TRIGGERS = (
     """CREATE TRIGGER IF NOT EXISTS tr_items_counted AFTER INSERT ON items BEGIN
         INSERT INTO item_counts (source, stored) VALUES (NEW.source, 1)
@@ -208,7 +213,7 @@ def _v7_running_counts(connection: Connection) -> None:
 
 UPGRADES: dict[int, Callable[[Connection], None]] = {
     2: _v2_delivery_cost, 3: _v3_delivery_recipient, 4: _v4_frozen_posts_and_installation_id,
-    5: url_identity_keys, 6: _v6_charges, 7: _v7_running_counts,
+    5: url_identity_keys, 6: _v6_charges, 7: _v7_running_counts, 8: _v8_replicas,
 }
 LATEST_VERSION = max(UPGRADES, default=1)
 

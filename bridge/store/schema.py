@@ -125,6 +125,20 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
+# The processes running `bridge run` on this database (schema version 8): each registers at start,
+# renews its heartbeat and leaves at stop, so `bridge status` says who runs where, with which settings.
+# The ground for several replicas on one PostgreSQL (issue 13); on SQLite there is one at most.
+replicas = Table(
+    "replicas", metadata,
+    Column("id", String(36), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(32), nullable=False),
+    Column("settings", String(16), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+)
+
 # Running totals (schema version 7), kept by triggers on items and deliveries (migrations.py), so
 # `bridge status` and /metrics read a handful of rows instead of counting years of history.
 item_counts = Table(

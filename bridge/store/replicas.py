@@ -1,0 +1,57 @@
+"""The processes running `bridge run` on this database: registered at start, renewed by a heartbeat,
+removed at stop. A replica that died without leaving is told apart by its old heartbeat.
+
+`bridge status` lists the live ones with the hash of their settings, so an operator sees a replica
+left on old settings after an edit. This is the first piece of several replicas on one PostgreSQL
+(issue 13); with SQLite the run lock keeps it to one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from bridge.store import schema
+from bridge.store.db import READ_ONLY
+
+REPLICA_BEAT_INTERVAL = timedelta(seconds=30)
+"""How often a running daemon renews its row."""
+REPLICA_GONE_AFTER = timedelta(minutes=2)
+"""A row not renewed for this long belongs to a process that is gone (killed, host down)."""
+
+R = schema.replicas
+
+
+def register(engine: Engine, replica_id: str, *, host: str, pid: int, version: str, settings: str,
+             now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(R).where(R.c.id == replica_id))
+        conn.execute(insert(R).values(id=replica_id, host=host, pid=pid, version=version, settings=settings,
+                                      started_at=now, heartbeat_at=now))
+
+
+def beat(engine: Engine, replica_id: str, now: datetime, settings: str | None = None) -> None:
+    """Renew the heartbeat (and, after a reload, the settings' hash)."""
+    values = {"heartbeat_at": now, **({"settings": settings} if settings else {})}
+    with engine.begin() as conn:
+        conn.execute(update(R).where(R.c.id == replica_id).values(**values))
+
+
+def leave(engine: Engine, replica_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(R).where(R.c.id == replica_id))
+
+
+def live_replicas(engine: Engine, now: datetime) -> list[dict]:
+    """The replicas whose heartbeat is recent, oldest first; the tables's few other rows are ignored."""
+    with engine.connect().execution_options(**READ_ONLY) as conn:
+        rows = conn.execute(select(R).where(R.c.heartbeat_at >= now - REPLICA_GONE_AFTER)
+                            .order_by(R.c.started_at)).mappings()
+        return [dict(row) for row in rows]
+
+
+def forget_gone(engine: Engine, now: datetime, keep: timedelta = timedelta(days=1)) -> int:
+    """Remove rows of replicas gone for more than `keep` (kept a day to show a recent crash)."""
+    with engine.begin() as conn:
+        return conn.execute(delete(R).where(R.c.heartbeat_at < now - keep)).rowcount

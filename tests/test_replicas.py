@@ -1,0 +1,78 @@
+"""The replicas table: each `bridge run` registers, renews its heartbeat and leaves; `bridge status`
+lists the live ones and flags one running other settings than settings.toml says."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from bridge.config import parse_config
+from bridge.config.fingerprint import settings_fingerprint
+from bridge.daemon import Daemon
+from bridge.daemon_jobs import renew_replica
+from bridge.status import collect, render
+from bridge.store import replicas
+from tests.helpers import antara_feed, antara_item, env_for, make_config, runtime
+
+T0 = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
+
+
+def test_register_beat_leave_on_both_databases(repo):
+    """A registered replica is live while its heartbeat is fresh; one whose heartbeat stopped drops out
+    after REPLICA_GONE_AFTER and its row is forgotten a day later; leaving removes it at once."""
+    engine = repo.engine
+    replicas.register(engine, "a", host="web1", pid=11, version="0.1.0", settings="abc", now=T0)
+    replicas.register(engine, "b", host="web2", pid=22, version="0.1.0", settings="abc", now=T0)
+    later = T0 + replicas.REPLICA_GONE_AFTER + timedelta(seconds=1)
+    replicas.beat(engine, "a", later - timedelta(seconds=5), settings="def")
+    live = replicas.live_replicas(engine, later)
+    assert [(r["host"], r["settings"]) for r in live] == [("web1", "def")]
+    assert replicas.forget_gone(engine, later) == 0  # b stopped a moment ago: its row is kept a day
+    assert replicas.forget_gone(engine, T0 + timedelta(days=2)) == 2
+    replicas.register(engine, "c", host="web1", pid=33, version="0.1.0", settings="x", now=T0)
+    replicas.leave(engine, "c")
+    assert replicas.live_replicas(engine, T0) == []
+
+
+def test_the_fingerprint_ignores_secrets_and_follows_settings(tmp_path):
+    raw = make_config({"a": "https://a.id/rss"}, x_base="https://api.x.com")
+    with_secrets = parse_config(raw, environ=env_for(tmp_path))
+    other_secrets = parse_config(raw, environ={**env_for(tmp_path), "BRIDGE_X_ACCESS_TOKEN": "another"})
+    assert settings_fingerprint(with_secrets) == settings_fingerprint(other_secrets)
+    raw["bridge"]["poll_interval"] = "7m"
+    assert settings_fingerprint(parse_config(raw, environ=env_for(tmp_path))) != settings_fingerprint(with_secrets)
+
+
+def test_the_daemon_is_listed_by_status_and_leaves_at_close(feed_server, x_api, tmp_path, clock):
+    """A started daemon is in `bridge status` with its host and PID; settings.toml edited but not
+    reloaded shows DIFFERENT; a closed daemon leaves the list."""
+    import os
+    import socket
+
+    feed_server.add("/a.xml", antara_feed([antara_item(1)]))
+    raw = make_config({"a": feed_server.url("/a.xml")}, x_base=x_api.base_url)
+    daemon = Daemon(runtime(raw, tmp_path, clock))
+    try:
+        daemon.start()
+        report = collect(daemon.rt.repo, daemon.rt.config, clock())
+        [me] = report["replicas"]
+        assert (me["host"], me["pid"], me["same_settings"]) == (socket.gethostname(), os.getpid(), True)
+        assert "DIFFERENT" not in render(report)
+        raw["bridge"]["poll_interval"] = "9m"  # edited, not reloaded
+        edited = parse_config(raw, environ=env_for(tmp_path))
+        text = render(collect(daemon.rt.repo, edited, clock()))
+        assert "DIFFERENT from settings.toml: reload it" in text and socket.gethostname() in text
+        clock.advance(minutes=10)
+        assert collect(daemon.rt.repo, edited, clock())["replicas"] == []  # heartbeat stale: not live
+        renew_replica(daemon)
+        assert len(collect(daemon.rt.repo, edited, clock())["replicas"]) == 1
+        engine = daemon.rt.repo.engine
+        daemon.stop()
+    finally:
+        daemon.close()
+    from bridge.store.db import create_database_engine
+
+    again = create_database_engine(str(engine.url))
+    try:
+        assert replicas.live_replicas(again, clock()) == []
+    finally:
+        again.dispose()
