@@ -30,7 +30,7 @@ def load_credentials(
         value = environ.get(credential_env_var(target, name), "").strip()
         if not value and cred_dir:
             for path in (Path(cred_dir) / target / name, Path(cred_dir) / f"{target}_{name}"):
-                if path.is_file():
+                if _is_file(path, target, problems):
                     try:
                         value = path.read_text(encoding="utf-8").strip()
                     except (OSError, UnicodeDecodeError) as exc:
@@ -50,3 +50,16 @@ def load_credentials(
                 "(or set dry_run = true to run without posting)"
             )
     return found
+
+
+def _is_file(path: Path, target: str, problems: list[str]) -> bool:
+    """Whether `path` is a file; a folder this process may not look into is a problem named once
+    (systemd gives the credentials folder to the service's own processes only)."""
+    try:
+        return path.is_file()
+    except PermissionError:
+        problem = (f"targets.{target}: cannot look for secret files in {path.parent}: permission denied "
+                   "(run this as the service user, e.g. `sudo bridge ...`, or give the secret in the environment)")
+        if problem not in problems:
+            problems.append(problem)
+        return False

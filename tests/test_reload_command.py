@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +155,51 @@ class TestPostgresDaemonPid:
         finally:
             holder.dispose()
             asker.dispose()
+
+
+
+AS_SHUT_OUT = """
+import sys
+sys.path.insert(0, {repo!r})
+from bridge.config import load_config
+from bridge.errors import ConfigError
+from bridge.secrets import load_credentials
+from pathlib import Path
+
+problems = []
+found = load_credentials("x", ("access_token",), {{"CREDENTIALS_DIRECTORY": {cred!r}}}, problems)
+print("problems:", problems)
+load_config(Path({settings!r}), dry_run=None, secrets=False, environ={{"CREDENTIALS_DIRECTORY": {cred!r}}})
+print("validated without secrets")
+try:
+    load_config(Path({settings!r}), dry_run=None, environ={{"CREDENTIALS_DIRECTORY": {cred!r}}})
+except ConfigError as exc:
+    print("with secrets:", exc)
+"""
+
+
+def test_secrets_in_a_folder_this_process_may_not_enter(tmp_path):
+    """In a process that may not look into the credentials folder (what ExecReload= met under
+    systemd 252): reading a secret is one problem line saying so, not a PermissionError; `bridge
+    reload`'s validation (secrets=False) does not touch the folder and passes. Root is made to obey
+    the folder's permissions by dropping its CAP_DAC_* capabilities (setpriv)."""
+    import os
+    import shutil
+
+    from tests.test_cli import write_settings
+    from tests.test_daemon_process import REPO_ROOT
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and util-linux's setpriv to make a folder this process may not enter")
+    cred = tmp_path / "credentials"
+    cred.mkdir(mode=0o700)
+    os.chown(cred, 65534, 65534)  # nobody's: root without CAP_DAC_* may not look in
+    settings = write_settings(tmp_path, "https://a.id/rss", "https://api.x.com")
+    code = AS_SHUT_OUT.format(repo=str(REPO_ROOT), cred=str(cred), settings=str(settings))
+    done = subprocess.run([setpriv, "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "permission denied" in done.stdout and "service user" in done.stdout
+    assert "validated without secrets" in done.stdout
+    assert "with secrets:" in done.stdout and "Traceback" not in done.stderr

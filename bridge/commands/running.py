@@ -64,8 +64,10 @@ def cmd_reload(args, config) -> int:
     from bridge.config import load_config
     from bridge.store.opening import open_repository
 
-    # As the daemon will read it (its live credentials included): a broken file is never signalled.
-    load_config(config.path, dry_run=None)
+    # A broken file is never signalled. Validated without the secrets: under systemd 252 (Debian 12)
+    # the ExecReload= process could not read the service's credentials folder (nspawn-check), and
+    # the daemon's own answer below says when a secret is missing or unreadable.
+    load_config(config.path, dry_run=None, secrets=False)
     sqlite = reloading.sqlite_file(config.bridge.database) is not None
     pid = args.pid or (reloading.daemon_pid(config.bridge.database) if sqlite else None)
     repo = open_repository(config, upgrade=False)

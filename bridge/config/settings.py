@@ -188,7 +188,7 @@ def parse_config(
 ) -> Config:
     problems: list[str] = []
     unknown_keys(raw, {"bridge", "sources", "targets", "alerts"}, "", problems)
-    bridge = _parse_bridge(table_of(raw, "bridge", problems), problems, environ)
+    bridge = _parse_bridge(table_of(raw, "bridge", problems), problems, environ, read_secrets=secrets)
     if dry_run is not None and bridge is not None:
         bridge = replace(bridge, dry_run=dry_run)
     live = secrets and bridge is not None and not bridge.dry_run
@@ -250,7 +250,8 @@ def _check_templates_fit(sources: list[SourceConfig], targets: dict[str, TargetC
 # --- Sections ------------------------------------------------------------------------------------
 
 
-def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) -> BridgeSettings | None:
+def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str], *,
+                  read_secrets: bool = True) -> BridgeSettings | None:
     before = len(problems)
     unknown_keys(table, _BRIDGE_KEYS, "bridge", problems)
     get = TableReader(table, "bridge", problems)
@@ -290,7 +291,8 @@ def _parse_bridge(table: dict, problems: list[str], environ: Mapping[str, str]) 
         keep=_keep(get, problems),
         language=language,
         # Optional: without it a page off loopback is refused, /healthz and /metrics still answer.
-        dashboard_token=load_credentials("dashboard", ("token",), environ, problems, required=False).get("token"),
+        dashboard_token=(load_credentials("dashboard", ("token",), environ, problems, required=False).get("token")
+                         if read_secrets else None),
     )
     return None if len(problems) > before else settings
 
