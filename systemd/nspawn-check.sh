@@ -41,6 +41,7 @@
 #   badconfig a broken settings.toml: the unit fails with exit status 2 and is not restarted
 #   post      live (dry_run = false) from a local feed to tests/fakes/x_api.py's fake X in the
 #             container, the secrets in /etc/bridge/credentials/x/ handed over by LoadCredential=
+#   reload-live  then `systemctl reload bridge` on that live service succeeds
 set -uo pipefail
 
 ROOT=${1:-/var/tmp/bridge-nspawn/root}
@@ -390,6 +391,13 @@ if [ -n "$PORTS" ]; then
     done
     if [ -n "$TWEET" ]; then
         pass post "the fake X got a post signed with the LoadCredential secrets: \"$TWEET\""
+        # A live reload: ExecReload= runs `bridge reload`, which must not need the credentials the
+        # unit gives the daemon (under systemd 252 it could not read them: PermissionError).
+        if out=$(in_root systemctl reload bridge 2>&1); then
+            pass reload-live "systemctl reload succeeded with live credentials (LoadCredential=)"
+        else
+            fail reload-live "systemctl reload failed with live credentials: $out $(in_root journalctl -u bridge --no-pager -o cat -n 4)"
+        fi
     else
         fail post "no post reached the fake X in 90 s; its requests: $(in_root cat /run/fake-x/tweets.json 2>/dev/null | head -c 400)"
         in_root journalctl -u bridge --no-pager -o cat -n 15
