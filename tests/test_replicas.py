@@ -76,3 +76,17 @@ def test_the_daemon_is_listed_by_status_and_leaves_at_close(feed_server, x_api, 
         assert replicas.live_replicas(again, clock()) == []
     finally:
         again.dispose()
+
+
+def test_status_and_the_daemon_fingerprint_a_live_file_alike(tmp_path):
+    """`bridge status` reads settings without secrets, the daemon with them: the same file gives the
+    same fingerprint, or every live daemon would show as DIFFERENT."""
+    raw = make_config({"a": "https://a.id/rss"}, x_base="https://api.x.com", dry_run=False)
+    raw["alerts"] = {"targets": ["x"], "smtp": "smtp://mail.kemenpora.go.id:587", "email_from": "b@kemenpora.go.id",
+                     "email_to": ["it@kemenpora.go.id"]}
+    env = {**env_for(tmp_path), "BRIDGE_ALERTS_SMTP_USER": "u", "BRIDGE_ALERTS_SMTP_PASSWORD": "p",
+           "BRIDGE_DASHBOARD_TOKEN": "t0ken-t0ken"}
+    daemon_view = parse_config(raw, environ=env)
+    status_view = parse_config(raw, environ=env, secrets=False)
+    assert daemon_view.bridge.dashboard_token and not status_view.bridge.dashboard_token
+    assert settings_fingerprint(daemon_view) == settings_fingerprint(status_view)
