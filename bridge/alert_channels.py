@@ -15,6 +15,7 @@ from email.utils import formatdate, make_msgid
 from typing import Callable, Protocol
 
 from bridge.config import Config
+from bridge.errors import InDoubt
 from bridge.model import Post
 
 ALERT_SUBJECT_LENGTH = 120
@@ -86,10 +87,15 @@ class EmailChannel:
                 steps.append(lambda: smtp.starttls(context=context))
             if self.user:
                 steps.append(lambda: smtp.login(self.user, self.password or ""))
-            steps.append(lambda: smtp.send_message(email))
             for step in steps:
                 smtp.sock.settimeout(left())
                 step()
+            smtp.sock.settimeout(left())
+            try:
+                smtp.send_message(email)
+            except (OSError, smtplib.SMTPServerDisconnected) as exc:
+                # The message may be queued already: the server's answer to its end was lost.
+                raise InDoubt(f"SMTP server {self.host}:{self.port} gave no answer to the message: {exc}") from None
         finally:
             try:
                 if smtp.sock:

@@ -22,7 +22,7 @@ import structlog
 from bridge.alert_channels import Channel
 from bridge.config import Config
 from bridge.clock import local_text
-from bridge.errors import PublishError, TargetPaused
+from bridge.errors import InDoubt, PublishError, TargetPaused
 from bridge.store.alert_state import (
     active_alerts, last_digest, save_active_alerts, save_last_digest, save_token_checks, token_checks,
 )
@@ -170,6 +170,8 @@ def send(message: str, channels: list[Channel]) -> int:
         try:
             channel.send(message)
             sent += 1
+        except InDoubt as exc:  # the request left, no answer came back: never sent again (no double alert)
+            log.warning("alert may have been sent", channel=channel.name, error=" ".join(str(exc).split()))
         except Exception as exc:  # a channel must never stop the others or the daemon
             log.warning("alert not sent", channel=channel.name, error=" ".join(str(exc).split()) or type(exc).__name__)
             log.debug("alert failure traceback", exc_info=True)

@@ -75,7 +75,7 @@ def register_replica(daemon: Daemon) -> None:
     """This process's row in the replicas table (bridge status lists it), from start to close."""
     rt = daemon.rt
     replicas.register(rt.repo.engine, daemon.replica_id, host=socket.gethostname(), pid=os.getpid(),
-                      version=__version__, settings=settings_fingerprint(rt.config), now=rt.clock())
+                      version=__version__, settings=_fingerprint(daemon, rt.config), now=rt.clock())
     replicas.forget_gone(rt.repo.engine, rt.clock())
     daemon._registered = True
 
@@ -84,4 +84,12 @@ def renew_replica(daemon: Daemon) -> None:
     """A write, so not in the watchdog's heartbeat: a busy database must not look like a hung scheduler."""
     rt = daemon.rt
     daemon.failures.run("replica", replicas.beat, rt.repo.engine, daemon.replica_id, rt.clock(),
-                        settings_fingerprint(rt.config))
+                        _fingerprint(daemon, rt.config))
+
+
+def _fingerprint(daemon: Daemon, config) -> str:
+    """The settings' fingerprint, computed once per config (a reload brings a new one), not every beat."""
+    known = getattr(daemon, "_fingerprint_of", None)
+    if known is None or known[0] is not config:
+        daemon._fingerprint_of = known = (config, settings_fingerprint(config))
+    return known[1]

@@ -37,6 +37,12 @@ class StoryPage:
     """og:title, else the first <h1>, else <title>: used only by a story that has none (a sitemap's)."""
 
 
+def shared_image(tree, base: str) -> str | None:
+    """The photo a page names for sharing (og:image, else twitter:image), as an absolute URL."""
+    found = meta_content(tree, "og:image", "twitter:image", "twitter:image:src")
+    return absolute_http(found, base) if found else None
+
+
 def read_story_page(body: bytes, *, url: str, headers: dict[str, str], layout: Layout, tz: tzinfo | str,
                     source: str = "") -> StoryPage:
     tree = parse_html(body, headers)
@@ -49,8 +55,7 @@ def read_story_page(body: bytes, *, url: str, headers: dict[str, str], layout: L
         summary = " ".join(paragraphs[:SUMMARY_FROM_BODY_PARAGRAPHS])
     summary = summary or plain_text(meta_content(tree, "og:description", "description") or "")
     image = image_src(tree.css_first(layout.page_image), base) if layout.page_image else None
-    if image is None and (og_image := meta_content(tree, "og:image", "twitter:image")):
-        image = absolute_http(og_image, base)
+    image = image or shared_image(tree, base)
     published = None
     if layout.page_date and (node := tree.css_first(layout.page_date)) is not None:
         published = read_date(node, tz, source)
@@ -119,8 +124,7 @@ def add_feed_photos(items: Sequence[Item], keys: set[str], *, fetcher: PoliteFet
         try:
             result = fetcher.get(item.link, headers=headers)
             tree = parse_html(result.body, result.headers)
-            found = meta_content(tree, "og:image", "twitter:image", "twitter:image:src")
-            image = absolute_http(found, base_url(tree, result.url)) if found else None
+            image = shared_image(tree, base_url(tree, result.url))
         except FetchError as exc:
             log.warning("story page unreadable: posting without a photo", source=source, item=item.key,
                         url=item.link, error=exc.reason)
