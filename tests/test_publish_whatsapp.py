@@ -133,6 +133,20 @@ class TestErrors:
             publisher.publish(POST, "k")
 
 
+    @pytest.mark.parametrize("code, title, details", [
+        (131005, "Access denied", "Permission is either not granted or has been removed."),
+        (131037, "WhatsApp provided number needs display name approval before message can be sent.",
+         "WhatsApp provided number needs display name approval before message can be sent."),
+        (33, "Parameter value is not valid", "The business phone number has been deleted."),
+    ])
+    def test_account_wide_refusals_pause(self, publisher, whatsapp_api, code, title, details):
+        """A refusal every message would meet (permission removed, display name not approved, number deleted) pauses the target."""
+        whatsapp_api.enqueue("POST", MESSAGES, status=403 if code == 131005 else 400,
+                             json=wa_error(f"(#{code}) {title}", code, details))
+        with pytest.raises(TargetPaused, match=str(code)):
+            publisher.publish(POST, "k")
+
+
 class TestOutcomes:
     """After POST /messages left, only a wamid proves Meta took the message."""
 

@@ -54,8 +54,14 @@ TEMPLATE_PROBLEMS = {132000, 132001, 132015, 132016}
 """The template takes another number of parameters (132000), does not exist in that language
 (132001), is paused (132015) or disabled (132016) for low quality: every message would fail the same
 way, so the target pauses."""
-ACCOUNT_PROBLEMS = {131031, 131042, 131045, 133010}
-"""Account locked, payment problem, phone number not registered."""
+ACCOUNT_PROBLEMS = {131031, 131037, 131042, 131045, 133010}
+"""Account locked, the number's display name not yet approved, payment problem, incorrect
+certificate, phone number not registered: every message would meet it."""
+ACCESS_DENIED = 131005
+""""Access denied" (HTTP 403): the token's permission was not granted or was removed, for every message."""
+NUMBER_DELETED = 33
+""""Parameter value is not valid: the business phone number has been deleted": phone_number_id names
+no number any more."""
 
 LENGTH_RULE = WHATSAPP_LENGTH_RULE
 
@@ -153,6 +159,12 @@ class WhatsAppPublisher:
                 f"WhatsApp refused template {self._template!r} ({self._language}) of target {self.name!r} "
                 f"({detail}): in WhatsApp Manager, check it is approved in that language with a body taking "
                 "exactly two parameters, {{1}} the text and {{2}} the link")
+        if failure.code == ACCESS_DENIED:
+            return TargetPaused(f"WhatsApp denied access to target {self.name!r} ({detail}): the token needs "
+                                f"whatsapp_business_messaging for this WhatsApp Business account; set {self._token_var}")
+        if failure.code == NUMBER_DELETED:
+            return TargetPaused(f"WhatsApp does not know phone number {self._phone_number_id} of target {self.name!r} "
+                                f"({detail}): check phone_number_id in WhatsApp Manager (API Setup)")
         if failure.code in ACCOUNT_PROBLEMS:
             return TargetPaused(f"WhatsApp refused to send for target {self.name!r} ({detail}): check the "
                                 "WhatsApp Business account and phone number in Meta Business Suite")
