@@ -74,6 +74,12 @@ class TestPublish:
         publisher.publish(POST, "k")
         assert "thumb" not in bluesky_api.posts[0]["record"]["embed"]["external"] and not bluesky_api.blobs
 
+    def test_photo_without_a_link_is_said_left_out(self, publisher, bluesky_api):
+        """A photo on a post without a link has no card to go on: it is left out, and the publisher says why."""
+        image = Image(data=PNG, mime_type="image/png", url="http://127.0.0.1/f.png")
+        publisher.publish(Post(text="Menpora membuka PON", image=image), "k")
+        assert "link card" in publisher.image_problem and not bluesky_api.blobs and len(bluesky_api.posts) == 1
+
     def test_oversized_thumbnail_is_left_out(self, publisher, bluesky_api):
         """A photo over the card thumbnail's 1,000,000 bytes is left out before upload (the PDS would take the
         blob and refuse the whole post at createRecord); the post and its card go out."""

@@ -173,6 +173,8 @@ class BlueskyPublisher:
         self.hold_until = None
         self.image_problem = None
         embed = self._card(post) if post.link else None
+        if post.image is not None and not post.link:
+            self.image_problem = "Bluesky shows a story's photo only on its link card, and this post has no link"
         text = without_oversized_tags(post.text)
         self._ensure_session()
         record = models.AppBskyFeedPost.Record(created_at=_iso(self._clock()), text=text,
