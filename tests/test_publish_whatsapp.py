@@ -10,6 +10,7 @@ import pytest
 from bridge.errors import ConfigError, InDoubt, PostRejected, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish.whatsapp import LENGTH_RULE, WhatsAppPublisher
+from tests.fakes.facebook import MISSING_PROOF
 from tests.fakes.http_fake import BAD_GATEWAY, DROP, GARBLED, GATEWAY_TIMEOUT, HANG, NO_ID
 from tests.fakes.whatsapp import ACCESS_TOKEN, PARAMETER_FORMAT, PHONE_NUMBER_ID, RECIPIENTS, wa_error
 
@@ -144,6 +145,13 @@ class TestErrors:
         whatsapp_api.enqueue("POST", MESSAGES, status=403 if code == 131005 else 400,
                              json=wa_error(f"(#{code}) {title}", code, details))
         with pytest.raises(TargetPaused, match=str(code)):
+            publisher.publish(POST, "k")
+
+
+    def test_app_requiring_a_secret_proof_pauses(self, publisher, whatsapp_api):
+        """An app with "Require App Secret" on refuses every call without appsecret_proof (code 100): the target pauses."""
+        whatsapp_api.enqueue("POST", MESSAGES, status=400, json=MISSING_PROOF)
+        with pytest.raises(TargetPaused, match="Require App Secret"):
             publisher.publish(POST, "k")
 
 

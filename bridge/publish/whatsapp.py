@@ -59,6 +59,9 @@ ACCOUNT_PROBLEMS = {131031, 131037, 131042, 131045, 133010}
 certificate, phone number not registered: every message would meet it."""
 ACCESS_DENIED = 131005
 """"Access denied" (HTTP 403): the token's permission was not granted or was removed, for every message."""
+SECRET_PROOF_WANTED = (100, "appsecret_proof")
+"""Code 100 naming appsecret_proof: the app has "Require App Secret" on, which holds for its WhatsApp
+calls too, and WhatsApp targets send no proof: every message would be refused."""
 NUMBER_DELETED = 33
 """"Parameter value is not valid: the business phone number has been deleted": phone_number_id names
 no number any more."""
@@ -162,6 +165,10 @@ class WhatsAppPublisher:
         if failure.code == ACCESS_DENIED:
             return TargetPaused(f"WhatsApp denied access to target {self.name!r} ({detail}): the token needs "
                                 f"whatsapp_business_messaging for this WhatsApp Business account; set {self._token_var}")
+        if failure.code == SECRET_PROOF_WANTED[0] and SECRET_PROOF_WANTED[1] in failure.message:
+            return TargetPaused(f"WhatsApp wants an app secret proof for target {self.name!r} ({detail}): the "
+                                "bridge sends none for WhatsApp; turn off \"Require App Secret\" (App Dashboard, "
+                                "App settings > Advanced) for the app the token belongs to")
         if failure.code == NUMBER_DELETED:
             return TargetPaused(f"WhatsApp does not know phone number {self._phone_number_id} of target {self.name!r} "
                                 f"({detail}): check phone_number_id in WhatsApp Manager (API Setup)")
