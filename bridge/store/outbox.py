@@ -261,18 +261,18 @@ class Outbox:
     def sent_since(self, target: str, since: datetime, *, in_flight: bool = False) -> int:
         """Posts sent to `target` since `since`: the rows of (target, sent_at) after it, not the
         target's history. `in_flight`: and those being sent now (claimed since `since`), which the
-        pacing counts: a peer replica's post in flight is one of the day's posts."""
+        pacing counts: a peer replica's post in flight is one of the day's posts. One statement, so
+        one snapshot: a post turning from sending to sent between two reads is counted once, not never."""
+        sent = indexed(select(func.count()).select_from(D).where(
+            D.c.target == target, D.c.sent_at >= since, D.c.state == DeliveryState.SENT.value),
+            D, IX_DELIVERIES_TARGET_SENT_AT)
+        if in_flight:
+            sending = indexed(select(func.count()).select_from(D).where(
+                D.c.state == DeliveryState.SENDING.value, D.c.target == target, D.c.last_attempt_at >= since),
+                D, IX_DELIVERIES_STATE_TARGET)
+            sent = select(sent.scalar_subquery() + sending.scalar_subquery())
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            sent = conn.execute(indexed(
-                select(func.count()).select_from(D).where(D.c.target == target, D.c.sent_at >= since,
-                                                          D.c.state == DeliveryState.SENT.value),
-                D, IX_DELIVERIES_TARGET_SENT_AT)).scalar_one()
-            if in_flight:
-                sent += conn.execute(indexed(
-                    select(func.count()).select_from(D).where(D.c.state == DeliveryState.SENDING.value,
-                                                              D.c.target == target, D.c.last_attempt_at >= since),
-                    D, IX_DELIVERIES_STATE_TARGET)).scalar_one()
-            return sent
+            return conn.execute(sent).scalar_one()
 
     def nth_latest_sent_at(self, target: str, n: int) -> datetime | None:
         """When the n-th most recent post to `target` was sent (max_per_hour: when the window frees)."""
@@ -288,15 +288,19 @@ class Outbox:
         """USD spent on posts to `target` since `since`: those sent, and those in doubt or in flight
         (they may have been billed; the budget must not be passed by guessing they were not)."""
         cost = func.coalesce(func.sum(D.c.cost), 0.0)
-        # Two reads, each on its own index: sent ones by time, the few in doubt or in flight by state.
+        # Three sums, each on its own index: sent ones by time, the few in doubt or in flight by
+        # state, the other billed calls; in one statement, so one snapshot (a post turning from
+        # sending to sent while they are read is counted once, not never).
         sent = indexed(select(cost).where(D.c.target == target, D.c.sent_at >= since,
                                           D.c.state == DeliveryState.SENT.value), D, IX_DELIVERIES_TARGET_SENT_AT)
         maybe = indexed(select(cost).where(
             D.c.state.in_([DeliveryState.IN_DOUBT.value, DeliveryState.SENDING.value]), D.c.target == target,
             D.c.last_attempt_at >= since), D, IX_DELIVERIES_STATE_TARGET)
+        charged = indexed(select(func.coalesce(func.sum(C.c.amount), 0.0)).where(C.c.target == target, C.c.at >= since),
+                          C, IX_CHARGES_TARGET_AT)
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            posts = float(conn.execute(sent).scalar_one()) + float(conn.execute(maybe).scalar_one())
-            return posts + self._charged_since(conn, target, since)
+            row = conn.execute(select(sent.scalar_subquery(), maybe.scalar_subquery(), charged.scalar_subquery())).one()
+            return float(row[0]) + float(row[1]) + float(row[2])
 
     def add_charge(self, target: str, amount: float, what: str, now: datetime) -> None:
         """A billed call besides the post itself (X's alt text, its credentials check)."""
@@ -310,18 +314,17 @@ class Outbox:
                                           C, IX_CHARGES_TARGET_AT)).scalar_one())
 
     def last_sent_at(self, target: str, *, in_flight: bool = False) -> datetime | None:
-        """When `target` last posted; `in_flight`: counting a post being sent now from its claim."""
+        """When `target` last posted; `in_flight`: counting a post being sent now from its claim
+        (one statement, one snapshot, as in sent_since)."""
+        # The last entry of (target, sent_at): one index step (NULLs sort first, so max skips them).
+        last = indexed(select(func.max(D.c.sent_at)).where(D.c.target == target), D, IX_DELIVERIES_TARGET_SENT_AT)
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            # The last entry of (target, sent_at): one index step (NULLs sort first, so max skips them).
-            last = conn.execute(indexed(select(func.max(D.c.sent_at)).where(D.c.target == target),
-                                        D, IX_DELIVERIES_TARGET_SENT_AT)).scalar()
-            if in_flight:
-                sending = conn.execute(indexed(
-                    select(func.max(D.c.last_attempt_at)).where(D.c.state == DeliveryState.SENDING.value,
-                                                                D.c.target == target),
-                    D, IX_DELIVERIES_STATE_TARGET)).scalar()
-                last = max(filter(None, (last, sending)), default=None)
-            return last
+            if not in_flight:
+                return conn.execute(last).scalar()
+            sending = indexed(select(func.max(D.c.last_attempt_at)).where(
+                D.c.state == DeliveryState.SENDING.value, D.c.target == target), D, IX_DELIVERIES_STATE_TARGET)
+            row = conn.execute(select(last.scalar_subquery(), sending.scalar_subquery())).one()
+            return max(filter(None, row), default=None)
 
     def _finish(self, delivery_id: int, now: datetime, state: DeliveryState, **values) -> None:
         """The end of a claim (or an operator's change): the lease goes with it."""
