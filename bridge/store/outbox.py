@@ -260,16 +260,17 @@ class Outbox:
 
     def sent_since(self, target: str, since: datetime, *, in_flight: bool = False) -> int:
         """Posts sent to `target` since `since`: the rows of (target, sent_at) after it, not the
-        target's history. `in_flight`: and those being sent now (claimed since `since`), which the
-        pacing counts: a peer replica's post in flight is one of the day's posts. One statement, so
-        one snapshot: a post turning from sending to sent between two reads is counted once, not never."""
+        target's history. `in_flight`: and those being sent now or in doubt (tried since `since`),
+        which the pacing counts: a peer replica's post in flight, or one that may be on the account,
+        is one of the day's posts (as the budget counts them). One statement, so one snapshot: a post
+        turning from sending to sent between two reads is counted once, not never."""
         sent = indexed(select(func.count()).select_from(D).where(
             D.c.target == target, D.c.sent_at >= since, D.c.state == DeliveryState.SENT.value),
             D, IX_DELIVERIES_TARGET_SENT_AT)
         if in_flight:
             sending = indexed(select(func.count()).select_from(D).where(
-                D.c.state == DeliveryState.SENDING.value, D.c.target == target, D.c.last_attempt_at >= since),
-                D, IX_DELIVERIES_STATE_TARGET)
+                D.c.state.in_([DeliveryState.IN_DOUBT.value, DeliveryState.SENDING.value]), D.c.target == target,
+                D.c.last_attempt_at >= since), D, IX_DELIVERIES_STATE_TARGET)
             sent = select(sent.scalar_subquery() + sending.scalar_subquery())
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             return conn.execute(sent).scalar_one()
