@@ -344,3 +344,52 @@ def test_a_post_slower_than_its_lease_keeps_renewing_it(cluster, monkeypatch):
     assert len(renewed) >= 2 and all(args[:2] == (delivery.id, one.replica_id) for args in renewed)
     row = next(r for r in cluster.rows() if r["id"] == delivery.id)
     assert (row["state"], row["claimed_by"]) == ("sent", None)
+
+
+class TestUnpauseCommand:
+    def test_bridge_unpause_lifts_a_pause_and_says_so(self, feed_server, x_api, tmp_path, monkeypatch, capsys):
+        """`bridge unpause x` lifts the pause (exit 0, naming the reason it had); again: not paused
+        (exit 1); an unknown target is one line naming the known ones (exit 1)."""
+        from bridge.cli import main
+        from bridge.clock import utc_now
+        from bridge.config import load_config
+        from bridge.store.opening import open_repository
+        from tests.helpers import env_for
+
+        for name, value in env_for(tmp_path).items():
+            monkeypatch.setenv(name, value)
+        settings = tmp_path / "settings.toml"
+        settings.write_text(f'[bridge]\ndatabase = "sqlite:///{tmp_path}/bridge.db"\n[[sources]]\nname = "a"\n'
+                            f'url = "{feed_server.url("/a.xml")}"\ntargets = ["x"]\n'
+                            f'[targets.x]\nkind = "x"\napi_base = "{x_api.base_url}"\n')
+        repo = open_repository(load_config(settings, dry_run=None, secrets=False))
+        repo.pause_target("x", "401 Unauthorized: regenerate the access token", utc_now())
+        repo.engine.dispose()
+        assert main(["--config", str(settings), "unpause", "x"]) == 0
+        assert "x: unpaused (it was paused: 401 Unauthorized: regenerate the access token)" in capsys.readouterr().out
+        assert main(["--config", str(settings), "unpause", "x"]) == 1
+        assert "x: not paused" in capsys.readouterr().out
+        assert main(["--config", str(settings), "unpause", "nope"]) == 1
+        assert "no target 'nope' in settings.toml (targets: x)" in capsys.readouterr().err
+
+
+def test_run_once_beside_a_live_replica_leaves_its_post_alone(cluster):
+    """`bridge run --once` on PostgreSQL beside a live replica: no run lock, the peer's post in flight
+    stays the peer's, the other stories are delivered once, and the once-run leaves the replica list."""
+    from bridge.service import run_once
+
+    one = cluster.replica()
+    cluster.queue_stories(one)
+    delivery = TestInDoubtAcrossReplicas()._claimed_and_posted_by(cluster, one)
+    raw = make_config({"a": cluster.feeds.url("/a.xml")}, x_base=cluster.x.base_url,
+                      bridge={"database": cluster.pg, "first_run": "all"})
+    once = runtime(raw, cluster.tmp_path, cluster.clock)
+    cluster.replicas.append(once)
+    run_once(once, run_lock_for(once.repo.engine))
+    rows = cluster.rows()
+    mine = next(r for r in rows if r["id"] == delivery.id)
+    assert (mine["state"], mine["claimed_by"]) == ("sending", one.replica_id)
+    assert [r["state"] for r in rows if r["id"] != delivery.id] == ["sent"] * (STORIES - 1)
+    texts = [t["text"] for t in cluster.x.tweets]
+    assert len(texts) == len(set(texts)) == STORIES
+    assert once.replica_id not in {r["id"] for r in replicas.live_replicas(once.repo.engine, cluster.clock())}
