@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "and wait for its own answer: exit 0 when it applied the new "
                                              "settings, 1 when it refused them (with its reason) or did not "
                                              "answer in time.")
-    reload.add_argument("--pid", type=int, help="the daemon's PID (default: the one holding the database's run "
-                                                "lock, on this host; bridge.service passes $MAINPID)")
+    reload.add_argument("--pid", type=int, help="the daemon's PID (default: the one holding the SQLite run lock, "
+                                                "or on PostgreSQL this host's replica; bridge.service passes "
+                                                "$MAINPID)")
     reload.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
                         help="how long to wait for the daemon's answer (default: 30)")
 

@@ -393,3 +393,53 @@ def test_run_once_beside_a_live_replica_leaves_its_post_alone(cluster):
     texts = [t["text"] for t in cluster.x.tweets]
     assert len(texts) == len(set(texts)) == STORIES
     assert once.replica_id not in {r["id"] for r in replicas.live_replicas(once.repo.engine, cluster.clock())}
+
+
+def test_opposite_state_changes_on_one_target_never_deadlock(pg):
+    """Two replicas moving deliveries of one target in opposite directions at once (claims pending ->
+    sending, retries sending -> pending), hundreds of times: no deadlock (the counting trigger locks
+    its two counters in a fixed order), and the running totals stay exact."""
+    from sqlalchemy import func, insert, text, update
+
+    from bridge.clock import utc_now
+    from bridge.store.db import create_database_engine
+    from bridge.store.migrations import migrate
+
+    engines = [create_database_engine(pg) for _ in range(2)]
+    migrate(engines[0])
+    now = utc_now()
+    with engines[0].begin() as conn:
+        ids = conn.execute(insert(schema.items).returning(schema.items.c.id), [
+            {"source": "a", "key": str(n), "title": "t", "first_seen_at": now} for n in range(2)]).scalars().all()
+        conn.execute(insert(D), [{"item_id": ids[0], "target": "x", "state": "pending", "created_at": now,
+                                  "updated_at": now},
+                                 {"item_id": ids[1], "target": "x", "state": "sending", "created_at": now,
+                                  "updated_at": now}])
+        first, second = conn.execute(select(D.c.id).order_by(D.c.id)).scalars().all()
+    start, errors = threading.Barrier(2), []
+
+    def flip(engine, delivery_id, states):
+        start.wait()
+        try:
+            for n in range(300):
+                with engine.begin() as conn:
+                    conn.execute(update(D).where(D.c.id == delivery_id).values(state=states[n % 2]))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=flip, args=(engines[0], first, ("sending", "pending"))),
+               threading.Thread(target=flip, args=(engines[1], second, ("pending", "sending")))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert errors == []
+        with engines[0].connect() as conn:
+            counted = dict(conn.execute(text("SELECT state, deliveries FROM delivery_counts WHERE target = 'x' "
+                                             "AND deliveries <> 0")).all())
+            actual = dict(conn.execute(select(D.c.state, func.count()).group_by(D.c.state)).all())
+        assert counted == actual
+    finally:
+        for engine in engines:
+            engine.dispose()

@@ -303,20 +303,3 @@ def _said_pid_host(name: str | None) -> tuple[int, str] | None:
         return None
     pid, _, rest = name[len(prefix):].partition(" ")
     return (int(pid), rest.removeprefix("host=")) if pid.isdigit() else None
-
-
-def postgres_daemon(engine: Engine) -> tuple[int, str] | None:
-    """The (PID, host) of the `bridge run` holding this PostgreSQL database's run lock, or None
-    when no daemon holds it. Raises DatabaseError when the database cannot be asked."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        with engine.connect() as conn:
-            schema = conn.execute(text("SELECT coalesce(current_schema(), current_setting('search_path'))")).scalar()
-            row = _holder_row(conn, advisory_key(schema))
-    except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot read the run lock on {engine.url!r}: {exc.orig or exc}") from None
-    if row is None:
-        return None
-    return _said_pid_host(row[0]) or (0, "")
