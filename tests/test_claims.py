@@ -443,3 +443,31 @@ def test_opposite_state_changes_on_one_target_never_deadlock(pg):
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_store_maintenance_is_skipped_while_another_replica_runs_it(cluster):
+    """maintain_store on a replica finds another replica's maintenance under way (its job lock held)
+    and leaves the store alone; once that ends, it prunes (the oldest story loses its text)."""
+    from sqlalchemy import update
+
+    from bridge.service import maintain_store
+    from bridge.store.lock import job_turn
+
+    one, two = cluster.replica(), cluster.replica()
+    cluster.queue_stories(one)
+    deliver_due(one)
+    with one.repo.engine.begin() as conn:  # the stories were first seen long ago
+        conn.execute(update(schema.items).values(first_seen_at=cluster.clock() - timedelta(days=500)))
+
+    def summaries():
+        with one.repo.engine.connect() as conn:
+            return set(conn.execute(select(schema.items.c.summary)).scalars())
+
+    before = summaries()
+    assert before != {""}
+    with job_turn(one.repo.engine, "maintenance") as ours:
+        assert ours
+        maintain_store(two)
+        assert summaries() == before
+    maintain_store(two)
+    assert summaries() == {""}
