@@ -12,7 +12,9 @@ Until shared polls land (source leases, another branch), every replica polls eve
 replicas storing one new story at once is settled by the (source, key) constraint, one of them
 rolling its poll back; the test tolerates that.
 
-Real processes cannot take an injected clock: the settings use short real intervals (1 s polls
+All twenty feeds are on one host (127.0.0.1), and a replica reads one host one request at a time
+(a busy source's poll comes back 5 s later), as it would read one ministry's site: a story waits
+seconds, not milliseconds, to be stored. Real processes cannot take an injected clock: the settings use short real intervals (1 s polls
 and rounds, 1 s publish timeout, so a dead replica's lease runs out in 14 s), and the test waits
 on events with timeouts; the only pauses are the chaos schedule's, drawn from a seeded RNG.
 """
