@@ -128,7 +128,7 @@ def common_error(failure: GraphFailure, *, network: str, target: str, token_hint
         return throttled(failure, network, now)
     if failure.code == POLICY_BLOCK:
         return TargetPaused(f"{network} has temporarily blocked target {target!r} for a policy violation "
-                            f"({detail}): check the account in Meta Business Suite before restarting")
+                            f"({detail}): check the account in Meta Business Suite, then `bridge unpause {target}`")
     if creates and failure.status in MAY_HAVE_ACTED:
         return InDoubt(f"{network} answered {failure.status} ({detail}); it may have acted on the request")
     if failure.code in TRANSIENT_CODES or failure.transient or failure.status >= 500:

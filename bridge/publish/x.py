@@ -267,8 +267,8 @@ class XPublisher:
         if _usage_capped(body):
             return TargetPaused(
                 f"X says the usage cap or credits of the app behind target {self.name!r} are used up ({detail}): "
-                "add credits or raise the spend cap in the developer portal (Billing), then restart the bridge "
-                "to lift the pause")
+                "add credits or raise the spend cap in the developer portal (Billing), then lift the pause with "
+                f"`bridge unpause {self.name}`")
         if status == 429:
             return self._rate_limited(endpoint, response.headers)
         if status >= 500:
