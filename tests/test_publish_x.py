@@ -169,7 +169,7 @@ class TestPublish:
     def test_usage_capped_pauses(self, publisher, x_api):
         """X's 429 usage-capped (credits or spend cap used up) pauses the target with what to do, not a rate-limit wait."""
         x_api.usage_capped = True
-        with pytest.raises(TargetPaused, match="usage cap or credits.*used up.*add credits or raise the spend cap.*`bridge unpause x`"):
+        with pytest.raises(TargetPaused, match="usage cap or credits.*used up.*add credits or raise the spend cap.*`bridge unpause kemenpora-x`"):
             publisher.publish(POST, "k")
         assert x_api.tweets == []
 
