@@ -36,6 +36,7 @@ from tests.fakes.x_api import FakeXApi  # noqa: E402
 GOALS = {2: 1.8, 3: 2.5}
 """Deliveries per minute as a multiple of one replica's (the issue's near-linear goal)."""
 DATABASE = "bench_replicas"
+"""The database each run creates afresh (and drops), unless --database names another."""
 
 
 def slow(fake_class, latency: float):
@@ -82,13 +83,20 @@ images = false
 """
 
 
-def fresh_database(server: str) -> str:
+def fresh_database(server: str, name: str) -> str:
     admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-        conn.execute(sa.text(f"CREATE DATABASE {DATABASE}"))
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return f"{server}/{DATABASE}"
+    return f"{server}/{name}"
+
+
+def drop_database(server: str, name: str) -> None:
+    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def sent_count(engine: sa.Engine) -> int:
@@ -99,8 +107,9 @@ def sent_count(engine: sa.Engine) -> int:
             return 0
 
 
-def run(replicas: int, *, feeds: int, stories: int, latency: float, window: float, server: str) -> dict:
-    database = fresh_database(server)
+def run(replicas: int, *, feeds: int, stories: int, latency: float, window: float, server: str,
+        name: str = DATABASE) -> dict:
+    database = fresh_database(server, name)
     x_api = slow(FakeXApi, latency)().start()
     telegram = slow(FakeTelegram, latency)().start()
     with tempfile.TemporaryDirectory(prefix="bench-replicas-") as folder:
@@ -134,6 +143,7 @@ def run(replicas: int, *, feeds: int, stories: int, latency: float, window: floa
             for bridge in bridges:
                 bridge.stop()
             engine.dispose()
+            drop_database(server, name)
             origin.close()
             x_api.stop()
             telegram.stop()
@@ -144,28 +154,31 @@ def run(replicas: int, *, feeds: int, stories: int, latency: float, window: floa
             "backlog": feeds * stories * 2}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicas", default="1,2,3", help="comma-separated replica counts (default 1,2,3)")
     parser.add_argument("--latency", type=float, default=0.3, help="seconds each network answer takes")
     parser.add_argument("--window", type=float, default=30.0, help="seconds of posting counted per run")
     parser.add_argument("--postgres", default="postgresql+psycopg://postgres@127.0.0.1:5432",
                         help="the server, without a database name")
-    parser.add_argument("--quick", action="store_true", help="small backlog, 10 s window")
-    args = parser.parse_args()
+    parser.add_argument("--database", default=DATABASE, help=f"the database created and dropped (default {DATABASE})")
+    parser.add_argument("--quick", action="store_true", help="small backlog, at most a 10 s window")
+    args = parser.parse_args(argv)
     counts = [int(n) for n in args.replicas.split(",")]
-    feeds, stories, window = (20, 30, args.window) if not args.quick else (4, 10, 10.0)
+    feeds, stories, window = (20, 30, args.window) if not args.quick else (4, 10, min(args.window, 10.0))
     print(f"{feeds} feeds x {stories} stories x 2 networks answering in {args.latency * 1000:.0f} ms; "
           f"posts counted over {window:.0f} s")
-    base = None
+    base, results = None, []
     for replicas in counts:
         result = run(replicas, feeds=feeds, stories=stories, latency=args.latency, window=window,
-                     server=args.postgres)
+                     server=args.postgres, name=args.database)
+        results.append(result)
         base = base or (result["per_minute"] if replicas == 1 else None)
         ratio = f"x{result['per_minute'] / base:.2f}" if base else "-"
         goal = f"goal >= x{GOALS[replicas]}" if replicas in GOALS else ""
         print(f"{replicas} replica(s): {result['per_minute']:7.1f} deliveries/min  {ratio:>6}  {goal:<15} "
               f"doubled: {result['doubled']}")
+    return results
 
 
 if __name__ == "__main__":
