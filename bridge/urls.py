@@ -6,7 +6,10 @@ deduplicating; posts show the link as published, less its click-tracking paramet
 
 The identity leaves out the scheme and a leading "www.": sites move from http to https and from
 www.site to site, and a story must not be posted again because its address changed that way. The
-fragment stays: single-page feeds list stories that differ only by it (page#2, page#3).
+fragment stays: single-page feeds list stories that differ only by it (page#2, page#3). A key that
+differs from a stored one only by its fragment (fragment_free) is matched by the store when the
+title is the same too (see Repository.known_keys): a site that starts linking `#comments` or
+`#utm_anchor` posts nothing again.
 """
 
 from __future__ import annotations
@@ -45,6 +48,17 @@ def identity_url(url: str) -> str | None:
     path = parts.path.rstrip("/")  # "/a/" and "/a" are the same page; "/" becomes ""
     query = _clean_query(parts.query)
     return netloc + path + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def fragment_free(key: str) -> str | None:
+    """A story key without its fragment, when the key is a URL identity (what identity_url makes;
+    "x.com/a#2" -> "x.com/a", "x.com/a" -> "x.com/a"); None for any other key (a guid such as
+    "tag:site,2026:post#2" or a "sha256:..." digest), which stays exact."""
+    if "/" not in key and "#" not in key:
+        return None
+    if identity_url(f"http://{key}") != key:
+        return None
+    return key.partition("#")[0]
 
 
 def identity_key(value: str) -> str:

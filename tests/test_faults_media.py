@@ -13,7 +13,7 @@ import pytest
 from bridge.model import DeliveryState
 from bridge.pipeline import deliver_due
 from tests.fakes.facebook import PAGE_ID
-from tests.fakes.http_fake import AFTER_ACTING, REFUSE
+from tests.fakes.http_fake import AFTER_ACTING
 from tests.helpers import antara_item
 from tests.test_faults import copies, run_rounds, start_one
 from tests.test_networks import bridge, networks  # noqa: F401 (fixtures)
