@@ -165,6 +165,26 @@ class TestUrlIdentityMigration:
         ]
         assert states(repo) == deliveries_before
 
+    def test_version_8_database_knows_stories_by_one_spelling_of_escapes(self, repo):
+        """A database whose keys were stored with lower-case or raw escapes (before schema 9) knows those
+        stories under the one spelling (%2F, ~, %C3%BC); guids that are not URLs stay as written."""
+        kept = [("a", "12345", None), ("a", "post/%c3%bc", None), ("a", "tag:x.id,2026:%7e", None)]
+        store(repo, [item(key, url=url) for _, key, url in kept], source="a")
+        old = [("antara", "x.id/berita/%c3%bc-1", "x.id/berita/%c3%bc-1"), ("antara", "x.id/berita/ü-2", None),
+               ("antara", "x.id/%7euser?q=%e4", "x.id/%7euser?q=%e4"), ("antara", "x.id/berita/%C3%BC-1", None)]
+        store(repo, [item(key, url=url) for _, key, url in old])
+        with repo.engine.begin() as conn:
+            conn.execute(update(schema.schema_version).values(version=8))
+        assert migrate(repo.engine) == 8
+        assert _keys(repo) == kept + [
+            ("antara", "x.id/berita/%c3%bc-1", "x.id/berita/%C3%BC-1"),  # its new key was taken: kept (a duplicate)
+            ("antara", "x.id/berita/%C3%BC-2", None), ("antara", "x.id/~user?q=%E4", "x.id/~user?q=%E4"),
+            ("antara", "x.id/berita/%C3%BC-1", None)]
+        again = [Item(key=identity_key(url), title="Judul", url=identity_url(url), link=url)
+                 for url in ("https://x.id/berita/ü-1", "https://x.id/berita/%C3%BC-2", "https://x.id/~user?q=%E4")]
+        assert store(repo, again).new_items == 0
+        assert migrate(repo.engine) == LATEST_VERSION  # idempotent
+
     def test_upgrade_updates_many_rows(self, repo):
         """More rows than one update batch are all rewritten."""
         _v3_database_with(repo, [("s", f"http://www.x/{n}", f"http://www.x/{n}") for n in range(1_050)])
