@@ -121,6 +121,10 @@ def url_spellings(connection: Connection) -> None:
     "tag:x,2026:1", "post/ü") stays exactly as stored, as the readers keep it. Collisions: as
     url_identity_keys."""
     _rekey(connection, _respelt, lambda url: _respelt(url) or url)
+    if connection.dialect.name == "postgresql":  # "starts with" through an index (schema.py)
+        for index in schema.items.indexes:
+            if index.name.endswith("_pattern"):
+                index.create(connection, checkfirst=True)
 
 
 def _respelt(value: str) -> str | None:
