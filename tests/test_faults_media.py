@@ -111,3 +111,27 @@ def test_refused_photo_post_posts_once_when_healthy(bridge, networks, name):
     run_rounds(bridge)
     assert sum(copies(network).values()) == 1
     assert only_row(bridge, name)["state"] == "sent"
+
+
+@pytest.mark.parametrize("how", ["body", "headers"])
+@pytest.mark.parametrize("name", ["x", "telegram", "mastodon", "bluesky"])
+def test_a_trickling_photo_is_cut_at_the_fetch_deadline_and_the_story_still_goes(bridge, networks, feed_server,
+                                                                                   name, how):
+    """A photo whose server trickles its headers or body a byte at a time is cut at fetch_timeout in total:
+    the story goes out once without it, and the round does not wait for the trickle."""
+    import time
+
+    bridge.start(only=name, settings={"publish_timeout": "1s", "fetch_timeout": "1s", "connect_timeout": "1s"})
+    from bridge.pipeline import poll
+
+    poll(bridge.rt, bridge.rt.config.sources[0], force=True)
+    if how == "body":
+        feed_server.add_slow("/foto/slow.jpg", chunk=b"\xff", interval=0.05)
+    else:
+        feed_server.add_trickling_headers("/foto/slow.jpg", interval=0.2, chunks=100)
+    bridge.publish(antara_item(4, image=feed_server.url("/foto/slow.jpg")))
+    started = time.monotonic()
+    deliver_due(bridge.rt)
+    assert time.monotonic() - started < 5
+    assert sum(copies(networks[name]).values()) == 1
+    assert only_row(bridge, name)["state"] == "sent"
