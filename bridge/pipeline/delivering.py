@@ -27,6 +27,11 @@ log = structlog.get_logger("bridge")
 
 PUBLISH_BACKOFF_BASE = timedelta(minutes=1)
 """First wait after a transient publish failure; doubles per attempt up to bridge.retry_backoff_max."""
+NETWORK_HOLD_MAX = timedelta(hours=24)
+"""A network's own "come back at" (a 429's reset, Telegram's retry_after, Meta's time to regain access)
+is honoured up to this: every quota the networks name resets within a day (X's 24-hour limits are the
+longest), and one absurd header (a year, 10**20 s) must not silence a target for months. A target
+still limited after the cap simply gets the network's next answer."""
 
 # Every publish call ends in one of three outcomes, which the network's module decides from what it
 # saw (bridge.errors): never sent (RetryLater: back off and send again), may have been sent
@@ -222,11 +227,13 @@ def _publish(rt: Runtime, publisher: Publisher, delivery: Delivery, frozen: Froz
         log.info("already posted", outcome="sent", reason=exc.message, duration_ms=ms_since(started), **fields)
         return True
     except RetryLater as exc:
+        retry_at = _capped_hold(exc.retry_at, rt.clock(), fields)
         if resend:  # this re-send was refused, but the first attempt may still be on the account
-            if exc.retry_at:
-                rt.repo.hold_target(delivery.target, exc.retry_at)
+            if retry_at:
+                rt.repo.hold_target(delivery.target, retry_at)
             return _in_doubt(rt, publisher, delivery, f"re-send not taken: {exc.message}", started,
-                             counted=exc.counts_as_attempt, not_before=exc.retry_at)
+                             counted=exc.counts_as_attempt, not_before=retry_at)
+        exc.retry_at = retry_at
         return _retry_or_fail(rt, delivery, exc, now, started, fields)
     except InDoubt as exc:
         return _in_doubt(rt, publisher, delivery, exc.message, started)
@@ -256,8 +263,17 @@ def _publish(rt: Runtime, publisher: Publisher, delivery: Delivery, frozen: Froz
     log.info("posted", outcome="sent", remote_id=remote_id, photo=post.image is not None and not publisher.image_problem,
              cost=frozen.cost, duration_ms=ms_since(started), **fields)
     if publisher.hold_until:  # the network's quota is used up: wait for its reset, not for a 429
-        rt.repo.hold_target(delivery.target, publisher.hold_until)
+        rt.repo.hold_target(delivery.target, _capped_hold(publisher.hold_until, rt.clock(), fields))
     return True
+
+
+def _capped_hold(until: datetime | None, now: datetime, fields: dict) -> datetime | None:
+    """A network's "come back at", honoured up to NETWORK_HOLD_MAX (logged when capped)."""
+    if until is None or until <= now + NETWORK_HOLD_MAX:
+        return until
+    log.warning("network's wait capped", asked_until=until.isoformat(),
+                capped_to_s=int(NETWORK_HOLD_MAX.total_seconds()), **fields)
+    return now + NETWORK_HOLD_MAX
 
 
 def charge_billed_calls(rt: Runtime, publisher: Publisher, target: str) -> None:

@@ -36,6 +36,9 @@ CAPTION_MAX = TELEGRAM_CAPTION_MAX
 MAX_IMAGE_BYTES = TELEGRAM_MAX_IMAGE_BYTES
 FLOOD_WAIT_FALLBACK = timedelta(seconds=60)
 """How long to wait after a 429 that names no retry_after."""
+FLOOD_WAIT_CEILING = 7 * 24 * 3600
+"""Seconds: a retry_after beyond this is read as this (a real flood wait is seconds to hours; 10**20
+would overflow the date arithmetic). The pipeline caps the hold further (NETWORK_HOLD_MAX)."""
 MISSING_RIGHTS = ("need administrator rights", "not enough rights", "have no rights to send",
                   "have no write access", "chat_write_forbidden", "chat_admin_required")
 """Descriptions of a 400 that says the bot may not post in the chat (its admin rights, or its right to
@@ -158,7 +161,8 @@ class TelegramPublisher:
         parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
         if status == 429:
             wait = parameters.get("retry_after")
-            delay = timedelta(seconds=wait) if isinstance(wait, (int, float)) and wait > 0 else FLOOD_WAIT_FALLBACK
+            delay = (timedelta(seconds=min(wait, FLOOD_WAIT_CEILING)) if isinstance(wait, (int, float)) and wait > 0
+                     else FLOOD_WAIT_FALLBACK)
             retry_at = self._clock() + delay
             return RetryLater(f"Telegram flood control on {method} ({description}); next try after "
                               f"{retry_at:%Y-%m-%d %H:%M:%S} UTC", retry_at=retry_at, counts_as_attempt=False)

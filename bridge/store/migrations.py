@@ -8,6 +8,7 @@ with a new step, so an upgrade keeps every seen item.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Callable
 
@@ -16,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.errors import DatabaseError
 from bridge.store import schema
-from bridge.urls import identity_url
+from bridge.urls import identity_url, normal_escapes
 
 
 def _v2_delivery_cost(connection: Connection) -> None:
@@ -107,6 +108,38 @@ def url_identity_keys(connection: Connection) -> None:
     they are duplicates already seen, and every row and its deliveries are kept. Done row by row
     in Python, not in SQL, so the rule is exactly the readers' on SQLite and PostgreSQL alike.
     """
+    _rekey(connection, identity_url, lambda url: identity_url(url) or url)
+
+
+def url_spellings(connection: Connection) -> None:
+    """Keys and urls that are URL identities take the one spelling of escapes identity_url now
+    gives (urls.normal_escapes: %2f -> %2F, %7e -> ~, ü -> %C3%BC), so a story stored under one
+    spelling is still known when its feed writes the other.
+
+    Only a value that is already a URL identity (identity_url's own output, a host with a dot or
+    a port first) is respelt, and only its escapes: a guid that is not a URL ("12345",
+    "tag:x,2026:1", "post/ü") stays exactly as stored, as the readers keep it. Collisions: as
+    url_identity_keys."""
+    _rekey(connection, _respelt, lambda url: _respelt(url) or url)
+    if connection.dialect.name == "postgresql":  # "starts with" through an index (schema.py)
+        for index in schema.items.indexes:
+            if index.name.endswith("_pattern"):
+                index.create(connection, checkfirst=True)
+
+
+def _respelt(value: str) -> str | None:
+    host, rest = _HOST_AND_REST.match(value).groups()
+    if "://" in value or not rest or ("." not in host and ":" not in host):
+        return None
+    if identity_url(f"http://{host}/") != host:  # not a host as identity_url writes one
+        return None
+    return host + normal_escapes(rest)
+
+
+_HOST_AND_REST = re.compile(r"([^/?#]*)(.*)", re.DOTALL)
+
+
+def _rekey(connection: Connection, new_key: Callable[[str], str | None], new_url: Callable[[str], str]) -> None:
     rows = connection.execute(select(_ITEMS_KEYS).order_by(_ITEMS_KEYS.c.id)).all()
     # Every key as stored: a new key is only given when no row holds it, so no UPDATE can break
     # uq_items_source_key whatever order they run in (an identity never equals an old URL key,
@@ -115,11 +148,11 @@ def url_identity_keys(connection: Connection) -> None:
     changes = []
     for row in rows:
         key = row.key
-        identity = identity_url(key)
+        identity = new_key(key)
         if identity and identity != key and (row.source, identity) not in taken:
             taken.add((row.source, identity))
             key = identity
-        url = (identity_url(row.url) or row.url) if row.url else row.url
+        url = new_url(row.url) if row.url else row.url
         if key != row.key or url != row.url:
             changes.append({"b_id": row.id, "b_key": key, "b_url": url})
     statement = (update(_ITEMS_KEYS).where(_ITEMS_KEYS.c.id == bindparam("b_id"))
@@ -253,6 +286,7 @@ def _v9_delivery_leases(connection: Connection) -> None:
 UPGRADES: dict[int, Callable[[Connection], None]] = {
     2: _v2_delivery_cost, 3: _v3_delivery_recipient, 4: _v4_frozen_posts_and_installation_id,
     5: url_identity_keys, 6: _v6_charges, 7: _v7_running_counts, 8: _v8_replicas, 9: _v9_delivery_leases,
+    10: url_spellings,
 }
 LATEST_VERSION = max(UPGRADES, default=1)
 

@@ -20,7 +20,8 @@ from bridge.store.schema import (
     IX_CHARGES_TARGET_AT, IX_DELIVERIES_ITEM, IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, IX_ITEMS_URL,
     indexed,
 )
-from bridge.urls import names_a_page
+from bridge.store.fragments import on_same_pages, same_title
+from bridge.urls import fragment_free, names_a_page
 
 I, D, M, C, R = schema.items, schema.deliveries, schema.meta, schema.charges, schema.replicas
 CARRIED = (DeliveryState.SENT.value, DeliveryState.SENDING.value, DeliveryState.IN_DOUBT.value)
@@ -190,11 +191,13 @@ class Outbox:
         """Why this delivery's story is already on its target through ANOTHER source (the same
         article in two feeds), or None. Only links that name one article count: not a site's home
         page, not a link that several stories of this source share (a listing or podcast page every
-        item points to). Within one source the story key alone decides."""
-        return self.carried_elsewhere(delivery.item.url, delivery.source, delivery.target, delivery.recipient)
+        item points to). Within one source the story key alone decides. The same title on the same
+        page under another #fragment is the same article too (bridge/store/fragments.py)."""
+        return self.carried_elsewhere(delivery.item.url, delivery.source, delivery.target, delivery.recipient,
+                                      title=delivery.item.title)
 
     def carried_elsewhere(self, url: str | None, source: str, target: str, recipient: str = "",
-                          stories_with_url: int = 1) -> str | None:
+                          stories_with_url: int = 1, title: str | None = None) -> str | None:
         """Read only: why a story of `source` with this link is already on `target` through another
         source (see same_story_elsewhere), or None. `stories_with_url`: how many stories of `source`
         carry the link, counting any not stored yet (a rehearsal asks before storing)."""
@@ -207,6 +210,11 @@ class Outbox:
             stories = conn.execute(indexed(select(I.c.id, I.c.source).where(I.c.url == url), I, IX_ITEMS_URL)).all()
             if max(sum(row.source == source for row in stories), stories_with_url) > 1:
                 return None
+            page = fragment_free(url) if title else None
+            if page is not None:  # the same title on the same page, linked with another #fragment
+                stories += [row for condition in on_same_pages(conn, I.c.url, [page])
+                            for row in conn.execute(select(I.c.id, I.c.source, I.c.url, I.c.title).where(condition))
+                            if row.url != url and row.source != source and same_title(row.title, title)]
             copies = {row.id: row.source for row in stories if row.source != source}
             ids, other = list(copies), None
             for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit

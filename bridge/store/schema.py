@@ -74,6 +74,13 @@ items = Table(
     UniqueConstraint("source", "key", name="uq_items_source_key"),
     Index("ix_items_url", "url"),
 )
+# PostgreSQL reads "starts with" (LIKE 'page#%', store/fragments.py) through an index only when it
+# compares bytes: text_pattern_ops. SQLite reads it as a range of the plain indexes above.
+# The key's alone: with the source too, the planner would read equalities through it instead of
+# uq_items_source_key.
+for _name, _columns, _ops in (("ix_items_key_pattern", ("key",), {"key": "text_pattern_ops"}),
+                              ("ix_items_url_pattern", ("url",), {"url": "text_pattern_ops"})):
+    Index(_name, *(items.c[c] for c in _columns), postgresql_ops=_ops).ddl_if(dialect="postgresql")
 
 # The outbox: one row per (item, target, recipient). See model.DeliveryState for the states.
 deliveries = Table(
