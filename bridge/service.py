@@ -80,7 +80,7 @@ def maintain_store(rt: Runtime) -> None:
     """The daemon's periodic maintenance: prune what is older than [bridge] keep, give the space
     back, refresh statistics. Stops between batches when the daemon stops."""
     engine, stopping = rt.repo.engine, rt.stopping.is_set
-    prune(engine, rt.config.bridge.keep, rt.clock(), stopping=stopping)
+    prune(engine, rt.config.bridge.keep, rt.clock(), stopping=stopping, rest=rt.stopping.wait)
     reclaim(engine, stopping=stopping)
     maintain(engine)
 
