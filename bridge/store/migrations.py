@@ -211,9 +211,48 @@ def _v7_running_counts(connection: Connection) -> None:
                             "SELECT target, state, count(*) FROM deliveries GROUP BY target, state"))
 
 
+_V9_POSTGRESQL_COUNT_DELIVERIES = """CREATE OR REPLACE FUNCTION bridge_count_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE' AND OLD.state = NEW.state THEN
+            RETURN NULL;
+        END IF;
+        -- The two counters of one state change are touched in the order of their state names, so two
+        -- transactions moving deliveries of one target in opposite directions (a claim pending ->
+        -- sending, a retry sending -> pending, on two replicas) lock them in the same order: no deadlock.
+        IF TG_OP = 'UPDATE' AND NEW.state < OLD.state THEN
+            INSERT INTO delivery_counts (target, state, deliveries) VALUES (NEW.target, NEW.state, 1)
+            ON CONFLICT (target, state) DO UPDATE SET deliveries = delivery_counts.deliveries + 1;
+            UPDATE delivery_counts SET deliveries = deliveries - 1 WHERE target = OLD.target AND state = OLD.state;
+            RETURN NULL;
+        END IF;
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE delivery_counts SET deliveries = deliveries - 1 WHERE target = OLD.target AND state = OLD.state;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO delivery_counts (target, state, deliveries) VALUES (NEW.target, NEW.state, 1)
+            ON CONFLICT (target, state) DO UPDATE SET deliveries = delivery_counts.deliveries + 1;
+        END IF;
+        RETURN NULL;
+    END $$"""
+
+
+def _v9_delivery_leases(connection: Connection) -> None:
+    """Leased claims for several replicas on one PostgreSQL (issue 13): who claimed a delivery and
+    until when; on PostgreSQL the counting trigger locks its two counters in a fixed order.
+    Self-contained (it names its columns and DDL here), so it can be renumbered."""
+    if not inspect(connection).has_table("deliveries"):
+        return
+    present = {c["name"] for c in inspect(connection).get_columns("deliveries")}
+    for name, kind in (("claimed_by", "VARCHAR(36)"), ("lease_until", _datetime_type(connection))):
+        if name not in present:
+            connection.execute(text(f"ALTER TABLE deliveries ADD COLUMN {name} {kind}"))
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_V9_POSTGRESQL_COUNT_DELIVERIES)
+
+
 UPGRADES: dict[int, Callable[[Connection], None]] = {
     2: _v2_delivery_cost, 3: _v3_delivery_recipient, 4: _v4_frozen_posts_and_installation_id,
-    5: url_identity_keys, 6: _v6_charges, 7: _v7_running_counts, 8: _v8_replicas,
+    5: url_identity_keys, 6: _v6_charges, 7: _v7_running_counts, 8: _v8_replicas, 9: _v9_delivery_leases,
 }
 LATEST_VERSION = max(UPGRADES, default=1)
 
@@ -251,6 +290,7 @@ def migrate(engine: Engine) -> int:
             if found == 0:
                 schema.metadata.create_all(connection)
                 _v7_running_counts(connection)  # triggers are not tables: create_all makes none
+                _v9_delivery_leases(connection)  # the trigger as it is now (its columns exist already)
                 connection.execute(insert(schema.schema_version).values(version=LATEST_VERSION))
                 _stamp_installation_id(connection)
                 return found

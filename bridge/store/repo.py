@@ -234,6 +234,20 @@ class Repository(Outbox):
             conn.execute(update(T).values(paused_reason=None, paused_at=None))
         return names
 
+    def paused_targets(self) -> list[str]:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return list(conn.execute(select(T.c.name).where(T.c.paused_reason.is_not(None))
+                                     .order_by(T.c.name)).scalars())
+
+    def unpause(self, name: str) -> str | None:
+        """`bridge unpause TARGET`: lift the target's pause (for every replica); the reason it had, or None."""
+        with self.engine.begin() as conn:
+            reason = conn.execute(select(T.c.paused_reason).where(T.c.name == name)).scalar()
+            if reason is None:
+                return None
+            conn.execute(update(T).where(T.c.name == name).values(paused_reason=None, paused_at=None))
+        return reason
+
     # --- Status ----------------------------------------------------------------------------------
 
     def source_rows(self) -> list[dict]:

@@ -100,6 +100,11 @@ deliveries = Table(
     Column("post_alt_text", Text),
     Column("first_attempt_at", UTCDateTime),
     Column("last_attempt_at", UTCDateTime),
+    # Who claimed it (a replicas.id) and until when the claim holds (schema version 9): on
+    # PostgreSQL only a `sending` row whose lease ran out (or whose replica is gone) is in doubt; a
+    # live peer's post in flight is never touched. NULL on SQLite, whose run lock allows one process.
+    Column("claimed_by", String(36)),
+    Column("lease_until", UTCDateTime),
     UniqueConstraint("item_id", "target", "recipient", name="uq_deliveries_item_target_recipient"),
     Index("ix_deliveries_state_target", "state", "target"),
     Index("ix_deliveries_target_sent_at", "target", "sent_at"),
