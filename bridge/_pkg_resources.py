@@ -6,15 +6,19 @@ setuptools 81+ no longer contains: on Ubuntu 24.04 the daemon died at start with
 'pkg_resources'" (seen in systemd/nspawn-check.sh with SUITE=noble). twitter-text-parser 3.0.0 is
 the last release, so we supply that one function rather than pin an old setuptools.
 
-The finder sits at the end of sys.meta_path: a real pkg_resources, where installed, is found first.
+The finder sits at the end of sys.meta_path: a real pkg_resources, where installed, is found first
+by anyone else. twitter-text is imported inside `light()`, which lends it this stand-in even where
+the real one is installed: that one costs ~10 MB and ~80 ms of imports for one function.
 """
 
 from __future__ import annotations
 
 import importlib.machinery
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Iterator
 
 
 def resource_string(module_name: str, resource: str) -> bytes:
@@ -42,3 +46,21 @@ class _Finder:  # a meta path finder and its loader; plain, as importing importl
 def install() -> None:
     if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
         sys.meta_path.append(_Finder())
+
+
+@contextmanager
+def light() -> Iterator[None]:
+    """Import twitter-text within this: its `import pkg_resources` gets the stand-in, which is
+    taken out of sys.modules again afterwards (anything else importing pkg_resources later gets
+    the real one, where installed)."""
+    if "pkg_resources" in sys.modules or "twitter_text.regexp.emoji" in sys.modules:
+        yield
+        return
+    module = ModuleType("pkg_resources", "bridge's stand-in for pkg_resources (see bridge/_pkg_resources.py)")
+    module.resource_string = resource_string
+    sys.modules["pkg_resources"] = module
+    try:
+        yield
+    finally:
+        if sys.modules.get("pkg_resources") is module:
+            del sys.modules["pkg_resources"]

@@ -61,7 +61,10 @@ def _hourly_hold(repo: Repository, target: TargetConfig, cap: int, tz_name: str,
 
 def post_cost(target: TargetConfig, text: str) -> float:
     """What the network bills for this post: X charges more for a post that contains a URL."""
-    from twitter_text import extract_urls  # here: its regexes cost `bridge status` ~0.2 s at import
+    from bridge._pkg_resources import light
+
+    with light():  # here: its regexes cost `bridge status` ~0.2 s at import
+        from twitter_text import extract_urls
 
     return target.price_per_link_post if extract_urls(text) else target.price_per_post
 

@@ -23,7 +23,7 @@ from bridge.pipeline import Runtime, deliver_due
 from bridge.pipeline.cycle import PollTally, log_summary, poll_cycle
 from bridge.publish import build_publisher
 from bridge.sources.fetch import FetchLimits, make_client
-from bridge.sources.workers import FeedParsers
+from bridge.sources.workers import FeedParsers, workers_for
 from bridge.store.lock import RunLock
 from bridge.store.maintenance import maintain, prune, reclaim
 from bridge.store.opening import open_repository  # noqa: F401 (callers know it as service.open_repository)
@@ -56,7 +56,8 @@ def build_runtime(config: Config, repo: Repository, *, clock: Clock = utc_now,
                               timeout=config.bridge.publish_timeout.total_seconds(), clock=clock)
         for name, target in config.targets.items()
     }
-    parsers = FeedParsers() if parse_in_workers else None
+    # Sized for the sources at start (a reload keeps these workers, see rebuild_runtime).
+    parsers = FeedParsers(workers_for(len(config.sources))) if parse_in_workers else None
     return Runtime(config=config, repo=repo, http=make_client(limits), fetch_limits=limits,
                    publishers=publishers, clock=clock, parsers=parsers)
 
@@ -95,7 +96,7 @@ def maintain_store(rt: Runtime) -> None:
         if not ours:  # another replica is pruning right now; the next run (or that one) does it
             log.debug("store maintenance: another replica is doing it")
             return
-        prune(engine, rt.config.bridge.keep, rt.clock(), stopping=stopping)
+        prune(engine, rt.config.bridge.keep, rt.clock(), stopping=stopping, rest=rt.stopping.wait)
         reclaim(engine, stopping=stopping)
         maintain(engine)
 

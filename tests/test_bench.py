@@ -38,7 +38,7 @@ def test_bench_store_runs(capsys, monkeypatch):
     assert set(results) == {200, 400}
     for size in ("200", "400"):
         figures = [line for line in out.splitlines() if line.strip().startswith(f"{size}:")]
-        assert sum("goal" in line for line in figures) == 5  # poll ratio, status x2, metrics, prune batch
+        assert sum("goal" in line for line in figures) == 6  # poll ratio, status x2, metrics, prune batch, probe wait
         assert any("prune" in line for line in figures) and any("/metrics" in line for line in figures)
     assert results[400]["pruned"] > 0  # two years of stories: the first year's are older than keep
 

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from bridge import deadline as deadline_module
+from bridge import deadline_requests
 from bridge.deadline import DeadlineAdapter, current_deadline, deadline_transport, install_network_backend, total_deadline
 from tests.fakes.feed_server import RecordedRequest, Reply
 
@@ -172,7 +173,7 @@ class TestRequests:
         for manager in (adapter.poolmanager, adapter.proxy_manager_for("http://127.0.0.1:9")):
             for scheme in ("http", "https"):
                 pool = manager.connection_from_host("127.0.0.1", 1, scheme=scheme)
-                assert issubclass(pool.ConnectionCls, deadline_module._WatchedConnection)
+                assert issubclass(pool.ConnectionCls, deadline_requests._WatchedConnection)
 
 
 @pytest.fixture

@@ -180,3 +180,39 @@ def test_a_broken_counter_still_stops_run_at_start(tmp_path):
     assert result.returncode == 1 and len(lines) == 1 and "dependency is missing or broken" in lines[0]
     status = run("status")
     assert status.returncode == 0 and "tg" in status.stdout
+
+
+DAEMON_WRAPPER = """
+import json, sys
+from bridge.config import load_config
+from bridge.daemon import Daemon  # noqa: F401 (what `bridge run` loads)
+from bridge.service import build_runtime, close_clients
+from bridge.store.opening import open_repository
+from bridge.publish.limits import x_weighted_length
+from pathlib import Path
+config = load_config(Path(sys.argv[2]))
+rt = build_runtime(config, open_repository(config), parse_in_workers=True)
+x_weighted_length("Menpora https://kemenpora.go.id")  # composing for X loads twitter-text
+loaded = sorted({name.split(".")[0] for name in sys.modules})
+close_clients(rt)
+with open(sys.argv[1], "w") as out:
+    json.dump(loaded, out)
+"""
+
+NOT_IN_A_DRY_RUN_DAEMON = ("requests", "urllib3", "tweepy", "mastodon", "atproto", "atproto_client", "feedparser",
+                           "click", "pygments", "pkg_resources")
+"""What `bridge run` in a dry run does not need in its own process: network clients (a live
+publisher loads its own), feedparser (the parse workers have it), httpx's CLI (click, pygments),
+the real pkg_resources (twitter-text gets bridge's stand-in)."""
+
+
+def test_a_dry_run_daemon_loads_no_network_client_nor_the_parser(sample, tmp_path):
+    """The daemon's own process, built for a dry run with a target of every kind, feeds parsed in
+    workers, loads none of NOT_IN_A_DRY_RUN_DAEMON (each is megabytes of its memory)."""
+    report = tmp_path / "daemon.json"
+    result = subprocess.run([sys.executable, "-c", DAEMON_WRAPPER, str(report), str(sample)],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    loaded = set(json.loads(report.read_text()))
+    assert "twitter_text" in loaded and "httpx" in loaded  # the check sees what it must
+    assert loaded.isdisjoint(NOT_IN_A_DRY_RUN_DAEMON), loaded & set(NOT_IN_A_DRY_RUN_DAEMON)

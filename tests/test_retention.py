@@ -17,7 +17,9 @@ from bridge.pipeline import deliver_due, poll
 from bridge.service import maintain_store, prepare
 from bridge.store import schema
 from bridge.store.lock import acquire_run_lock
-from bridge.store.maintenance import PRUNE_BATCH, maintain, prune, reclaim
+from bridge.store.maintenance import (
+    PRUNE_BATCH, PRUNE_BATCH_MIN, PRUNE_REST_SECONDS, maintain, next_batch_size, prune, reclaim,
+)
 from bridge.store.outbox import PRUNED
 from tests.helpers import antara_feed, antara_item, make_config, runtime
 from tests.test_daemon import world  # noqa: F401 (fixture)
@@ -117,11 +119,49 @@ class TestPrune:
         commits = []
         event.listen(repo.engine, "commit", lambda conn: commits.append(1))
         calls = iter([False, True])
-        assert prune(repo.engine, KEEP, clock.now, batch=2, stopping=lambda: next(calls)) == 2
-        assert prune(repo.engine, KEEP, clock.now, batch=2) == 5
+        rests = []
+        assert prune(repo.engine, KEEP, clock.now, batch=2, stopping=lambda: next(calls), rest=rests.append) == 2
+        assert rests == []  # a stop asked for after a batch waits for no rest
+        assert prune(repo.engine, KEEP, clock.now, batch=2, rest=rests.append) == 5
         assert len(commits) == 1 + 3  # one batch; then 2 + 2 + 1, the short one ending it
-        assert prune(repo.engine, KEEP, clock.now, batch=2) == 0
+        assert rests == [PRUNE_REST_SECONDS, PRUNE_REST_SECONDS]  # the lock left free between batches
+        assert prune(repo.engine, KEEP, clock.now, batch=2, rest=rests.append) == 0
         assert PRUNE_BATCH <= 1000  # a batch stays a few milliseconds of write lock
+        assert PRUNE_REST_SECONDS > 0.1  # longer than SQLite's longest busy-handler sleep
+
+    def test_slow_batches_shrink_and_fast_ones_grow_back(self, repo, clock):
+        """A batch that took longer than its pace (a slow disk, a busy machine) makes the next one
+        smaller in proportion; quick ones let it grow back, at most twofold a batch, up to `batch`."""
+        store(repo, [f"k{n}" for n in range(100)], clock.now)
+        clock.advance(days=401)
+        took = iter([0.4, 0.4] + [0.01] * 20)
+        ticks = iter(range(1000))
+        now_s = [0.0]
+
+        def monotonic():  # each batch "takes" the next of `took`, read at its start and its end
+            if next(ticks) % 2:
+                now_s[0] += next(took)
+            return now_s[0]
+
+        sizes = []
+
+        def asked(conn, cursor, statement, parameters, context, many):
+            if "ORDER BY items.id" in statement and "LIMIT" in statement:
+                values = list(parameters.values()) if isinstance(parameters, dict) else parameters
+                sizes.append(values[1])  # (after id, LIMIT, OFFSET)
+
+        event.listen(repo.engine, "before_cursor_execute", asked)
+        assert prune(repo.engine, KEEP, clock.now, batch=40, pace=0.1, rest=lambda s: None, monotonic=monotonic) == 100
+        # 0.4 s for 40 -> 10 for 0.1 s; 0.4 s again -> the floor; then doubling back, up to 40
+        assert sizes == [40, 10, PRUNE_BATCH_MIN, 20, 40]
+
+    def test_next_batch_size(self):
+        """The size for the next batch keeps its bounds whatever the last one took."""
+        assert next_batch_size(200, 0.4, 0.04, 200) == 20
+        assert next_batch_size(200, 10.0, 0.04, 200) == PRUNE_BATCH_MIN
+        assert next_batch_size(20, 0.001, 0.04, 200) == 40
+        assert next_batch_size(150, 0.0, 0.04, 200) == 200
+        assert next_batch_size(2, 5.0, 0.04, 2) == 2  # never above the largest allowed
 
     def test_keep_forever_prunes_nothing(self, repo, clock):
         store(repo, ["a1"], clock.now)

@@ -106,8 +106,11 @@ def build_publisher(target, *, dry_run: bool, timeout: float, clock=None, compos
 
     limits = _limits(target.kind)
     if compose:
-        for name in POSTING_NEEDS:
-            importlib.import_module(name)
+        from bridge._pkg_resources import light
+
+        with light():
+            for name in POSTING_NEEDS:
+                importlib.import_module(name)
     if dry_run:
         return DryRunPublisher(target.name, limits.length_rule, max_image_bytes=limits.max_image_bytes,
                                photo_length_rule=limits.photo_length_rule)

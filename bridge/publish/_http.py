@@ -12,7 +12,8 @@ import httpx
 import requests
 import urllib3
 
-from bridge.deadline import DeadlineAdapter, deadline_transport, total_deadline
+from bridge.deadline import deadline_transport, total_deadline
+from bridge.deadline_requests import DeadlineAdapter
 from bridge.errors import InDoubt, PublishError, RetryLater
 
 MIN_SECRET_LENGTH = 6

@@ -34,8 +34,7 @@ from atproto_client.exceptions import (
 )
 from atproto_client.models.common import XrpcError
 from atproto_client.request import Request
-from twitter_text import extract_urls_with_indices
-
+from bridge._pkg_resources import light
 from bridge.clock import utc_now
 from bridge.deadline import deadline_transport, total_deadline
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
@@ -46,6 +45,9 @@ from bridge.publish.limits import (  # noqa: F401 (bluesky_length: this network'
     BLUESKY_LENGTH_RULE, BLUESKY_MAX_GRAPHEMES, BLUESKY_MAX_IMAGE_BYTES, BLUESKY_MAX_TEXT_BYTES, bluesky_length,
 )
 from bridge.secrets import credential_env_var
+
+with light():  # the stand-in pkg_resources for twitter-text (bridge/_pkg_resources.py)
+    from twitter_text import extract_urls_with_indices  # noqa: E402
 
 log = logging.getLogger("bridge.publish.bluesky")
 

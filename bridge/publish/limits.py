@@ -30,7 +30,10 @@ X_MAX_CHARACTER_WEIGHT = 2
 
 def x_weighted_length(text: str) -> int:
     """X's own count: URLs are 23, CJK and emoji 2, most else 1 (twitter-text conformance)."""
-    from twitter_text import parse_tweet  # ~0.2 s of regexes: only once a text is measured
+    from bridge._pkg_resources import light
+
+    with light():  # ~0.2 s of regexes: only once a text is measured
+        from twitter_text import parse_tweet
 
     return parse_tweet(text).weightedLength
 
@@ -73,7 +76,10 @@ MASTODON_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 def mastodon_length(text: str, url_weight: int = URL_WEIGHT) -> int:
     """Mastodon's count: grapheme clusters, with every http(s) link counting `url_weight`."""
-    from twitter_text import extract_urls_with_indices  # see x_weighted_length
+    from bridge._pkg_resources import light
+
+    with light():  # see x_weighted_length
+        from twitter_text import extract_urls_with_indices
 
     total, position = 0, 0
     for url in extract_urls_with_indices(text, extract_urls_without_protocol=False):

@@ -19,12 +19,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
-from typing import Iterator
+from typing import Callable, Iterator
 from zoneinfo import ZoneInfo
 
-import structlog
-
-log = structlog.get_logger("bridge.sources")
+before_first_log: Callable[[], None] = lambda: None
+"""Called once before this module first logs: a parse worker sets up logging only then, as
+structlog (with asyncio) is ~4 MB a worker that most workers never need (sources/workers.py)."""
 
 MAX_LOGGED_UNREADABLE = 1_000
 """Unreadable date strings remembered so each is logged once per process, not on every poll."""
@@ -205,8 +205,14 @@ def log_unreadable_once(raw: str, **fields) -> None:
     """Log an unreadable date once per process: it comes back on every poll, the answer does not change."""
     if raw in _logged_unreadable or len(_logged_unreadable) >= MAX_LOGGED_UNREADABLE:
         return
+    global before_first_log
     _logged_unreadable.add(raw)
-    log.warning("date not understood: the story gets no date", raw=raw[:100], **fields)
+    prepare, before_first_log = before_first_log, lambda: None
+    prepare()
+    import structlog  # here: a parse worker loads it only for its first unreadable date
+
+    structlog.get_logger("bridge.sources").warning("date not understood: the story gets no date",
+                                                    raw=raw[:100], **fields)
 
 
 def parse_date_or_say(raw: str, tz, source: str = "") -> ParsedDate | None:

@@ -21,7 +21,6 @@ import structlog
 from bridge.errors import NO_STORIES_FOUND, FeedParseError, FetchError, NoStoriesFound
 from bridge.model import Item, unique_by_key
 from bridge.sources.dates import assume_timezone
-from bridge.sources.feed import parse_feed
 from bridge.sources.html import base_url, parse_html, read_listing, story_key
 from bridge.sources.polite import PoliteFetcher
 from bridge.sources.pages import add_feed_photos
@@ -187,7 +186,9 @@ def discover_sitemap(fetcher: PoliteFetcher, source: SourceLike, page_url: str) 
 def _read_feed(result, source: SourceLike, parse: FeedParse | None = None) -> list[Item]:
     if parse is not None:
         items = parse(result.body, result.url, dict(result.headers), source.timezone)
-    else:
+    else:  # feedparser (~10 MB) loads only in the process that parses: the workers, where there are
+        from bridge.sources.feed import parse_feed
+
         with assume_timezone(source.timezone):
             items = parse_feed(result.body, url=result.url, headers=result.headers)
     if source.layout and source.layout.id_pattern:

@@ -27,10 +27,9 @@ import structlog
 from bridge.errors import FeedParseError, FetchError
 from bridge.model import Item, unique_by_key
 from bridge.sources.dates import parse_date_detail, parse_date_or_say
-from bridge.sources.feed import MAX_TITLE_CHARS
 from bridge.sources.html import absolute_http, clip, story_key
 from bridge.sources.presets import Layout
-from bridge.sources.text import plain_text
+from bridge.sources.text import MAX_TITLE_CHARS, plain_text
 from bridge.urls import identity_url, shareable_url
 
 log = structlog.get_logger("bridge.sources")

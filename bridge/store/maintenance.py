@@ -9,13 +9,18 @@
   waits long behind it (the heartbeat, a mark_sent after a post). Every row stays, with its key,
   its link identity and its deliveries' states: a story pruned years ago is still known by its key
   in its feed and by its link from any other source, so it is never posted again. A delivery not
-  settled yet (pending, sending, in doubt, held) is never pruned, nor its story.
+  settled yet (pending, sending, in doubt, held) is never pruned, nor its story. A batch is bounded
+  by rows and by time (it shrinks when batches run long: a slow disk, a busy machine), and the
+  write lock is left free for PRUNE_REST_SECONDS after each: SQLite's waiting writers retry on a
+  timer (up to 100 ms apart), so a pruner that took the lock again at once would starve them for
+  seconds (measured: 7.5 s at 1 M stories, bench/bench_store.py).
 - reclaim(): SQLite gives the pages pruning freed back to the disk, a few at a time.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -34,7 +39,15 @@ ANALYSIS_LIMIT = 1000
 """Rows ANALYZE samples per index (SQLite's analysis_limit): statistics good enough in milliseconds,
 however large the file."""
 PRUNE_BATCH = 200
-"""Stories pruned per transaction (with their deliveries): tens of milliseconds of write lock each."""
+"""The most stories pruned per transaction (with their deliveries): tens of milliseconds of write
+lock each on an idle machine."""
+PRUNE_BATCH_SECONDS = 0.04
+"""What a batch aims to take: the next batch is sized from the last one's pace (PRUNE_BATCH at
+most, PRUNE_BATCH_MIN at least), so no write waits much longer behind one (goal: under 100 ms)."""
+PRUNE_BATCH_MIN = 10
+PRUNE_REST_SECONDS = 0.12
+"""The write lock left free after each batch: longer than SQLite's longest busy-handler sleep
+(100 ms), so a writer that waited through the batch gets its turn before the next."""
 RECLAIM_PAGES = 256
 """Pages (4 KiB each) given back to the disk per transaction."""
 PRUNED_THROUGH = "pruned_through_item"
@@ -65,20 +78,32 @@ def maintain(engine: Engine) -> None:
 
 
 def prune(engine: Engine, keep: timedelta | None, now: datetime, *,
-          stopping: Callable[[], bool] = lambda: False, batch: int = PRUNE_BATCH) -> int:
+          stopping: Callable[[], bool] = lambda: False, batch: int = PRUNE_BATCH,
+          rest: Callable[[float], object] = time.sleep, pace: float = PRUNE_BATCH_SECONDS,
+          monotonic: Callable[[], float] = time.monotonic) -> int:
     """Prune stories first seen before `now - keep` (None: keep everything); how many were pruned.
-    Stops early, between batches, once `stopping()` says so; the next run goes on from there."""
+    Stops early, between batches, once `stopping()` says so; the next run goes on from there.
+    Batches hold at most `batch` stories and aim at `pace` seconds each; `rest(seconds)` is called
+    between them (the daemon's waits on its stop flag, so a stop does not wait for it)."""
     if keep is None:
         return 0
     cutoff = now - keep
     pruned = 0
+    size = batch
+    first = True
     while not stopping():
+        if not first:
+            rest(PRUNE_REST_SECONDS)
+            if stopping():
+                break
+        first = False
+        started = monotonic()
         with _writing(engine) as conn:
             mark = int(conn.execute(select(M.c.value).where(M.c.name == PRUNED_THROUGH)).scalar() or 0)
             # Item ids grow with first_seen_at, so the oldest unpruned stories come next by id:
             # stop at the first one still young (never scanning the young ones' history).
             rows = conn.execute(select(I.c.id, I.c.first_seen_at).where(I.c.id > mark)
-                                .order_by(I.c.id).limit(batch)).all()
+                                .order_by(I.c.id).limit(size)).all()
             old = []
             for row in rows:
                 if row.first_seen_at >= cutoff:
@@ -92,12 +117,20 @@ def prune(engine: Engine, keep: timedelta | None, now: datetime, *,
             _strip(conn, D, and_(D.c.item_id.in_(old), D.c.state.not_in(WAITING)), _delivery_blanks)
             _save_mark(conn, mark, old[-1])
             pruned += len(old)
-        if len(old) < batch:  # reached the young stories, or the end
+        if len(old) < size:  # reached the young stories, or the end
             break
+        size = next_batch_size(size, monotonic() - started, pace, batch)
     if pruned:
         log.info("pruned old stories: their keys and links are kept, so none is posted again",
                  stories=pruned, older_than=cutoff.isoformat())
     return pruned
+
+
+def next_batch_size(size: int, took: float, pace: float, most: int) -> int:
+    """The next batch's stories: this one's, scaled to take `pace` seconds at this one's pace,
+    within [PRUNE_BATCH_MIN, most]; it grows back at most twofold per batch."""
+    scaled = size * pace / took if took > 0 else most
+    return max(min(PRUNE_BATCH_MIN, most), min(most, 2 * size, int(scaled)))
 
 
 def _item_blanks(row) -> dict:
