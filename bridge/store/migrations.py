@@ -211,9 +211,58 @@ def _v7_running_counts(connection: Connection) -> None:
                             "SELECT target, state, count(*) FROM deliveries GROUP BY target, state"))
 
 
+# The columns step 9 reads, declared here for the same reason as _ITEMS_KEYS.
+_V9_DELIVERIES = table("deliveries", column("id"), column("item_id"), column("target"), column("recipient"),
+                       column("state"), column("link_key"))
+_V9_CARRIED = ("sending", "sent", "in_doubt")
+
+
+def _v9_shared_polls_and_carried_links(connection: Connection) -> None:
+    """Issue 13, items 4 and 5. sources.polled_by: which replica took a source's latest poll (the
+    replicas share the polls). deliveries.link_key and the partial unique index over (target,
+    recipient, link_key) of the deliveries carried (sending, sent, in doubt): the "same link already
+    on this target" rule held by the database, so two sources' copies cannot both go out whatever
+    runs concurrently. Existing deliveries are given their link as the claim gives it (an article
+    link, one story of its source with it), and where several carried copies of one link are on one
+    target already (posted before this rule, or by the race it closes) the oldest (lowest id) holds
+    it, the others keep their state and hold nothing: nothing is re-sent or changed but the key."""
+    from bridge.store.outbox import link_key
+
+    for table_name, name, kind in (("sources", "polled_by", "VARCHAR(36)"), ("deliveries", "link_key", "VARCHAR(64)")):
+        # Only where missing: a database stamped with an older version may have the columns already.
+        if name not in {c["name"] for c in inspect(connection).get_columns(table_name)}:
+            connection.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
+    shared = {(row.source, row.url) for row in connection.execute(
+        select(_ITEMS_KEYS.c.source, _ITEMS_KEYS.c.url).where(_ITEMS_KEYS.c.url.is_not(None))
+        .group_by(_ITEMS_KEYS.c.source, _ITEMS_KEYS.c.url).having(func.count() > 1))}
+    rows = connection.execute(
+        select(_V9_DELIVERIES.c.id, _V9_DELIVERIES.c.target, _V9_DELIVERIES.c.recipient, _V9_DELIVERIES.c.link_key,
+               _ITEMS_KEYS.c.source, _ITEMS_KEYS.c.url)
+        .join(_ITEMS_KEYS, _ITEMS_KEYS.c.id == _V9_DELIVERIES.c.item_id)
+        .where(_V9_DELIVERIES.c.state.in_(_V9_CARRIED), _ITEMS_KEYS.c.url.is_not(None))
+        .order_by(_V9_DELIVERIES.c.id)).all()
+    held, changes = set(), []
+    for row in rows:
+        key = None if (row.source, row.url) in shared else link_key(row.url)
+        if key is not None and (row.target, row.recipient or "", key) in held:
+            key = None
+        if key is not None:
+            held.add((row.target, row.recipient or "", key))
+        if key != row.link_key:
+            changes.append({"b_id": row.id, "b_link": key})
+    statement = (update(_V9_DELIVERIES).where(_V9_DELIVERIES.c.id == bindparam("b_id"))
+                 .values(link_key=bindparam("b_link")))
+    for start in range(0, len(changes), _UPDATE_BATCH):
+        connection.execute(statement, changes[start:start + _UPDATE_BATCH])
+    connection.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS uq_deliveries_carried_link ON deliveries "
+                            "(target, recipient, link_key) WHERE link_key IS NOT NULL "
+                            "AND state IN ('sending', 'sent', 'in_doubt')"))
+
+
 UPGRADES: dict[int, Callable[[Connection], None]] = {
     2: _v2_delivery_cost, 3: _v3_delivery_recipient, 4: _v4_frozen_posts_and_installation_id,
     5: url_identity_keys, 6: _v6_charges, 7: _v7_running_counts, 8: _v8_replicas,
+    9: _v9_shared_polls_and_carried_links,
 }
 LATEST_VERSION = max(UPGRADES, default=1)
 

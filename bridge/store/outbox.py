@@ -7,9 +7,12 @@ Times are passed in by the caller (who owns the clock), so tests can move time w
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
+import structlog
 from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from bridge.model import Delivery, DeliveryState, FrozenPost, Item
 from bridge.store import schema
@@ -28,6 +31,17 @@ WAITING = (DeliveryState.PENDING.value, DeliveryState.SENDING.value, DeliverySta
 """States of a delivery not settled yet: never pruned (store/maintenance.py)."""
 PRUNED = "pruned: older than [bridge] keep, its text is gone"
 """The note a failed delivery keeps once pruned: with no text left, it cannot be retried."""
+
+log = structlog.get_logger("bridge")
+
+
+def link_key(url: str | None) -> str | None:
+    """What a delivery of a story with this link (urls.identity_url) holds on its target, or None for
+    a link that names no article (a site's home page). A digest: an index entry of a fixed size,
+    however long the URL (PostgreSQL refuses B-tree entries over a third of a page)."""
+    if not url or not names_a_page(url):
+        return None
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
 class Outbox:
@@ -72,10 +86,44 @@ class Outbox:
         )
         if attempt:
             values["last_attempt_at"] = now
+        try:
+            with self.engine.begin() as conn:
+                if delivery.state is DeliveryState.PENDING:  # one in doubt keeps what it holds: it may be out
+                    values["link_key"] = self._link_to_hold(conn, delivery)
+                result = conn.execute(
+                    update(D).where(D.c.id == delivery.id, D.c.state == delivery.state.value).values(**values))
+                return result.rowcount == 1
+        except IntegrityError:
+            # uq_deliveries_carried_link: another source's copy of this article took the link on this
+            # target after same_story_elsewhere looked (two sources, two replicas, the same moment).
+            self._skip_taken_link(delivery, now)
+            return False
+
+    def _link_to_hold(self, conn: Connection, delivery: Delivery) -> str | None:
+        """The link a pending delivery takes on its target when claimed: only an article's link
+        (link_key) that no other story of the same source shares (a listing every item points to
+        names no article; within one source the story key alone decides, see same_story_elsewhere)."""
+        key = link_key(delivery.item.url)
+        if key is None:
+            return None
+        stories = conn.execute(indexed(select(I.c.id).where(I.c.url == delivery.item.url,
+                                                           I.c.source == delivery.source).limit(2),
+                                       I, IX_ITEMS_URL)).all()
+        return key if len(stories) <= 1 else None
+
+    def _skip_taken_link(self, delivery: Delivery, now: datetime) -> None:
+        key = link_key(delivery.item.url)
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(D).where(D.c.id == delivery.id, D.c.state == delivery.state.value).values(**values))
-            return result.rowcount == 1
+            holder = conn.execute(
+                select(D.c.id, I.c.source).join(I, I.c.id == D.c.item_id)
+                .where(D.c.target == delivery.target, D.c.recipient == delivery.recipient, D.c.link_key == key,
+                       D.c.state.in_(CARRIED))).first()
+            via = f"via {holder.source} (delivery {holder.id})" if holder else "via another source"
+            reason = f"same link already delivered {via}"
+            conn.execute(update(D).where(D.c.id == delivery.id, D.c.state == delivery.state.value)
+                         .values(state=DeliveryState.SKIPPED.value, last_error=reason, updated_at=now))
+        log.info("post skipped: same story already delivered", outcome="skipped", reason=reason,
+                 target=delivery.target, source=delivery.source, delivery=delivery.id, url=delivery.item.link)
 
     def record_attempt(self, delivery_id: int, now: datetime) -> None:
         """A claimed delivery is about to be sent again (after looking for it found nothing)."""
