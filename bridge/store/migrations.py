@@ -307,7 +307,11 @@ def migrate(engine: Engine) -> int:
                 UPGRADES[version](connection)
                 connection.execute(update(schema.schema_version).values(version=version))
             if found < LATEST_VERSION and connection.dialect.name != "sqlite":
-                connection.execute(text("ANALYZE"))  # fresh statistics for the new shape; autovacuum keeps them
+                # Fresh statistics for the new shape (autovacuum keeps them), of the bridge's own tables
+                # only: a bare ANALYZE reads every schema of a shared database, and its locks on the
+                # catalogues deadlock with other processes' DDL there.
+                tables = ", ".join(table.name for table in schema.metadata.sorted_tables)
+                connection.execute(text(f"ANALYZE {tables}"))
             return found
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot prepare database {engine.url!r}: {exc.orig or exc}") from None
