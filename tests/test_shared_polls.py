@@ -251,3 +251,19 @@ def test_two_daemons_on_one_database_poll_each_source_once(pg, feed_server, tmp_
         for daemon in daemons:
             daemon.stop(grace=timedelta(seconds=10))
             daemon.close()
+
+
+def test_a_daemon_on_sqlite_takes_no_lease(feed_server, tmp_path, clock):
+    """SQLite keeps one daemon per database (the run lock): its polls take no lease, so a poll
+    that finds nothing costs no extra commit, and polled_by stays empty."""
+    from bridge.daemon import Daemon, _poll_source
+
+    feed_server.add("/f0.xml", antara_feed([antara_item(1)]))
+    daemon = Daemon(runtime(make_config({"s0": feed_server.url("/f0.xml")}, dry_run=True), tmp_path, clock))
+    try:
+        assert daemon.shared_polls is None
+        _poll_source(daemon, daemon.rt, "s0")
+        assert len(feed_server.requests_to("/f0.xml")) == 1
+        assert poll_leases.state(daemon.rt.repo.engine, "s0").polled_by is None
+    finally:
+        daemon.close()
