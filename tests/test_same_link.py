@@ -176,10 +176,13 @@ class TestUpgrade:
     def test_version_8_database_gives_each_link_to_its_oldest_carried_copy(self, repo):
         """An upgraded database: of the copies of one article already on a target (two sources, sent
         before the rule was a constraint), the oldest holds the link and the others stay as they are;
-        a listing link one source shares holds nothing; a third source's new copy is then skipped."""
+        a listing link one source shares and a home page hold nothing, another target's copy holds
+        its own; a third source's new copy is then skipped."""
         store(repo, [item("a", url="x.id/berita/1")], source="one")
         store(repo, [item("b", url="x.id/berita/1")], source="two")
         store(repo, [item("ep1", url="pod.id/show"), item("ep2", url="pod.id/show")], source="pod")
+        store(repo, [item("home", url="pod.id")], source="site")
+        store(repo, [item("b2", url="x.id/berita/1")], targets=("fb",), source="five")
         D = schema.deliveries
         with repo.engine.begin() as conn:  # what a version 8 database holds: all sent, no link kept
             conn.execute(update(D).values(state="sent", sent_at=T0))
@@ -190,8 +193,9 @@ class TestUpgrade:
         assert migrate(repo.engine) == 8
         with repo.engine.connect() as conn:
             held = dict(conn.execute(select(D.c.id, D.c.link_key).order_by(D.c.id)).all())
-        ids = sorted(held)
-        assert held == {ids[0]: link_key("x.id/berita/1"), ids[1]: None, ids[2]: None, ids[3]: None}
+        ids = sorted(held)  # one, two, pod's two episodes, the site's home page: on x; five's copy on fb
+        assert held == {ids[0]: link_key("x.id/berita/1"), ids[1]: None, ids[2]: None, ids[3]: None,
+                        ids[4]: None, ids[5]: link_key("x.id/berita/1")}
         store(repo, [item("c", url="x.id/berita/1")], source="three")
         [third] = repo.due_deliveries("x", T0, 10)
         assert not repo.claim(third, T0, FROZEN)

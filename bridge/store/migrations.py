@@ -214,7 +214,17 @@ def _v7_running_counts(connection: Connection) -> None:
 # The columns step 9 reads, declared here for the same reason as _ITEMS_KEYS.
 _V9_DELIVERIES = table("deliveries", column("id"), column("item_id"), column("target"), column("recipient"),
                        column("state"), column("link_key"))
-_V9_CARRIED = ("sending", "sent", "in_doubt")
+_V9_OLDEST_CARRIED_COPIES = text("""
+    SELECT id, url FROM (
+        SELECT d.id AS id, i.url AS url,
+               ROW_NUMBER() OVER (PARTITION BY d.target, d.recipient, i.url ORDER BY d.id) AS copy
+        FROM deliveries d JOIN items i ON i.id = d.item_id
+        WHERE d.state IN ('sending', 'sent', 'in_doubt') AND i.url IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM items j WHERE j.url = i.url AND j.source = i.source AND j.id <> i.id)
+    ) ranked WHERE copy = 1""")
+"""Per (target, recipient, link), the oldest delivery carried whose story's link no other story of
+its source shares: the one that holds the link (whether the link names an article is Python's
+rule, urls.names_a_page, applied to each row by outbox.link_key)."""
 
 
 def _v9_shared_polls_and_carried_links(connection: Connection) -> None:
@@ -232,28 +242,19 @@ def _v9_shared_polls_and_carried_links(connection: Connection) -> None:
         # Only where missing: a database stamped with an older version may have the columns already.
         if name not in {c["name"] for c in inspect(connection).get_columns(table_name)}:
             connection.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
-    shared = {(row.source, row.url) for row in connection.execute(
-        select(_ITEMS_KEYS.c.source, _ITEMS_KEYS.c.url).where(_ITEMS_KEYS.c.url.is_not(None))
-        .group_by(_ITEMS_KEYS.c.source, _ITEMS_KEYS.c.url).having(func.count() > 1))}
-    rows = connection.execute(
-        select(_V9_DELIVERIES.c.id, _V9_DELIVERIES.c.target, _V9_DELIVERIES.c.recipient, _V9_DELIVERIES.c.link_key,
-               _ITEMS_KEYS.c.source, _ITEMS_KEYS.c.url)
-        .join(_ITEMS_KEYS, _ITEMS_KEYS.c.id == _V9_DELIVERIES.c.item_id)
-        .where(_V9_DELIVERIES.c.state.in_(_V9_CARRIED), _ITEMS_KEYS.c.url.is_not(None))
-        .order_by(_V9_DELIVERIES.c.id)).all()
-    held, changes = set(), []
-    for row in rows:
-        key = None if (row.source, row.url) in shared else link_key(row.url)
-        if key is not None and (row.target, row.recipient or "", key) in held:
-            key = None
-        if key is not None:
-            held.add((row.target, row.recipient or "", key))
-        if key != row.link_key:
-            changes.append({"b_id": row.id, "b_link": key})
+    # A database stamped with an older version may hold keys already: given afresh, by one rule.
+    connection.execute(text("DROP INDEX IF EXISTS uq_deliveries_carried_link"))
+    connection.execute(update(_V9_DELIVERIES).where(_V9_DELIVERIES.c.link_key.is_not(None)).values(link_key=None))
     statement = (update(_V9_DELIVERIES).where(_V9_DELIVERIES.c.id == bindparam("b_id"))
                  .values(link_key=bindparam("b_link")))
-    for start in range(0, len(changes), _UPDATE_BATCH):
-        connection.execute(statement, changes[start:start + _UPDATE_BATCH])
+    # Streamed in batches (a server-side cursor on PostgreSQL), so a store of millions of deliveries
+    # is never all in memory; the window's sort is done before the first row comes, so the
+    # updates between batches do not change what it reads.
+    result = connection.execute(_V9_OLDEST_CARRIED_COPIES.execution_options(stream_results=True))
+    for rows in result.partitions(_UPDATE_BATCH):
+        changes = [{"b_id": row.id, "b_link": key} for row in rows if (key := link_key(row.url)) is not None]
+        if changes:
+            connection.execute(statement, changes)
     connection.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS uq_deliveries_carried_link ON deliveries "
                             "(target, recipient, link_key) WHERE link_key IS NOT NULL "
                             "AND state IN ('sending', 'sent', 'in_doubt')"))
