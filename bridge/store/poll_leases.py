@@ -34,6 +34,8 @@ class Turn:
     """When the source is due next, as stored (after the take when taken)."""
     polled_by: str | None = None
     """Who took its latest poll."""
+    known: bool = False
+    """The source has its row (it was polled, or asked for, before)."""
 
 
 def take(engine: Engine, name: str, url: str, replica: str, *, now: datetime, due_by: datetime,
@@ -41,15 +43,20 @@ def take(engine: Engine, name: str, url: str, replica: str, *, now: datetime, du
     """Take the source's poll if it is due by `due_by` (or never scheduled): next_poll_at becomes
     `next_poll_at`, polled_by `replica`, atomically. A source never polled gets its row first (with
     its first-run policy still to apply), so two replicas' first polls of it are told apart too."""
+    # Most asks find the source not due (another replica's turn, or not yet): one read says so,
+    # without a write transaction. The UPDATE below checks again, so the read decides nothing alone.
+    seen = state(engine, name)
+    if seen.next_poll_at is not None and seen.next_poll_at > due_by:
+        return seen
     taking = (update(S).where(S.c.name == name, or_(S.c.next_poll_at.is_(None), S.c.next_poll_at <= due_by))
               .values(next_poll_at=next_poll_at, polled_by=replica))
     with engine.begin() as conn:
-        if conn.execute(select(S.c.name).where(S.c.name == name)).first() is None:
+        if not seen.known:
             # Another replica may insert it this very moment: the second insert does nothing.
             conn.execute(_insert(conn).values(name=name, url=url, initialised=False, consecutive_failures=0)
                          .on_conflict_do_nothing(index_elements=[S.c.name]))
         if conn.execute(taking).rowcount == 1:
-            return Turn(True, next_poll_at, replica)
+            return Turn(True, next_poll_at, replica, True)
     return state(engine, name)
 
 
@@ -65,4 +72,6 @@ def state(engine: Engine, name: str) -> Turn:
     """The source's schedule as stored (not taken)."""
     with engine.connect().execution_options(**READ_ONLY) as conn:
         row = conn.execute(select(S.c.next_poll_at, S.c.polled_by).where(S.c.name == name)).first()
-    return Turn(False, row.next_poll_at if row else None, row.polled_by if row else None)
+    if row is None:
+        return Turn(False, None)
+    return Turn(False, row.next_poll_at, row.polled_by, True)
