@@ -12,7 +12,7 @@ from bridge.commands.common import (  # noqa: F401 (the exit codes are part of t
 )
 from bridge.commands.looking import cmd_check, cmd_health, cmd_preview, cmd_status
 from bridge.commands.running import cmd_catchup, cmd_poll, cmd_reload, cmd_run
-from bridge.commands.settling import cmd_backup, cmd_release, cmd_resolve, cmd_retry, cmd_skip
+from bridge.commands.settling import cmd_backup, cmd_release, cmd_resolve, cmd_retry, cmd_skip, cmd_unpause
 from bridge.errors import BridgeError, ConfigError, DatabaseError
 
 
@@ -91,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                                              "and wait for its own answer: exit 0 when it applied the new "
                                              "settings, 1 when it refused them (with its reason) or did not "
                                              "answer in time.")
-    reload.add_argument("--pid", type=int, help="the daemon's PID (default: the one holding the database's run "
-                                                "lock, on this host; bridge.service passes $MAINPID)")
+    reload.add_argument("--pid", type=int, help="the daemon's PID (default: the one holding the SQLite run lock, "
+                                                "or on PostgreSQL this host's replica; bridge.service passes "
+                                                "$MAINPID)")
     reload.add_argument("--wait", type=float, default=30.0, metavar="SECONDS",
                         help="how long to wait for the daemon's answer (default: 30)")
 
@@ -108,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     release = commands.add_parser("release", help="post a source's held burst of new stories (oldest first, "
                                                   "within pacing); `bridge catchup SOURCE` drops it instead")
     release.add_argument("source", help="source name")
+    unpause = commands.add_parser(
+        "unpause", help="lift a target's pause (an auth, rights or credits failure) once it is fixed",
+        description="Lift the pause of TARGET, for every bridge on this database: its deliveries go out "
+                    "from the next delivery round. On SQLite a restart of the bridge also lifts every pause; "
+                    "on PostgreSQL (several replicas) a pause stays until this command lifts it.")
+    unpause.add_argument("target", help="target name ([targets.NAME] in settings.toml)")
     backup = commands.add_parser("backup", help="write a consistent copy of the SQLite database to PATH, safe "
                                                 "while the daemon runs (PostgreSQL: prints the pg_dump command)",
                                  description="Copy the database with SQLite's online backup API (a WAL-safe "
@@ -192,6 +199,7 @@ COMMANDS["preview"] = cmd_preview
 COMMANDS["poll"] = cmd_poll
 COMMANDS["reload"] = cmd_reload
 COMMANDS["backup"] = cmd_backup
+COMMANDS["unpause"] = cmd_unpause
 
 
 if __name__ == "__main__":  # pragma: no cover

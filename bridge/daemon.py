@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -39,7 +38,7 @@ from bridge.pipeline.shared_polls import SharedPolls
 from bridge.service import JobFailures, close, close_clients, prepare, rebuild_runtime, run_safely
 from bridge.store.db import check_connection
 from bridge.store import replicas
-from bridge.store.lock import RunLock, acquire_run_lock
+from bridge.store.lock import RunLock, run_lock_for
 from bridge.store.replicas import REPLICA_BEAT_INTERVAL
 from bridge.store.unchanged import FLUSH_SECONDS as UNCHANGED_FLUSH_SECONDS
 from bridge.wake import Wake
@@ -77,7 +76,7 @@ class Daemon:
         self.notifier = notifier or Notifier({})
         self.heartbeat = Heartbeat(monotonic)
         self.failures = JobFailures(rt.clock)
-        self.replica_id = str(uuid.uuid4())
+        self.replica_id = rt.replica_id
         """This process's row in the replicas table, from start() to close()."""
         self.shared_polls = SharedPolls(self.replica_id) if rt.repo.engine.dialect.name != "sqlite" else None
         """On PostgreSQL the replicas take turns at each source (pipeline/shared_polls.py); on SQLite
@@ -137,7 +136,9 @@ class Daemon:
 
     def start(self) -> None:
         if self.run_lock is None:
-            self.run_lock = acquire_run_lock(self.rt.repo.engine)  # RunLockHeld: another daemon runs
+            self.run_lock = run_lock_for(self.rt.repo.engine)  # RunLockHeld: another daemon runs (SQLite)
+        if self.run_lock.shared:  # registered first: peers must see the replica of every claim live
+            register_replica(self)
         prepare(self.rt, self.run_lock)
         self._still_running_filter = scheduler_logs.install(
             lambda job: self.metrics.jobs_still_running.labels(job).inc())
@@ -155,7 +156,8 @@ class Daemon:
                                args=[_maintain], id="maintain", name="maintain",
                                next_run_time=self.rt.clock() + MAINTENANCE_FIRST_DELAY,
                                max_instances=1, coalesce=True, misfire_grace_time=None, executor=SERVICE_EXECUTOR)
-        register_replica(self)
+        if not self._registered:
+            register_replica(self)
         self.scheduler.add_job(renew_replica, IntervalTrigger(seconds=REPLICA_BEAT_INTERVAL.total_seconds()),
                                args=[self], id="replica", name="replica heartbeat", max_instances=1, coalesce=True,
                                misfire_grace_time=None, executor=SERVICE_EXECUTOR)

@@ -19,6 +19,7 @@ from bridge.pipeline.shared_polls import NotOurTurn
 from bridge.config.fingerprint import settings_fingerprint
 from bridge.service import maintain_store
 from bridge.store import replicas
+from bridge.store.lock import job_turn
 
 if TYPE_CHECKING:
     from bridge.daemon import Daemon
@@ -75,9 +76,12 @@ def _maintain(daemon: Daemon, rt: Runtime) -> None:
 
 def _check_alerts(daemon: Daemon, rt: Runtime) -> None:
     """Tell the operator what started or cleared since the last check ([alerts]; nothing without it)."""
-    if rt.config.alerts is not None:
-        daemon.failures.run("alerts", check_alerts, rt.repo, rt.config, rt.clock(),
-                            channels_for(rt.config, rt.publishers), rt.publishers)
+    if rt.config.alerts is None:
+        return
+    with job_turn(rt.repo.engine, "alerts") as ours:
+        if ours:  # several replicas: one checks at a time, so an alert is sent once (its state is shared)
+            daemon.failures.run("alerts", check_alerts, rt.repo, rt.config, rt.clock(),
+                                channels_for(rt.config, rt.publishers), rt.publishers)
 
 
 def register_replica(daemon: Daemon) -> None:

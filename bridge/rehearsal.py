@@ -153,7 +153,8 @@ def rehearse_source(config: Config, repo: Repository | None, memory: Memory, fet
     items = read.items
     seen = memory.seen.setdefault(source.name, set())
     # A moved source's stories stay seen (Repository.restart_source): only its first-run policy restarts.
-    known = seen | (repo.known_keys(source.name, [i.key for i in items]) if repo else set())
+    known = seen | (repo.known_keys(source.name, [i.key for i in items], {i.key: i.title for i in items})
+                    if repo else set())
     first_seen = undated_first_seen(repo, items, source) if repo else {}
     skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now, first_seen=first_seen)
     to_post = {i.key for i in items if i.key not in known and i.key not in skip}
@@ -198,7 +199,8 @@ def _not_elsewhere(repo: Repository | None, memory: Memory, target: str, source:
         return True
     shown_by = memory.links.get((target, item.url))
     if (shown_by is not None and shown_by != source) or (
-            repo and repo.carried_elsewhere(item.url, source, target, stories_with_url=stories_with_url)):
+            repo and repo.carried_elsewhere(item.url, source, target, stories_with_url=stories_with_url,
+                                           title=item.title)):
         return False
     memory.links.setdefault((target, item.url), source)
     return True

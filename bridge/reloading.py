@@ -26,8 +26,8 @@ ANSWER_POLL_SECONDS = 0.1
 
 
 def daemon_pid(database: str, engine=None) -> int:
-    """The PID of the `bridge run` holding the database's run lock: from the SQLite lock file, or
-    (PostgreSQL, given its `engine`) from the lock's session, when that daemon runs on this host."""
+    """The PID of the `bridge run` to reload: the holder of the SQLite run lock (its lock file), or
+    (PostgreSQL, given its `engine`) the replica on this host, from the replicas table."""
     path = sqlite_file(database)
     if path is None:
         return _postgres_daemon_pid(database, engine)
@@ -43,26 +43,33 @@ def daemon_pid(database: str, engine=None) -> int:
 
 
 def _postgres_daemon_pid(database: str, engine) -> int:
-    from bridge.store.lock import postgres_daemon
+    """PostgreSQL: several replicas may run on the database, and a reload is per replica, so this
+    host's one, found in the replicas table by its host name (its row says its PID)."""
+    from bridge.clock import utc_now
+    from bridge.store.replicas import live_replicas
 
     if engine is None:
         raise BridgeError("cannot find the running daemon's PID for this database: pass --pid PID "
                           "(bridge.service passes systemd's $MAINPID)")
-    holder = postgres_daemon(engine)
-    if holder is None:
+    try:
+        live = live_replicas(engine, utc_now())
+    except Exception as exc:
+        raise BridgeError(f"cannot read the replicas of {database}: {type(exc).__name__}: {exc}") from None
+    here = sorted({row["pid"] for row in live if row["host"] == socket.gethostname()})
+    if len(here) == 1:
+        return here[0]
+    if len(here) > 1:
+        raise BridgeError(f"{len(here)} bridge replicas run on this host (PIDs {', '.join(map(str, here))}): "
+                          "pass --pid PID for the one to reload")
+    if not live:
         raise _not_running(database)
-    pid, host = holder
-    if not pid:
-        raise BridgeError("the daemon holding the run lock does not say its PID: pass --pid PID "
-                          "(bridge.service passes systemd's $MAINPID)")
-    if host != socket.gethostname():
-        raise BridgeError(f"the daemon on this database runs on host {host} (PID {pid}): "
-                          f"run `bridge reload` there, or `systemctl reload bridge` on {host}")
-    return pid
+    elsewhere = ", ".join(f"host {row['host']} (PID {row['pid']})" for row in live)
+    raise BridgeError(f"the daemon on this database runs on {elsewhere}: run `bridge reload` there, "
+                      "or `systemctl reload bridge` on that host")
 
 
 def _not_running(database: str) -> BridgeError:
-    return BridgeError(f"no bridge is running on {database} (its run lock names no process): "
+    return BridgeError(f"no bridge is running on {database} (its run lock, or replicas table, names no process): "
                        "start it with `systemctl start bridge`")
 
 

@@ -64,13 +64,22 @@ def build_runtime(config: Config, repo: Repository, *, clock: Clock = utc_now,
 def prepare(rt: Runtime, lock: RunLock) -> None:
     """Start-up bookkeeping: posts a crash left `sending` become in doubt (settled by their
     network's rule, see pipeline.py), old pauses are lifted. Only the holder of the run lock may:
-    a `sending` row of a daemon that is alive is not left by a crash."""
+    a `sending` row of a daemon that is alive is not left by a crash.
+
+    On a store replicas share (PostgreSQL, `lock.shared`) only claims whose lease ran out are
+    recovered (every delivery round does that too), and pauses stay: they hold the target for the
+    whole cluster until `bridge unpause TARGET`, since one replica restarting says nothing about
+    whether the account was fixed."""
     if not lock.held:
         raise RuntimeError("start-up recovery needs the database's run lock (bridge.store.lock)")
     in_doubt = rt.repo.recover_in_doubt(rt.clock())
     if in_doubt:
         log.warning("posts in doubt after an unclean stop: each is settled by its network's rule "
                     "(see `bridge status`)", in_doubt=in_doubt)
+    if lock.shared:
+        for target in rt.repo.paused_targets():
+            log.warning("target paused for every replica: lift it with `bridge unpause TARGET`", target=target)
+        return
     for target in rt.repo.clear_pauses():
         log.info("target unpaused at start-up", target=target)
     maintain(rt.repo.engine)  # statistics current before the first cycle (see store/maintenance.py)
@@ -79,10 +88,16 @@ def prepare(rt: Runtime, lock: RunLock) -> None:
 def maintain_store(rt: Runtime) -> None:
     """The daemon's periodic maintenance: prune what is older than [bridge] keep, give the space
     back, refresh statistics. Stops between batches when the daemon stops."""
+    from bridge.store.lock import job_turn
+
     engine, stopping = rt.repo.engine, rt.stopping.is_set
-    prune(engine, rt.config.bridge.keep, rt.clock(), stopping=stopping)
-    reclaim(engine, stopping=stopping)
-    maintain(engine)
+    with job_turn(engine, "maintenance") as ours:
+        if not ours:  # another replica is pruning right now; the next run (or that one) does it
+            log.debug("store maintenance: another replica is doing it")
+            return
+        prune(engine, rt.config.bridge.keep, rt.clock(), stopping=stopping)
+        reclaim(engine, stopping=stopping)
+        maintain(engine)
 
 
 def rebuild_runtime(old: Runtime, config: Config) -> Runtime:
@@ -94,7 +109,7 @@ def rebuild_runtime(old: Runtime, config: Config) -> Runtime:
     fresh = build_runtime(config, old.repo, clock=old.clock)
     old.pacer.delay = config.bridge.page_delay.total_seconds()
     return replace(fresh, stopping=old.stopping, delivery_lock=old.delivery_lock, logged_holds=old.logged_holds,
-                   pacer=old.pacer, parsers=old.parsers)
+                   pacer=old.pacer, parsers=old.parsers, replica_id=old.replica_id)
 
 
 def close_clients(rt: Runtime) -> None:
@@ -116,7 +131,36 @@ def close(rt: Runtime) -> None:
 
 def run_once(rt: Runtime, lock: RunLock) -> None:
     """Poll every enabled source once (ignoring backoff), concurrently as the daemon does, then
-    deliver what is due, holding `lock`. One summary line for the cycle."""
+    deliver what is due, holding `lock`. One summary line for the cycle. Beside live replicas
+    (a shared store) it registers as one for its run, so peers never take its claims for a dead
+    replica's."""
+    if lock.shared:
+        _register_once(rt)
+        try:
+            return _run_once(rt, lock)
+        finally:
+            run_safely(_leave_once, rt)
+    _run_once(rt, lock)
+
+
+def _register_once(rt: Runtime) -> None:
+    import socket
+
+    from bridge import __version__
+    from bridge.config.fingerprint import settings_fingerprint
+    from bridge.store import replicas
+
+    replicas.register(rt.repo.engine, rt.replica_id, host=socket.gethostname(), pid=os.getpid(),
+                      version=__version__, settings=settings_fingerprint(rt.config), now=rt.clock())
+
+
+def _leave_once(rt: Runtime) -> None:
+    from bridge.store import replicas
+
+    replicas.leave(rt.repo.engine, rt.replica_id)
+
+
+def _run_once(rt: Runtime, lock: RunLock) -> None:
     prepare(rt, lock)
     started = time.monotonic()
     tally = PollTally()
@@ -128,7 +172,12 @@ def run_once(rt: Runtime, lock: RunLock) -> None:
         from bridge.alert_channels import channels_for
         from bridge.alerts import check
 
-        run_safely(check, rt.repo, rt.config, rt.clock(), channels_for(rt.config, rt.publishers), rt.publishers)
+        from bridge.store.lock import job_turn
+
+        with job_turn(rt.repo.engine, "alerts") as ours:
+            if ours:
+                run_safely(check, rt.repo, rt.config, rt.clock(), channels_for(rt.config, rt.publishers),
+                           rt.publishers)
 
 
 def run_forever(rt: Runtime, lock: RunLock, reload_config: Callable[[], Config] | None = None,

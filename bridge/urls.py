@@ -6,12 +6,17 @@ deduplicating; posts show the link as published, less its click-tracking paramet
 
 The identity leaves out the scheme and a leading "www.": sites move from http to https and from
 www.site to site, and a story must not be posted again because its address changed that way. The
-fragment stays: single-page feeds list stories that differ only by it (page#2, page#3).
+fragment stays: single-page feeds list stories that differ only by it (page#2, page#3). A key that
+differs from a stored one only by its fragment (fragment_free) is matched by the store when the
+title is the same too (see Repository.known_keys): a site that starts linking `#comments` or
+`#utm_anchor` posts nothing again.
 """
 
 from __future__ import annotations
 
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
+import re
+import string
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _WWW = "www."
@@ -20,13 +25,18 @@ _WWW = "www."
 _TRACKING_PARAMS = frozenset({"fbclid", "gclid"})
 _TRACKING_PREFIXES = ("utm_",)
 
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
 
 def identity_url(url: str) -> str | None:
     """Return the identity of `url`, or None when it is empty or not an http(s) URL.
 
     `host[:port]/path[?query][#fragment]`: no scheme, no leading "www.", the host lower-cased, the
     scheme's default port dropped, no trailing slash on the path, tracking parameters (utm_*,
-    fbclid, gclid) dropped; other parameters and the fragment are kept in order and as written.
+    fbclid, gclid) dropped; other parameters and the fragment are kept in order and as written,
+    except for the one spelling of escapes (normal_escapes: %2f and %2F, %7E and ~, ü and %C3%BC
+    are each one address).
     """
     if not isinstance(url, str):
         return None
@@ -42,9 +52,36 @@ def identity_url(url: str) -> str | None:
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         return None
     netloc = _netloc(parts, scheme, port)
-    path = parts.path.rstrip("/")  # "/a/" and "/a" are the same page; "/" becomes ""
-    query = _clean_query(parts.query)
-    return netloc + path + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    path = normal_escapes(parts.path.rstrip("/"))  # "/a/" and "/a" are the same page; "/" becomes ""
+    query = normal_escapes(_clean_query(parts.query))
+    fragment = normal_escapes(parts.fragment)
+    return netloc + path + (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
+
+
+def normal_escapes(text: str) -> str:
+    """RFC 3986's one spelling (6.2.2): an escape's hex digits upper-cased (%2f -> %2F), an escaped
+    unreserved character decoded (%7E -> ~), and a character outside ASCII (an IRI's ü, which
+    sites and feeds write either way) escaped as UTF-8 (%C3%BC). Reserved characters ("/", "?",
+    "=", "&") keep whatever form they have: %2F and / are different addresses."""
+    def spelt(match: re.Match) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+    text = _ESCAPE.sub(spelt, text)
+    if not text.isascii():
+        text = "".join(c if c.isascii() else quote(c, safe="", errors="surrogatepass") for c in text)
+    return text
+
+
+def fragment_free(key: str) -> str | None:
+    """A story key without its fragment, when the key is a URL identity (what identity_url makes;
+    "x.com/a#2" -> "x.com/a", "x.com/a" -> "x.com/a"); None for any other key (a guid such as
+    "tag:site,2026:post#2" or a "sha256:..." digest), which stays exact."""
+    if "/" not in key and "#" not in key:
+        return None
+    if identity_url(f"http://{key}") != key:
+        return None
+    return key.partition("#")[0]
 
 
 def identity_key(value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -80,3 +81,16 @@ def test_dashboard_bench_runs(capsys, monkeypatch):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("filled 500 stories") and [line.split()[0] for line in lines[1:]] == \
         ["overview", "of", "story"]
+
+
+def test_replica_bench_runs(capsys, postgres_url):
+    """bench/bench_replicas.py runs 1 and 2 replicas on one PostgreSQL at a tiny size, prints each
+    figure, and no story reached a network twice (its speed is not judged here)."""
+    bench = load(BENCH.with_name("bench_replicas.py"))
+    server = postgres_url.split("?")[0].rsplit("/", 1)[0]
+    results = bench.main(["--quick", "--replicas", "1,2", "--window", "2", "--postgres", server,
+                          "--database", f"bench_replicas_test_{os.getpid()}"])
+    assert [r["replicas"] for r in results] == [1, 2]
+    assert all(r["per_minute"] > 0 and r["doubled"] == 0 for r in results)
+    out = capsys.readouterr().out
+    assert "2 replica(s):" in out and "goal >= x1.8" in out

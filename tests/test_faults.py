@@ -130,3 +130,32 @@ def test_mastodon_after_the_key_window_finds_the_status(bridge, networks):
              if d["target"] == "mastodon" and not (d["last_error"] or "").startswith("first run")]
     assert row["state"] == "sent"
     assert network.fake.routed("/api/v1/accounts/109876543210/statuses")
+
+
+VERIFY = {
+    "bluesky": ("GET", "com.atproto.repo.listRecords"),
+    "facebook": ("GET", f"/{PAGE_ID}/posts"),
+    "mastodon": ("GET", "/api/v1/accounts/109876543210/statuses"),
+}
+"""The call that reads the account's recent posts back, per network that has one."""
+
+
+@pytest.mark.parametrize("fault", AFTER_ACTING)
+@pytest.mark.parametrize("name", list(VERIFY))
+def test_a_garbled_look_at_the_account_never_posts_twice(bridge, networks, name, fault):
+    """The post's answer is lost, and so is the answer of the first look for it on the account (a 502,
+    a 200 without the list, a cut body...): that is no evidence it is absent, so it is not sent again."""
+    start_one(bridge, name)
+    network = networks[name]
+    network.fake.fail(*CREATE[name], "drop")
+    network.fake.fail(*VERIFY[name], fault, times=3)
+    if name == "mastodon":  # past the key's hour, so the account is read
+        network.fake.refuse_connections()
+    bridge.publish(antara_item(4))
+    deliver_due(bridge.rt)
+    if name == "mastodon":
+        bridge.clock.advance(minutes=61)
+        network.fake.accept_connections()
+    run_rounds(bridge)
+    made = copies(network)
+    assert list(made.values()) == [1], f"{name} after a look that got {fault}: {made}"

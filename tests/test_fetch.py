@@ -368,6 +368,15 @@ class TestHTTPErrors:
             fetch(client, feed_server.url("/busy"), LIMITS)
         assert info.value.retry_after_seconds is None
 
+    @pytest.mark.parametrize("garbage", ["\u00b2", "\u00b9\u00b2\u00b3", "12.5", "-1", "0x10", "1e9"])
+    def test_retry_after_garbage_is_ignored_not_raised(self, feed_server, client, garbage):
+        """A Retry-After of superscript digits (str.isdigit() says yes, float() says no) or any other
+        garbage is ignored: the fetch fails with its HTTP status, never with a ValueError."""
+        feed_server.add_status("/busy", 503, {"Retry-After": garbage})
+        with pytest.raises(HTTPStatusError) as info:
+            fetch(client, feed_server.url("/busy"), LIMITS)
+        assert info.value.retry_after_seconds is None
+
     def test_error_message_names_url_and_reason(self, feed_server, client):
         """str(error) is "<url>: <reason>", a line an operator can act on."""
         feed_server.add_status("/busy", 503)

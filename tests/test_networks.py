@@ -273,6 +273,16 @@ class TestFacebookInPipeline:
         [post] = networks["facebook"].fake.posts
         assert post["photo"] == PNG and LINK_OF_4 in post["message"]
 
+    def test_link_post_downloads_no_photo(self, bridge, networks):
+        """With photo_posts off, the story goes as a link post (Facebook builds the preview) and its photo is never downloaded."""
+        bridge.start(only="facebook")
+        poll(bridge.rt, bridge.rt.config.sources[0], force=True)
+        bridge.publish(antara_item(4, image=bridge.photo()))
+        deliver_due(bridge.rt)
+        [post] = networks["facebook"].fake.posts
+        assert post["photo"] is None and post["link"] == LINK_OF_4 and bridge.states("facebook") == ["sent"]
+        assert bridge.feeds.requests_to("/foto/1.png") == []
+
     def test_crash_then_retry_is_left_to_the_operator(self, bridge, networks):
         """A Facebook post in doubt after a crash is not resent blindly: it stays in doubt."""
         bridge.start()

@@ -74,11 +74,19 @@ class TestPublish:
         publisher.publish(POST, "k")
         assert "thumb" not in bluesky_api.posts[0]["record"]["embed"]["external"] and not bluesky_api.blobs
 
+    def test_photo_without_a_link_is_said_left_out(self, publisher, bluesky_api):
+        """A photo on a post without a link has no card to go on: it is left out, and the publisher says why."""
+        image = Image(data=PNG, mime_type="image/png", url="http://127.0.0.1/f.png")
+        publisher.publish(Post(text="Menpora membuka PON", image=image), "k")
+        assert "link card" in publisher.image_problem and not bluesky_api.blobs and len(bluesky_api.posts) == 1
+
     def test_oversized_thumbnail_is_left_out(self, publisher, bluesky_api):
-        """A thumbnail the PDS refuses as too large is left out; the post and its card go out."""
+        """A photo over the card thumbnail's 1,000,000 bytes is left out before upload (the PDS would take the
+        blob and refuse the whole post at createRecord); the post and its card go out."""
         image = Image(data=b"\xff\xd8\xff" + b"\0" * 1_000_001, mime_type="image/jpeg", url="http://127.0.0.1/f.jpg")
         publisher.publish(Post(text=POST.text, link=LINK, title="t", image=image), "k")
-        assert "BlobTooLarge" in publisher.image_problem and len(bluesky_api.posts) == 1
+        assert "1,000,000" in publisher.image_problem and len(bluesky_api.posts) == 1
+        assert "thumb" not in bluesky_api.posts[0]["record"]["embed"]["external"] and not bluesky_api.blobs
 
     def test_session_reused(self, publisher, bluesky_api):
         """Three posts cost one createSession."""

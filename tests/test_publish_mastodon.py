@@ -294,6 +294,15 @@ class TestProcessedMedia:
         assert [s["media"] for s in mastodon_api.statuses] == [[]]
         assert "not processed" in publisher.image_problem and sum(slept) == 30
 
+    def test_failed_processing_posts_without_it(self, mastodon_api):
+        """A GIF whose processing fails (422 from GET /api/v1/media/:id) is left out: the status goes out and says why."""
+        publisher = make(mastodon_api, sleep=lambda seconds: None)
+        mastodon_api.processing_polls, mastodon_api.processing_fails = 1, True
+        image = Image(data=GIF, mime_type="image/gif", url="http://127.0.0.1/a.gif", alt_text="animasi")
+        publisher.publish(Post(text=POST.text, link=LINK, image=image), "k")
+        assert [s["media"] for s in mastodon_api.statuses] == [[]]
+        assert "File is invalid" in publisher.image_problem
+
     def test_fake_refuses_an_unprocessed_attachment(self, publisher, mastodon_api):
         """The fake, like Mastodon, refuses a status attaching media still processed, with 422."""
         mastodon_api.processing_polls = 5

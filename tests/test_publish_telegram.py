@@ -227,12 +227,22 @@ class TestMissingRights:
         with pytest.raises(TargetPaused, match="not enough rights to send text messages"):
             publisher.publish(POST, "k")
 
-    def test_no_right_to_send_photos_pauses(self, publisher, telegram_api):
-        """A photo refused for missing rights pauses the target instead of falling back to a message."""
+    def test_no_right_to_send_photos_posts_the_text(self, publisher, telegram_api):
+        """A bot that may send text but not photos (a group's can_send_photos off) posts the text alone, saying why."""
+        telegram_api.rights = "no_photos"
+        message_id = publisher.publish(with_photo(POST), "k")
+        assert [r.route for r in telegram_api.requests] == ["sendPhoto", "sendMessage"]
+        assert [(m.get("text"), m["photo"]) for m in telegram_api.messages] == [(POST.text, None)]
+        assert message_id == str(telegram_api.messages[0]["message_id"])
+        assert "not enough rights to send photos" in publisher.image_problem
+
+    def test_no_right_to_send_anything_pauses(self, publisher, telegram_api):
+        """A bot that may send neither photos nor text pauses the target once the text alone is refused too."""
         telegram_api.rights = "no_text"
-        with pytest.raises(TargetPaused, match="not enough rights to send photos"):
+        with pytest.raises(TargetPaused, match="not enough rights to send text messages"):
             publisher.publish(with_photo(POST), "k")
-        assert [r.route for r in telegram_api.requests] == ["sendPhoto"]
+        assert [r.route for r in telegram_api.requests] == ["sendPhoto", "sendMessage"]
+        assert telegram_api.messages == []
 
 
 class TestVerifyAndConfig:

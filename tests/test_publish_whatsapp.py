@@ -10,6 +10,7 @@ import pytest
 from bridge.errors import ConfigError, InDoubt, PostRejected, RetryLater, TargetPaused
 from bridge.model import Post
 from bridge.publish.whatsapp import LENGTH_RULE, WhatsAppPublisher
+from tests.fakes.facebook import MISSING_PROOF
 from tests.fakes.http_fake import BAD_GATEWAY, DROP, GARBLED, GATEWAY_TIMEOUT, HANG, NO_ID
 from tests.fakes.whatsapp import ACCESS_TOKEN, PARAMETER_FORMAT, PHONE_NUMBER_ID, RECIPIENTS, wa_error
 
@@ -130,6 +131,27 @@ class TestErrors:
         whatsapp_api.enqueue("POST", MESSAGES, status=400, json=wa_error(
             "(#131031) Business Account locked", 131031, "Business Account locked"))
         with pytest.raises(TargetPaused, match="131031"):
+            publisher.publish(POST, "k")
+
+
+    @pytest.mark.parametrize("code, title, details", [
+        (131005, "Access denied", "Permission is either not granted or has been removed."),
+        (131037, "WhatsApp provided number needs display name approval before message can be sent.",
+         "WhatsApp provided number needs display name approval before message can be sent."),
+        (33, "Parameter value is not valid", "The business phone number has been deleted."),
+    ])
+    def test_account_wide_refusals_pause(self, publisher, whatsapp_api, code, title, details):
+        """A refusal every message would meet (permission removed, display name not approved, number deleted) pauses the target."""
+        whatsapp_api.enqueue("POST", MESSAGES, status=403 if code == 131005 else 400,
+                             json=wa_error(f"(#{code}) {title}", code, details))
+        with pytest.raises(TargetPaused, match=str(code)):
+            publisher.publish(POST, "k")
+
+
+    def test_app_requiring_a_secret_proof_pauses(self, publisher, whatsapp_api):
+        """An app with "Require App Secret" on refuses every call without appsecret_proof (code 100): the target pauses."""
+        whatsapp_api.enqueue("POST", MESSAGES, status=400, json=MISSING_PROOF)
+        with pytest.raises(TargetPaused, match="Require App Secret"):
             publisher.publish(POST, "k")
 
 

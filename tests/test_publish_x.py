@@ -12,11 +12,11 @@ from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth1
 
 from bridge.errors import AlreadyPosted, ConfigError, InDoubt, PostRejected, RetryLater, TargetPaused
-from bridge.model import Post
+from bridge.model import Image, Post
 from bridge.publish._http import short_reason
 from bridge.publish.x import X_CREDENTIAL_FIELDS, X_LENGTH_RULE, XPublisher, x_weighted_length
 from tests.fakes.http_fake import DROP, GARBLED, GATEWAY_TIMEOUT
-from tests.fakes.x_api import CREDENTIALS
+from tests.fakes.x_api import ALT_TEXT_MAX, CREDENTIALS
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
 RESET = int((NOW + timedelta(minutes=9)).timestamp())
@@ -169,7 +169,7 @@ class TestPublish:
     def test_usage_capped_pauses(self, publisher, x_api):
         """X's 429 usage-capped (credits or spend cap used up) pauses the target with what to do, not a rate-limit wait."""
         x_api.usage_capped = True
-        with pytest.raises(TargetPaused, match="usage cap or credits.*used up.*add credits or raise the spend cap"):
+        with pytest.raises(TargetPaused, match="usage cap or credits.*used up.*add credits or raise the spend cap.*`bridge unpause kemenpora-x`"):
             publisher.publish(POST, "k")
         assert x_api.tweets == []
 
@@ -224,6 +224,30 @@ class TestPublish:
             publisher.publish(POST, "k")
         assert "bad key ***" in str(caught.value) and caught.value.message == str(caught.value)
         assert CREDENTIALS["consumer_secret"] not in str(caught.value)
+
+
+class TestSpecLimits:
+    PNG = b"\x89PNG\r\n\x1a\n" + b"\x01" * 200
+
+    def test_long_alt_text_is_cut_to_the_spec(self, publisher, x_api):
+        """An alt text over the spec's 1000 characters is cut to 1000, so the photo keeps its alt text."""
+        image = Image(data=self.PNG, mime_type="image/png", url="http://127.0.0.1/f.png", alt_text="Menpora " * 200)
+        publisher.publish(Post(text="Menpora membuka PON", image=image), "k")
+        (media,) = x_api.media.values()
+        assert publisher.image_problem is None and media["alt_text"] == image.alt_text[:ALT_TEXT_MAX]
+
+    def test_fake_refuses_what_the_spec_refuses(self, publisher, x_api):
+        """The fake answers the spec's 400 problem for an unknown post field, five media ids, or a long alt text."""
+        session, auth = publisher._client.session, publisher._oauth()
+        base = x_api.base_url
+        unknown = session.post(f"{base}/2/tweets", json={"text": "x", "media_type": "image/png"}, auth=auth)
+        too_many = session.post(f"{base}/2/tweets", json={"text": "x", "media": {"media_ids": ["1"] * 5}}, auth=auth)
+        long_alt = session.post(f"{base}/2/media/metadata", auth=auth,
+                                json={"id": "1", "metadata": {"alt_text": {"text": "a" * 1001}}})
+        for answer, parameter in ((unknown, "media_type"), (too_many, "media.media_ids"),
+                                  (long_alt, "metadata.alt_text.text")):
+            assert answer.status_code == 400 and answer.json()["parameter"] == parameter
+        assert x_api.tweets == []
 
 
 class TestTransient:

@@ -11,7 +11,7 @@ import sys
 import pytest
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge.model import FrozenPost
+from bridge.model import DeliveryState, FrozenPost
 from bridge.urls import identity_key
 from bridge.cli import EXIT_OK, main
 from bridge.config import parse_config
@@ -87,6 +87,27 @@ class TestRehearsalChangesNothing:
         assert all(p["target"] == "x" and p["text"] and p["length"] <= p["limit"] == 280 for p in posts)
         assert all(p["held"].startswith("paused: X rejected the credentials") for p in posts)
         assert len(x.requests) == requests_before  # nothing posted, no credentials checked
+
+    def test_dry_run_leaves_held_bursts_doubts_and_a_304_untouched(self, live, feed_server, clock, capsys):
+        """A live database that also holds a post in doubt, a held burst and a source last answered 304:
+        `run --once --dry-run` (twice, so the second meets the 304) changes not one byte of it."""
+        path, db, _ = live
+        raw = {"bridge": {"database": "sqlite:///bridge.db", "first_run": "all", "burst_limit": 3},
+               "sources": [{"name": "antara", "url": feed_server.url("/rss.xml"), "targets": ["x"]}],
+               "targets": {"x": {"kind": "x", "api_base": "http://127.0.0.1:9"}}}
+        rt = runtime(raw, db.parent, clock)
+        [failed] = rt.repo.delivery_rows([DeliveryState.FAILED])
+        rt.repo.mark_in_doubt(failed["id"], "X did not answer within 1s after receiving the post", None, clock())
+        feed_server.edit("/rss.xml", body=antara_feed([antara_item(n) for n in range(1, 12)]), etag='"v4"')
+        assert poll(rt, rt.config.sources[0], force=True).status == "ok"  # 7 new stories over 3: held
+        assert rt.repo.held_stories() == {"antara": 7}
+        assert poll(rt, rt.config.sources[0], force=True).status == "not_modified"
+        rt.repo.unchanged.flush()  # the 304 written, as the daemon does every 5 s
+        close(rt)
+        before = dump(db)
+        for _ in range(2):
+            assert main(["--config", str(path), "run", "--once", "--dry-run"]) == EXIT_OK
+        assert dump(db) == before
 
     def test_a_moved_source_is_on_its_first_run_again(self, live, feed_server, capsys):
         """A source whose url changed is read as a new feed, as a poll would: its first-run policy (here

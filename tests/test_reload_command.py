@@ -115,7 +115,7 @@ def test_help_names_poll_and_reload(capsys):
 
 
 class TestPostgresDaemonPid:
-    """On PostgreSQL there is no lock file: the PID comes from the run lock's session (application_name)."""
+    """On PostgreSQL there is no lock file: the PID comes from this host's row in the replicas table."""
 
     def test_reload_finds_the_daemon_without_pid(self, bridge, postgres_url):
         """`bridge reload` with no --pid on a PostgreSQL database signals the daemon holding its lock."""
@@ -134,27 +134,40 @@ class TestPostgresDaemonPid:
         assert f"reload applied by the daemon (PID {process.pid})" in result.stdout
 
     def test_a_daemon_on_another_host_is_named_not_signalled(self, postgres_url):
-        """A lock held from another host gives one line naming that host: its PID means nothing here."""
-        from sqlalchemy import create_engine, text
+        """A replica registered from another host gives one line naming that host: its PID means
+        nothing here. (Replicas replaced the run lock on PostgreSQL, issue 13: the PID comes from
+        the replicas table now, not from the lock's session.)"""
+        import socket
 
+        from bridge.clock import utc_now
         from bridge.errors import BridgeError
         from bridge.reloading import daemon_pid
-        from bridge.store.lock import advisory_key
+        from bridge.store import replicas
+        from bridge.store.db import create_database_engine
+        from bridge.store.migrations import migrate
+        from tests.conftest import _drop_all
 
-        holder, asker = create_engine(postgres_url), create_engine(postgres_url)
+        engine = create_database_engine(postgres_url)
+        _drop_all(engine)
+        migrate(engine)
         try:
-            with holder.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("SELECT set_config('application_name', 'bridge run pid=4242 host=elsewhere', false)"))
-                schema = conn.execute(text("SELECT coalesce(current_schema(), current_setting('search_path'))")).scalar()
-                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": advisory_key(schema)})
-                with pytest.raises(BridgeError, match="runs on host elsewhere \\(PID 4242\\)"):
-                    daemon_pid(postgres_url, asker)
-                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": advisory_key(schema)})
+            replicas.register(engine, "far", host="elsewhere", pid=4242, version="0", settings="s", now=utc_now())
+            with pytest.raises(BridgeError, match="runs on host elsewhere \\(PID 4242\\)"):
+                daemon_pid(postgres_url, engine)
+            replicas.register(engine, "near", host=socket.gethostname(), pid=4343, version="0", settings="s",
+                              now=utc_now())
+            assert daemon_pid(postgres_url, engine) == 4343  # this host's replica, the other ignored
+            replicas.register(engine, "near2", host=socket.gethostname(), pid=4444, version="0", settings="s",
+                              now=utc_now())
+            with pytest.raises(BridgeError, match="2 bridge replicas run on this host .*4343, 4444.*--pid"):
+                daemon_pid(postgres_url, engine)
+            for name in ("far", "near", "near2"):
+                replicas.leave(engine, name)
             with pytest.raises(BridgeError, match="no bridge is running"):
-                daemon_pid(postgres_url, asker)
+                daemon_pid(postgres_url, engine)
         finally:
-            holder.dispose()
-            asker.dispose()
+            _drop_all(engine)
+            engine.dispose()
 
 
 

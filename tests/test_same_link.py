@@ -173,7 +173,7 @@ class TestIssue9Rules:
 
 
 class TestUpgrade:
-    def test_version_8_database_gives_each_link_to_its_oldest_carried_copy(self, repo):
+    def test_an_older_database_gives_each_link_to_its_oldest_carried_copy(self, repo):
         """An upgraded database: of the copies of one article already on a target (two sources, sent
         before the rule was a constraint), the oldest holds the link and the others stay as they are;
         a listing link one source shares and a home page hold nothing, another target's copy holds
@@ -184,13 +184,13 @@ class TestUpgrade:
         store(repo, [item("home", url="pod.id")], source="site")
         store(repo, [item("b2", url="x.id/berita/1")], targets=("fb",), source="five")
         D = schema.deliveries
-        with repo.engine.begin() as conn:  # what a version 8 database holds: all sent, no link kept
+        with repo.engine.begin() as conn:  # what a version 10 database holds: all sent, no link kept
             conn.execute(update(D).values(state="sent", sent_at=T0))
             conn.execute(text("DROP INDEX uq_deliveries_carried_link"))
             conn.execute(text("ALTER TABLE deliveries DROP COLUMN link_key"))
             conn.execute(text("ALTER TABLE sources DROP COLUMN polled_by"))
-            conn.execute(update(schema.schema_version).values(version=8))
-        assert migrate(repo.engine) == 8
+            conn.execute(update(schema.schema_version).values(version=10))
+        assert migrate(repo.engine) == 10
         with repo.engine.connect() as conn:
             held = dict(conn.execute(select(D.c.id, D.c.link_key).order_by(D.c.id)).all())
         ids = sorted(held)  # one, two, pod's two episodes, the site's home page: on x; five's copy on fb

@@ -42,7 +42,7 @@ def states(repo: Repository) -> dict[int, str]:
 
 def _as_version_3(conn) -> None:
     """Turn a new database back into its version 3 shape (no frozen posts, no meta table, and none
-    of version 9's poll and link columns)."""
+    of version 11's poll and link columns)."""
     conn.execute(text("DROP INDEX uq_deliveries_carried_link"))
     conn.execute(text("ALTER TABLE deliveries DROP COLUMN link_key"))
     conn.execute(text("ALTER TABLE sources DROP COLUMN polled_by"))
@@ -169,6 +169,26 @@ class TestUrlIdentityMigration:
         ]
         assert states(repo) == deliveries_before
 
+    def test_version_8_database_knows_stories_by_one_spelling_of_escapes(self, repo):
+        """A database whose keys were stored with lower-case or raw escapes (before schema 10) knows those
+        stories under the one spelling (%2F, ~, %C3%BC); guids that are not URLs stay as written."""
+        kept = [("a", "12345", None), ("a", "post/%c3%bc", None), ("a", "tag:x.id,2026:%7e", None)]
+        store(repo, [item(key, url=url) for _, key, url in kept], source="a")
+        old = [("antara", "x.id/berita/%c3%bc-1", "x.id/berita/%c3%bc-1"), ("antara", "x.id/berita/ü-2", None),
+               ("antara", "x.id/%7euser?q=%e4", "x.id/%7euser?q=%e4"), ("antara", "x.id/berita/%C3%BC-1", None)]
+        store(repo, [item(key, url=url) for _, key, url in old])
+        with repo.engine.begin() as conn:
+            conn.execute(update(schema.schema_version).values(version=8))
+        assert migrate(repo.engine) == 8
+        assert _keys(repo) == kept + [
+            ("antara", "x.id/berita/%c3%bc-1", "x.id/berita/%C3%BC-1"),  # its new key was taken: kept (a duplicate)
+            ("antara", "x.id/berita/%C3%BC-2", None), ("antara", "x.id/~user?q=%E4", "x.id/~user?q=%E4"),
+            ("antara", "x.id/berita/%C3%BC-1", None)]
+        again = [Item(key=identity_key(url), title="Judul", url=identity_url(url), link=url)
+                 for url in ("https://x.id/berita/ü-1", "https://x.id/berita/%C3%BC-2", "https://x.id/~user?q=%E4")]
+        assert store(repo, again).new_items == 0
+        assert migrate(repo.engine) == LATEST_VERSION  # idempotent
+
     def test_upgrade_updates_many_rows(self, repo):
         """More rows than one update batch are all rewritten."""
         _v3_database_with(repo, [("s", f"http://www.x/{n}", f"http://www.x/{n}") for n in range(1_050)])
@@ -245,6 +265,20 @@ class TestDedupe:
         result = store(repo, [item("a", "Judul baru", published=T0)])
         assert result.new_items == 0 and len(states(repo)) == 1
 
+    def test_a_key_differing_only_by_its_fragment_is_the_same_story(self, repo):
+        """A stored story whose key gains, loses or changes its #fragment (same title) is not new again; with
+        another title, or where the read lists several stories on the one page, it is new."""
+        store(repo, [item("x.id/a_b", "Judul A"), item("x.id/c#1", "Judul C"), item("x.id/100%", "Persen")])
+        same = [item("x.id/a_b#comments", "Judul  a"), item("x.id/c", "Judul C"), item("x.id/c#2", "Judul C"),
+                item("x.id/100%#x", "Persen")]
+        assert repo.known_keys("antara", [i.key for i in same], {i.key: i.title for i in same}) == {
+            "x.id/a_b#comments", "x.id/100%#x"}  # c and c#2 share a page in this read
+        alone = [item("x.id/c#2", "Judul C"), item("x.id/aXb#1", "Judul A"), item("x.id/a#1", "Judul A")]
+        assert repo.known_keys("antara", [i.key for i in alone], {i.key: i.title for i in alone}) == {"x.id/c#2"}
+        other = [item("x.id/a_b#2", "Judul lain"), item("tag:x.id,2026:c#1", "Judul C")]
+        assert store(repo, other).new_items == 2
+        assert store(repo, [item("x.id/a_b#utm_anchor", "Judul A")]).new_items == 0
+
     def test_same_link_from_two_sources_goes_out_once_per_target(self, repo):
         """The same article from a second source is judged a duplicate, when sent, only for targets that carry it."""
         store(repo, [item("a", url="x.id/berita/1")], targets=("x",), source="one")
@@ -257,6 +291,19 @@ class TestDedupe:
         [to_fb] = repo.due_deliveries("fb", T0, 10)
         assert "via one (delivery" in repo.same_story_elsewhere(to_x)
         assert repo.same_story_elsewhere(to_fb) is None
+
+    def test_same_article_under_another_fragment_from_two_sources_goes_out_once(self, repo):
+        """Another source's link to the article with an anchor (same page, same title) is the same story;
+        another title on that page (a second item of a one-page listing) is not."""
+        store(repo, [item("a", "Judul A", url="x.id/berita/1")], source="one")
+        [first] = repo.due_deliveries("x", T0, 10)
+        repo.claim(first, T0, FROZEN)
+        repo.mark_sent(first.id, "1", T0)
+        store(repo, [item("b", "judul  a", url="x.id/berita/1#comments"), item("c", "Judul C", url="x.id/berita/1#2"),
+                     item("d", "Judul A", url="x.id/berita/10")], source="two")
+        copies = {d.item.key: d for d in repo.due_deliveries("x", T0, 10) if d.source == "two"}
+        assert "via one (delivery" in repo.same_story_elsewhere(copies["b"])
+        assert repo.same_story_elsewhere(copies["c"]) is None and repo.same_story_elsewhere(copies["d"]) is None
 
     def test_failed_copy_does_not_block_the_other_source(self, repo):
         """A copy from another source that failed (or still waits) does not stop this one."""

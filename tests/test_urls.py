@@ -26,6 +26,18 @@ class TestIdentityUrl:
         """The path is case-sensitive on most servers, so its case is kept."""
         assert identity_url("https://Example.com/Berita/ABC") == "example.com/Berita/ABC"
 
+    def test_one_spelling_of_escapes(self):
+        """Escapes are compared as RFC 3986 does: hex case, escaped unreserved characters and raw
+        non-ASCII characters do not make another address; an escaped reserved character does."""
+        same = [("https://x.id/a%2fb", "https://x.id/a%2Fb"), ("https://x.id/%7Euser", "https://x.id/~user"),
+                ("https://x.id/berita/%c3%bc", "https://x.id/berita/ü"), ("https://x.id/s?q=%e4%bd%a0", "https://x.id/s?q=你"),
+                ("https://x.id/a#%7e", "https://x.id/a#~")]
+        for one, other in same:
+            assert identity_url(one) == identity_url(other), (one, other)
+        assert identity_url("https://x.id/a%2Fb") != identity_url("https://x.id/a/b")
+        assert identity_url("https://x.id/s?q=a%26b") != identity_url("https://x.id/s?q=a&b")
+        assert identity_url("https://x.id/a%zz%2") == "x.id/a%zz%2"  # not escapes: kept as written
+
     def test_keeps_fragment(self):
         """Single-page feeds list stories that differ only by fragment, so it is part of the identity."""
         assert identity_url("https://example.com/a#2") == "example.com/a#2"

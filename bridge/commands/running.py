@@ -12,8 +12,9 @@ def cmd_run(args, config) -> int:
         return _rehearse(args, config)
     from bridge.store.lock import lock_database
 
-    # Refused (RunLockHeld, exit 3) beside a running bridge, before the slow imports and before the
-    # schema is upgraded or any delivery recovered.
+    # SQLite: refused (RunLockHeld, exit 3) beside a running bridge, before the slow imports and
+    # before the schema is upgraded or any delivery recovered. PostgreSQL: no lock, replicas share
+    # the store (bridge.store.lock.run_lock_for).
     engine, lock = lock_database(config.bridge.database)
     from bridge import service
 
@@ -72,7 +73,7 @@ def cmd_reload(args, config) -> int:
     pid = args.pid or (reloading.daemon_pid(config.bridge.database) if sqlite else None)
     repo = open_repository(config, upgrade=False)
     try:
-        pid = pid or reloading.daemon_pid(config.bridge.database, repo.engine)  # PostgreSQL: the lock's holder
+        pid = pid or reloading.daemon_pid(config.bridge.database, repo.engine)  # PostgreSQL: this host's replica
         answer = reloading.request_reload(repo.engine, pid, wait=args.wait)
     finally:
         repo.engine.dispose()

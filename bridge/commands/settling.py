@@ -1,6 +1,9 @@
-"""Commands that settle one delivery or a held burst (retry, skip, resolve, release), and backup."""
+"""Commands that settle one delivery, a held burst or a paused target (retry, skip, resolve, release,
+unpause), and backup."""
 
 from __future__ import annotations
+
+import sys
 
 from bridge.commands.common import EXIT_OK, EXIT_PROBLEM, source_named
 
@@ -49,6 +52,26 @@ def cmd_release(args, config) -> int:
         print(f"{args.source}: nothing held")
         return EXIT_PROBLEM
     print(f"{args.source}: {released} held deliveries queued; they go out oldest first, within pacing")
+    return EXIT_OK
+
+
+def cmd_unpause(args, config) -> int:
+    """Lift a target's pause for every replica (the `targets` table is shared)."""
+    from bridge.store.opening import open_repository
+
+    if args.target not in config.targets:
+        known = ", ".join(config.targets) or "none"
+        print(f"bridge: no target {args.target!r} in settings.toml (targets: {known})", file=sys.stderr)
+        return EXIT_PROBLEM
+    repo = open_repository(config)
+    try:
+        reason = repo.unpause(args.target)
+    finally:
+        repo.engine.dispose()
+    if reason is None:
+        print(f"{args.target}: not paused")
+        return EXIT_PROBLEM
+    print(f"{args.target}: unpaused (it was paused: {reason}); its deliveries go out from the next round")
     return EXIT_OK
 
 

@@ -3,7 +3,9 @@ outcome, decided from evidence (see below)."""
 
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -19,11 +21,17 @@ from bridge.pacing import hold_reason, over_budget
 from bridge.pipeline.posts import filter_reason, freeze_post, idempotency_key, post_of
 from bridge.pipeline.runtime import CurrentRuntime, Runtime, ms_since, source_of
 from bridge.publish import Publisher
+from bridge.store.outbox import shared_store
 
 log = structlog.get_logger("bridge")
 
 PUBLISH_BACKOFF_BASE = timedelta(minutes=1)
 """First wait after a transient publish failure; doubles per attempt up to bridge.retry_backoff_max."""
+NETWORK_HOLD_MAX = timedelta(hours=24)
+"""A network's own "come back at" (a 429's reset, Telegram's retry_after, Meta's time to regain access)
+is honoured up to this: every quota the networks name resets within a day (X's 24-hour limits are the
+longest), and one absurd header (a year, 10**20 s) must not silence a target for months. A target
+still limited after the cap simply gets the network's next answer."""
 
 # Every publish call ends in one of three outcomes, which the network's module decides from what it
 # saw (bridge.errors): never sent (RetryLater: back off and send again), may have been sent
@@ -35,6 +43,18 @@ PUBLISH_BACKOFF_BASE = timedelta(minutes=1)
 #   - neither (Telegram, WhatsApp): it waits for the operator (`bridge resolve ID --sent`, `bridge
 #     retry ID`), shown in `bridge status`.
 # Posts left `sending` by a crash become in doubt at start-up and follow the same rules.
+#
+# Several replicas on one PostgreSQL (issue 13): a claim records its replica and a lease (LEASE_*
+# below), renewed while the post is in flight; every round first puts in doubt the claims whose lease
+# ran out (their replica died), by the same rules as a crash. The pacing decision and the claim of
+# a target are taken in the target's turn (Outbox.target_turn), so the caps hold for the cluster.
+
+LEASE_MARGIN = timedelta(seconds=10)
+LEASE_REQUESTS = 3
+"""A claim's lease: LEASE_REQUESTS x publish_timeout (a post can take a media upload and the post
+itself, each under its own total deadline) plus the photo's download (fetch_timeout) plus
+LEASE_MARGIN. Renewed every third of it while the post is in flight, so a send that legitimately
+takes longer keeps its claim; a dead replica's claim is in doubt once it runs out."""
 
 
 def deliver_due(rt: Runtime | CurrentRuntime) -> int:
@@ -47,6 +67,8 @@ def deliver_due(rt: Runtime | CurrentRuntime) -> int:
     if not first.delivery_lock.acquire(blocking=False):
         return 0
     try:
+        if shared_store(first.repo.engine):
+            _recover_expired_claims(first)
         return sum(_deliver_to_target(current, name) for name in list(first.config.targets))
     finally:
         first.delivery_lock.release()
@@ -74,6 +96,56 @@ def _deliver_to_target(current: CurrentRuntime, target: str) -> int:
         if not _attempt(rt, publisher, delivery):
             break
     return handled
+
+
+def _recover_expired_claims(rt: Runtime) -> None:
+    """Claims whose lease ran out (a peer replica died mid-post) become in doubt: the crash rules."""
+    recovered = rt.repo.recover_in_doubt(rt.clock())
+    if recovered:
+        log.warning("posts in doubt: the replica posting them stopped (their lease ran out); each is "
+                    "settled by its network's rule (see `bridge status`)", in_doubt=recovered)
+
+
+def lease_length(rt: Runtime) -> timedelta:
+    settings = rt.config.bridge
+    return LEASE_REQUESTS * settings.publish_timeout + settings.fetch_timeout + LEASE_MARGIN
+
+
+def _claim(rt: Runtime, delivery: Delivery, now: datetime, frozen: FrozenPost, *, attempt: bool = True,
+           conn=None) -> bool:
+    """Claim with this replica's name and a lease on a shared store; as before on SQLite."""
+    if not shared_store(rt.repo.engine):
+        return rt.repo.claim(delivery, now, frozen, attempt=attempt, conn=conn)
+    return rt.repo.claim(delivery, now, frozen, attempt=attempt, conn=conn, claimer=rt.replica_id,
+                         lease_until=now + lease_length(rt))
+
+
+@contextmanager
+def _lease_kept(rt: Runtime, delivery: Delivery):
+    """While the network is called: renew the claim's lease every third of its length (shared
+    store only), so a slow post is never taken for a dead replica's."""
+    if not shared_store(rt.repo.engine):
+        yield
+        return
+    length, done = lease_length(rt), threading.Event()
+
+    def renew() -> None:
+        while not done.wait(length.total_seconds() / 3):
+            try:
+                if not rt.repo.renew_lease(delivery.id, rt.replica_id, rt.clock() + length):
+                    log.warning("claim lost while posting: another replica put it in doubt", **_fields(delivery))
+                    return
+            except Exception as exc:  # the database is away: keep trying while the post lasts
+                log.warning("could not renew a claim's lease", error=f"{type(exc).__name__}: {exc}",
+                            **_fields(delivery))
+
+    keeper = threading.Thread(target=renew, name=f"lease {delivery.id}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
 
 
 def _held(rt: Runtime, target: str, reason: str | None) -> bool:
@@ -119,12 +191,19 @@ def _attempt(rt: Runtime, publisher: Publisher, delivery: Delivery) -> bool:
         return _retry_or_fail(rt, delivery, RetryLater("unexpected error while composing"), now, time.monotonic(),
                               fields)
     target = rt.config.targets[delivery.target]
-    budget = over_budget(rt.repo, target, rt.config.bridge.timezone, now, frozen.cost)
-    if budget and not _is_dry_run(publisher):
-        _held(rt, delivery.target, budget)
-        return False
-    if not rt.repo.claim(delivery, now, frozen):
-        return True  # the operator changed it meanwhile
+    # The decision and the claim in the target's turn: on a shared store no other replica decides
+    # for this target until the claim is committed, and its pacing reads then count this post.
+    with rt.repo.target_turn(delivery.target) as turn:
+        if turn is not None:  # a peer may have posted since the round's first look
+            now = rt.clock()
+            if _held(rt, delivery.target, hold_reason(rt.repo, target, rt.config.bridge.timezone, now)):
+                return False
+        budget = over_budget(rt.repo, target, rt.config.bridge.timezone, now, frozen.cost)
+        if budget and not _is_dry_run(publisher):
+            _held(rt, delivery.target, budget)
+            return False
+        if not _claim(rt, delivery, now, frozen, conn=turn):
+            return True  # the operator (or another replica) changed it meanwhile
     return _publish(rt, publisher, delivery, frozen, resend=False)
 
 
@@ -135,23 +214,26 @@ def _publish(rt: Runtime, publisher: Publisher, delivery: Delivery, frozen: Froz
     fields = _fields(delivery)
     now = rt.clock()
     post = post_of(delivery, frozen)
-    if frozen.image_url and not _is_dry_run(publisher):
-        post = _with_photo(rt, publisher, post, frozen, fields)
     try:
-        try:
-            remote_id = publisher.publish(post, idempotency_key=idempotency_key(rt, delivery))
-        finally:
-            charge_billed_calls(rt, publisher, delivery.target)
+        with _lease_kept(rt, delivery):
+            if frozen.image_url and not _is_dry_run(publisher):
+                post = _with_photo(rt, publisher, post, frozen, fields)
+            try:
+                remote_id = publisher.publish(post, idempotency_key=idempotency_key(rt, delivery))
+            finally:
+                charge_billed_calls(rt, publisher, delivery.target)
     except AlreadyPosted as exc:
         rt.repo.mark_sent(delivery.id, exc.remote_id, rt.clock(), note=exc.message)
         log.info("already posted", outcome="sent", reason=exc.message, duration_ms=ms_since(started), **fields)
         return True
     except RetryLater as exc:
+        retry_at = _capped_hold(exc.retry_at, rt.clock(), fields)
         if resend:  # this re-send was refused, but the first attempt may still be on the account
-            if exc.retry_at:
-                rt.repo.hold_target(delivery.target, exc.retry_at)
+            if retry_at:
+                rt.repo.hold_target(delivery.target, retry_at)
             return _in_doubt(rt, publisher, delivery, f"re-send not taken: {exc.message}", started,
-                             counted=exc.counts_as_attempt, not_before=exc.retry_at)
+                             counted=exc.counts_as_attempt, not_before=retry_at)
+        exc.retry_at = retry_at
         return _retry_or_fail(rt, delivery, exc, now, started, fields)
     except InDoubt as exc:
         return _in_doubt(rt, publisher, delivery, exc.message, started)
@@ -181,8 +263,17 @@ def _publish(rt: Runtime, publisher: Publisher, delivery: Delivery, frozen: Froz
     log.info("posted", outcome="sent", remote_id=remote_id, photo=post.image is not None and not publisher.image_problem,
              cost=frozen.cost, duration_ms=ms_since(started), **fields)
     if publisher.hold_until:  # the network's quota is used up: wait for its reset, not for a 429
-        rt.repo.hold_target(delivery.target, publisher.hold_until)
+        rt.repo.hold_target(delivery.target, _capped_hold(publisher.hold_until, rt.clock(), fields))
     return True
+
+
+def _capped_hold(until: datetime | None, now: datetime, fields: dict) -> datetime | None:
+    """A network's "come back at", honoured up to NETWORK_HOLD_MAX (logged when capped)."""
+    if until is None or until <= now + NETWORK_HOLD_MAX:
+        return until
+    log.warning("network's wait capped", asked_until=until.isoformat(),
+                capped_to_s=int(NETWORK_HOLD_MAX.total_seconds()), **fields)
+    return now + NETWORK_HOLD_MAX
 
 
 def charge_billed_calls(rt: Runtime, publisher: Publisher, target: str) -> None:
@@ -199,7 +290,7 @@ def _settle_in_doubt(rt: Runtime, publisher: Publisher, delivery: Delivery) -> b
     frozen = delivery.frozen or freeze_post(rt, publisher, delivery)  # a row from before frozen posts
     first = delivery.first_attempt_at or now
     if _resend_is_safe(publisher, first, now):
-        if not rt.repo.claim(delivery, now, frozen):
+        if not _claim(rt, delivery, now, frozen):
             return True
         log.info("re-sending a post in doubt (the network refuses a duplicate)", **fields)
         return _publish(rt, publisher, delivery, frozen, resend=True)
@@ -213,11 +304,12 @@ def _settle_in_doubt(rt: Runtime, publisher: Publisher, delivery: Delivery) -> b
     if now < check_at:
         rt.repo.postpone(delivery.id, check_at, now)
         return True
-    if not rt.repo.claim(delivery, now, frozen, attempt=False):
+    if not _claim(rt, delivery, now, frozen, attempt=False):
         return True
     started = time.monotonic()
     try:
-        remote_id = find_post(post_of(delivery, frozen), since=first)
+        with _lease_kept(rt, delivery):
+            remote_id = find_post(post_of(delivery, frozen), since=first)
     except PublishError as exc:
         return _in_doubt(rt, publisher, delivery, f"could not look for it on the account: {exc.message}", started)
     except Exception as exc:

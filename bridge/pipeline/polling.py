@@ -76,7 +76,7 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     skip = skip_reasons(items, source, first_run=first_run, catchup=catchup, now=now, first_seen=seen)
     # Story pages only for new stories that will be posted: known ones are never fetched again, and
     # a first run that only remembers costs no extra requests.
-    known = rt.repo.known_keys(source.name, [item.key for item in items])
+    known = rt.repo.known_keys(source.name, [item.key for item in items], {item.key: item.title for item in items})
     if not catchup and _same_as_last_read(state, result, items, known):
         rt.repo.unchanged.record(source.name, now, now + source.poll_interval, "ok")
         outcome = PollOutcome(source.name, "ok", items_seen=len(items))

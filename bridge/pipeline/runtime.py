@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -38,6 +39,8 @@ class Runtime:
     """One request at a time per host, spaced by [bridge] page_delay; shared by every source's poll."""
     parsers: FeedParsers | None = None
     """Worker processes that parse feeds (`bridge run`); None: feeds are parsed in the polling thread."""
+    replica_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """This process's name in the replicas table and on the deliveries it claims (kept by a reload)."""
 
     def __post_init__(self) -> None:
         if self.pacer is None:

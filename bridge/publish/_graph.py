@@ -42,6 +42,9 @@ POLICY_BLOCK = 368
 """Temporarily blocked for policy violations: posting again only makes it worse."""
 THROTTLE_WAIT_FALLBACK = timedelta(minutes=30)
 """How long to wait after throttling when no X-Business-Use-Case-Usage header says."""
+THROTTLE_WAIT_CEILING_MINUTES = 7 * 24 * 60
+"""A time to regain access beyond this is read as this (absurd values would overflow the date
+arithmetic); the pipeline caps the hold further (NETWORK_HOLD_MAX)."""
 
 
 @dataclass
@@ -128,7 +131,7 @@ def common_error(failure: GraphFailure, *, network: str, target: str, token_hint
         return throttled(failure, network, now)
     if failure.code == POLICY_BLOCK:
         return TargetPaused(f"{network} has temporarily blocked target {target!r} for a policy violation "
-                            f"({detail}): check the account in Meta Business Suite before restarting")
+                            f"({detail}): check the account in Meta Business Suite, then `bridge unpause {target}`")
     if creates and failure.status in MAY_HAVE_ACTED:
         return InDoubt(f"{network} answered {failure.status} ({detail}); it may have acted on the request")
     if failure.code in TRANSIENT_CODES or failure.transient or failure.status >= 500:
@@ -139,7 +142,8 @@ def common_error(failure: GraphFailure, *, network: str, target: str, token_hint
 def throttled(failure: GraphFailure, network: str, now: datetime) -> RetryLater:
     """Wait as long as Meta says (estimated_time_to_regain_access, in minutes), else a fallback."""
     minutes = regain_access_minutes(failure.headers)
-    retry_at = now + (timedelta(minutes=minutes) if minutes else THROTTLE_WAIT_FALLBACK)
+    retry_at = now + (timedelta(minutes=min(minutes, THROTTLE_WAIT_CEILING_MINUTES)) if minutes
+                      else THROTTLE_WAIT_FALLBACK)
     return RetryLater(f"{network} is throttling ({failure.describe()}); next try after "
                       f"{retry_at:%Y-%m-%d %H:%M:%S} UTC", retry_at=retry_at, counts_as_attempt=False)
 

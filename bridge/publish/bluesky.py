@@ -173,6 +173,8 @@ class BlueskyPublisher:
         self.hold_until = None
         self.image_problem = None
         embed = self._card(post) if post.link else None
+        if post.image is not None and not post.link:
+            self.image_problem = "Bluesky shows a story's photo only on its link card, and this post has no link"
         text = without_oversized_tags(post.text)
         self._ensure_session()
         record = models.AppBskyFeedPost.Record(created_at=_iso(self._clock()), text=text,
@@ -212,7 +214,12 @@ class BlueskyPublisher:
 
     def _card(self, post: Post):
         thumb = None
-        if post.image is not None:
+        if post.image is not None and len(post.image.data) > MAX_IMAGE_BYTES:
+            # uploadBlob would take it (the PDS checks a blob's limits only when a record references it),
+            # and createRecord would then refuse the whole post: leave the picture out instead.
+            self.image_problem = (f"the photo has {len(post.image.data):,} bytes, more than a link card's "
+                                  f"thumbnail may ({MAX_IMAGE_BYTES:,})")
+        elif post.image is not None:
             try:
                 thumb = self._call("uploadBlob", lambda: self._client.upload_blob(post.image.data)).blob
             except (RetryLater, PostRejected) as error:  # a card without its picture still links the story

@@ -92,6 +92,9 @@ class FacebookPublisher:
             raise ConfigError([f"targets.{name}: page_token is missing (set {self._token_var})"])
         self._page_id = page_id
         self._photo_posts = photo_posts
+        self.takes_photos = photo_posts
+        """A link post carries no photo (Facebook builds the preview from the story's page), so only
+        photo_posts = true has the pipeline download one."""
         self._clock = clock
         self._secret_var = credential_env_var(name, "app_secret")
         self._graph = GraphClient("Facebook", api_base, version, page_token, timeout, app_secret=app_secret)

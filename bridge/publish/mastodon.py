@@ -1,6 +1,6 @@
 """Publishing to a Mastodon account through Mastodon.py.
 
-The only module that knows Mastodon's endpoints, headers and error shapes. Three things matter:
+The only module that knows Mastodon's endpoints, headers and error shapes. What matters:
 - Idempotency: every status carries an `Idempotency-Key` derived from the delivery, and Mastodon
   answers a repeated key with the status it already created (it keeps keys for an hour), so a resend
   after a crash cannot post twice.
@@ -53,9 +53,10 @@ MAX_IMAGE_BYTES = MASTODON_MAX_IMAGE_BYTES
 MIN_MASTODON_VERSION = "4.0.0"
 """/api/v2/instance and /api/v2/media exist from 4.0 on; we speak to 4.0 or newer."""
 RATE_LIMIT_FALLBACK = timedelta(minutes=5)
-"""Mastodon's rate-limit windows are 5 minutes (300 requests) to 3 hours (30 media uploads per 30 min
-for statuses, 300 per 3 h): wait this long after a 429 that names no reset."""
+"""Wait this long after a 429 that names no reset: Mastodon's general window is 300 requests per 5
+minutes (media uploads have their own, 30 per 30 minutes; docs.joinmastodon.org api/rate-limits)."""
 INSTANCE_RETRY = timedelta(minutes=10)
+"""After /api/v2/instance failed, the defaults stand for this long before it is asked again."""
 MEDIA_POLL_EVERY = 2.0
 MEDIA_WAIT = 30.0
 """Seconds to wait, polling GET /api/v1/media/:id every MEDIA_POLL_EVERY, for a GIF or video to be
@@ -65,7 +66,6 @@ VERIFY_AFTER = timedelta(minutes=2)
 FIND_PAGE = 40
 FIND_PAGES = 5
 """find_post reads the account's statuses 40 at a time (Mastodon's maximum), at most 5 pages back."""
-"""After /api/v2/instance failed, the defaults stand for this long before it is asked again."""
 
 
 LENGTH_RULE = MASTODON_LENGTH_RULE

@@ -36,10 +36,18 @@ CAPTION_MAX = TELEGRAM_CAPTION_MAX
 MAX_IMAGE_BYTES = TELEGRAM_MAX_IMAGE_BYTES
 FLOOD_WAIT_FALLBACK = timedelta(seconds=60)
 """How long to wait after a 429 that names no retry_after."""
+FLOOD_WAIT_CEILING = 7 * 24 * 3600
+"""Seconds: a retry_after beyond this is read as this (a real flood wait is seconds to hours; 10**20
+would overflow the date arithmetic). The pipeline caps the hold further (NETWORK_HOLD_MAX)."""
 MISSING_RIGHTS = ("need administrator rights", "not enough rights", "have no rights to send",
                   "have no write access", "chat_write_forbidden", "chat_admin_required")
 """Descriptions of a 400 that says the bot may not post in the chat (its admin rights, or its right to
-post messages or photos, were taken away): every post would fail the same way, so the target pauses."""
+post messages, were taken away): every post would fail the same way, so the target pauses."""
+PHOTO_RIGHTS = ("rights to send photos", "chat_send_photos_forbidden")
+"""A sendPhoto refused because the bot may not send photos there ("not enough rights to send photos
+to the chat"): since Bot API 6.5 a group's permissions carry can_send_photos apart from
+can_send_messages, so the text alone may still go. Nothing was sent: the post goes without the
+photo, and a bot that may not send text either is paused by the sendMessage that follows."""
 
 
 LENGTH_RULE = TELEGRAM_LENGTH_RULE
@@ -153,7 +161,8 @@ class TelegramPublisher:
         parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
         if status == 429:
             wait = parameters.get("retry_after")
-            delay = timedelta(seconds=wait) if isinstance(wait, (int, float)) and wait > 0 else FLOOD_WAIT_FALLBACK
+            delay = (timedelta(seconds=min(wait, FLOOD_WAIT_CEILING)) if isinstance(wait, (int, float)) and wait > 0
+                     else FLOOD_WAIT_FALLBACK)
             retry_at = self._clock() + delay
             return RetryLater(f"Telegram flood control on {method} ({description}); next try after "
                               f"{retry_at:%Y-%m-%d %H:%M:%S} UTC", retry_at=retry_at, counts_as_attempt=False)
@@ -171,6 +180,9 @@ class TelegramPublisher:
         if "migrate_to_chat_id" in parameters:
             return TargetPaused(f"the chat of target {self.name!r} moved ({description}): set "
                                 f"chat_id = \"{parameters['migrate_to_chat_id']}\" in settings.toml")
+        if method == "sendPhoto" and any(words in description.lower() for words in PHOTO_RIGHTS):
+            return PostRejected(f"the bot of target {self.name!r} may not send photos in chat {self._chat_id} "
+                                f"({description}): posted the text alone; allow it to send photos to attach them")
         if any(words in description.lower() for words in MISSING_RIGHTS):
             return TargetPaused(f"the bot of target {self.name!r} may not post in chat {self._chat_id} "
                                 f"({description}): make it an administrator of the channel with the right to "

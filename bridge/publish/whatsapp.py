@@ -54,8 +54,17 @@ TEMPLATE_PROBLEMS = {132000, 132001, 132015, 132016}
 """The template takes another number of parameters (132000), does not exist in that language
 (132001), is paused (132015) or disabled (132016) for low quality: every message would fail the same
 way, so the target pauses."""
-ACCOUNT_PROBLEMS = {131031, 131042, 131045, 133010}
-"""Account locked, payment problem, phone number not registered."""
+ACCOUNT_PROBLEMS = {131031, 131037, 131042, 131045, 133010}
+"""Account locked, the number's display name not yet approved, payment problem, incorrect
+certificate, phone number not registered: every message would meet it."""
+ACCESS_DENIED = 131005
+""""Access denied" (HTTP 403): the token's permission was not granted or was removed, for every message."""
+SECRET_PROOF_WANTED = (100, "appsecret_proof")
+"""Code 100 naming appsecret_proof: the app has "Require App Secret" on, which holds for its WhatsApp
+calls too, and WhatsApp targets send no proof: every message would be refused."""
+NUMBER_DELETED = 33
+""""Parameter value is not valid: the business phone number has been deleted": phone_number_id names
+no number any more."""
 
 LENGTH_RULE = WHATSAPP_LENGTH_RULE
 
@@ -153,6 +162,16 @@ class WhatsAppPublisher:
                 f"WhatsApp refused template {self._template!r} ({self._language}) of target {self.name!r} "
                 f"({detail}): in WhatsApp Manager, check it is approved in that language with a body taking "
                 "exactly two parameters, {{1}} the text and {{2}} the link")
+        if failure.code == ACCESS_DENIED:
+            return TargetPaused(f"WhatsApp denied access to target {self.name!r} ({detail}): the token needs "
+                                f"whatsapp_business_messaging for this WhatsApp Business account; set {self._token_var}")
+        if failure.code == SECRET_PROOF_WANTED[0] and SECRET_PROOF_WANTED[1] in failure.message:
+            return TargetPaused(f"WhatsApp wants an app secret proof for target {self.name!r} ({detail}): the "
+                                "bridge sends none for WhatsApp; turn off \"Require App Secret\" (App Dashboard, "
+                                "App settings > Advanced) for the app the token belongs to")
+        if failure.code == NUMBER_DELETED:
+            return TargetPaused(f"WhatsApp does not know phone number {self._phone_number_id} of target {self.name!r} "
+                                f"({detail}): check phone_number_id in WhatsApp Manager (API Setup)")
         if failure.code in ACCOUNT_PROBLEMS:
             return TargetPaused(f"WhatsApp refused to send for target {self.name!r} ({detail}): check the "
                                 "WhatsApp Business account and phone number in Meta Business Suite")

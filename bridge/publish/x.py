@@ -48,6 +48,8 @@ MAX_IMAGE_BYTES = X_MAX_IMAGE_BYTES
 GIF_LEFT_OUT = ("a GIF needs X's chunked upload (INIT/APPEND/FINALIZE, then STATUS until processed), which the "
                 "bridge does not do: posted without it")
 """Why a GIF is not attached on X: the one-request upload takes photos (tweet_image) only."""
+ALT_TEXT_MAX = 1000
+"""POST /2/media/metadata: metadata.alt_text.text is at most 1000 characters (the OpenAPI spec's maxLength)."""
 RATE_LIMIT_FALLBACK = timedelta(minutes=15)
 """X's rate-limit window: how long to wait after a 429 that says nothing about its reset."""
 RATE_LIMIT_MIN_WAIT = timedelta(seconds=60)
@@ -181,7 +183,7 @@ class XPublisher:
         if image.alt_text:
             endpoint = "POST /2/media/metadata"
             self.billed_calls.append("media_metadata")  # X bills the request, whatever it answers
-            payload = {"id": str(media_id), "metadata": {"alt_text": {"text": image.alt_text}}}
+            payload = {"id": str(media_id), "metadata": {"alt_text": {"text": image.alt_text[:ALT_TEXT_MAX]}}}
             try:
                 self._raw_call(endpoint, lambda: self._client.session.post(
                     f"{self._api_base}/2/media/metadata", auth=self._oauth(), json=payload,
@@ -265,8 +267,8 @@ class XPublisher:
         if _usage_capped(body):
             return TargetPaused(
                 f"X says the usage cap or credits of the app behind target {self.name!r} are used up ({detail}): "
-                "add credits or raise the spend cap in the developer portal (Billing), then restart the bridge "
-                "to lift the pause")
+                "add credits or raise the spend cap in the developer portal (Billing), then lift the pause with "
+                f"`bridge unpause {self.name}`")
         if status == 429:
             return self._rate_limited(endpoint, response.headers)
         if status >= 500:

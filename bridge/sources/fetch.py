@@ -283,7 +283,7 @@ def _retry_after_seconds(headers: dict[str, str]) -> float | None:
     value = headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²".isdigit() is True too, and float() refuses it
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -13,6 +13,14 @@ SIGKILL or a power cut), and a second one is refused at once, naming the holder:
   name the holder.
 - SQLite in memory: nothing to share, so nothing to lock.
 
+PostgreSQL is shared instead (issue 13): `bridge run` there takes no run lock (lock_database gives
+a shared, unlocked RunLock), and several replicas run side by side. What the lock guarded is
+guarded row by row: deliveries are claimed with a lease (store/outbox.py), each target's pacing
+decision and claim are taken under a transaction-level advisory lock (Outbox.target_turn), and a
+job only one replica should run at a time (store maintenance, alerts) takes job_turn() here.
+acquire_run_lock() still takes the exclusive advisory lock on PostgreSQL, for callers that want
+one process alone (none in `bridge run` now).
+
 Commands that read, or change one row in one transaction (status, check, preview, retry, skip,
 catchup, poll, reload), take no lock and work beside the daemon.
 """
@@ -23,8 +31,9 @@ import fcntl
 import hashlib
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from bridge.errors import DatabaseError
 
@@ -50,10 +59,13 @@ class RunLockHeld(DatabaseError):
 class RunLock:
     """A held run lock. release() (or leaving a `with` block) gives it back; so does the process's death."""
 
-    def __init__(self, description: str, release=None):
+    def __init__(self, description: str, release=None, *, shared: bool = False):
         self.description = description
         self._release = release
         self.held = True
+        self.shared = shared
+        """True on a store replicas share (PostgreSQL): nothing is locked, and start-up recovery
+        touches only claims whose lease ran out (service.prepare)."""
 
     def release(self) -> None:
         if self.held and self._release is not None:
@@ -91,10 +103,18 @@ def acquire_run_lock(engine: Engine) -> RunLock:
                         "use SQLite or PostgreSQL")
 
 
+def run_lock_for(engine: Engine) -> RunLock:
+    """What `bridge run` holds: the exclusive run lock on SQLite; on PostgreSQL, where replicas
+    share the store, a shared RunLock that locks nothing."""
+    if engine.url.get_backend_name() == "postgresql":
+        return RunLock(f"shared by replicas: {engine.url!r} ({holder_name()})", shared=True)
+    return acquire_run_lock(engine)
+
+
 def lock_database(url: str) -> tuple[Engine, RunLock]:
-    """An engine for `url` and its run lock, taken before anything else touches the database. A
-    SQLite file is locked before SQLAlchemy is even imported (a quarter of a second), so a refused
-    `bridge run` ends as soon as it has read its settings."""
+    """An engine for `url` and its run lock (run_lock_for), taken before anything else touches the
+    database. A SQLite file is locked before SQLAlchemy is even imported (a quarter of a second),
+    so a refused `bridge run` ends as soon as it has read its settings."""
     database = sqlite_file(url)
     lock = _lock_sqlite_file(database) if database else None
     from bridge.store.db import create_database_engine
@@ -106,7 +126,7 @@ def lock_database(url: str) -> tuple[Engine, RunLock]:
             lock.release()
         raise
     try:
-        return engine, lock or acquire_run_lock(engine)
+        return engine, lock or run_lock_for(engine)
     except BaseException:
         engine.dispose()
         raise
@@ -187,6 +207,35 @@ def advisory_key(schema: str, purpose: str = "run lock") -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def schema_of(conn) -> str:
+    """The connection's schema (current_schema() is NULL while no schema on the search_path exists
+    yet: the path names it then), for advisory_key."""
+    from sqlalchemy import text
+
+    return conn.execute(text("SELECT coalesce(current_schema(), current_setting('search_path'))")).scalar()
+
+
+@contextmanager
+def job_turn(engine: Engine, job: str) -> Iterator[bool]:
+    """Whether this process may run `job` now: always on SQLite (one process); on PostgreSQL, True
+    for the one replica that got the job's session advisory lock (pg_try_advisory_lock, never
+    waited for), held until the block ends or the session dies. A replica that gets False skips
+    this run of the job: another replica is doing it."""
+    if engine.url.get_backend_name() != "postgresql":
+        yield True
+        return
+    from sqlalchemy import text
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        key = advisory_key(schema_of(conn), f"job {job}")
+        ours = conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+        try:
+            yield bool(ours)
+        finally:
+            if ours:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
 def _lock_postgres(engine: Engine) -> RunLock:
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import SQLAlchemyError
@@ -254,20 +303,3 @@ def _said_pid_host(name: str | None) -> tuple[int, str] | None:
         return None
     pid, _, rest = name[len(prefix):].partition(" ")
     return (int(pid), rest.removeprefix("host=")) if pid.isdigit() else None
-
-
-def postgres_daemon(engine: Engine) -> tuple[int, str] | None:
-    """The (PID, host) of the `bridge run` holding this PostgreSQL database's run lock, or None
-    when no daemon holds it. Raises DatabaseError when the database cannot be asked."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        with engine.connect() as conn:
-            schema = conn.execute(text("SELECT coalesce(current_schema(), current_setting('search_path'))")).scalar()
-            row = _holder_row(conn, advisory_key(schema))
-    except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot read the run lock on {engine.url!r}: {exc.orig or exc}") from None
-    if row is None:
-        return None
-    return _said_pid_host(row[0]) or (0, "")

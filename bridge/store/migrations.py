@@ -8,6 +8,7 @@ with a new step, so an upgrade keeps every seen item.
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Callable
 
@@ -16,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.errors import DatabaseError
 from bridge.store import schema
-from bridge.urls import identity_url
+from bridge.urls import identity_url, normal_escapes
 
 
 def _v2_delivery_cost(connection: Connection) -> None:
@@ -107,6 +108,38 @@ def url_identity_keys(connection: Connection) -> None:
     they are duplicates already seen, and every row and its deliveries are kept. Done row by row
     in Python, not in SQL, so the rule is exactly the readers' on SQLite and PostgreSQL alike.
     """
+    _rekey(connection, identity_url, lambda url: identity_url(url) or url)
+
+
+def url_spellings(connection: Connection) -> None:
+    """Keys and urls that are URL identities take the one spelling of escapes identity_url now
+    gives (urls.normal_escapes: %2f -> %2F, %7e -> ~, ü -> %C3%BC), so a story stored under one
+    spelling is still known when its feed writes the other.
+
+    Only a value that is already a URL identity (identity_url's own output, a host with a dot or
+    a port first) is respelt, and only its escapes: a guid that is not a URL ("12345",
+    "tag:x,2026:1", "post/ü") stays exactly as stored, as the readers keep it. Collisions: as
+    url_identity_keys."""
+    _rekey(connection, _respelt, lambda url: _respelt(url) or url)
+    if connection.dialect.name == "postgresql":  # "starts with" through an index (schema.py)
+        for index in schema.items.indexes:
+            if index.name.endswith("_pattern"):
+                index.create(connection, checkfirst=True)
+
+
+def _respelt(value: str) -> str | None:
+    host, rest = _HOST_AND_REST.match(value).groups()
+    if "://" in value or not rest or ("." not in host and ":" not in host):
+        return None
+    if identity_url(f"http://{host}/") != host:  # not a host as identity_url writes one
+        return None
+    return host + normal_escapes(rest)
+
+
+_HOST_AND_REST = re.compile(r"([^/?#]*)(.*)", re.DOTALL)
+
+
+def _rekey(connection: Connection, new_key: Callable[[str], str | None], new_url: Callable[[str], str]) -> None:
     rows = connection.execute(select(_ITEMS_KEYS).order_by(_ITEMS_KEYS.c.id)).all()
     # Every key as stored: a new key is only given when no row holds it, so no UPDATE can break
     # uq_items_source_key whatever order they run in (an identity never equals an old URL key,
@@ -115,11 +148,11 @@ def url_identity_keys(connection: Connection) -> None:
     changes = []
     for row in rows:
         key = row.key
-        identity = identity_url(key)
+        identity = new_key(key)
         if identity and identity != key and (row.source, identity) not in taken:
             taken.add((row.source, identity))
             key = identity
-        url = (identity_url(row.url) or row.url) if row.url else row.url
+        url = new_url(row.url) if row.url else row.url
         if key != row.key or url != row.url:
             changes.append({"b_id": row.id, "b_key": key, "b_url": url})
     statement = (update(_ITEMS_KEYS).where(_ITEMS_KEYS.c.id == bindparam("b_id"))
@@ -211,10 +244,49 @@ def _v7_running_counts(connection: Connection) -> None:
                             "SELECT target, state, count(*) FROM deliveries GROUP BY target, state"))
 
 
-# The columns step 9 reads, declared here for the same reason as _ITEMS_KEYS.
-_V9_DELIVERIES = table("deliveries", column("id"), column("item_id"), column("target"), column("recipient"),
+_V9_POSTGRESQL_COUNT_DELIVERIES = """CREATE OR REPLACE FUNCTION bridge_count_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE' AND OLD.state = NEW.state THEN
+            RETURN NULL;
+        END IF;
+        -- The two counters of one state change are touched in the order of their state names, so two
+        -- transactions moving deliveries of one target in opposite directions (a claim pending ->
+        -- sending, a retry sending -> pending, on two replicas) lock them in the same order: no deadlock.
+        IF TG_OP = 'UPDATE' AND NEW.state < OLD.state THEN
+            INSERT INTO delivery_counts (target, state, deliveries) VALUES (NEW.target, NEW.state, 1)
+            ON CONFLICT (target, state) DO UPDATE SET deliveries = delivery_counts.deliveries + 1;
+            UPDATE delivery_counts SET deliveries = deliveries - 1 WHERE target = OLD.target AND state = OLD.state;
+            RETURN NULL;
+        END IF;
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE delivery_counts SET deliveries = deliveries - 1 WHERE target = OLD.target AND state = OLD.state;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO delivery_counts (target, state, deliveries) VALUES (NEW.target, NEW.state, 1)
+            ON CONFLICT (target, state) DO UPDATE SET deliveries = delivery_counts.deliveries + 1;
+        END IF;
+        RETURN NULL;
+    END $$"""
+
+
+def _v9_delivery_leases(connection: Connection) -> None:
+    """Leased claims for several replicas on one PostgreSQL (issue 13): who claimed a delivery and
+    until when; on PostgreSQL the counting trigger locks its two counters in a fixed order.
+    Self-contained (it names its columns and DDL here), so it can be renumbered."""
+    if not inspect(connection).has_table("deliveries"):
+        return
+    present = {c["name"] for c in inspect(connection).get_columns("deliveries")}
+    for name, kind in (("claimed_by", "VARCHAR(36)"), ("lease_until", _datetime_type(connection))):
+        if name not in present:
+            connection.execute(text(f"ALTER TABLE deliveries ADD COLUMN {name} {kind}"))
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(_V9_POSTGRESQL_COUNT_DELIVERIES)
+
+
+# The columns step 11 reads, declared here for the same reason as _ITEMS_KEYS.
+_V11_DELIVERIES = table("deliveries", column("id"), column("item_id"), column("target"), column("recipient"),
                        column("state"), column("link_key"))
-_V9_OLDEST_CARRIED_COPIES = text("""
+_V11_OLDEST_CARRIED_COPIES = text("""
     SELECT id, url FROM (
         SELECT d.id AS id, i.url AS url,
                ROW_NUMBER() OVER (PARTITION BY d.target, d.recipient, i.url ORDER BY d.id) AS copy
@@ -227,7 +299,7 @@ its source shares: the one that holds the link (whether the link names an articl
 rule, urls.names_a_page, applied to each row by outbox.link_key)."""
 
 
-def _v9_shared_polls_and_carried_links(connection: Connection) -> None:
+def _v11_shared_polls_and_carried_links(connection: Connection) -> None:
     """Issue 13, items 4 and 5. sources.polled_by: which replica took a source's latest poll (the
     replicas share the polls). deliveries.link_key and the partial unique index over (target,
     recipient, link_key) of the deliveries carried (sending, sent, in doubt): the "same link already
@@ -244,13 +316,13 @@ def _v9_shared_polls_and_carried_links(connection: Connection) -> None:
             connection.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
     # A database stamped with an older version may hold keys already: given afresh, by one rule.
     connection.execute(text("DROP INDEX IF EXISTS uq_deliveries_carried_link"))
-    connection.execute(update(_V9_DELIVERIES).where(_V9_DELIVERIES.c.link_key.is_not(None)).values(link_key=None))
-    statement = (update(_V9_DELIVERIES).where(_V9_DELIVERIES.c.id == bindparam("b_id"))
+    connection.execute(update(_V11_DELIVERIES).where(_V11_DELIVERIES.c.link_key.is_not(None)).values(link_key=None))
+    statement = (update(_V11_DELIVERIES).where(_V11_DELIVERIES.c.id == bindparam("b_id"))
                  .values(link_key=bindparam("b_link")))
     # Streamed in batches (a server-side cursor on PostgreSQL), so a store of millions of deliveries
     # is never all in memory; the window's sort is done before the first row comes, so the
     # updates between batches do not change what it reads.
-    result = connection.execute(_V9_OLDEST_CARRIED_COPIES.execution_options(stream_results=True))
+    result = connection.execute(_V11_OLDEST_CARRIED_COPIES.execution_options(stream_results=True))
     for rows in result.partitions(_UPDATE_BATCH):
         changes = [{"b_id": row.id, "b_link": key} for row in rows if (key := link_key(row.url)) is not None]
         if changes:
@@ -262,8 +334,8 @@ def _v9_shared_polls_and_carried_links(connection: Connection) -> None:
 
 UPGRADES: dict[int, Callable[[Connection], None]] = {
     2: _v2_delivery_cost, 3: _v3_delivery_recipient, 4: _v4_frozen_posts_and_installation_id,
-    5: url_identity_keys, 6: _v6_charges, 7: _v7_running_counts, 8: _v8_replicas,
-    9: _v9_shared_polls_and_carried_links,
+    5: url_identity_keys, 6: _v6_charges, 7: _v7_running_counts, 8: _v8_replicas, 9: _v9_delivery_leases,
+    10: url_spellings, 11: _v11_shared_polls_and_carried_links,
 }
 LATEST_VERSION = max(UPGRADES, default=1)
 
@@ -301,6 +373,7 @@ def migrate(engine: Engine) -> int:
             if found == 0:
                 schema.metadata.create_all(connection)
                 _v7_running_counts(connection)  # triggers are not tables: create_all makes none
+                _v9_delivery_leases(connection)  # the trigger as it is now (its columns exist already)
                 connection.execute(insert(schema.schema_version).values(version=LATEST_VERSION))
                 _stamp_installation_id(connection)
                 return found

@@ -13,8 +13,10 @@ from typing import Mapping, Sequence
 from sqlalchemy import Connection, Engine, case, func, insert, select, update
 
 from bridge.model import DeliveryState, Item, unique_by_key
+from bridge.urls import fragment_free
 from bridge.store import schema
 from bridge.store.db import READ_ONLY
+from bridge.store.fragments import on_same_pages, same_title
 from bridge.store.outbox import Outbox
 from bridge.store.schema import IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, indexed
 from bridge.store.unchanged import UnchangedPolls
@@ -116,7 +118,7 @@ class Repository(Outbox):
         queued: list[str] = []
         rows = _outbox_rows(targets, recipients or {})
         with self._poll_writes, self.engine.begin() as conn:
-            known = self._known_keys(conn, source, [item.key for item in items])
+            known = self._known_keys(conn, source, [item.key for item in items], titles_of(items))
             # unique_by_key: one transaction, so a repeated key would violate (source, key).
             new = [item for item in unique_by_key(items) if item.key not in known]
             item_ids = self._insert_items(conn, source, new, now)
@@ -143,9 +145,12 @@ class Repository(Outbox):
             )
         return NewDeliveries(counts["new"], counts["pending"], counts["skipped"], tuple(queued), counts["held"])
 
-    def known_keys(self, source: str, keys: Sequence[str]) -> set[str]:
+    def known_keys(self, source: str, keys: Sequence[str], titles: Mapping[str, str] | None = None) -> set[str]:
+        """The keys of `source` already stored. Given `titles` (every key of this read -> its title),
+        also a key that differs from a stored one only by its fragment, with the same title (see
+        _known_by_fragment)."""
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            return self._known_keys(conn, source, keys)
+            return self._known_keys(conn, source, keys, titles)
 
     def first_seen_by_url(self, urls: Sequence[str]) -> dict[str, datetime]:
         """When the bridge first saw each of these links (urls.identity_url), through any source:
@@ -234,6 +239,20 @@ class Repository(Outbox):
             conn.execute(update(T).values(paused_reason=None, paused_at=None))
         return names
 
+    def paused_targets(self) -> list[str]:
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return list(conn.execute(select(T.c.name).where(T.c.paused_reason.is_not(None))
+                                     .order_by(T.c.name)).scalars())
+
+    def unpause(self, name: str) -> str | None:
+        """`bridge unpause TARGET`: lift the target's pause (for every replica); the reason it had, or None."""
+        with self.engine.begin() as conn:
+            reason = conn.execute(select(T.c.paused_reason).where(T.c.name == name)).scalar()
+            if reason is None:
+                return None
+            conn.execute(update(T).where(T.c.name == name).values(paused_reason=None, paused_at=None))
+        return reason
+
     # --- Status ----------------------------------------------------------------------------------
 
     def source_rows(self) -> list[dict]:
@@ -295,13 +314,40 @@ class Repository(Outbox):
 
     # --- Helpers ---------------------------------------------------------------------------------
 
-    def _known_keys(self, conn: Connection, source: str, keys: Sequence[str]) -> set[str]:
+    def _known_keys(self, conn: Connection, source: str, keys: Sequence[str],
+                    titles: Mapping[str, str] | None = None) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
             chunk = list(keys[start:start + 500])
             found.update(conn.execute(
                 select(I.c.key).where(I.c.source == source, I.c.key.in_(chunk))
             ).scalars())
+        if titles:
+            found |= self._known_by_fragment(conn, source, [k for k in keys if k not in found], titles)
+        return found
+
+    def _known_by_fragment(self, conn: Connection, source: str, keys: Sequence[str],
+                           titles: Mapping[str, str]) -> set[str]:
+        """New URL keys that differ from a stored key of `source` only by the fragment (added,
+        dropped or changed) and carry the same title: the site changed its anchor (`#comments`,
+        `#utm_anchor`), not the story. Not where this read lists several stories on one
+        fragment-free link: there the fragment is what tells them apart (page#1, page#2)."""
+        sharing: dict[str, int] = {}
+        for key in titles:
+            base = fragment_free(key)
+            if base is not None:
+                sharing[base] = sharing.get(base, 0) + 1
+        wanted: dict[str, list[str]] = {}
+        for key in keys:
+            base = fragment_free(key)
+            if base is not None and sharing.get(base) == 1 and key in titles:
+                wanted.setdefault(base, []).append(key)
+        found: set[str] = set()
+        for condition in on_same_pages(conn, I.c.key, list(wanted)):
+            for stored, title in conn.execute(select(I.c.key, I.c.title).where(I.c.source == source, condition)):
+                for key in wanted.get(stored.partition("#")[0], ()):
+                    if stored != key and same_title(title, titles[key]):
+                        found.add(key)
         return found
 
     def _insert_items(self, conn: Connection, source: str, items: Sequence[Item], now: datetime) -> list[int]:
@@ -351,3 +397,9 @@ def _outbox_rows(targets: Sequence[str], recipients: Mapping[str, Sequence[str]]
     """(target, recipient) for each delivery a new story needs: one per recipient where a target has
     recipients, else one with recipient "" (the target itself)."""
     return [(target, recipient) for target in targets for recipient in (recipients.get(target) or [""])]
+
+
+def titles_of(items: Sequence[Item]) -> dict[str, str]:
+    """Every key of a read -> its title, for known_keys."""
+    return {item.key: item.title for item in items}
+

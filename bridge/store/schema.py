@@ -55,7 +55,7 @@ sources = Table(
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("next_poll_at", UTCDateTime),
     Column("last_items_seen", Integer),
-    # The replica that took the source's latest poll (schema version 9): on PostgreSQL the replicas
+    # The replica that took the source's latest poll (schema version 11): on PostgreSQL the replicas
     # share the polls, each taking a source by advancing next_poll_at (store/poll_leases.py).
     Column("polled_by", String(36)),
 )
@@ -77,6 +77,13 @@ items = Table(
     UniqueConstraint("source", "key", name="uq_items_source_key"),
     Index("ix_items_url", "url"),
 )
+# PostgreSQL reads "starts with" (LIKE 'page#%', store/fragments.py) through an index only when it
+# compares bytes: text_pattern_ops. SQLite reads it as a range of the plain indexes above.
+# The key's alone: with the source too, the planner would read equalities through it instead of
+# uq_items_source_key.
+for _name, _columns, _ops in (("ix_items_key_pattern", ("key",), {"key": "text_pattern_ops"}),
+                              ("ix_items_url_pattern", ("url",), {"url": "text_pattern_ops"})):
+    Index(_name, *(items.c[c] for c in _columns), postgresql_ops=_ops).ddl_if(dialect="postgresql")
 
 # The outbox: one row per (item, target, recipient). See model.DeliveryState for the states.
 deliveries = Table(
@@ -103,7 +110,12 @@ deliveries = Table(
     Column("post_alt_text", Text),
     Column("first_attempt_at", UTCDateTime),
     Column("last_attempt_at", UTCDateTime),
-    # The article link this delivery holds on its target (schema version 9): a digest of the link's
+    # Who claimed it (a replicas.id) and until when the claim holds (schema version 9): on
+    # PostgreSQL only a `sending` row whose lease ran out (or whose replica is gone) is in doubt; a
+    # live peer's post in flight is never touched. NULL on SQLite, whose run lock allows one process.
+    Column("claimed_by", String(36)),
+    Column("lease_until", UTCDateTime),
+    # The article link this delivery holds on its target (schema version 11): a digest of the link's
     # identity (outbox.link_key), set when a pending delivery is claimed if its link names one article
     # of its source. uq_deliveries_carried_link lets one delivery per (target, recipient) hold a link
     # while it is sending, sent or in doubt, so two sources' copies cannot both go out.

@@ -2,8 +2,9 @@
 createRecord, and `{"error": "Name", "message": "..."}` errors.
 
 It checks what a PDS checks: the app password, the access token (expired ones get ExpiredToken),
-the text's 300 graphemes and 3000 bytes, the blob size (1,000,000 bytes), and, beyond a PDS, that
-every facet's byte range really covers its link. Use the `bluesky_api` fixture.
+the text's 300 graphemes and 3000 bytes, the upload limit (5 MiB) and, at createRecord, the card
+thumbnail's limit (1,000,000 bytes), and, beyond a PDS, that every facet's byte range really covers
+its link. Use the `bluesky_api` fixture.
 
 Where each behaviour comes from (the lexicons in github.com/bluesky-social/atproto, lexicons/, as
 shipped with the atproto 0.0.73 SDK's generated models, read 2026-12):
@@ -18,7 +19,14 @@ shipped with the atproto 0.0.73 SDK's generated models, read 2026-12):
   cursor, reverse; answers {records: [{uri, cid, value}], cursor?}, newest first; a bad parameter
   is 400 InvalidRequest.
 - uploadBlob: the PDS sniffs the blob's type from its bytes and falls back to the Content-Type
-  the client gave (the PDS's blob transactor, packages/pds in the same repository).
+  the client gave (the PDS's blob transactor, packages/pds in the same repository). It takes any
+  blob up to the PDS's upload limit, `blobUploadLimit`, 5 MiB by default (packages/pds/src/config/
+  config.ts), past which xrpc-server answers 413 PayloadTooLarge "request entity too large"
+  (packages/xrpc-server/src/util.ts). A record's own limits are not checked here: "Blob
+  restrictions (mimetype, size, etc) are enforced when the reference is created"
+  (lexicons/com/atproto/repo/uploadBlob.json), so a 1,000,001-byte thumbnail uploads fine and the
+  post that references it is refused, "blob too big (maximum 1000000, got ...)" (lex-schema's
+  BlobSchema). Repository commit d6296a1c, 2026-08-20, read 2026-12.
 - XRPC errors are {"error": "Name", "message": "..."} (the XRPC HTTP spec, atproto.com/specs/xrpc)."""
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ DID = "did:plc:kemenporafake0000000000"
 BAD_LOGIN = {"error": "AuthenticationRequired", "message": "Invalid identifier or password"}
 EXPIRED = {"error": "ExpiredToken", "message": "Token has expired"}
 _CLUSTER = regex.compile(r"\X")
+BLOB_UPLOAD_LIMIT = 5 * 1024 * 1024
+"""The PDS's default blobUploadLimit."""
+THUMB_MAX_SIZE = 1_000_000
+"""app.bsky.embed.external#external thumb: maxSize."""
 
 
 def _jwt(kind: str, n: int) -> str:
@@ -112,9 +124,8 @@ class FakeBluesky(FakeServer):
 
     def _upload(self, request: Request) -> Answer:
         data = request.body if isinstance(request.body, bytes) else b""
-        if len(data) > 1_000_000:
-            return Answer(400, {"error": "BlobTooLarge", "message": f"This file is too large. It is {len(data)} "
-                                "bytes but the maximum size is 1000000 bytes."})
+        if len(data) > BLOB_UPLOAD_LIMIT:
+            return Answer(413, {"error": "PayloadTooLarge", "message": "request entity too large"})
         ref = f"bafkreifake{len(self.blobs):04d}"
         self.blobs[ref] = data
         return Answer(200, {"blob": {"$type": "blob", "ref": {"$link": ref},
@@ -188,8 +199,9 @@ class FakeBluesky(FakeServer):
             ref = (thumb.get("ref") or {}).get("$link")
             if ref not in self.blobs:
                 return f"Could not find blob: {ref}"
-            if len(self.blobs[ref]) > 1_000_000 or thumb.get("size", 0) > 1_000_000:
-                return "Record/embed/external/thumb is too big (max 1000000 bytes)"
+            size = max(len(self.blobs[ref]), thumb.get("size", 0))
+            if size > THUMB_MAX_SIZE:
+                return f"Record/embed/external/thumb blob too big (maximum {THUMB_MAX_SIZE}, got {size})"
             if not str(thumb.get("mimeType", "")).startswith("image/"):
                 return f"Record/embed/external/thumb has the wrong mime type {thumb.get('mimeType')!r}"
         return None

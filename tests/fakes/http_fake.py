@@ -80,6 +80,9 @@ class FakeServer:
         self._faults: dict[tuple[str, str], deque[str]] = {}
         self.on_request = None
         """A test's hook, called with each request once the fake has acted on it (before it answers)."""
+        self.latency = None
+        """A slow network: None, or a function giving the seconds each answer waits after the fake
+        has acted on the request (a client that dies meanwhile leaves a post it never heard of)."""
         self.lock = threading.RLock()
         self._stopping = threading.Event()
         self._port = 0
@@ -214,6 +217,8 @@ def _handler_for(fake: FakeServer) -> type[BaseHTTPRequestHandler]:
                 if answer is None:
                     return
             if answer.delay and fake._stopping.wait(answer.delay):
+                return
+            if fake.latency is not None and fake._stopping.wait(fake.latency()):
                 return
             payload = answer.body if answer.body is not None else json.dumps(answer.json).encode()
             content_type = ("text/html; charset=utf-8" if answer.body is not None

@@ -10,7 +10,9 @@ Mastodon 4.3):
   .not_ready).
 - POST /api/v2/media (methods/media): 200 with the attachment for an image processed at once; 202
   with `url: null` for a GIF, video or audio file processed asynchronously. GET /api/v1/media/:id:
-  206 while it is processed, 200 once it is (the token's owner only; 404 otherwise).
+  206 while it is processed, 200 once it is (the token's owner only; 404 otherwise), 422 "There
+  was an error processing the media attachment" when processing failed (`processing_fails`).
+  Checked against mastodon/documentation content/en/methods/media.md, commit 2903485d, 2026-07-02.
 - GET /api/v1/accounts/verify_credentials (methods/accounts): the token's account; 401 without a
   valid token.
 - GET /api/v1/accounts/:id/statuses (methods/accounts): newest first; `limit` defaults to 20 and
@@ -76,6 +78,8 @@ class FakeMastodon(FakeServer):
         self.clock = clock or (lambda: datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc))
         self.processing_polls = 1
         """How many GET /api/v1/media/:id a GIF or video answers 206 (processing) before it is ready."""
+        self.processing_fails = False
+        """When True, a GIF or video's processing fails: GET /api/v1/media/:id answers 422 once it is done."""
         self.token = token
         self.instance = instance_v2(max_characters, url_weight)
         self.statuses: list[dict] = []
@@ -140,6 +144,9 @@ class FakeMastodon(FakeServer):
             answer = Answer(206, self._attachment(media_id), headers=headers)
             media["polls_left"] -= 1
             return answer
+        if self.processing_fails and media["type"] != "image":
+            return Answer(422, {"error": "Validation failed: File content type is invalid, File is invalid"},
+                          headers=headers)
         return Answer(200, self._attachment(media_id), headers=headers)
 
     def _attachment(self, media_id: str) -> dict:

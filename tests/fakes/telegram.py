@@ -12,8 +12,11 @@ Where its behaviour comes from:
   2021-09-27, after the "Post Messages" right is removed) and "Bad Request: not enough rights to send
   text messages to the chat" (python-telegram-bot#3956, pyTelegramBotAPI#2068, 2023-10-31).
   `rights` plays them: "admin" (default) posts, "member" answers the first, "no_text" the second
-  (and, by the same pattern, "not enough rights to send photos to the chat" for a photo: that
-  wording is assumed, not seen in a report).
+  (and "not enough rights to send photos to the chat" to a photo), "no_photos" only that last one:
+  since Bot API 6.5 (2023-02-03) a group's ChatPermissions carry `can_send_photos` apart from
+  `can_send_messages`, so a bot may post text where it may not post photos. The photo wording is
+  the one tucnak/telebot's errors.go (ErrNoRightsToSendPhoto, HTTP 400) and bots that fall back to
+  text on it match.
 
 It checks what Telegram checks: the token in the path, the chat, the text's length in UTF-16 code
 units (4096 for a message, 1024 for a caption), HTML entities, and that a photo was uploaded.
@@ -66,7 +69,8 @@ class FakeTelegram(FakeServer):
         self.token = token
         self.messages: list[dict] = []
         self.rights = "admin"
-        """"admin": may post; "member": no admin rights; "no_text": may not send messages or photos."""
+        """"admin": may post; "member": no admin rights; "no_text": may not send messages or photos;
+        "no_photos": may send text messages but not photos."""
         self._ids = itertools.count(101)
 
     def route(self, method: str, path: str) -> str:
@@ -88,6 +92,8 @@ class FakeTelegram(FakeServer):
             return Answer(400, dict(NEED_ADMIN))
         if self.rights == "no_text":
             return Answer(400, dict(NO_TEXT_RIGHTS if request.route == "sendMessage" else NO_PHOTO_RIGHTS))
+        if self.rights == "no_photos" and request.route == "sendPhoto":
+            return Answer(400, dict(NO_PHOTO_RIGHTS))
         if request.route == "sendMessage":
             return self._send_message(body)
         return self._send_photo(body)

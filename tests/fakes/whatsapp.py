@@ -9,6 +9,10 @@ Where its behaviour comes from:
   whatsapp/support/error-codes, updated 2026-06-18): the error shape with `error_data.details`;
   132000 parameter count mismatch, 132001 template does not exist in the language, 132005 translated
   text too long, 132012 parameter format mismatch, 131030 recipient not in the allowed list, 190 token.
+  Tests script the account-wide refusals with `enqueue` and wa_error(): 131005 "Access denied"
+  (HTTP 403, "Permission is either not granted or has been removed."), 131037 (display name not
+  approved), 33 ("The business phone number has been deleted."), as third-party mirrors of that
+  page give them (niswey.com, botbee.io; the stored copy of Meta's page is partial).
   Per-recipient failures (131026, 131047, 131049, 131050) are asynchronous there: they come in the
   status webhook, never in this answer, so this fake never answers them to a send.
 - Meta's template guidelines: a template body holds at most 1024 characters; this fake applies the

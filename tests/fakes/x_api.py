@@ -11,6 +11,10 @@ Where each behaviour comes from:
   `media_category` (required) and `additional_owners`; an unknown or missing field gets the spec's
   InvalidRequestProblem (type https://api.x.com/2/problems/invalid-request, title, detail,
   parameter) with status 400.
+- The spec's other request checks, played as the same 400 problem: CreatePostsRequest is
+  `additionalProperties: false` (so is CreatePostsMedia), `media.media_ids` holds 1 to 4 ids of
+  `^[0-9]{1,19}$`; CreateMediaMetadataRequest's `id` has that pattern too and
+  `metadata.alt_text.text` is at most 1000 characters (maxLength).
 - Duplicate text: 403 "You are not allowed to create a Tweet with duplicate content." (X API v2
   "Error codes" page, docs.x.com, read 2026-11; no numeric code in v2).
 - Usage capped (`usage_capped = True`): 429 with the problem type
@@ -25,6 +29,7 @@ The HTTP plumbing is tests/fakes/http_fake.py's FakeServer, as for every network
 from __future__ import annotations
 
 import itertools
+import re
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -51,6 +56,16 @@ USAGE_CAPPED = {"title": "UsageCapExceeded", "detail": "Usage cap exceeded: Mont
 MEDIA_UPLOAD_FIELDS = {"media", "media_category", "additional_owners"}
 """MediaUploadRequest's properties in the OpenAPI spec (additionalProperties: false)."""
 MEDIA_CATEGORIES = {"tweet_image", "tweet_video", "tweet_gif", "dm_image", "dm_video", "dm_gif", "subtitles"}
+CREATE_POST_FIELDS = {"card_uri", "community_id", "direct_message_deep_link", "edit_options", "for_super_followers_only",
+                      "geo", "made_with_ai", "media", "nullcast", "paid_partnership", "poll", "quote_tweet_id", "reply",
+                      "reply_settings", "share_with_followers", "text"}
+"""CreatePostsRequest's properties (additionalProperties: false)."""
+POST_MEDIA_FIELDS = {"call_to_actions", "description", "embeddable", "media_ids", "preview_media_id",
+                     "tagged_user_ids", "title"}
+"""CreatePostsMedia's properties (additionalProperties: false)."""
+ALT_TEXT_MAX = 1000
+"""CreateMediaMetadataMetadataAltText.text maxLength."""
+_MEDIA_ID = re.compile(r"[0-9]{1,19}")
 
 
 def invalid_request(detail: str, parameter: str) -> dict:
@@ -101,6 +116,8 @@ class FakeXApi(FakeServer):
         return Answer(404, dict(NOT_FOUND))
 
     def _create_tweet(self, body: object) -> Answer:
+        if problem := _create_post_problem(body):
+            return Answer(400, invalid_request(*problem))
         text = body.get("text") if isinstance(body, dict) else None
         if not isinstance(text, str) or not text:
             return Answer(400, {"errors": [{"parameters": {"text": [str(text)]},
@@ -149,6 +166,12 @@ class FakeXApi(FakeServer):
 
     def _media_metadata(self, body: object) -> Answer:
         media_id = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(media_id, str) or not _MEDIA_ID.fullmatch(media_id):
+            return Answer(400, invalid_request("The `id` field must match ^[0-9]{1,19}$.", "id"))
+        alt = (((body.get("metadata") or {}).get("alt_text") or {}).get("text"))
+        if isinstance(alt, str) and len(alt) > ALT_TEXT_MAX:
+            return Answer(400, invalid_request(f"The `metadata.alt_text.text` field is longer than {ALT_TEXT_MAX} "
+                                               "characters.", "metadata.alt_text.text"))
         if media_id not in self.media:
             return Answer(400, {"errors": [{"message": "media id not found"}], "title": "Invalid Request",
                                   "detail": "One or more parameters to your request was invalid.",
@@ -182,6 +205,25 @@ class FakeXApi(FakeServer):
         if not oauth_signature.safe_string_equals(expected, params.get("oauth_signature", "")):
             return f"signature does not match the received URL {received}"
         return None
+
+
+def _create_post_problem(body: object) -> tuple[str, str] | None:
+    """What CreatePostsRequest's schema refuses in a POST /2/tweets body, as (detail, parameter)."""
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object.", "body"
+    if unknown := sorted(set(body) - CREATE_POST_FIELDS):
+        return f"The request has an unknown field: {unknown[0]}", unknown[0]
+    media = body.get("media")
+    if media is None:
+        return None
+    if not isinstance(media, dict) or (unknown := sorted(set(media) - POST_MEDIA_FIELDS)):
+        return "The `media` field has an unknown field.", "media"
+    ids = media.get("media_ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 4:
+        return "The `media.media_ids` field must hold 1 to 4 ids.", "media.media_ids"
+    if not all(isinstance(i, str) and _MEDIA_ID.fullmatch(i) for i in ids):
+        return "The `media.media_ids` ids must match ^[0-9]{1,19}$.", "media.media_ids"
+    return None
 
 
 @pytest.fixture
