@@ -14,16 +14,14 @@ polls: every job starts at once, so polls come in waves an interval apart). With
 sources / interval times a minute, whatever their number, each replica about its share; without
 them every replica would poll every source (3 replicas, 3x the requests to the sites).
 
-Until leased delivery claims replace the run lock on PostgreSQL (issue 13, item 3), a second
-`bridge run` on one database is refused: each replica here is `bridge run` with the run lock
-handed in (--replica mode below), the only difference to the real command.
+The replicas are `bridge run` itself, side by side on PostgreSQL (leased delivery claims, issue
+13 item 3; measured before those landed, each replica was `bridge run` with the run lock handed in).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,20 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DEFAULT_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def replica_main(config: str) -> int:
-    """`bridge run --config CONFIG`, with a run lock of its own (see the module's docstring)."""
-    from bridge import cli
-    from bridge.store import lock
-
-    def lock_database(url):
-        from bridge.store.db import create_database_engine
-
-        return create_database_engine(url), lock.RunLock(f"bench replica {os.getpid()}")
-
-    lock.lock_database = lock_database
-    return cli.main(["--config", config, "run"])
 
 
 def measure(replicas: int, args, database: str, folder: Path) -> dict:
@@ -75,10 +59,7 @@ def measure(replicas: int, args, database: str, folder: Path) -> dict:
             home = folder / f"replica-{replicas}-{n}"
             home.mkdir()
             bridge = Bridge(home, text_)
-            bridge.process = subprocess.Popen(
-                [sys.executable, __file__, "--replica", str(bridge.config)], cwd=bridge.folder,
-                env=bridge.environment(), stdin=subprocess.DEVNULL, stdout=bridge.log.open("ab"),
-                stderr=subprocess.STDOUT)
+            bridge.start()  # `bridge run`
             bridges.append(bridge)
             processes.append(bridge.process)
 
@@ -129,14 +110,11 @@ def _seconds(duration: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--replica", help=argparse.SUPPRESS)
     parser.add_argument("--sources", type=int, default=1000)
     parser.add_argument("--interval", default="1m", help="every source's poll_interval")
     parser.add_argument("--minutes", type=float, default=2.0, help="how long the requests are counted")
     parser.add_argument("--replicas", default="1,3", help="replica counts to measure, comma-separated")
     args = parser.parse_args()
-    if args.replica:
-        return replica_main(args.replica)
     database = os.environ.get("BRIDGE_BENCH_POSTGRES_URL", DEFAULT_DATABASE)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-shared-polls-") as folder:
