@@ -34,6 +34,7 @@ from bridge.metrics import Metrics
 from bridge.notify import Notifier
 from bridge.pipeline import Runtime
 from bridge.pipeline.cycle import PollTally, log_summary
+from bridge.pipeline.shared_polls import SharedPolls
 from bridge.service import JobFailures, close, close_clients, prepare, rebuild_runtime, run_safely
 from bridge.store.db import check_connection
 from bridge.store import replicas
@@ -77,6 +78,9 @@ class Daemon:
         self.failures = JobFailures(rt.clock)
         self.replica_id = rt.replica_id
         """This process's row in the replicas table, from start() to close()."""
+        self.shared_polls = SharedPolls(self.replica_id) if rt.repo.engine.dialect.name != "sqlite" else None
+        """On PostgreSQL the replicas take turns at each source (pipeline/shared_polls.py); on SQLite
+        (one daemon per database, the run lock) every poll is this daemon's and costs no lease."""
         self._registered = False
         """Jobs whose last run failed (a full disk, a bug): /healthz names them until they succeed."""
         self.metrics = Metrics(lambda: self.rt, self.heartbeat.age)

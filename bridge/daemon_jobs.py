@@ -15,6 +15,7 @@ from bridge import __version__
 from bridge.alert_channels import channels_for
 from bridge.alerts import check as check_alerts
 from bridge.pipeline import Runtime, deliver_due, poll
+from bridge.pipeline.shared_polls import NotOurTurn
 from bridge.config.fingerprint import settings_fingerprint
 from bridge.service import maintain_store
 from bridge.store import replicas
@@ -43,7 +44,15 @@ def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
                       retry_in_s=int(HOST_BUSY_RETRY.total_seconds()))
             daemon.run_job_soon(f"poll:{name}", HOST_BUSY_RETRY)
             return
-        outcome = daemon.failures.run(f"poll:{name}", poll, rt, source)
+        shared = daemon.shared_polls
+        if shared is None:  # SQLite: this daemon alone polls (the run lock), no lease to take
+            outcome = daemon.failures.run(f"poll:{name}", poll, rt, source)
+        else:
+            outcome = daemon.failures.run(f"poll:{name}", shared.poll, rt, source)
+            if isinstance(outcome, NotOurTurn):  # another replica polls it: come back when it may be ours
+                log.debug("polled by another replica this interval", source=name, polled_by=outcome.polled_by)
+                daemon.run_job_soon(f"poll:{name}", outcome.retry_at - rt.clock())
+                return
     daemon.metrics.record_poll(outcome)
     daemon.tally.add(outcome)
     if outcome is not None and outcome.deliveries_created:

@@ -41,7 +41,11 @@ def states(repo: Repository) -> dict[int, str]:
 
 
 def _as_version_3(conn) -> None:
-    """Turn a new database back into its version 3 shape (no frozen posts, no meta table)."""
+    """Turn a new database back into its version 3 shape (no frozen posts, no meta table, and none
+    of version 11's poll and link columns)."""
+    conn.execute(text("DROP INDEX uq_deliveries_carried_link"))
+    conn.execute(text("ALTER TABLE deliveries DROP COLUMN link_key"))
+    conn.execute(text("ALTER TABLE sources DROP COLUMN polled_by"))
     for column in ("post_text", "post_image_url", "post_alt_text", "first_attempt_at", "last_attempt_at"):
         conn.execute(text(f"ALTER TABLE deliveries DROP COLUMN {column}"))
     conn.execute(text("DROP TABLE meta"))

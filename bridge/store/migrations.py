@@ -283,10 +283,59 @@ def _v9_delivery_leases(connection: Connection) -> None:
         connection.exec_driver_sql(_V9_POSTGRESQL_COUNT_DELIVERIES)
 
 
+# The columns step 11 reads, declared here for the same reason as _ITEMS_KEYS.
+_V11_DELIVERIES = table("deliveries", column("id"), column("item_id"), column("target"), column("recipient"),
+                       column("state"), column("link_key"))
+_V11_OLDEST_CARRIED_COPIES = text("""
+    SELECT id, url FROM (
+        SELECT d.id AS id, i.url AS url,
+               ROW_NUMBER() OVER (PARTITION BY d.target, d.recipient, i.url ORDER BY d.id) AS copy
+        FROM deliveries d JOIN items i ON i.id = d.item_id
+        WHERE d.state IN ('sending', 'sent', 'in_doubt') AND i.url IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM items j WHERE j.url = i.url AND j.source = i.source AND j.id <> i.id)
+    ) ranked WHERE copy = 1""")
+"""Per (target, recipient, link), the oldest delivery carried whose story's link no other story of
+its source shares: the one that holds the link (whether the link names an article is Python's
+rule, urls.names_a_page, applied to each row by outbox.link_key)."""
+
+
+def _v11_shared_polls_and_carried_links(connection: Connection) -> None:
+    """Issue 13, items 4 and 5. sources.polled_by: which replica took a source's latest poll (the
+    replicas share the polls). deliveries.link_key and the partial unique index over (target,
+    recipient, link_key) of the deliveries carried (sending, sent, in doubt): the "same link already
+    on this target" rule held by the database, so two sources' copies cannot both go out whatever
+    runs concurrently. Existing deliveries are given their link as the claim gives it (an article
+    link, one story of its source with it), and where several carried copies of one link are on one
+    target already (posted before this rule, or by the race it closes) the oldest (lowest id) holds
+    it, the others keep their state and hold nothing: nothing is re-sent or changed but the key."""
+    from bridge.store.outbox import link_key
+
+    for table_name, name, kind in (("sources", "polled_by", "VARCHAR(36)"), ("deliveries", "link_key", "VARCHAR(64)")):
+        # Only where missing: a database stamped with an older version may have the columns already.
+        if name not in {c["name"] for c in inspect(connection).get_columns(table_name)}:
+            connection.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}"))
+    # A database stamped with an older version may hold keys already: given afresh, by one rule.
+    connection.execute(text("DROP INDEX IF EXISTS uq_deliveries_carried_link"))
+    connection.execute(update(_V11_DELIVERIES).where(_V11_DELIVERIES.c.link_key.is_not(None)).values(link_key=None))
+    statement = (update(_V11_DELIVERIES).where(_V11_DELIVERIES.c.id == bindparam("b_id"))
+                 .values(link_key=bindparam("b_link")))
+    # Streamed in batches (a server-side cursor on PostgreSQL), so a store of millions of deliveries
+    # is never all in memory; the window's sort is done before the first row comes, so the
+    # updates between batches do not change what it reads.
+    result = connection.execute(_V11_OLDEST_CARRIED_COPIES.execution_options(stream_results=True))
+    for rows in result.partitions(_UPDATE_BATCH):
+        changes = [{"b_id": row.id, "b_link": key} for row in rows if (key := link_key(row.url)) is not None]
+        if changes:
+            connection.execute(statement, changes)
+    connection.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS uq_deliveries_carried_link ON deliveries "
+                            "(target, recipient, link_key) WHERE link_key IS NOT NULL "
+                            "AND state IN ('sending', 'sent', 'in_doubt')"))
+
+
 UPGRADES: dict[int, Callable[[Connection], None]] = {
     2: _v2_delivery_cost, 3: _v3_delivery_recipient, 4: _v4_frozen_posts_and_installation_id,
     5: url_identity_keys, 6: _v6_charges, 7: _v7_running_counts, 8: _v8_replicas, 9: _v9_delivery_leases,
-    10: url_spellings,
+    10: url_spellings, 11: _v11_shared_polls_and_carried_links,
 }
 LATEST_VERSION = max(UPGRADES, default=1)
 
@@ -332,7 +381,11 @@ def migrate(engine: Engine) -> int:
                 UPGRADES[version](connection)
                 connection.execute(update(schema.schema_version).values(version=version))
             if found < LATEST_VERSION and connection.dialect.name != "sqlite":
-                connection.execute(text("ANALYZE"))  # fresh statistics for the new shape; autovacuum keeps them
+                # Fresh statistics for the new shape (autovacuum keeps them), of the bridge's own tables
+                # only: a bare ANALYZE reads every schema of a shared database, and its locks on the
+                # catalogues deadlock with other processes' DDL there.
+                tables = ", ".join(table.name for table in schema.metadata.sorted_tables)
+                connection.execute(text(f"ANALYZE {tables}"))
             return found
     except SQLAlchemyError as exc:
         raise DatabaseError(f"cannot prepare database {engine.url!r}: {exc.orig or exc}") from None

@@ -7,11 +7,14 @@ Times are passed in by the caller (who owns the clock), so tests can move time w
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Iterator
 
+import structlog
 from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from bridge.model import Delivery, DeliveryState, FrozenPost, Item
 from bridge.store import schema
@@ -39,6 +42,23 @@ def shared_store(engine: Engine) -> bool:
     """True where several replicas share the store (PostgreSQL): claims are leased and each target's
     pacing decision is taken under a lock of the cluster. SQLite's run lock allows one process."""
     return engine.dialect.name == "postgresql"
+
+log = structlog.get_logger("bridge")
+
+
+@contextmanager
+def _same(conn: Connection) -> Iterator[Connection]:
+    """A transaction already open (a target's turn), used as it is."""
+    yield conn
+
+
+def link_key(url: str | None) -> str | None:
+    """What a delivery of a story with this link (urls.identity_url) holds on its target, or None for
+    a link that names no article (a site's home page). A digest: an index entry of a fixed size,
+    however long the URL (PostgreSQL refuses B-tree entries over a third of a page)."""
+    if not url or not names_a_page(url):
+        return None
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
 class Outbox:
@@ -108,11 +128,49 @@ class Outbox:
             values["last_attempt_at"] = now
         if claimer is not None:
             values.update(claimed_by=claimer, lease_until=lease_until)
+        try:
+            if conn is not None:
+                with conn.begin_nested():  # a savepoint: a link already taken leaves the turn usable
+                    return self._claim_in(conn, delivery, values)
+            with self.engine.begin() as own:
+                return self._claim_in(own, delivery, values)
+        except IntegrityError:
+            # uq_deliveries_carried_link: another source's copy of this article took the link on this
+            # target after same_story_elsewhere looked (two sources, two replicas, the same moment).
+            self._skip_taken_link(delivery, now, conn)
+            return False
+
+    def _claim_in(self, conn: Connection, delivery: Delivery, values: dict) -> bool:
+        if delivery.state is DeliveryState.PENDING:  # one in doubt keeps what it holds: it may be out
+            values = {**values, "link_key": self._link_to_hold(conn, delivery)}
         statement = update(D).where(D.c.id == delivery.id, D.c.state == delivery.state.value).values(**values)
-        if conn is not None:
-            return conn.execute(statement).rowcount == 1
-        with self.engine.begin() as own:
-            return own.execute(statement).rowcount == 1
+        return conn.execute(statement).rowcount == 1
+
+    def _link_to_hold(self, conn: Connection, delivery: Delivery) -> str | None:
+        """The link a pending delivery takes on its target when claimed: only an article's link
+        (link_key) that no other story of the same source shares (a listing every item points to
+        names no article; within one source the story key alone decides, see same_story_elsewhere)."""
+        key = link_key(delivery.item.url)
+        if key is None:
+            return None
+        stories = conn.execute(indexed(select(I.c.id).where(I.c.url == delivery.item.url,
+                                                           I.c.source == delivery.source).limit(2),
+                                       I, IX_ITEMS_URL)).all()
+        return key if len(stories) <= 1 else None
+
+    def _skip_taken_link(self, delivery: Delivery, now: datetime, turn: Connection | None = None) -> None:
+        key = link_key(delivery.item.url)
+        with (_same(turn) if turn is not None else self.engine.begin()) as conn:
+            holder = conn.execute(
+                select(D.c.id, I.c.source).join(I, I.c.id == D.c.item_id)
+                .where(D.c.target == delivery.target, D.c.recipient == delivery.recipient, D.c.link_key == key,
+                       D.c.state.in_(CARRIED))).first()
+            via = f"via {holder.source} (delivery {holder.id})" if holder else "via another source"
+            reason = f"same link already delivered {via}"
+            conn.execute(update(D).where(D.c.id == delivery.id, D.c.state == delivery.state.value)
+                         .values(state=DeliveryState.SKIPPED.value, last_error=reason, updated_at=now))
+        log.info("post skipped: same story already delivered", outcome="skipped", reason=reason,
+                 target=delivery.target, source=delivery.source, delivery=delivery.id, url=delivery.item.link)
 
     def renew_lease(self, delivery_id: int, claimer: str, lease_until: datetime) -> bool:
         """A post that takes longer than its lease keeps it: False if the claim is no longer ours

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-    UniqueConstraint,
+    UniqueConstraint, text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -55,6 +55,9 @@ sources = Table(
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("next_poll_at", UTCDateTime),
     Column("last_items_seen", Integer),
+    # The replica that took the source's latest poll (schema version 11): on PostgreSQL the replicas
+    # share the polls, each taking a source by advancing next_poll_at (store/poll_leases.py).
+    Column("polled_by", String(36)),
 )
 
 # Every story ever seen. (source, key) is its identity; url is the link identity (urls.identity_url) for cross-source dedupe.
@@ -112,10 +115,21 @@ deliveries = Table(
     # live peer's post in flight is never touched. NULL on SQLite, whose run lock allows one process.
     Column("claimed_by", String(36)),
     Column("lease_until", UTCDateTime),
+    # The article link this delivery holds on its target (schema version 11): a digest of the link's
+    # identity (outbox.link_key), set when a pending delivery is claimed if its link names one article
+    # of its source. uq_deliveries_carried_link lets one delivery per (target, recipient) hold a link
+    # while it is sending, sent or in doubt, so two sources' copies cannot both go out.
+    Column("link_key", String(64)),
     UniqueConstraint("item_id", "target", "recipient", name="uq_deliveries_item_target_recipient"),
     Index("ix_deliveries_state_target", "state", "target"),
     Index("ix_deliveries_target_sent_at", "target", "sent_at"),
 )
+
+CARRIED_LINK_WHERE = "link_key IS NOT NULL AND state IN ('sending', 'sent', 'in_doubt')"
+"""The deliveries that hold their link: those whose story is (or may be) on the account. A failed,
+skipped, pending or held copy holds nothing, so it never blocks another source's copy."""
+Index("uq_deliveries_carried_link", deliveries.c.target, deliveries.c.recipient, deliveries.c.link_key,
+      unique=True, sqlite_where=text(CARRIED_LINK_WHERE), postgresql_where=text(CARRIED_LINK_WHERE))
 
 # What a target's network billed besides its posts (schema version 6): X charges per alt-text call
 # and per credentials check. The daily budget counts these with the posts' own costs.
