@@ -44,10 +44,13 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import httpcore
 import httpx
+
+if TYPE_CHECKING:  # annotations only: the daemon loads http.client through requests only where used
+    from http.client import HTTPConnection
 
 CONNECTING = "connecting"
 SENDING = "sending the request"

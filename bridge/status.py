@@ -78,12 +78,18 @@ def collect(repo: Repository, config: Config, now: datetime | None = None) -> di
             source["held"] = held[source["name"]]
             source["state"] = "held" if source["state"] == "ok" else f"held, {source['state']}"
     from bridge.config.fingerprint import settings_fingerprint
-    from bridge.store.replicas import live_replicas
+    from bridge.store.outbox import shared_store
+    from bridge.store.replicas import holdings, live_replicas
 
     here = settings_fingerprint(config)
+    live, held_by = live_replicas(repo.engine, now), holdings(repo.engine)
+    if not shared_store(repo.engine):  # one daemon: it polls every source and sends every post in flight
+        in_flight = sum(held["posting"] for held in held_by.values())
+        held_by = {r["id"]: {"sources": "all", "posting": in_flight} for r in live}
     running = [{"host": r["host"], "pid": r["pid"], "version": r["version"], "started": r["started_at"],
-                "heartbeat": r["heartbeat_at"], "settings": r["settings"], "same_settings": r["settings"] == here}
-               for r in live_replicas(repo.engine, now)]
+                "heartbeat": r["heartbeat_at"], "settings": r["settings"], "same_settings": r["settings"] == here,
+                "sources": held_by.get(r["id"], {}).get("sources", 0),
+                "posting": held_by.get(r["id"], {}).get("posting", 0)} for r in live]
     return {"now": now, "timezone": tz, "dry_run": config.bridge.dry_run, "replicas": running,
             "settings": here, "sources": sources, "targets": targets,
             "in_doubt": in_doubt_rows(repo, tz), "held": held_bursts(held), "recent_failures": failures}
@@ -217,8 +223,9 @@ def _replica_lines(report: dict, now: datetime) -> list[str]:
         return []
     if not running:
         return ["DAEMON  none running (`systemctl start bridge`)", ""]
-    rows = [("daemon", "pid", "version", "started", "heartbeat", "settings")]
+    rows = [("daemon", "pid", "version", "started", "heartbeat", "polls", "posting", "settings")]
     rows += [(r["host"], str(r["pid"]), r["version"], _ago(r["started"], now), _ago(r["heartbeat"], now),
+              str(r["sources"]), str(r["posting"]),
               r["settings"] + ("" if r["same_settings"] else "  DIFFERENT from settings.toml: reload it"))
              for r in running]
     return _table(rows) + [""]

@@ -8,13 +8,11 @@ lease: every story is on Telegram at most once and, unless it is in doubt (with 
 once; neither X account went past its cap or its budget; every delivery is sent, in doubt with
 its reason, or (X, over the cap or the budget) still pending for tomorrow.
 
-Until shared polls land (source leases, another branch), every replica polls every source: two
-replicas storing one new story at once is settled by the (source, key) constraint, one of them
-rolling its poll back; the test tolerates that.
-
-All twenty feeds are on one host (127.0.0.1), and a replica reads one host one request at a time
-(a busy source's poll comes back 5 s later), as it would read one ministry's site: a story waits
-seconds, not milliseconds, to be stored. Real processes cannot take an injected clock: the settings use short real intervals (1 s polls
+Each source is on a host of its own (s0.feeds.test, ... resolved to 127.0.0.1 in the replicas by
+bench/localnames), so the one-request-at-a-time-per-host rule never slows a poll, and the polls are
+counted: with shared polls (a lease on the source's row) each source is read about once per
+interval by the whole cluster, where three replicas polling on their own would read it three times.
+Real processes cannot take an injected clock: the settings use short real intervals (1 s polls
 and rounds, 1 s publish timeout, so a dead replica's lease runs out in 14 s), and the test waits
 on events with timeouts; the only pauses are the chaos schedule's, drawn from a seeded RNG.
 """
@@ -41,6 +39,8 @@ from tests.fakes.x_api import CREDENTIALS, FakeXApi
 from tests.helpers import antara_feed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCAL_NAMES = REPO_ROOT / "bench" / "localnames"
+"""Its sitecustomize.py resolves *.feeds.test to 127.0.0.1 in the replicas (a host name per source)."""
 SOURCES = 20
 FIRST_STORIES = SOURCES  # one per source at the start (first_run = "all")
 LATER_STORIES = 40  # then one every ARRIVAL_EVERY seconds, on a random source
@@ -60,9 +60,9 @@ def _story(n: int, base: str) -> dict:
             "description": f"Cerita ke-{n} tentang pemuda dan olahraga.", "image": None, "categories": ()}
 
 
-def _settings(database: str, feeds: str, x: str, xb: str, tg: str) -> str:
-    sources = "".join(f'[[sources]]\nname = "s{i}"\nurl = "{feeds}/s{i}.xml"\ntargets = ["x", "xb", "tg"]\n'
-                      for i in range(SOURCES))
+def _settings(database: str, port: int, x: str, xb: str, tg: str) -> str:
+    sources = "".join(f'[[sources]]\nname = "s{i}"\nurl = "http://s{i}.feeds.test:{port}/s{i}.xml"\n'
+                      f'targets = ["x", "xb", "tg"]\n' for i in range(SOURCES))
     return f"""
 [bridge]
 database = "{database}"
@@ -164,8 +164,9 @@ def test_three_replicas_killed_at_random_post_every_story_once_within_the_limits
         feed_server.add(f"/s{i}.xml", antara_feed([]), etag=f'"{i}-0"')
         publish(i + 1, i)
     settings = tmp_path / "settings.toml"
-    settings.write_text(_settings(cluster_database, base, x.base_url, xb.base_url, tg.base_url))
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "STATE_DIRECTORY": str(tmp_path), "PYTHONUNBUFFERED": "1",
+    port = int(base.rstrip("/").rsplit(":", 1)[1])
+    settings.write_text(_settings(cluster_database, port, x.base_url, xb.base_url, tg.base_url))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LOCAL_NAMES), str(REPO_ROOT)]), "STATE_DIRECTORY": str(tmp_path), "PYTHONUNBUFFERED": "1",
            "BRIDGE_TG_BOT_TOKEN": BOT_TOKEN}
     for target in ("X", "XB"):
         env.update({f"BRIDGE_{target}_{field.upper()}": value for field, value in CREDENTIALS.items()})
@@ -175,6 +176,7 @@ def test_three_replicas_killed_at_random_post_every_story_once_within_the_limits
     engine = create_engine(cluster_database)
     stop_chaos, kills = threading.Event(), []
     try:
+        started = time.monotonic()
         for replica in replicas:
             replica.start()
 
@@ -200,6 +202,7 @@ def test_three_replicas_killed_at_random_post_every_story_once_within_the_limits
         total = FIRST_STORIES + LATER_STORIES
         settled = _wait_until_settled(engine, total)
         codes = [replica.stop() for replica in replicas]
+        polled_for = time.monotonic() - started
         rows = _deliveries(engine)
     finally:
         stop_chaos.set()
@@ -210,11 +213,17 @@ def test_three_replicas_killed_at_random_post_every_story_once_within_the_limits
         engine.dispose()
         for fake in (x, xb, tg):
             fake.stop()
-    print(f"kills: {len(kills)}; settled: {settled}; {_summary(rows)}")
+    polls = [len(feed_server.requests_to(f"/s{i}.xml")) for i in range(SOURCES)]
+    print(f"kills: {len(kills)}; settled: {settled}; {_summary(rows)}; polls per source in {polled_for:.0f} s "
+          f"at a 1 s interval: {min(polls)}-{max(polls)}")
     assert codes == [0] * REPLICAS, codes
     assert settled, _summary(rows)
     by_target = {name: [r for r in rows if r["target"] == name] for name in ("x", "xb", "tg")}
     assert all(len(by_target[name]) == total for name in by_target), _summary(rows)
+    # Shared polls: each source read about once per interval by the cluster, not once per replica
+    # (three replicas on their own would read it ~3 x polled_for times).
+    assert max(polls) <= 1.5 * polled_for + 5, (polls, polled_for)
+    assert min(polls) >= 0.3 * polled_for, (polls, polled_for)  # and still read all along
 
     # Telegram refuses no duplicate: each story there at most once, and exactly once unless in doubt.
     messages = [m["text"] for m in tg.messages]

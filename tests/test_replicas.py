@@ -3,6 +3,7 @@ lists the live ones and flags one running other settings than settings.toml says
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 from bridge.config import parse_config
@@ -90,3 +91,37 @@ def test_status_and_the_daemon_fingerprint_a_live_file_alike(tmp_path):
     status_view = parse_config(raw, environ=env, secrets=False)
     assert daemon_view.bridge.dashboard_token and not status_view.bridge.dashboard_token
     assert settings_fingerprint(daemon_view) == settings_fingerprint(status_view)
+
+
+def test_status_shows_what_each_replica_holds(repo, tmp_path):
+    """`bridge status` gives each live replica the sources it polled last and the posts it is sending;
+    on SQLite's single daemon, every source and every post in flight."""
+    from sqlalchemy import text
+
+    from bridge.model import Item
+
+    engine, now = repo.engine, T0
+    for n, source in enumerate(("a", "b", "c")):
+        repo.store_poll(source, f"https://{source}.id/rss", [Item(key=f"{source}1", title="Judul", link=None)],
+                        ("x",), now=now, skip={}, etag=None, last_modified=None,
+                        next_poll_at=now + timedelta(minutes=5))
+    replicas.register(engine, "r1", host="web1", pid=11, version="0.1.0", settings="s", now=now)
+    replicas.register(engine, "r2", host="web2", pid=22, version="0.1.0", settings="s", now=now)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE sources SET polled_by = 'r1' WHERE name IN ('a', 'b')"))
+        conn.execute(text("UPDATE sources SET polled_by = 'r2' WHERE name = 'c'"))
+        conn.execute(text("UPDATE deliveries SET state = 'sending', claimed_by = 'r2' WHERE id = "
+                          "(SELECT min(id) FROM deliveries)"))
+    config = parse_config(make_config({"a": "https://a.id/rss"}, x_base="https://api.x.com"),
+                          environ=env_for(tmp_path))
+    report = collect(repo, config, now)
+    held = {r["host"]: (r["sources"], r["posting"]) for r in report["replicas"]}
+    if engine.dialect.name == "postgresql":
+        assert held == {"web1": (2, 0), "web2": (1, 1)}
+    else:  # one daemon per database: it holds everything
+        assert held == {"web1": ("all", 1), "web2": ("all", 1)}
+    lines = render(report).splitlines()
+    header = next(line for line in lines if line.startswith("daemon"))
+    assert re.split(r"\s{2,}", header)[5:7] == ["polls", "posting"]
+    web2 = next(line for line in lines if line.startswith("web2"))
+    assert re.split(r"\s{2,}", web2)[5:7] == (["1", "1"] if engine.dialect.name == "postgresql" else ["all", "1"])

@@ -1,16 +1,16 @@
 """The processes running `bridge run` on this database: registered at start, renewed by a heartbeat,
 removed at stop. A replica that died without leaving is told apart by its old heartbeat.
 
-`bridge status` lists the live ones with the hash of their settings, so an operator sees a replica
-left on old settings after an edit. This is the first piece of several replicas on one PostgreSQL
-(issue 13); with SQLite the run lock keeps it to one.
+`bridge status` lists the live ones with the hash of their settings (so an operator sees a replica
+left on old settings after an edit) and what each holds: the sources it polled last and the posts
+it is sending. Several replicas share one PostgreSQL; with SQLite the run lock keeps it to one.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from bridge.store import schema
 from bridge.store.db import READ_ONLY
@@ -49,6 +49,23 @@ def live_replicas(engine: Engine, now: datetime) -> list[dict]:
         rows = conn.execute(select(R).where(R.c.heartbeat_at >= now - REPLICA_GONE_AFTER)
                             .order_by(R.c.started_at)).mappings()
         return [dict(row) for row in rows]
+
+
+def holdings(engine: Engine) -> dict[str, dict[str, int]]:
+    """What each replica holds now, by replica id: `sources` it took the last poll of (a lease on
+    the source's row: shared polls) and `posting`, deliveries it has claimed and is sending. On
+    SQLite's single daemon neither names anybody (its claims are under the key None)."""
+    S, D = schema.sources, schema.deliveries
+    held: dict[str, dict[str, int]] = {}
+    with engine.connect().execution_options(**READ_ONLY) as conn:
+        for replica, count in conn.execute(select(S.c.polled_by, func.count()).where(S.c.polled_by.is_not(None))
+                                           .group_by(S.c.polled_by)):
+            held.setdefault(replica, {"sources": 0, "posting": 0})["sources"] = count
+        for replica, count in conn.execute(select(D.c.claimed_by, func.count())
+                                           .where(D.c.state == "sending")
+                                           .group_by(D.c.claimed_by)):
+            held.setdefault(replica, {"sources": 0, "posting": 0})["posting"] = count
+    return held
 
 
 def forget_gone(engine: Engine, now: datetime, keep: timedelta = timedelta(days=1)) -> int:
