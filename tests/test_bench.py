@@ -88,7 +88,7 @@ def test_replica_bench_runs(capsys, postgres_url):
     figure, and no story reached a network twice (its speed is not judged here)."""
     bench = load(BENCH.with_name("bench_replicas.py"))
     server = postgres_url.split("?")[0].rsplit("/", 1)[0]
-    results = bench.main(["--quick", "--replicas", "1,2", "--window", "2", "--postgres", server,
+    results = bench.main(["--quick", "--replicas", "1,2", "--window", "2", "--warmup", "1", "--postgres", server,
                           "--database", f"bench_replicas_test_{os.getpid()}"])
     assert [r["replicas"] for r in results] == [1, 2]
     assert all(r["per_minute"] > 0 and r["doubled"] == 0 for r in results)
