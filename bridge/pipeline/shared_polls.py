@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from bridge.config import SourceConfig
 from bridge.model import PollOutcome
-from bridge.pipeline.polling import poll
+from bridge.pipeline.polling import poll, read_as_new_feed
 from bridge.pipeline.runtime import Runtime
 from bridge.store import poll_leases, replicas
 
@@ -69,9 +69,17 @@ class SharedPolls:
         now = rt.clock()
         mine = self.preferred(rt, source.name, now) == self.replica_id
         grace = takeover_grace(source.poll_interval)
-        turn = poll_leases.take(rt.repo.engine, source.name, source.url, self.replica_id, now=now,
-                                due_by=now + POLL_EARLY if mine else now - grace,
-                                next_poll_at=now + source.poll_interval)
+        def take() -> poll_leases.Turn:
+            return poll_leases.take(rt.repo.engine, source.name, source.url, self.replica_id, now=now,
+                                    due_by=now + POLL_EARLY if mine else now - grace,
+                                    next_poll_at=now + source.poll_interval)
+
+        turn = take()
+        if not turn.taken and turn.url is not None and turn.url != source.url:
+            # Moved (a reload gave it a new URL): the schedule stored, a backoff above all, was the
+            # old URL's. One replica restarts it due now (a compare-and-set), then one takes it.
+            read_as_new_feed(rt, source, turn.url, now, due_now=True)
+            turn = take()
         if not turn.taken:
             due = turn.next_poll_at or now
             return NotOurTurn(source.name, max(due if mine else due + grace, now + RETRY_AT_LEAST), turn.polled_by)

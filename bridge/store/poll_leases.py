@@ -36,6 +36,8 @@ class Turn:
     """Who took its latest poll."""
     known: bool = False
     """The source has its row (it was polled, or asked for, before)."""
+    url: str | None = None
+    """The URL the store last read it at (a configured URL unlike it: the source moved)."""
 
 
 def take(engine: Engine, name: str, url: str, replica: str, *, now: datetime, due_by: datetime,
@@ -56,7 +58,7 @@ def take(engine: Engine, name: str, url: str, replica: str, *, now: datetime, du
             conn.execute(_insert(conn).values(name=name, url=url, initialised=False, consecutive_failures=0)
                          .on_conflict_do_nothing(index_elements=[S.c.name]))
         if conn.execute(taking).rowcount == 1:
-            return Turn(True, next_poll_at, replica, True)
+            return Turn(True, next_poll_at, replica, True, seen.url)
     return state(engine, name)
 
 
@@ -71,7 +73,7 @@ def _insert(conn):
 def state(engine: Engine, name: str) -> Turn:
     """The source's schedule as stored (not taken)."""
     with engine.connect().execution_options(**READ_ONLY) as conn:
-        row = conn.execute(select(S.c.next_poll_at, S.c.polled_by).where(S.c.name == name)).first()
+        row = conn.execute(select(S.c.next_poll_at, S.c.polled_by, S.c.url).where(S.c.name == name)).first()
     if row is None:
         return Turn(False, None)
-    return Turn(False, row.next_poll_at, row.polled_by, True)
+    return Turn(False, row.next_poll_at, row.polled_by, True, row.url)

@@ -86,16 +86,20 @@ class Repository(Outbox):
             last_items_seen=row["last_items_seen"], last_outcome=row["last_outcome"],
         )
 
-    def restart_source(self, name: str, url: str, now: datetime) -> SourceState:
-        """The source now reads another URL: forget validators and backoff, and apply the first-run
-        policy again on its next successful poll. Items already seen stay seen."""
+    def restart_source(self, name: str, old_url: str, url: str, now: datetime, *,
+                       due_now: bool = False) -> SourceState | None:
+        """The source now reads `url` instead of `old_url`: forget validators and backoff, and apply
+        the first-run policy again on its next successful poll. Items already seen stay seen.
+
+        A compare-and-set on the old URL, so of two replicas (or threads) noticing the move at once
+        one restarts it: None for the other. next_poll_at is left alone (on PostgreSQL it is the
+        lease of a poll under way) unless `due_now`."""
         self.unchanged.discard(name)
+        values = dict(url=url, initialised=False, etag=None, last_modified=None, consecutive_failures=0,
+                      last_error=None, **({"next_poll_at": None} if due_now else {}))
         with self.engine.begin() as conn:
-            conn.execute(update(S).where(S.c.name == name).values(
-                url=url, initialised=False, etag=None, last_modified=None, consecutive_failures=0,
-                next_poll_at=None, last_error=None,
-            ))
-        return SourceState(url=url)
+            moved = conn.execute(update(S).where(S.c.name == name, S.c.url == old_url).values(**values)).rowcount
+        return SourceState(url=url) if moved else None
 
     def store_poll(
         self, source: str, url: str, items: Sequence[Item], targets: Sequence[str], *, now: datetime,
