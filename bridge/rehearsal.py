@@ -36,7 +36,9 @@ from bridge.config import Config, SourceConfig
 from bridge.errors import DatabaseError, FetchError
 from bridge.model import FrozenPost, Item
 from bridge.pacing import hold_reason
-from bridge.pipeline import filter_reason, filtered_by_target, skip_reasons, undated_first_seen, wants_photo
+from bridge.pipeline import (
+    filter_reason, filtered_by_target, photos_wanted, skip_reasons, undated_first_seen, wants_photo,
+)
 from bridge.preview import dry_run_publishers, polite_fetcher, preview_post
 from bridge.publish import Publisher
 from bridge.sources.polite import PoliteFetcher
@@ -158,7 +160,7 @@ def rehearse_source(config: Config, repo: Repository | None, memory: Memory, fet
     first_seen = undated_first_seen(repo, items, source) if repo else {}
     skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now, first_seen=first_seen)
     to_post = {i.key for i in items if i.key not in known and i.key not in skip}
-    items = add_story_pages(fetcher, source, read, to_post)
+    items = add_story_pages(fetcher, source, read, to_post, photos=photos_wanted(config, source, publishers))
     if to_post:  # a story page may have dated a story: judge staleness again, as a poll does
         skip = skip_reasons(items, source, first_run=first_run, catchup=False, now=now, first_seen=first_seen)
     seen.update(i.key for i in items)

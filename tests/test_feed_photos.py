@@ -70,3 +70,22 @@ def test_no_page_is_read_when_told_not_to_or_for_a_burst(feed_server, x_api, tmp
             assert not [r for r in feed_server.request_log if r.path.startswith("/berita/")], source
         finally:
             close(rt)
+
+
+def test_no_page_is_read_for_a_photo_no_target_would_post(feed_server, x_api, tmp_path, clock):
+    """A feed's story pages are read only for a photo: when every target of the source has
+    `images = false`, none is read; when one of two still takes photos, they are."""
+    for n, photos_of_second in enumerate((False, True)):
+        items = [story(feed_server, 100 + 10 * n + k) for k in range(2)]
+        feed_server.add(f"/rss-t{n}.xml", antara_feed(items))
+        raw = make_config({"a": feed_server.url(f"/rss-t{n}.xml")}, x_base=x_api.base_url, dry_run=True,
+                          bridge={"first_run": "all"}, target={"images": False})
+        raw["targets"]["x2"] = dict(raw["targets"]["x"], images=photos_of_second)
+        raw["sources"][0]["targets"] = ["x", "x2"]
+        rt = runtime(raw, tmp_path / f"t{n}", clock)
+        try:
+            assert poll(rt, rt.config.sources[0]).status == "ok"
+            pages = [r for r in feed_server.request_log if r.path in {f"/berita/{100 + 10 * n + k}" for k in range(2)}]
+            assert len(pages) == (2 if photos_of_second else 0), (photos_of_second, pages)
+        finally:
+            close(rt)

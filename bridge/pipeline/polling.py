@@ -15,7 +15,7 @@ from bridge.errors import (
     FetchError,
 )
 from bridge.model import Item, PollOutcome
-from bridge.pipeline.posts import filtered_by_target
+from bridge.pipeline.posts import filtered_by_target, photos_wanted
 from bridge.pipeline.runtime import Runtime, ms_since
 from bridge.sources.polite import PoliteFetcher
 from bridge.sources.read import add_story_pages, read_source
@@ -82,7 +82,8 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
         _log_poll(outcome, started)
         return outcome
     to_post = {i.key for i in items if i.key not in known and i.key not in skip}
-    items = add_story_pages(fetcher, source, result, to_post)
+    items = add_story_pages(fetcher, source, result, to_post,
+                            photos=photos_wanted(rt.config, source, rt.publishers))
     if to_post:  # a page may have dated a story the listing left undated: judge staleness again
         skip = skip_reasons(items, source, first_run=first_run, catchup=catchup, now=now, first_seen=seen)
         to_post -= set(skip)

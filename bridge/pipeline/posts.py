@@ -3,7 +3,7 @@ at its first attempt, so every later attempt sends the same bytes."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from bridge.compose import LengthRule, compose
 from bridge.config import Config, SourceConfig, TargetConfig
@@ -41,6 +41,15 @@ def wants_photo(source: SourceConfig | None, target: TargetConfig, publisher: Pu
     takes them."""
     return (bool(item.image_url) and target.images and (source is None or source.images)
             and getattr(publisher, "takes_photos", True))
+
+
+def photos_wanted(config: Config, source: SourceConfig, publishers: Mapping[str, Publisher]) -> bool:
+    """Some target of the source would post a story's photo: else a feed's story pages, read only
+    for a photo, are not read at all (requests to the ministry's site that nothing would use)."""
+    if not source.images:
+        return False
+    return any(config.targets[name].images and getattr(publishers.get(name), "takes_photos", True)
+               for name in source.targets if name in config.targets)
 
 
 def length_rule_for_post(source: SourceConfig | None, target: TargetConfig, publisher: Publisher,

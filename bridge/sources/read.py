@@ -114,15 +114,17 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
     return SourceRead(False, items, result.etag, result.last_modified, "html", day_only)
 
 
-def add_story_pages(fetcher: PoliteFetcher, source: SourceLike, read: SourceRead, keys: set[str]) -> list[Item]:
+def add_story_pages(fetcher: PoliteFetcher, source: SourceLike, read: SourceRead, keys: set[str], *,
+                    photos: bool = True) -> list[Item]:
     """read.items, with the story pages of `keys` read in: for html and sitemap sources what the
-    page adds (summary, photo, time); for a feed only a photo, for the stories it gives none. Never
+    page adds (summary, photo, time); for a feed only a photo, for the stories it gives none, and
+    only if `photos` (some target would post it). Never
     for more new stories than the source's burst_limit: a burst is held for the operator, and a site
     move must not cost hundreds of page requests before anyone has looked."""
     if not source.story_pages or not keys:
         return read.items
     if read.read_as.startswith("feed"):
-        if not source.images or len(keys) > source.burst_limit:
+        if not photos or not source.images or len(keys) > source.burst_limit:
             return read.items
         return add_feed_photos(read.items, keys, fetcher=fetcher, source=source.name, headers=source.request_headers)
     sitemap = read.read_as.startswith("sitemap")
