@@ -34,18 +34,19 @@ DEFAULT_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def measure(replicas: int, args, database: str, folder: Path) -> dict:
+    from tests.postgres_schemas import own_schema
+
+    schema = f"bridge_bench_shared_polls_{os.getpid()}_{replicas}"
+    with own_schema(database, schema) as url:
+        return _measure_on(url, replicas, args, folder)
+
+
+def _measure_on(url: str, replicas: int, args, folder: Path) -> dict:
     from sqlalchemy import create_engine, text
 
     from cycle_bridge import Bridge, cpu_seconds, settings_text, wait_for
     from cycle_origin import feed_url, start_origin, write_feeds
 
-    schema = f"bridge_bench_shared_polls_{os.getpid()}_{replicas}"
-    admin = create_engine(database)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in database else "?"
-    url = f"{database}{separator}options=-csearch_path%3D{schema}"
     root = folder / f"feeds-{replicas}"
     root.mkdir()
     write_feeds(root, args.sources, items=10)
@@ -97,9 +98,6 @@ def measure(replicas: int, args, database: str, folder: Path) -> dict:
         for bridge in bridges:
             bridge.stop()
         origin.close()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.dispose()
 
 
 def _seconds(duration: str) -> float:

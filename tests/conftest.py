@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import os
 import socket
+from contextlib import ExitStack
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 
 from bridge.store import schema
@@ -16,6 +16,7 @@ from bridge.store import schema
 from bridge.store.db import create_database_engine
 from bridge.store.migrations import migrate
 from bridge.store.repo import Repository
+from tests.postgres_schemas import own_schema
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", None}
 
@@ -88,21 +89,14 @@ def postgres_url() -> str:
         import psycopg  # noqa: F401 (CI: missing, the PostgreSQL tests fail rather than skip)
     else:
         pytest.importorskip("psycopg")
-    schema_name = f"bridge_test_{os.getpid()}"
-    admin = create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
-    except OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("BRIDGE_REQUIRE_POSTGRES"):  # CI: a PostgreSQL test that skips proves nothing
-            pytest.fail(f"no PostgreSQL at {POSTGRES_URL} and BRIDGE_REQUIRE_POSTGRES is set: {exc}")
-        pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema_name}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema_name} CASCADE")
-    admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(own_schema(POSTGRES_URL, f"bridge_test_{os.getpid()}"))
+        except OperationalError as exc:
+            if os.environ.get("BRIDGE_REQUIRE_POSTGRES"):  # CI: a PostgreSQL test that skips proves nothing
+                pytest.fail(f"no PostgreSQL at {POSTGRES_URL} and BRIDGE_REQUIRE_POSTGRES is set: {exc}")
+            pytest.skip(f"no PostgreSQL at {POSTGRES_URL}")
+        yield url
 
 
 def _drop_all(engine) -> None:

@@ -37,6 +37,7 @@ from tests.conftest import POSTGRES_URL
 from tests.fakes.telegram import BOT_TOKEN, FakeTelegram
 from tests.fakes.x_api import CREDENTIALS, FakeXApi
 from tests.helpers import antara_feed
+from tests.postgres_schemas import own_schema
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_NAMES = REPO_ROOT / "bench" / "localnames"
@@ -101,16 +102,8 @@ images = false
 @pytest.fixture
 def cluster_database(postgres_url):
     """A schema of this test's own, so nothing else's rows or advisory keys meet the replicas'."""
-    name = f"bridge_claims13_cluster_{os.getpid()}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{name}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-    admin.dispose()
+    with own_schema(POSTGRES_URL, f"bridge_claims13_cluster_{os.getpid()}") as url:
+        yield url
 
 
 class Replica:

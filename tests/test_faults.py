@@ -20,7 +20,7 @@ from bridge.model import DeliveryState
 from bridge.pipeline import deliver_due
 from bridge.status import collect
 from tests.fakes.facebook import PAGE_ID
-from tests.fakes.http_fake import AFTER_ACTING, REFUSE
+from tests.fakes.http_fake import AFTER_ACTING
 from tests.fakes.whatsapp import PHONE_NUMBER_ID
 from tests.helpers import antara_item
 from tests.test_networks import bridge, networks  # noqa: F401 (fixtures)
@@ -60,12 +60,21 @@ def copies(network) -> Counter:
     return Counter(network.posts())
 
 
-def start_one(bridge, name: str):
-    bridge.start(only=name, settings={"publish_timeout": "1s", "max_attempts": 4})
-    bridge.rt.repo  # noqa: B018
+def start_one(bridge, name: str, target: dict | None = None):
+    """The bridge posting to network `name` only (with `target`'s settings added), its first poll made."""
+    bridge.start(only=name, settings={"publish_timeout": "1s", "max_attempts": 4}, targets={name: target or {}})
     from bridge.pipeline import poll
 
     poll(bridge.rt, bridge.rt.config.sources[0], force=True)  # the first run remembers the old story
+
+
+def deliver_while_refused(bridge, network) -> None:
+    """One delivery round while the network refuses every connection (nothing reaches it)."""
+    network.fake.refuse_connections()
+    try:
+        deliver_due(bridge.rt)
+    finally:
+        network.fake.accept_connections()
 
 
 @pytest.mark.parametrize("fault", AFTER_ACTING)
@@ -96,11 +105,7 @@ def test_refused_connection_posts_exactly_once_when_healthy(bridge, networks, na
     start_one(bridge, name)
     network = networks[name]
     bridge.publish(antara_item(4))
-    network.fake.refuse_connections()
-    try:
-        deliver_due(bridge.rt)
-    finally:
-        network.fake.accept_connections()
+    deliver_while_refused(bridge, network)
     run_rounds(bridge)
     made = copies(network)
     expected = len(network.table.get("recipients", [None]))

@@ -15,7 +15,7 @@ from bridge.pipeline import deliver_due
 from tests.fakes.facebook import PAGE_ID
 from tests.fakes.http_fake import AFTER_ACTING
 from tests.helpers import antara_item
-from tests.test_faults import copies, run_rounds, start_one
+from tests.test_faults import copies, deliver_while_refused, run_rounds, start_one
 from tests.test_networks import bridge, networks  # noqa: F401 (fixtures)
 
 UPLOAD = {
@@ -63,29 +63,17 @@ def test_refused_upload_then_one_post(bridge, networks, name):
     start_one(bridge, name)
     network = networks[name]
     bridge.publish(antara_item(4, image=bridge.photo()))
-    network.fake.refuse_connections()
-    try:
-        deliver_due(bridge.rt)
-    finally:
-        network.fake.accept_connections()
+    deliver_while_refused(bridge, network)
     run_rounds(bridge)
     assert sum(copies(network).values()) == 1
     assert only_row(bridge, name)["state"] == "sent"
-
-
-def start_photo(bridge, name: str) -> None:
-    bridge.start(only=name, settings={"publish_timeout": "1s", "max_attempts": 4},
-                 targets={name: PHOTO_POST[name][2]})
-    from bridge.pipeline import poll
-
-    poll(bridge.rt, bridge.rt.config.sources[0], force=True)
 
 
 @pytest.mark.parametrize("fault", AFTER_ACTING)
 @pytest.mark.parametrize("name", list(PHOTO_POST))
 def test_lost_photo_post_answer_never_posts_twice(bridge, networks, name, fault):
     """A photo post whose answer is lost exists once: found on the account (sent) or in doubt."""
-    start_photo(bridge, name)
+    start_one(bridge, name, PHOTO_POST[name][2])
     network = networks[name]
     network.fake.fail(*PHOTO_POST[name][:2], fault)
     bridge.publish(antara_item(4, image=bridge.photo()))
@@ -100,14 +88,10 @@ def test_lost_photo_post_answer_never_posts_twice(bridge, networks, name, fault)
 @pytest.mark.parametrize("name", list(PHOTO_POST))
 def test_refused_photo_post_posts_once_when_healthy(bridge, networks, name):
     """Nothing reached the network: the photo post goes out exactly once when it answers again."""
-    start_photo(bridge, name)
+    start_one(bridge, name, PHOTO_POST[name][2])
     network = networks[name]
     bridge.publish(antara_item(4, image=bridge.photo()))
-    network.fake.refuse_connections()
-    try:
-        deliver_due(bridge.rt)
-    finally:
-        network.fake.accept_connections()
+    deliver_while_refused(bridge, network)
     run_rounds(bridge)
     assert sum(copies(network).values()) == 1
     assert only_row(bridge, name)["state"] == "sent"
