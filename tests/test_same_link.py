@@ -216,3 +216,33 @@ class TestUpgrade:
         with repo.engine.begin() as conn:  # failed, it holds nothing: another copy may be sent
             conn.execute(update(D).where(D.c.id == first.id).values(state="failed"))
             conn.execute(update(D).where(D.c.id == second.id).values(state="sent", link_key=key))
+
+
+class TestSamePollTwice:
+    def test_two_processes_storing_one_sources_new_stories_at_once_store_them_once(self, repo):
+        """A source polled by two processes at the same moment (`bridge run --once` beside a
+        replica, or a poll that outlasted its lease): both store the same new stories at once. One
+        stores them and queues their deliveries; the other finds them known and stores nothing,
+        without an error (before, PostgreSQL refused the second insert and its poll failed with an
+        IntegrityError). Ten rounds, a barrier before each pair of writes."""
+        other = second_repo(repo)
+        try:
+            for round_ in range(10):
+                items = [item(f"r{round_}/{n}", url=f"x.id/{round_}/{n}") for n in range(5)]
+                ready = threading.Barrier(2)
+
+                def stored(by):
+                    def step():
+                        ready.wait(10)
+                        try:
+                            return store(by, items)
+                        except Exception as exc:  # noqa: BLE001 (the test reports it)
+                            return exc
+                    return step
+
+                results = race(stored(repo), stored(other))
+                assert not [r for r in results if isinstance(r, Exception)], results
+                assert sorted(r.new_items for r in results) == [0, 5], results
+            assert len(repo.due_deliveries("x", T0, 100)) == 50
+        finally:
+            other.engine.dispose()

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, case, func, insert, select, text, update
 
 from bridge.model import DeliveryState, Item, unique_by_key
 from bridge.urls import fragment_free
 from bridge.store import schema
 from bridge.store.db import READ_ONLY
 from bridge.store.fragments import on_same_pages, same_title
-from bridge.store.outbox import Outbox
+from bridge.store.outbox import Outbox, shared_store
 from bridge.store.schema import IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, indexed
 from bridge.store.unchanged import UnchangedPolls
 
@@ -122,6 +122,7 @@ class Repository(Outbox):
         queued: list[str] = []
         rows = _outbox_rows(targets, recipients or {})
         with self._poll_writes, self.engine.begin() as conn:
+            self._source_turn(conn, source)
             known = self._known_keys(conn, source, [item.key for item in items], titles_of(items))
             # unique_by_key: one transaction, so a repeated key would violate (source, key).
             new = [item for item in unique_by_key(items) if item.key not in known]
@@ -148,6 +149,19 @@ class Repository(Outbox):
                 last_success_at=now, last_items_seen=len(items),
             )
         return NewDeliveries(counts["new"], counts["pending"], counts["skipped"], tuple(queued), counts["held"])
+
+    def _source_turn(self, conn: Connection, source: str) -> None:
+        """On PostgreSQL, one process at a time stores a poll of `source` (a transaction-level
+        advisory lock, released at commit), so the next one's known-keys read, a statement later
+        under READ COMMITTED, sees what the first stored: two processes polling one source at once
+        (`run --once` beside a replica) store its new stories once, the second without an error.
+        SQLite's BEGIN IMMEDIATE already serialises the writers."""
+        if not shared_store(self.engine):
+            return
+        from bridge.store.lock import advisory_key, schema_of
+
+        key = advisory_key(schema_of(conn), f"source {source}")
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def known_keys(self, source: str, keys: Sequence[str], titles: Mapping[str, str] | None = None) -> set[str]:
         """The keys of `source` already stored. Given `titles` (every key of this read -> its title),
