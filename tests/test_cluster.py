@@ -1,6 +1,6 @@
 """Three `bridge run` replicas on one PostgreSQL (issue 13), real processes killed with SIGKILL.
 
-Twenty sources on the local feed server publish stories over ~25 s; three replicas poll and post
+Twenty sources on the local feed server publish 200 stories over ~27 s; three replicas poll and post
 them to two X accounts (one capped per day, one on a daily budget) and a Telegram channel, all
 answering in 200-500 ms; every few seconds one replica is killed at a random moment (in the middle
 of a post, often) and started again. Then, once every claim of a killed replica has run out its
@@ -44,8 +44,8 @@ LOCAL_NAMES = REPO_ROOT / "bench" / "localnames"
 """Its sitecustomize.py resolves *.feeds.test to 127.0.0.1 in the replicas (a host name per source)."""
 SOURCES = 20
 FIRST_STORIES = SOURCES  # one per source at the start (first_run = "all")
-LATER_STORIES = 40  # then one every ARRIVAL_EVERY seconds, on a random source
-ARRIVAL_EVERY = 0.6
+LATER_STORIES = 180  # then one every ARRIVAL_EVERY seconds, on a random source: 200 in all
+ARRIVAL_EVERY = 0.15
 X_CAP = 30  # max_per_day of target "x": fewer than the stories, so the cap is reached
 BUDGET_POSTS = 25  # target "xb": a budget of this many $0.20 posts
 REPLICAS = 3
@@ -214,8 +214,10 @@ def test_three_replicas_killed_at_random_post_every_story_once_within_the_limits
     by_target = {name: [r for r in rows if r["target"] == name] for name in ("x", "xb", "tg")}
     assert all(len(by_target[name]) == total for name in by_target), _summary(rows)
     # Shared polls: each source read about once per interval by the cluster, not once per replica
-    # (three replicas on their own would read it ~3 x polled_for times).
-    assert max(polls) <= 1.5 * polled_for + 5, (polls, polled_for)
+    # (three replicas on their own would read it ~3 x polled_for times). At a 1 s interval the
+    # preferred replica may take a source up to POLL_EARLY (1 s) early, and each restart starts a
+    # replica's jobs at once with a new rank: measured 1.2-1.5 reads per interval, bound at 2.
+    assert max(polls) <= 2 * polled_for + 5, (polls, polled_for)
     assert min(polls) >= 0.3 * polled_for, (polls, polled_for)  # and still read all along
 
     # Telegram refuses no duplicate: each story there at most once, and exactly once unless in doubt.
