@@ -39,6 +39,6 @@ from bridge.pipeline.runtime import CurrentRuntime, Runtime
 __all__ = [
     "CAUGHT_UP", "PUBLISH_BACKOFF_BASE", "RETRY_AFTER_MAX", "SOURCE_BACKOFF_MAX", "CurrentRuntime", "Runtime",
     "burst_reason", "charge_billed_calls", "choose_first_run_items", "compose_post", "deliver_due",
-    "filter_reason", "filtered_by_target", "freeze_post", "idempotency_key", "length_rule_for_post", "photos_wanted", "poll",
-    "skip_reasons", "undated_first_seen", "wants_photo",
+    "filter_reason", "filtered_by_target", "freeze_post", "idempotency_key", "length_rule_for_post",
+    "photos_wanted", "poll", "skip_reasons", "undated_first_seen", "wants_photo",
 ]

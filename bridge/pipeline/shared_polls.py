@@ -69,6 +69,7 @@ class SharedPolls:
         now = rt.clock()
         mine = self.preferred(rt, source.name, now) == self.replica_id
         grace = takeover_grace(source.poll_interval)
+
         def take() -> poll_leases.Turn:
             return poll_leases.take(rt.repo.engine, source.name, source.url, self.replica_id, now=now,
                                     due_by=now + POLL_EARLY if mine else now - grace,
