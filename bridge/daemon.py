@@ -23,7 +23,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bridge import logs, scheduler_logs
+from bridge import logs, memory, scheduler_logs
 from bridge.alerts import ALERT_CHECK_INTERVAL
 from bridge.config import Config
 from bridge.daemon_jobs import HOST_BUSY_RETRY, _check_alerts, _deliver, _maintain, _poll_source  # noqa: F401 (tests)
@@ -93,6 +93,8 @@ class Daemon:
         })
         self.tally = PollTally()
         """Polls since the last summary line (SUMMARY_INTERVAL)."""
+        self.trimmer = memory.Trimmer()
+        """Gives the heap's freed pages back when the pipeline jobs in flight come back to none."""
         self._monotonic = monotonic
         self._summary_since = monotonic()
         self.health = None
@@ -149,6 +151,9 @@ class Daemon:
         self.scheduler.add_job(self._flush_unchanged, IntervalTrigger(seconds=UNCHANGED_FLUSH_SECONDS),
                                id="flush-unchanged", name="flush unchanged polls", max_instances=1,
                                coalesce=True, misfire_grace_time=None, executor=SERVICE_EXECUTOR)
+        self.scheduler.add_job(self.trimmer.tick, IntervalTrigger(seconds=memory.TRIM_SPACING_SECONDS),
+                               id="trim-heap", name="trim the heap", max_instances=1, coalesce=True,
+                               misfire_grace_time=None, executor=SERVICE_EXECUTOR)
         self.scheduler.add_job(self._summarise, IntervalTrigger(seconds=SUMMARY_INTERVAL.total_seconds()),
                                id="summary", name="poll summary", max_instances=1, coalesce=True,
                                misfire_grace_time=None, executor=SERVICE_EXECUTOR)
@@ -392,6 +397,7 @@ class Daemon:
             rt = self.rt
             self._users[id(rt)] = self._users.get(id(rt), 0) + 1
             self._leases[threading.get_ident()] = rt
+        self.trimmer.started()
         try:
             work(self, rt, *args)
         finally:
@@ -400,6 +406,7 @@ class Daemon:
                 self._users[id(rt)] -= 1
                 self._lock.notify_all()
             self._close_idle_retired()
+            self.trimmer.ended()
 
     def current_runtime(self) -> Runtime:
         """For a job that goes on for a while (the delivery round): the runtime current now, so a

@@ -16,7 +16,9 @@ def cmd_run(args, config) -> int:
     # before the schema is upgraded or any delivery recovered. PostgreSQL: no lock, replicas share
     # the store (bridge.store.lock.run_lock_for).
     engine, lock = lock_database(config.bridge.database)
-    from bridge import service
+    from bridge import memory, service
+
+    memory.limit_arenas()  # before the threads (HTTP, scheduler, polls) make arenas of their own
 
     try:
         rt = service.build_runtime(config, service.open_repository(config, engine=engine), parse_in_workers=True)
