@@ -14,6 +14,7 @@ body chunks and hops, which a server trickling its headers can overrun.
 
 from __future__ import annotations
 
+import http.client
 import time
 import zlib
 from dataclasses import dataclass
@@ -21,12 +22,14 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Iterator
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from bridge import __version__
-from bridge.deadline import CONNECTING, READING, deadline_transport, total_deadline
+from bridge.deadline import CONNECTING, READING, SENDING, deadline_transport, total_deadline
 from bridge.errors import FetchError
+from bridge.sources import http11
 
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Only what we can decode with a bounded output; brotli/zstd would need extra packages.
@@ -75,11 +78,28 @@ class HTTPStatusError(FetchError):
         super().__init__(url, reason)
 
 
-def make_client(limits: FetchLimits) -> httpx.Client:
+class FetchClient(httpx.Client):
+    """The shared client: httpx for whoever uses it as one (image downloads), and the kept-alive
+    http.client connections (sources/http11.py) that `fetch` sends its requests on."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.connections = http11.ConnectionPool()
+
+    def close(self) -> None:
+        self.connections.close()
+        super().close()
+
+    def __exit__(self, *exc_info) -> None:
+        self.connections.close()
+        super().__exit__(*exc_info)
+
+
+def make_client(limits: FetchLimits) -> FetchClient:
     """Build the one shared client. `fetch` overrides timeouts per hop and follows redirects itself;
     the client-level settings are the defaults for anyone else using it. Its transport is what
     makes `total_timeout` a hard limit (bridge.deadline)."""
-    return httpx.Client(
+    return FetchClient(
         transport=deadline_transport(),
         follow_redirects=True,
         max_redirects=limits.max_redirects,
@@ -104,10 +124,15 @@ def fetch(
     """
     headers = {"User-Agent": limits.user_agent, "Accept-Encoding": _ACCEPT_ENCODING}
     headers.update(dict(extra_headers))
+    if any(name.lower() == "user-agent" and name != "User-Agent" for name in headers):
+        del headers["User-Agent"]  # the source's own, in its own spelling, replaces ours
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
+    connections = getattr(client, "connections", None)
+    if isinstance(connections, http11.ConnectionPool):
+        return _fetch_lean(connections, url, limits, headers, etag, last_modified)
     with total_deadline(limits.total_timeout) as total:
         deadline = total.ends_at
         try:
@@ -125,6 +150,93 @@ def fetch(
             raise _fetch_error(url, exc) from exc
         except httpx.InvalidURL as exc:
             raise FetchError(url, f"{type(exc).__name__}: {_describe(exc)}") from exc
+
+
+def _fetch_lean(connections: http11.ConnectionPool, url: str, limits: FetchLimits, headers: dict[str, str],
+                etag: str | None, last_modified: str | None) -> FetchResult:
+    """fetch() over sources/http11.py: the same limits, hops and reasons as over httpx."""
+    headers = {"Accept": "*/*", **headers}
+    with total_deadline(limits.total_timeout) as total:
+        try:
+            return _follow_lean(connections, url, limits, headers, total.ends_at, etag, last_modified)
+        except FetchError:
+            raise
+        except TimeoutError as exc:
+            if total.expired:  # the total deadline cut it: say where
+                raise FetchError(url, f"timed out after {limits.total_timeout:g}s {total.phase}") from exc
+            if total.phase == CONNECTING:
+                raise FetchError(url, f"timed out after {limits.connect_timeout:g}s {CONNECTING}") from exc
+            raise FetchError(url, f"timed out after {limits.total_timeout:g}s") from exc
+        except http11.ConnectFailed as exc:
+            raise FetchError(url, f"{NEVER_CONNECTED}: {_describe(exc)}") from exc
+        except http11.UnsupportedURL as exc:
+            raise FetchError(url, f"unsupported URL: {_describe(exc)}") from exc
+        except http.client.HTTPException as exc:
+            # A status line that is not HTTP, a body cut short, a header line too long: the server
+            # broke HTTP (httpx's name for it, which operators' notes and alerts already use).
+            raise FetchError(url, f"RemoteProtocolError: {_describe(exc)}") from exc
+        except OSError as exc:
+            kind = "WriteError" if total.phase == SENDING else "ReadError"
+            raise FetchError(url, f"{kind}: {_describe(exc)}") from exc
+        except (ValueError, UnicodeError) as exc:  # a URL that cannot be parsed or encoded
+            raise FetchError(url, f"InvalidURL: {_describe(exc)}") from exc
+
+
+def _follow_lean(connections, url, limits, headers, deadline, etag, last_modified) -> FetchResult:
+    current = url
+    for hop in range(limits.max_redirects + 1):
+        remaining = _remaining(deadline, url, limits, _FOLLOWING if hop else CONNECTING)
+        answer = connections.request(current, headers, connect_timeout=min(limits.connect_timeout, remaining),
+                                     read_timeout=remaining)
+        try:
+            location = answer.headers.get("location") if answer.status in _REDIRECT_STATUSES else None
+            target = _redirect_target(current, location) if location else None
+            if target is not None:  # the redirect's body is never read
+                headers = _redirect_headers(headers, current, target)
+                current = target
+                continue
+            return _lean_result(answer, current, url, limits, deadline, etag, last_modified)
+        finally:
+            answer.close()
+    raise FetchError(url, f"too many redirects (more than {limits.max_redirects})")
+
+
+def _redirect_target(current: str, location: str) -> str | None:
+    """Where a Location sends us, or None when it is not an http(s) URL we can follow."""
+    try:
+        target = urljoin(current, location.strip())
+        http11.split(target)
+    except ValueError:
+        return None
+    return target
+
+
+def _redirect_headers(headers: dict[str, str], current: str, target: str) -> dict[str, str]:
+    # As httpx did: a source's Cookie only on its first hop; Authorization only to the same
+    # origin (or the same host moving to https).
+    before, after = urlsplit(current), urlsplit(target)
+    same_origin = (before.scheme, before.hostname, before.port) == (after.scheme, after.hostname, after.port)
+    to_https = (before.scheme == "http" and after.scheme == "https" and before.hostname == after.hostname
+                and before.port in (None, 80) and after.port in (None, 443))
+    return {name: value for name, value in headers.items()
+            if name.lower() != "cookie" and (same_origin or to_https or name.lower() != "authorization")}
+
+
+def _lean_result(answer, final_url, url, limits, deadline, etag, last_modified) -> FetchResult:
+    status, headers = answer.status, answer.headers
+    if status == 304:
+        # Keep the caller's validators when a 304 omits them, so the next request stays conditional.
+        return FetchResult(final_url, status, True, b"", headers, headers.get("etag") or etag,
+                           headers.get("last-modified") or last_modified)
+    if status >= 300:
+        phrase = answer.reason or _standard_phrase(status)
+        retry_after = _retry_after_seconds(headers) if status in (429, 503) else None
+        reason = f"HTTP {status} {phrase}".rstrip()
+        if 300 <= status < 400:
+            reason += " without a usable Location"
+        raise HTTPStatusError(url, reason, status, retry_after)
+    body = _read_body(answer.iter_raw(), headers, url, limits, deadline)
+    return FetchResult(final_url, status, False, body, headers, headers.get("etag"), headers.get("last-modified"))
 
 
 NEVER_CONNECTED = "could not connect"
@@ -167,7 +279,7 @@ def _result(response, url, limits, deadline, etag, last_modified) -> FetchResult
         return FetchResult(final_url, status, True, b"", headers, new_etag, new_modified)
     if status >= 300:
         raise _status_error(url, response, headers)
-    body = _read_body(response, headers, url, limits, deadline)
+    body = _read_body(response.iter_raw(), headers, url, limits, deadline)
     return FetchResult(final_url, status, False, body, headers, headers.get("etag"), headers.get("last-modified"))
 
 
@@ -181,7 +293,7 @@ def _status_error(url: str, response: httpx.Response, headers: dict[str, str]) -
     return HTTPStatusError(url, reason, status, retry_after)
 
 
-def _read_body(response, headers, url, limits, deadline) -> bytes:
+def _read_body(chunks: Iterator[bytes], headers, url, limits, deadline) -> bytes:
     cap = limits.max_body_bytes
     encoding = headers.get("content-encoding", "identity").strip().lower()
     decoder = _decoder(encoding, url)
@@ -190,9 +302,9 @@ def _read_body(response, headers, url, limits, deadline) -> bytes:
     parts: list[bytes] = []
     size = 0
     try:
-        for raw in response.iter_raw():
-            # iter_raw() without a chunk size yields as bytes arrive (a chunk size would buffer
-            # until it fills), so a server trickling bytes is cut off here.
+        for raw in chunks:
+            # iter_raw() (httpx's without a chunk size, or http11's) yields as bytes arrive (a
+            # chunk size would buffer until it fills), so a server trickling bytes is cut off here.
             _remaining(deadline, url, limits)
             for piece in decoder.feed(raw, cap - size + 1) if decoder else (raw,):
                 size += len(piece)
