@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, case, func, insert, select, text, update
 
 from bridge.model import DeliveryState, Item, unique_by_key
 from bridge.urls import fragment_free
@@ -18,6 +18,7 @@ from bridge.store import schema
 from bridge.store.db import READ_ONLY
 from bridge.store.fragments import on_same_pages, same_title
 from bridge.store.outbox import Outbox, shared_store
+from bridge.store.state_read import StateReader
 from bridge.store.schema import IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, indexed
 from bridge.store.unchanged import UnchangedPolls
 
@@ -27,13 +28,6 @@ _STATUS_COUNTS = {"pending": "pending", "sending": "pending", "failed": "failed"
                   "held": "held"}
 """delivery_counts' states as `bridge status` shows them (a post in flight counts as pending)."""
 
-
-_SOURCE_STATE = select(
-    S.c.url, S.c.initialised, S.c.etag, S.c.last_modified, S.c.consecutive_failures, S.c.next_poll_at,
-    S.c.last_items_seen, S.c.last_outcome,
-).where(S.c.name == bindparam("state_name"))
-"""Built once: every poll reads its source's state, and building and caching the statement anew
-each time was half of that read's CPU (issue 12's warm poll)."""
 
 @dataclass(frozen=True)
 class SourceState:
@@ -79,12 +73,13 @@ class Repository(Outbox):
         SQLite's write lock in its busy handler, which sleeps up to 100 ms between tries."""
         self.unchanged = UnchangedPolls(engine)
         """Polls that changed only a source's timing, written in batches (store/unchanged.py)."""
+        self._states = StateReader(engine)
+        """The read every poll starts with (store/state_read.py says why it is not a Connection's)."""
 
     # --- Sources ---------------------------------------------------------------------------------
 
     def source_state(self, name: str) -> SourceState:
-        with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            row = conn.execute(_SOURCE_STATE, {"state_name": name}).first()
+        row = self._states.read(name)
         if row is None:
             return SourceState()
         url, initialised, etag, last_modified, failures, next_poll_at, items_seen, outcome = row
