@@ -111,3 +111,10 @@ class TestKeptAlive:
         assert len(idle) == 1
         client.close()
         assert idle[0].sock is None
+
+    def test_a_closed_client_keeps_no_connection(self, server):
+        """A fetch that ends after its client was closed (a reload retired it) leaves nothing open."""
+        client = make_client(LIMITS)
+        client.close()
+        fetch(client, server.url("/rss"), LIMITS)
+        assert client.connections._idle == {}

@@ -192,6 +192,7 @@ class ConnectionPool:
         self._idle: dict[tuple[str, str, int], _Connection] = {}
         self._lock = threading.Lock()
         self._swept = monotonic()
+        self._closed = False
 
     def context(self) -> ssl.SSLContext:
         if self._context is None:  # built on the first https request: most warm polls never need it
@@ -243,7 +244,8 @@ class ConnectionPool:
         now = self._monotonic()
         connection.idle_since = now
         with self._lock:
-            kept = key not in self._idle and len(self._idle) < self.max_idle
+            # A pool closed meanwhile (a reload retired its client) keeps nothing more.
+            kept = not self._closed and key not in self._idle and len(self._idle) < self.max_idle
             if kept:
                 self._idle[key] = connection
             expired = []
@@ -258,6 +260,7 @@ class ConnectionPool:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             idle, self._idle = list(self._idle.values()), {}
         for connection in idle:
             connection.close()
