@@ -509,3 +509,15 @@ class TestRunningCounts:
         store(repo, [item("c")], targets=["x"])
         assert repo.delivery_counts() == _group_counts(repo)
         assert repo.carried_elsewhere("https://a.id/1", "detik", "x") is None  # ix_items_url is back
+
+
+def test_the_fragment_rule_finds_only_the_same_page(repo):
+    """A stored key that continues the page with another character ("/1!", "/1 ", "/10") is another
+    page, even with the same title: only page#... and page itself count (on SQLite the lookup reads
+    a range of the index that also holds those, and they are left out)."""
+    store(repo, [item("x.id/a/1!b", title="Sama"), item("x.id/a/1 c", title="Sama"),
+                 item("x.id/a/10", title="Sama")])
+    new = ["x.id/a/1#komentar"]
+    assert repo.known_keys("antara", new, {new[0]: "Sama"}) == set()
+    store(repo, [item("x.id/a/1", title="Sama")])
+    assert repo.known_keys("antara", new, {new[0]: "Sama"}) == set(new)

@@ -251,3 +251,24 @@ def test_skewed_statistics_would_mislead_a_query_without_its_index(repo):
         plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql(
             "EXPLAIN QUERY PLAN " + unhinted, ("a.id/3/1", "detik", "x")))
     assert plan.startswith(("SCAN deliveries", "SEARCH deliveries")) and "ix_items_url" not in plan, plan
+
+
+def test_known_keys_by_fragment_read_the_key_index(store):
+    """The #fragment rule (same page, same title: a known story) looks up the keys on the same
+    pages through (source, key): on SQLite one search of the index per page in one query
+    (MULTI-INDEX OR), never the source's whole history."""
+    dialect = store.engine.dialect.name
+    keys = [f"antara/{day}/{n}#komentar" for day in range(DAYS) for n in range(PER_DAY)] + ["antara/99/1#x"]
+    titles = {key: f"Berita {key.split('#')[0].rsplit('/', 1)[1]}" for key in keys}
+    found = run(store, lambda: store.known_keys("antara", keys, titles))
+    assert_uses(found, ITEM_INDEX[dialect])
+    assert store.known_keys("antara", keys, titles) == set(keys[:-1])
+
+
+def test_same_link_check_by_fragment_reads_the_link_index(store):
+    """The same story linked with another #fragment by another source is found through the link's
+    index (the page's range of it), whatever the statistics say."""
+    dialect = store.engine.dialect.name
+    found = run(store, lambda: store.carried_elsewhere("a.id/3/1#komentar", "detik", "x", title="Berita 1"))
+    assert_uses(found, "ix_items_url", DELIVERY_INDEX[dialect])
+    assert store.carried_elsewhere("a.id/3/1#komentar", "detik", "x", title="Berita 1")

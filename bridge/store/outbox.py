@@ -23,7 +23,7 @@ from bridge.store.schema import (
     IX_CHARGES_TARGET_AT, IX_DELIVERIES_ITEM, IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, IX_ITEMS_URL,
     indexed,
 )
-from bridge.store.fragments import on_same_pages, same_title
+from bridge.store.fragments import on_page, on_same_pages, same_title
 from bridge.urls import fragment_free, names_a_page
 
 I, D, M, C, R = schema.items, schema.deliveries, schema.meta, schema.charges, schema.replicas
@@ -271,8 +271,10 @@ class Outbox:
             page = fragment_free(url) if title else None
             if page is not None:  # the same title on the same page, linked with another #fragment
                 stories += [row for condition in on_same_pages(conn, I.c.url, [page])
-                            for row in conn.execute(select(I.c.id, I.c.source, I.c.url, I.c.title).where(condition))
-                            if row.url != url and row.source != source and same_title(row.title, title)]
+                            for row in conn.execute(indexed(select(I.c.id, I.c.source, I.c.url, I.c.title)
+                                                            .where(condition), I, IX_ITEMS_URL))
+                            if row.url != url and on_page(row.url, page) and row.source != source
+                            and same_title(row.title, title)]
             copies = {row.id: row.source for row in stories if row.source != source}
             ids, other = list(copies), None
             for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit

@@ -365,8 +365,10 @@ class Repository(Outbox):
                 wanted.setdefault(base, []).append(key)
         found: set[str] = set()
         for condition in on_same_pages(conn, I.c.key, list(wanted)):
-            for stored, title in conn.execute(select(I.c.key, I.c.title).where(I.c.source == source, condition)):
-                for key in wanted.get(stored.partition("#")[0], ()):
+            pages = indexed(select(I.c.key, I.c.title).where(I.c.source == source, condition),
+                            I, schema.IX_ITEMS_SOURCE_KEY)
+            for stored, title in conn.execute(pages):
+                for key in wanted.get(stored.partition("#")[0], ()):  # only page and page#...: on_page
                     if stored != key and same_title(title, titles[key]):
                         found.add(key)
         return found
