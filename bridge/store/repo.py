@@ -364,6 +364,11 @@ class Repository(Outbox):
             if base is not None and sharing.get(base) == 1 and key in titles:
                 wanted.setdefault(base, []).append(key)
         found: set[str] = set()
+        # A source with no story stored yet (its first read: a cold cycle is a thousand of them)
+        # has no page to compare with; one lookup of its index says so, instead of the page ranges.
+        if not wanted or conn.execute(indexed(select(I.c.id).where(I.c.source == source).limit(1),
+                                              I, schema.IX_ITEMS_SOURCE_KEY)).first() is None:
+            return found
         for condition in on_same_pages(conn, I.c.key, list(wanted)):
             pages = indexed(select(I.c.key, I.c.title).where(I.c.source == source, condition),
                             I, schema.IX_ITEMS_SOURCE_KEY)
