@@ -229,12 +229,7 @@ def _lean_result(answer, final_url, url, limits, deadline, etag, last_modified) 
         return FetchResult(final_url, status, True, b"", headers, headers.get("etag") or etag,
                            headers.get("last-modified") or last_modified)
     if status >= 300:
-        phrase = answer.reason or _standard_phrase(status)
-        retry_after = _retry_after_seconds(headers) if status in (429, 503) else None
-        reason = f"HTTP {status} {phrase}".rstrip()
-        if 300 <= status < 400:
-            reason += " without a usable Location"
-        raise HTTPStatusError(url, reason, status, retry_after)
+        raise _status_error(url, status, answer.reason, headers)
     body = _read_body(answer.iter_raw(), headers, url, limits, deadline)
     return FetchResult(final_url, status, False, body, headers, headers.get("etag"), headers.get("last-modified"))
 
@@ -278,14 +273,14 @@ def _result(response, url, limits, deadline, etag, last_modified) -> FetchResult
         # Keep the caller's validators when a 304 omits them, so the next request stays conditional.
         return FetchResult(final_url, status, True, b"", headers, new_etag, new_modified)
     if status >= 300:
-        raise _status_error(url, response, headers)
+        raise _status_error(url, status, response.reason_phrase, headers)
     body = _read_body(response.iter_raw(), headers, url, limits, deadline)
     return FetchResult(final_url, status, False, body, headers, headers.get("etag"), headers.get("last-modified"))
 
 
-def _status_error(url: str, response: httpx.Response, headers: dict[str, str]) -> HTTPStatusError:
-    status = response.status_code
-    phrase = response.reason_phrase or _standard_phrase(status)
+def _status_error(url: str, status: int, reason_phrase: str | None, headers: dict[str, str]) -> HTTPStatusError:
+    """The error for an answer that is neither 2xx nor 304 (a redirect here had no usable Location)."""
+    phrase = reason_phrase or _standard_phrase(status)
     retry_after = _retry_after_seconds(headers) if status in (429, 503) else None
     reason = f"HTTP {status} {phrase}".rstrip()
     if 300 <= status < 400:
