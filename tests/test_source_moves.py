@@ -81,7 +81,7 @@ def test_the_move_is_made_once_when_two_threads_notice_it(feed_server, tmp_path,
 
     def move():
         start.wait(10)
-        moved.append(rt.repo.restart_source("antara", feed_server.url(OLD), feed_server.url(NEW), clock()))
+        moved.append(rt.repo.restart_source("antara", feed_server.url(OLD), feed_server.url(NEW)))
 
     threads = [threading.Thread(target=move) for _ in range(8)]
     for thread in threads:
@@ -147,7 +147,7 @@ def test_on_postgresql_the_poll_that_moves_a_source_keeps_its_lease(pg, feed_ser
     assert turn.taken
     raw["sources"][0]["url"] = feed_server.url(NEW)
     moved = runtime(raw, tmp_path, clock)
-    assert read_as_new_feed(moved, moved.config.source("antara"), feed_server.url(OLD), now) is not None
+    assert read_as_new_feed(moved, moved.config.source("antara"), feed_server.url(OLD)) is not None
     other = poll_leases.take(moved.repo.engine, "antara", feed_server.url(NEW), "replica-b", now=now,
                              due_by=now, next_poll_at=now + INTERVAL)
     assert not other.taken and other.next_poll_at == now + INTERVAL

@@ -43,7 +43,7 @@ def poll(rt: Runtime, source: SourceConfig, *, catchup: bool = False, force: boo
     # Before the backoff check: the backoff was the old URL's (an operator who fixes a failing
     # source's URL wants it read now, not after up to SOURCE_BACKOFF_MAX).
     if state.url is not None and state.url != source.url:
-        state = read_as_new_feed(rt, source, state.url, now) or rt.repo.source_state(source.name)
+        state = read_as_new_feed(rt, source, state.url) or rt.repo.source_state(source.name)
     if not force and state.consecutive_failures and state.next_poll_at and now < state.next_poll_at:
         return PollOutcome(source.name, "skipped_backoff")
     started = time.monotonic()
@@ -197,15 +197,14 @@ def choose_first_run_items(items: Sequence[Item], policy: FirstRun) -> set[str] 
     return {item.key for item in ordered[: policy.count]}
 
 
-def read_as_new_feed(rt: Runtime, source: SourceConfig, old_url: str, now: datetime, *,
-                     due_now: bool = False) -> SourceState | None:
+def read_as_new_feed(rt: Runtime, source: SourceConfig, old_url: str, *, due_now: bool = False) -> SourceState | None:
     """A new URL under an old name is a new feed: its stories were never seen, so the first-run
     policy applies again (or the whole feed would be posted), and old validators and backoff mean
     nothing. The store's state moves from `old_url` only once: None when another replica or thread
     moved it first. `due_now` (asked before a shared poll's lease) makes the source due at once;
     otherwise its next_poll_at stays as it is, which on PostgreSQL is the lease of the poll under
     way, so no other replica polls the source meanwhile."""
-    state = rt.repo.restart_source(source.name, old_url, source.url, now, due_now=due_now)
+    state = rt.repo.restart_source(source.name, old_url, source.url, due_now=due_now)
     if state is not None:
         log.info("source URL changed: reading it as a new feed", source=source.name, old_url=old_url,
                  url=source.url, first_run=str(source.first_run))

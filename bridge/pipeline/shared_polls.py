@@ -79,7 +79,7 @@ class SharedPolls:
         if not turn.taken and turn.url is not None and turn.url != source.url:
             # Moved (a reload gave it a new URL): the schedule stored, a backoff above all, was the
             # old URL's. One replica restarts it due now (a compare-and-set), then one takes it.
-            read_as_new_feed(rt, source, turn.url, now, due_now=True)
+            read_as_new_feed(rt, source, turn.url, due_now=True)
             turn = take()
         if not turn.taken:
             due = turn.next_poll_at or now

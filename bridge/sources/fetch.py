@@ -5,11 +5,11 @@ Redirects are followed by hand so the deadline spans every hop and a redirect's 
 gzip/deflate are decoded by hand so the size cap applies to the decoded body while it streams
 (a 10 KB gzip bomb is stopped after `max_body_bytes`, not after it has filled memory).
 
-The total deadline is bridge.deadline's: the client's transport (make_client) clamps every socket
-connect, write and read to the time left, so a server trickling its headers or its body a byte at
-a time is cut at `total_timeout`, and the reason says where ("timed out after 20s waiting for the
-response headers"). A client built elsewhere gets only per-read timeouts and the checks between
-body chunks and hops, which a server trickling its headers can overrun.
+The requests go over the standard library's http.client with a kept-alive connection per host
+(sources/http11.py: a warm poll's 304 costs a fraction of httpx's CPU). The total deadline is
+bridge.deadline's: every socket connect, write and read is clamped to the time left, so a server
+trickling its headers or its body a byte at a time is cut at `total_timeout`, and the reason says
+where ("timed out after 20s waiting for the response headers").
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ class HTTPStatusError(FetchError):
 
 
 class FetchClient(httpx.Client):
-    """The shared client: httpx for whoever uses it as one (image downloads), and the kept-alive
-    http.client connections (sources/http11.py) that `fetch` sends its requests on."""
+    """The shared client: the kept-alive http.client connections (sources/http11.py) that `fetch`
+    sends every request on (sources and photos). It is still an httpx.Client with the deadline's
+    transport, for callers that want one; the runtime's own callers all go through fetch()."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -109,7 +110,7 @@ def make_client(limits: FetchLimits) -> FetchClient:
 
 
 def fetch(
-    client: httpx.Client,
+    client: FetchClient,
     url: str,
     limits: FetchLimits,
     *,
@@ -130,35 +131,17 @@ def fetch(
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    connections = getattr(client, "connections", None)
-    if isinstance(connections, http11.ConnectionPool):
-        return _fetch_lean(connections, url, limits, headers, etag, last_modified)
-    with total_deadline(limits.total_timeout) as total:
-        deadline = total.ends_at
-        try:
-            request = client.build_request("GET", url, headers=headers)
-            return _follow(client, request, url, limits, deadline, etag, last_modified)
-        except FetchError:
-            raise
-        except httpx.TimeoutException as exc:
-            if total.expired:  # the total deadline cut it: say where
-                raise FetchError(url, f"timed out after {limits.total_timeout:g}s {total.phase}") from exc
-            if isinstance(exc, httpx.ConnectTimeout):
-                raise FetchError(url, f"timed out after {limits.connect_timeout:g}s {CONNECTING}") from exc
-            raise FetchError(url, f"timed out after {limits.total_timeout:g}s") from exc
-        except httpx.HTTPError as exc:
-            raise _fetch_error(url, exc) from exc
-        except httpx.InvalidURL as exc:
-            raise FetchError(url, f"{type(exc).__name__}: {_describe(exc)}") from exc
+    return _fetch_http11(client.connections, url, limits, headers, etag, last_modified)
 
 
-def _fetch_lean(connections: http11.ConnectionPool, url: str, limits: FetchLimits, headers: dict[str, str],
-                etag: str | None, last_modified: str | None) -> FetchResult:
-    """fetch() over sources/http11.py: the same limits, hops and reasons as over httpx."""
+def _fetch_http11(connections: http11.ConnectionPool, url: str, limits: FetchLimits, headers: dict[str, str],
+                  etag: str | None, last_modified: str | None) -> FetchResult:
+    """fetch() over sources/http11.py, each failure given the reason operators know (httpx's names,
+    which the sources' requests used before: alerts and notes quote them)."""
     headers = {"Accept": "*/*", **headers}
     with total_deadline(limits.total_timeout) as total:
         try:
-            return _follow_lean(connections, url, limits, headers, total.ends_at, etag, last_modified)
+            return _follow(connections, url, limits, headers, total.ends_at, etag, last_modified)
         except FetchError:
             raise
         except TimeoutError as exc:
@@ -182,7 +165,7 @@ def _fetch_lean(connections: http11.ConnectionPool, url: str, limits: FetchLimit
             raise FetchError(url, f"InvalidURL: {_describe(exc)}") from exc
 
 
-def _follow_lean(connections, url, limits, headers, deadline, etag, last_modified) -> FetchResult:
+def _follow(connections, url, limits, headers, deadline, etag, last_modified) -> FetchResult:
     current = url
     for hop in range(limits.max_redirects + 1):
         remaining = _remaining(deadline, url, limits, _FOLLOWING if hop else CONNECTING)
@@ -195,7 +178,7 @@ def _follow_lean(connections, url, limits, headers, deadline, etag, last_modifie
                 headers = _redirect_headers(headers, current, target)
                 current = target
                 continue
-            return _lean_result(answer, current, url, limits, deadline, etag, last_modified)
+            return _result(answer, current, url, limits, deadline, etag, last_modified)
         finally:
             answer.close()
     raise FetchError(url, f"too many redirects (more than {limits.max_redirects})")
@@ -222,7 +205,7 @@ def _redirect_headers(headers: dict[str, str], current: str, target: str) -> dic
             if name.lower() != "cookie" and (same_origin or to_https or name.lower() != "authorization")}
 
 
-def _lean_result(answer, final_url, url, limits, deadline, etag, last_modified) -> FetchResult:
+def _result(answer, final_url, url, limits, deadline, etag, last_modified) -> FetchResult:
     status, headers = answer.status, answer.headers
     if status == 304:
         # Keep the caller's validators when a 304 omits them, so the next request stays conditional.
@@ -237,45 +220,6 @@ def _lean_result(answer, final_url, url, limits, deadline, etag, last_modified) 
 NEVER_CONNECTED = "could not connect"
 """How a FetchError's reason starts when no connection was made (DNS, refused, connect timeout):
 the site saw nothing, so its politeness delay does not apply (sources/polite.py)."""
-
-
-def _fetch_error(url: str, exc: httpx.HTTPError) -> FetchError:
-    if isinstance(exc, httpx.ConnectError):
-        return FetchError(url, f"{NEVER_CONNECTED}: {_describe(exc)}")
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return FetchError(url, f"unsupported URL: {_describe(exc)}")
-    # RemoteProtocolError, ReadError, a bad Location header...: the server broke HTTP.
-    return FetchError(url, f"{type(exc).__name__}: {_describe(exc)}")
-
-
-def _follow(client, request, url, limits, deadline, etag, last_modified) -> FetchResult:
-    for hop in range(limits.max_redirects + 1):
-        remaining = _remaining(deadline, url, limits, _FOLLOWING if hop else CONNECTING)
-        request.extensions = {**request.extensions, "timeout": _timeout(limits, remaining).as_dict()}
-        response = client.send(request, stream=True, follow_redirects=False)
-        try:
-            if response.status_code in _REDIRECT_STATUSES and response.next_request is not None:
-                request = response.next_request  # the redirect's body is never read
-                continue
-            return _result(response, url, limits, deadline, etag, last_modified)
-        finally:
-            response.close()
-    raise FetchError(url, f"too many redirects (more than {limits.max_redirects})")
-
-
-def _result(response, url, limits, deadline, etag, last_modified) -> FetchResult:
-    status = response.status_code
-    headers = {k.lower(): v for k, v in response.headers.items()}
-    new_etag = headers.get("etag") or etag
-    new_modified = headers.get("last-modified") or last_modified
-    final_url = str(response.url)
-    if status == 304:
-        # Keep the caller's validators when a 304 omits them, so the next request stays conditional.
-        return FetchResult(final_url, status, True, b"", headers, new_etag, new_modified)
-    if status >= 300:
-        raise _status_error(url, status, response.reason_phrase, headers)
-    body = _read_body(response.iter_raw(), headers, url, limits, deadline)
-    return FetchResult(final_url, status, False, body, headers, headers.get("etag"), headers.get("last-modified"))
 
 
 def _status_error(url: str, status: int, reason_phrase: str | None, headers: dict[str, str]) -> HTTPStatusError:

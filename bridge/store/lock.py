@@ -215,6 +215,14 @@ def schema_of(conn) -> str:
     return conn.execute(text("SELECT coalesce(current_schema(), current_setting('search_path'))")).scalar()
 
 
+def hold_for_transaction(conn, purpose: str) -> None:
+    """PostgreSQL: wait for the transaction-level advisory lock of `purpose` in this schema; it is
+    released by the transaction's commit or rollback (a target's turn, a source's poll store)."""
+    from sqlalchemy import text
+
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_key(schema_of(conn), purpose)})
+
+
 @contextmanager
 def job_turn(engine: Engine, job: str) -> Iterator[bool]:
     """Whether this process may run `job` now: always on SQLite (one process); on PostgreSQL, True

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Iterator
 
 import structlog
-from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bridge.model import Delivery, DeliveryState, FrozenPost, Item
@@ -97,11 +97,10 @@ class Outbox:
         if not shared_store(self.engine):
             yield None
             return
-        from bridge.store.lock import advisory_key, schema_of
+        from bridge.store.lock import hold_for_transaction
 
         with self.engine.begin() as conn:
-            key = advisory_key(schema_of(conn), f"target {target}")
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            hold_for_transaction(conn, f"target {target}")
             yield conn
 
     def claim(self, delivery: Delivery, now: datetime, post: FrozenPost, *, attempt: bool = True,

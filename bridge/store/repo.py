@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, case, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, case, func, insert, select, update
 
 from bridge.model import DeliveryState, Item, unique_by_key
 from bridge.urls import fragment_free
@@ -89,8 +89,7 @@ class Repository(Outbox):
             last_outcome=outcome,
         )
 
-    def restart_source(self, name: str, old_url: str, url: str, now: datetime, *,
-                       due_now: bool = False) -> SourceState | None:
+    def restart_source(self, name: str, old_url: str, url: str, *, due_now: bool = False) -> SourceState | None:
         """The source now reads `url` instead of `old_url`: forget validators and backoff, and apply
         the first-run policy again on its next successful poll. Items already seen stay seen.
 
@@ -161,10 +160,9 @@ class Repository(Outbox):
         SQLite's BEGIN IMMEDIATE already serialises the writers."""
         if not shared_store(self.engine):
             return
-        from bridge.store.lock import advisory_key, schema_of
+        from bridge.store.lock import hold_for_transaction
 
-        key = advisory_key(schema_of(conn), f"source {source}")
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        hold_for_transaction(conn, f"source {source}")
 
     def known_keys(self, source: str, keys: Sequence[str], titles: Mapping[str, str] | None = None) -> set[str]:
         """The keys of `source` already stored. Given `titles` (every key of this read -> its title),
