@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -117,19 +119,23 @@ def explain(exc: BaseException, url) -> str:
 
 def unwritable_reason(engine: Engine) -> str | None:
     """Why the daemon could not write a SQLite database now, found without writing or taking a lock
-    (opening the file for writing succeeds for root too, except on an immutable file or read-only
-    mount); None when it can, or for another database."""
+    (the kernel's write permission check refuses root too on an immutable file or read-only mount);
+    None when it can, or for another database.
+
+    Never by opening the file: closing any descriptor of it drops every POSIX lock this process
+    holds on it, SQLite's included (a documented way to corrupt a database). A process whose
+    connections then look unlocked lets another one, closing its last connection, checkpoint and
+    delete the -wal file under them: /healthz, which asks this, made the daemon's database
+    "malformed" when `bridge status` ran beside it."""
     url = engine.url
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
     path = Path(url.database)
-    try:
-        with open(path, "r+b"):
-            pass
-    except FileNotFoundError:
+    effective = os.access in os.supports_effective_ids  # the service user's rights, as open() would use
+    if not path.exists():
         return None  # not created yet: `bridge run` creates it
-    except OSError as exc:
-        return explain(OSError("attempt to write a readonly database: " + (exc.strerror or str(exc))), url)
+    if not os.access(path, os.W_OK, effective_ids=effective):
+        return explain(OSError("attempt to write a readonly database: " + _why_not_writable(path)), url)
     try:
         import shutil
 
@@ -138,6 +144,15 @@ def unwritable_reason(engine: Engine) -> str | None:
     except OSError:
         pass
     return None
+
+
+def _why_not_writable(path: Path) -> str:
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS)
+    except OSError:
+        pass
+    return os.strerror(errno.EACCES)  # a mode, an owner or an immutable flag (chattr +i)
 
 
 def check_connection(engine: Engine) -> None:
