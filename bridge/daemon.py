@@ -24,6 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bridge import logs, memory, scheduler_logs
+from bridge.poll_plan import PollDispatcher, PollPlan
 from bridge.alerts import ALERT_CHECK_INTERVAL
 from bridge.config import Config
 from bridge.daemon_jobs import HOST_BUSY_RETRY, _check_alerts, _deliver, _maintain, _poll_source  # noqa: F401 (tests)
@@ -84,11 +85,15 @@ class Daemon:
         self._registered = False
         """Jobs whose last run failed (a full disk, a bug): /healthz names them until they succeed."""
         self.metrics = Metrics(lambda: self.rt, self.heartbeat.age)
-        # Polls run in a pool of [bridge] poll_concurrency threads; the heartbeat, the delivery round
-        # and the bookkeeping jobs in one of their own, so a cold start queueing thousands of polls
-        # never holds up the watchdog's heartbeat or a post.
+        # Polls are not scheduler jobs: the poll plan hands the due ones, in batches, to a pool of
+        # [bridge] poll_concurrency threads of its own (bridge/poll_plan.py says why). The heartbeat,
+        # the delivery round and the bookkeeping jobs run in the scheduler's pool, so a cold start
+        # queueing thousands of polls never holds up the watchdog's heartbeat or a post.
+        self.polls = PollDispatcher(
+            PollPlan(monotonic), lambda name: self._job(_poll_source, name), rt.config.bridge.poll_concurrency,
+            on_skip=lambda job: self.metrics.jobs_still_running.labels(job).inc(), monotonic=monotonic)
         self.scheduler = BackgroundScheduler(timezone=timezone.utc, executors={
-            "default": ThreadPoolExecutor(rt.config.bridge.poll_concurrency),
+            "default": ThreadPoolExecutor(1),  # nothing runs there: every job names its executor
             SERVICE_EXECUTOR: ThreadPoolExecutor(SERVICE_THREADS),
         })
         self.tally = PollTally()
@@ -170,7 +175,7 @@ class Daemon:
                                args=[_check_alerts], id="alerts", name="alerts", next_run_time=self.rt.clock(),
                                max_instances=1, coalesce=True, misfire_grace_time=None, executor=SERVICE_EXECUTOR)
         self._schedule(self.rt.config, None)
-        self.scheduler.start()
+        self.start_jobs()
         # Starting counts as the first sign of life: the heartbeat job has HEARTBEAT_MAX_AGE to follow.
         self.heartbeat.beat()
         self._start_health(self.rt.config)
@@ -179,6 +184,12 @@ class Daemon:
                  dry_run=config.bridge.dry_run, watchdog_s=self.notifier.watchdog_interval,
                  health=self.health.address if self.health else None)
         self.notifier.ready(describe(config))
+
+    def start_jobs(self) -> None:
+        """The polls and the scheduler's jobs begin to run (the polls first: the heartbeat's
+        first run checks their dispatcher)."""
+        self.polls.start()
+        self.scheduler.start()
 
     def serve(self) -> None:
         """The main loop: wait for a signal or the next watchdog ping, whichever comes first."""
@@ -203,6 +214,7 @@ class Daemon:
         self.rt.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        self.polls.stop()
         with self._lock:
             idle = self._lock.wait_for(lambda: not any(self._users.values()), grace.total_seconds())
         if self.health:
@@ -235,7 +247,11 @@ class Daemon:
     # --- Watchdog and health ---------------------------------------------------------------------
 
     def _beat(self) -> None:
-        """The heartbeat job: it runs only if the scheduler runs jobs, and beats only if the database answers."""
+        """The heartbeat job: it runs only if the scheduler runs jobs, and beats only if the polls'
+        dispatcher is alive and the database answers."""
+        if not self.polls.alive(HEARTBEAT_MAX_AGE.total_seconds()):
+            log.error("poll dispatcher not running: the watchdog will restart the service if this lasts")
+            return
         try:
             check_connection(self.rt.repo.engine)
         except BridgeError as exc:
@@ -355,28 +371,16 @@ class Daemon:
 
     def _schedule(self, config: Config, previous: Config | None) -> None:
         """Jobs for `config`: new sources poll now, removed ones stop, a source whose interval is
-        unchanged keeps its place in the schedule. A run that is late (busy machine, suspend) still
-        runs once (coalesce) instead of being skipped, as APScheduler's 1 s misfire grace would."""
+        unchanged keeps its place in the plan (bridge/poll_plan.py). A run that is late (busy
+        machine, suspend) still runs once instead of being skipped, as APScheduler's 1 s misfire
+        grace would do to the delivery round."""
         now = self.rt.clock()
-        old = {s.name: s for s in previous.enabled_sources} if previous else {}
-        for source in config.enabled_sources:  # a disabled source has no job: it is never read
-            before = old.pop(source.name, None)
-            job_id = f"poll:{source.name}"
-            if before is not None and before.poll_interval == source.poll_interval and self.scheduler.get_job(job_id):
-                continue
+        plan = []
+        for source in config.enabled_sources:  # a disabled source is not planned: it is never read
             interval = source.poll_interval
-            jitter = min(interval / 10, MAX_POLL_JITTER).total_seconds()
-            self.scheduler.add_job(
-                self._job, IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter),
-                args=[_poll_source, source.name], id=job_id, name=f"poll {source.name}", next_run_time=now,
-                max_instances=1, coalesce=True, misfire_grace_time=int(interval.total_seconds()),
-                replace_existing=True,
-            )
-        for name in old:
-            try:
-                self.scheduler.remove_job(f"poll:{name}")
-            except JobLookupError:
-                pass
+            plan.append((source.name, interval.total_seconds(), min(interval / 10, MAX_POLL_JITTER).total_seconds()))
+        self.polls.plan.plan(plan)
+        self.polls.wake()
         delivery = config.bridge.delivery_interval
         if previous is None or previous.bridge.delivery_interval != delivery:
             self.scheduler.add_job(
@@ -428,6 +432,10 @@ class Daemon:
         deliver themselves, so a slow network holds up only the delivery job, never a poll."""
         self._delivery_wanted.set()
         self.run_job_soon("deliver")
+
+    def poll_soon(self, source: str, delay: timedelta = timedelta(0)) -> None:
+        """Poll `source` `delay` from now (then by its interval again)."""
+        self.polls.soon(source, delay.total_seconds())
 
     def run_job_soon(self, job_id: str, delay: timedelta = timedelta(0)) -> None:
         """Move a job's next run to `delay` from now (the scheduler's own clock: real time)."""

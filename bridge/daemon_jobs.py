@@ -42,7 +42,7 @@ def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
             daemon.metrics.hosts_busy.labels(name).inc()
             log.debug("site busy with another poll: polling later", source=name,
                       retry_in_s=int(HOST_BUSY_RETRY.total_seconds()))
-            daemon.run_job_soon(f"poll:{name}", HOST_BUSY_RETRY)
+            daemon.poll_soon(name, HOST_BUSY_RETRY)
             return
         shared = daemon.shared_polls
         if shared is None:  # SQLite: this daemon alone polls (the run lock), no lease to take
@@ -51,7 +51,7 @@ def _poll_source(daemon: Daemon, rt: Runtime, name: str) -> None:
             outcome = daemon.failures.run(f"poll:{name}", shared.poll, rt, source)
             if isinstance(outcome, NotOurTurn):  # another replica polls it: come back when it may be ours
                 log.debug("polled by another replica this interval", source=name, polled_by=outcome.polled_by)
-                daemon.run_job_soon(f"poll:{name}", outcome.retry_at - rt.clock())
+                daemon.poll_soon(name, outcome.retry_at - rt.clock())
                 return
     daemon.metrics.record_poll(outcome)
     daemon.tally.add(outcome)

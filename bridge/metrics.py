@@ -36,7 +36,7 @@ class Metrics:
                                "(applied, refused).", ["result"], registry=self.registry)
         self.jobs_still_running = Counter(
             "bridge_jobs_still_running", "Runs of a job skipped because its previous run was still going "
-            "(a slow poll or delivery round; APScheduler's 'maximum number of running instances').",
+            "(a slow poll or delivery round: job \"poll SOURCE\" or \"deliver\").",
             ["job"], registry=self.registry)
         self.hosts_busy = Counter("bridge_polls_host_busy", "Polls put off a few seconds because another "
                                   "source's poll was reading the same host.", ["source"], registry=self.registry)

@@ -1,10 +1,11 @@
 """APScheduler's log lines, as the daemon wants them: its "job still running" warning is a debug line.
 
-Every job is max_instances=1 with coalesce: when a poll or delivery round outlasts its interval
-(a slow site, a network that holds us), APScheduler skips the run that came due and warns
+Every job is max_instances=1 with coalesce: when a delivery round outlasts its interval (a network
+that holds us), APScheduler skips the run that came due and warns
 'Execution of job "..." skipped: maximum number of running instances reached (1)'. That is the
 design working, not a problem, and it used to fill the journal with a warning per late job. Its
-other warnings (a misfired run, a failed job) stay warnings.
+other warnings (a misfired run, a failed job) stay warnings. (Polls are not APScheduler jobs:
+bridge/poll_plan.py skips a poll still running itself, with the same debug line and metric.)
 """
 
 from __future__ import annotations

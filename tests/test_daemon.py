@@ -17,7 +17,7 @@ from bridge.errors import ConfigError
 from bridge.health import HealthServer
 from bridge.model import DeliveryState
 from bridge.notify import Notifier
-from tests.helpers import antara_feed, antara_item, env_for, make_config, runtime
+from tests.helpers import antara_feed, antara_item, env_for, make_config, runtime, wait_until
 
 
 class FakeMonotonic:
@@ -82,6 +82,25 @@ class TestWatchdog:
         finally:
             daemon.close()
 
+    def test_no_heartbeat_when_the_poll_dispatcher_stopped_looking(self, world):
+        """Polls are handed out by a thread of their own (bridge/poll_plan.py): if it dies or hangs,
+        the heartbeat stops, so the watchdog restarts a daemon that would poll nothing any more."""
+        monotonic = FakeMonotonic()
+        daemon = make_daemon(world, monotonic=monotonic)
+        try:
+            daemon.polls.start()
+            assert wait_until(lambda: daemon.polls.alive(1), 10)
+            daemon._beat()
+            assert daemon.heartbeat.alive()
+            monotonic.now += HEARTBEAT_MAX_AGE.total_seconds() + 1  # the dispatcher has not looked since
+            with capture_logs() as logs:
+                daemon._beat()
+            assert not daemon.heartbeat.alive()
+            assert any(e["event"].startswith("poll dispatcher not running") for e in logs)
+        finally:
+            daemon.stop(grace=timedelta(seconds=1))
+            daemon.close()
+
     def test_no_heartbeat_when_the_database_does_not_answer(self, world):
         """The heartbeat job beats only if the database answers, as Miniflux feeds its watchdog."""
         from sqlalchemy import create_engine
@@ -112,8 +131,7 @@ class TestReload:
                 assert daemon.reload()
             assert daemon.rt is not old_rt and daemon.rt.repo is old_rt.repo
             assert daemon.rt.stopping is old_rt.stopping and daemon.rt.delivery_lock is old_rt.delivery_lock
-            jobs = {job.id for job in daemon.scheduler.get_jobs()}
-            assert "poll:b" in jobs and "poll:a" not in jobs and "deliver" in jobs
+            assert daemon.polls.plan.names() == ["b"] and daemon.scheduler.get_job("deliver")
             reloaded = next(e for e in logs if e["event"] == "reloaded")
             assert reloaded["added"] == ["b"] and reloaded["removed"] == ["a"]
             daemon._job(_poll_source, "b")
@@ -198,23 +216,24 @@ class TestReload:
         daemon = make_daemon(world, reload_config=lambda: parse_config(raw, environ=env_for(tmp_path)))
         try:
             daemon._schedule(daemon.rt.config, None)
-            job = daemon.scheduler.get_job("poll:a")
+            daemon.polls.plan.soon("a", 120)  # as if polled a while ago
             assert daemon.reload()
-            assert daemon.scheduler.get_job("poll:a") is job
+            assert 110 < daemon.polls.plan.due_in("a") <= 120
         finally:
             daemon.close()
 
     def test_jobs_run_one_at_a_time_with_jitter_and_never_skip_silently(self, world):
-        """Each source has its own poll job, plus one delivery job: at most one instance each, late
-        runs coalesce instead of being dropped, and polls are spread by a jitter."""
+        """The delivery job runs one at a time and coalesces late runs; a source's polls follow its
+        5 minute interval, spread by a jitter of up to a tenth of it (tests/test_poll_plan.py has
+        the plan's own rules)."""
         daemon = make_daemon(world)
         try:
             daemon._schedule(daemon.rt.config, None)
-            poll_job, deliver_job = daemon.scheduler.get_job("poll:a"), daemon.scheduler.get_job("deliver")
-            for job in (poll_job, deliver_job):
-                assert job.max_instances == 1 and job.coalesce is True
-            assert poll_job.misfire_grace_time == 300  # a whole interval, not APScheduler's 1 s
-            assert poll_job.trigger.jitter == 30  # a tenth of the 5 minute interval
+            deliver_job = daemon.scheduler.get_job("deliver")
+            assert deliver_job.max_instances == 1 and deliver_job.coalesce is True
+            assert daemon.polls.plan.take_due() == (["a"], [])  # a new source: due at once
+            assert 300 <= daemon.polls.plan.due_in("a") <= 330
+            assert daemon.polls.plan.take_due() == ([], [])
         finally:
             daemon.close()
 
@@ -229,7 +248,7 @@ class TestReload:
             before = daemon.rt
             with capture_logs() as logs:
                 assert not daemon.reload()
-            assert daemon.rt is before and daemon.scheduler.get_job("poll:a")
+            assert daemon.rt is before and daemon.polls.plan.names() == ["a"]
             refused = next(e for e in logs if e["event"] == "reload refused: still running on the previous settings")
             assert refused["log_level"] == "error" and len(refused["problems"]) == 2
             assert "sources[0].url: required" in refused["error"]

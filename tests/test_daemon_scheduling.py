@@ -49,7 +49,7 @@ def start_daemon(raw, tmp_path, *, hold_delivery: bool = False) -> Daemon:
     daemon._schedule(daemon.rt.config, None)
     if hold_delivery:
         daemon.run_job_soon("deliver", timedelta(hours=1))
-    daemon.scheduler.start()
+    daemon.start_jobs()
     return daemon
 
 
@@ -97,7 +97,7 @@ class TestPollsNeverDeliver:
         daemon = start_daemon(raw, tmp_path)
         try:
             assert wait_until(lambda: x_api.routed("/2/tweets"), WAIT)
-            daemon.run_job_soon("poll:a")
+            daemon.poll_soon("a")
             assert wait_until(lambda: len(feed_server.requests_to("/a.xml")) == 2, WAIT), \
                 "the poll job was still busy posting"
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bridge import daemon as daemon_module
 from bridge.config import parse_config
-from bridge.daemon import Daemon, describe
+from bridge.daemon import describe
 from tests.helpers import antara_feed, antara_item, env_for, make_config, wait_until
 from tests.test_daemon_scheduling import WAIT, release, start_daemon, stop  # noqa: F401 (release: a fixture)
 
@@ -23,14 +23,14 @@ def test_the_daemon_schedules_no_poll_for_a_disabled_source(feed_server, x_api, 
     feed_server.add("/b.xml", antara_feed([antara_item(2)]))
     daemon = start_daemon(two_sources(feed_server, x_api, "b"), tmp_path)
     try:
-        assert daemon.scheduler.get_job("poll:a") and daemon.scheduler.get_job("poll:b") is None
+        assert daemon.polls.plan.names() == ["a"]
         assert describe(daemon.rt.config).startswith("polling 1 source(s) (1 disabled)")
         configs = iter([two_sources(feed_server, x_api, "a"), two_sources(feed_server, x_api, None)])
         daemon._reload_config = lambda: parse_config(next(configs), environ=env_for(tmp_path))
         assert daemon.reload()
-        assert daemon.scheduler.get_job("poll:a") is None and daemon.scheduler.get_job("poll:b")
+        assert daemon.polls.plan.names() == ["b"]
         assert daemon.reload()
-        assert daemon.scheduler.get_job("poll:a") and daemon.scheduler.get_job("poll:b")
+        assert daemon.polls.plan.names() == ["a", "b"]
     finally:
         stop(daemon, release)
 

@@ -229,11 +229,11 @@ def test_two_daemons_on_one_database_poll_each_source_once(pg, feed_server, tmp_
         for daemon in daemons:
             daemon._schedule(daemon.rt.config, None)
         for daemon in daemons:
-            daemon.scheduler.start()
+            daemon.start_jobs()
 
         def rescheduled(daemon, name):
-            job = daemon.scheduler.get_job(f"poll:{name}")
-            return job is not None and job.next_run_time > utc_now() + timedelta(minutes=50)
+            due_in = daemon.polls.plan.due_in(name)
+            return due_in is not None and due_in > timedelta(minutes=50).total_seconds()
 
         names = [f"s{n}" for n in range(4)]
         def idle(daemon):
@@ -243,7 +243,7 @@ def test_two_daemons_on_one_database_poll_each_source_once(pg, feed_server, tmp_
         settled = wait_until(lambda: all(feed_server.requests_to(f"/f{n}.xml") for n in range(4))
                              and all(rescheduled(d, name) for d in daemons for name in names)
                              and all(idle(d) for d in daemons), 40)
-        assert settled, [(d.scheduler.get_job(f"poll:{n}").next_run_time, n) for d in daemons for n in names]
+        assert settled, [(d.polls.plan.due_in(n), n) for d in daemons for n in names]
         assert [len(feed_server.requests_to(f"/f{n}.xml")) for n in range(4)] == [1] * 4
         polled_by = {poll_leases.state(daemons[0].rt.repo.engine, name).polled_by for name in names}
         assert polled_by <= {d.replica_id for d in daemons}

@@ -1,8 +1,8 @@
 """Shared polls (issue 13, item 4): each source is polled once per interval by one of the replicas
 on a PostgreSQL database, not once by each of them, and the sources spread across the replicas.
 
-Every replica keeps its own schedule of every source (the daemon's poll jobs), and each run asks
-the database for the source's turn (store/poll_leases.py): it polls only if it takes the lease,
+Every replica keeps its own schedule of every source (the daemon's poll plan, bridge/poll_plan.py),
+and each run asks the database for the source's turn (store/poll_leases.py): it polls only if it takes the lease,
 which moves the source's next_poll_at one interval on. Who asks first decides, so the replicas
 agree on a preference: the live replica (replicas table) that ranks a source highest by a hash of
 (source, replica) (rendezvous hashing) asks as soon as the source is due, every other replica only
@@ -41,7 +41,7 @@ PEERS_REFRESH = replicas.REPLICA_BEAT_INTERVAL
 
 def takeover_grace(interval: timedelta) -> timedelta:
     """How long after a source fell due a replica other than its preferred one takes it: twice the
-    daemon's jitter on the poll jobs (a tenth of the interval, at most 60 s), so a preferred replica
+    daemon's jitter on the polls (a tenth of the interval, at most 60 s), so a preferred replica
     that is merely late by its jitter keeps its sources."""
     return min(interval / 5, timedelta(minutes=2))
 
