@@ -2,8 +2,8 @@
 its row, so a source is polled once per interval (not once per replica), the sources spread across
 the replicas, and a replica that stops has its sources taken over within one interval.
 
-The replicas' poll loops are driven here as the daemon's scheduler drives them (an interval job per
-source with the daemon's jitter, moved to when the database says the source may be ours), on an
+The replicas' poll loops are driven here as the daemon's poll plan drives them (each source on its
+interval with the daemon's jitter, moved to when the database says the source may be ours), on an
 injected clock, each poll real HTTP to the local feed server and real SQL on PostgreSQL."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Replica:
         self.alive = True
 
     def fire(self, source) -> object:
-        """One run of the source's poll job: the daemon's _poll_source without the scheduler."""
+        """One run of the source's poll: the daemon's _poll_source without the poll plan."""
         if self.clock() - self.beaten >= replicas.REPLICA_BEAT_INTERVAL:
             replicas.beat(self.rt.repo.engine, self.name, self.clock())
             self.beaten = self.clock()
@@ -267,3 +267,24 @@ def test_a_daemon_on_sqlite_takes_no_lease(feed_server, tmp_path, clock):
         assert poll_leases.state(daemon.rt.repo.engine, "s0").polled_by is None
     finally:
         daemon.close()
+
+
+@pytest.mark.parametrize("interval, early", [("1s", timedelta(seconds=0.1)), ("5m", timedelta(seconds=1))])
+def test_the_preferred_replica_takes_a_source_early_by_a_tenth_of_a_short_interval(
+        pg, feed_server, tmp_path, clock, interval, early):
+    """The preferred replica may take a source a little before it is due (its run may fire a moment
+    early), by at most a tenth of the interval and 1 s (poll_early): at a 1 s interval a whole 1 s
+    let it read on every ask, just after its last read."""
+    feed_server.add("/f.xml", antara_feed([antara_item(1)]), etag='"f"')
+    raw = make_config({"s": feed_server.url("/f.xml")}, dry_run=True, bridge={"database": pg, "poll_interval": interval})
+    replica = Replica("only", raw, tmp_path, clock)
+    try:
+        source = replica.rt.config.source("s")
+        assert isinstance(replica.fire(source), PollOutcome)
+        clock.advance(seconds=source.poll_interval.total_seconds() - early.total_seconds() * 2)
+        assert isinstance(replica.fire(source), NotOurTurn)  # too early, even for the preferred one
+        clock.advance(seconds=early.total_seconds())
+        assert isinstance(replica.fire(source), PollOutcome)  # within the margin: taken
+        assert len(replica.polls) == 2
+    finally:
+        close(replica.rt)
