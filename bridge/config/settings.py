@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping
@@ -124,10 +125,14 @@ class Config:
     """[alerts]: where to tell the operator that something needs a person; None sends none."""
 
     def source(self, name: str) -> SourceConfig:
-        for source in self.sources:
-            if source.name == name:
-                return source
-        raise KeyError(name)
+        """KeyError when no source has that name. Every poll asks: a lookup, not a scan of thousands."""
+        return self._sources_by_name[name]
+
+    @cached_property
+    def _sources_by_name(self) -> dict[str, SourceConfig]:
+        # Names are unique (the parser refuses a repeated one); a frozen dataclass still takes this
+        # cache, which cached_property writes to the instance's __dict__ without __setattr__.
+        return {source.name: source for source in self.sources}
 
     @property
     def enabled_sources(self) -> tuple[SourceConfig, ...]:

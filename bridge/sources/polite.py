@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 
@@ -97,5 +98,6 @@ class PoliteFetcher:
                 raise
 
 
+@lru_cache(maxsize=16384)  # asked twice a poll for the same few thousand URLs; urlsplit is not free
 def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
