@@ -222,3 +222,23 @@ def test_a_dry_run_daemon_loads_no_network_client_nor_the_parser(sample, tmp_pat
     # the schema has PostgreSQL-only index options (store/schema.py, postgresql_options).
     assert "sqlalchemy.dialects.sqlite" in modules
     assert not {name for name in modules if name.startswith("sqlalchemy.dialects.postgresql")}
+
+
+HTTP_STACKS = {"httpx": ("httpx", "httpcore", "anyio", "h11"), "requests": ("requests", "urllib3")}
+NETWORK_STACKS = {"x": "requests", "mastodon": "requests", "telegram": "httpx", "facebook": "httpx",
+                  "whatsapp": "httpx", "bluesky": "httpx"}
+"""The HTTP stack each network's module posts through (tweepy and Mastodon.py use requests)."""
+
+
+@pytest.mark.parametrize("network", sorted(NETWORK_STACKS))
+def test_a_network_module_loads_its_own_http_stack_only(network):
+    """A daemon posting to X loads requests (tweepy's) but not httpx (~3 MB), one posting to Telegram
+    httpx but not requests: each stack's helpers are in their own module (publish/_http_*.py)."""
+    own = NETWORK_STACKS[network]
+    other = next(name for name in HTTP_STACKS if name != own)
+    code = f"import json, sys; import bridge.publish.{network}; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    loaded = {name.split(".")[0] for name in json.loads(result.stdout)}
+    assert own in loaded  # the check sees what it must
+    assert loaded.isdisjoint(HTTP_STACKS[other]), loaded & set(HTTP_STACKS[other])
