@@ -224,6 +224,34 @@ def test_a_dry_run_daemon_loads_no_network_client_nor_the_parser(sample, tmp_pat
     assert not {name for name in modules if name.startswith("sqlalchemy.dialects.postgresql")}
 
 
+X_ONLY = """\
+[bridge]
+database = "sqlite:///{db}"
+dry_run = true
+
+[targets.x]
+kind = "x"
+
+[[sources]]
+name = "antara"
+url = "http://127.0.0.1:9/rss/terkini.xml"
+targets = ["x"]
+"""
+
+
+def test_a_daemon_posting_to_x_alone_loads_no_grapheme_counter(tmp_path):
+    """regex (~2 MB: its Unicode tables) counts graphemes for Mastodon and Bluesky only, and loads
+    on their first count (checking that a template fits is one): X's count needs none of it."""
+    settings = tmp_path / "settings.toml"
+    settings.write_text(X_ONLY.format(db=tmp_path / "bridge.db"))
+    report = tmp_path / "daemon.json"
+    result = subprocess.run([sys.executable, "-c", DAEMON_WRAPPER, str(report), str(settings)],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    loaded = {name.split(".")[0] for name in json.loads(report.read_text())}
+    assert "twitter_text" in loaded and "regex" not in loaded
+
+
 HTTP_STACKS = {"httpx": ("httpx", "httpcore", "anyio", "h11"), "requests": ("requests", "urllib3")}
 NETWORK_STACKS = {"x": "requests", "mastodon": "requests", "telegram": "httpx", "facebook": "httpx",
                   "whatsapp": "httpx", "bluesky": "httpx"}
