@@ -270,3 +270,45 @@ def test_a_network_module_loads_its_own_http_stack_only(network):
     loaded = {name.split(".")[0] for name in json.loads(result.stdout)}
     assert own in loaded  # the check sees what it must
     assert loaded.isdisjoint(HTTP_STACKS[other]), loaded & set(HTTP_STACKS[other])
+
+
+POLL_WRAPPER = """
+import json, sys
+from pathlib import Path
+from bridge.config import load_config
+from bridge.pipeline import poll
+from bridge.service import close, build_runtime
+from bridge.store.opening import open_repository
+config = load_config(Path(sys.argv[2]))
+rt = build_runtime(config, open_repository(config), parse_in_workers=True)
+try:
+    outcome = poll(rt, config.sources[0], force=True)
+finally:
+    close(rt)
+with open(sys.argv[1], "w") as out:
+    json.dump({"status": outcome.status, "seen": outcome.items_seen, "deliveries": outcome.deliveries_created,
+               "modules": sorted(sys.modules)}, out)
+"""
+
+
+@pytest.mark.parametrize("kind", ["feed", "auto"])
+def test_a_daemon_polling_a_feed_loads_no_html_reader(feed_server, tmp_path, kind):
+    """A feed is parsed in a worker; the daemon's own process reads HTML (selectolax, ~2 MB) only for
+    an HTML listing, a sitemap or a story's page (a photo the feed does not give): a poll of a feed
+    whose stories carry their photos, to be posted, loads none of it."""
+    from tests.helpers import antara_feed, antara_item
+
+    feed_server.add("/rss.xml", antara_feed([antara_item(n, image=feed_server.url(f"/foto/{n}.jpg"))
+                                             for n in range(1, 4)]), content_type="application/rss+xml")
+    settings = tmp_path / "settings.toml"
+    settings.write_text(X_ONLY.format(db=tmp_path / "bridge.db")
+                        .replace("http://127.0.0.1:9/rss/terkini.xml", feed_server.url("/rss.xml"))
+                        .replace('targets = ["x"]', f'targets = ["x"]\nkind = "{kind}"\nfirst_run = "all"'))
+    report = tmp_path / "poll.json"
+    result = subprocess.run([sys.executable, "-c", POLL_WRAPPER, str(report), str(settings)],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    polled = json.loads(report.read_text())
+    assert (polled["status"], polled["seen"], polled["deliveries"]) == ("ok", 3, 3)
+    loaded = {name.split(".")[0] for name in polled["modules"]}
+    assert "selectolax" not in loaded and "bridge.sources.html" not in polled["modules"]
