@@ -84,8 +84,11 @@ class FetchClient:
 
     def __init__(self):
         self.connections = http11.ConnectionPool()
+        self.is_closed = False
+        """True once closed (a reload retires a runtime's client after its last job)."""
 
     def close(self) -> None:
+        self.is_closed = True
         self.connections.close()
 
     def __enter__(self) -> FetchClient:
