@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import httpx
-
 from bridge.errors import FetchError
 from bridge.model import Image
-from bridge.sources.fetch import FetchLimits, fetch
+from bridge.sources.fetch import FetchClient, FetchLimits, fetch
 
 ALT_TEXT_MAX_CHARS = 1000
 """X's limit for alt text (Mastodon allows 1500, Bluesky more): the strictest wins."""
@@ -39,7 +37,7 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-def download_image(client: httpx.Client, url: str, limits: FetchLimits, *, max_bytes: int,
+def download_image(client: FetchClient, url: str, limits: FetchLimits, *, max_bytes: int,
                    alt_text: str = "") -> Image:
     """Fetch `url` with the feed limits but at most `max_bytes`; raise ImageError when it is too
     big, unreachable, or not a JPEG/PNG/GIF/WebP."""

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import requests
 
-from bridge import deadline as deadline_module
+from bridge import deadline_httpx
 from bridge import deadline_requests
 from bridge.deadline import DeadlineAdapter, current_deadline, deadline_transport, install_network_backend, total_deadline
 from tests.fakes.feed_server import RecordedRequest, Reply
@@ -111,13 +111,13 @@ class TestHttpx:
     def test_the_backend_is_installed_on_the_installed_httpx(self):
         """On the installed httpx/httpcore the transport's pool really uses the clamping backend, with and without a proxy."""
         for transport in (deadline_transport(), deadline_transport(proxy=httpx.Proxy("http://127.0.0.1:9"))):
-            assert isinstance(transport._pool._network_backend, deadline_module._DeadlineBackend)
+            assert isinstance(transport._pool._network_backend, deadline_httpx._DeadlineBackend)
 
     def test_a_changed_httpx_fails_loudly(self):
         """If httpx no longer keeps its pool where we look, building the transport raises instead of losing the deadline."""
         transport = httpx.HTTPTransport()
         del transport._pool
-        with pytest.raises(RuntimeError, match="bridge/deadline.py must be updated"):
+        with pytest.raises(RuntimeError, match="bridge/deadline_httpx.py must be updated"):
             install_network_backend(transport)
 
 

@@ -38,14 +38,14 @@ def _timed_fetch(client, url, limits=FAST, **kwargs):
 
 
 class TestMakeClient:
-    def test_client_carries_limits_and_user_agent(self):
-        """The shared client follows redirects up to the limit and names itself with our version."""
+    def test_client_names_itself_with_our_version(self, feed_server):
+        """fetch() through the shared client names itself with our version (FetchLimits' default)."""
         limits = FetchLimits()
+        assert limits.user_agent == f"bridge/{__version__} (+https://github.com/kemenpora/bridge)"
+        feed_server.add("/rss", RSS)
         with make_client(limits) as c:
-            assert c.follow_redirects is True
-            assert c.max_redirects == 5
-            assert c.headers["user-agent"] == f"bridge/{__version__} (+https://github.com/kemenpora/bridge)"
-            assert c.timeout.connect == 10.0
+            fetch(c, feed_server.url("/rss"), limits)
+        assert feed_server.request_log[-1].headers["user-agent"] == limits.user_agent
 
     def test_default_limits(self):
         """Defaults follow Miniflux: 10 s connect, 20 s in all, 10 MiB decoded, 5 redirects."""

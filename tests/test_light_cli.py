@@ -193,17 +193,18 @@ from pathlib import Path
 config = load_config(Path(sys.argv[2]))
 rt = build_runtime(config, open_repository(config), parse_in_workers=True)
 x_weighted_length("Menpora https://kemenpora.go.id")  # composing for X loads twitter-text
-loaded = sorted({name.split(".")[0] for name in sys.modules})
+loaded = sorted(sys.modules)
 close_clients(rt)
 with open(sys.argv[1], "w") as out:
     json.dump(loaded, out)
 """
 
 NOT_IN_A_DRY_RUN_DAEMON = ("requests", "urllib3", "tweepy", "mastodon", "atproto", "atproto_client", "feedparser",
-                           "click", "pygments", "pkg_resources")
+                           "httpx", "httpcore", "anyio", "h11", "click", "pygments", "pkg_resources")
 """What `bridge run` in a dry run does not need in its own process: network clients (a live
-publisher loads its own), feedparser (the parse workers have it), httpx's CLI (click, pygments),
-the real pkg_resources (twitter-text gets bridge's stand-in)."""
+publisher loads its own; the sources and photos go over http.client, so httpx and its stack too),
+feedparser (the parse workers have it), httpx's CLI (click, pygments), the real pkg_resources
+(twitter-text gets bridge's stand-in)."""
 
 
 def test_a_dry_run_daemon_loads_no_network_client_nor_the_parser(sample, tmp_path):
@@ -213,6 +214,101 @@ def test_a_dry_run_daemon_loads_no_network_client_nor_the_parser(sample, tmp_pat
     result = subprocess.run([sys.executable, "-c", DAEMON_WRAPPER, str(report), str(sample)],
                             capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
-    loaded = set(json.loads(report.read_text()))
-    assert "twitter_text" in loaded and "httpx" in loaded  # the check sees what it must
+    modules = set(json.loads(report.read_text()))
+    loaded = {name.split(".")[0] for name in modules}
+    assert "twitter_text" in loaded and "http" in loaded  # the check sees what it must (http.client fetches)
     assert loaded.isdisjoint(NOT_IN_A_DRY_RUN_DAEMON), loaded & set(NOT_IN_A_DRY_RUN_DAEMON)
+    # The sample's database is SQLite: SQLAlchemy's PostgreSQL dialect (~3 MB) stays out, though
+    # the schema has PostgreSQL-only index options (store/schema.py, postgresql_options).
+    assert "sqlalchemy.dialects.sqlite" in modules
+    assert not {name for name in modules if name.startswith("sqlalchemy.dialects.postgresql")}
+
+
+X_ONLY = """\
+[bridge]
+database = "sqlite:///{db}"
+dry_run = true
+
+[targets.x]
+kind = "x"
+
+[[sources]]
+name = "antara"
+url = "http://127.0.0.1:9/rss/terkini.xml"
+targets = ["x"]
+"""
+
+
+def test_a_daemon_posting_to_x_alone_loads_no_grapheme_counter(tmp_path):
+    """regex (~2 MB: its Unicode tables) counts graphemes for Mastodon and Bluesky only, and loads
+    on their first count (checking that a template fits is one): X's count needs none of it."""
+    settings = tmp_path / "settings.toml"
+    settings.write_text(X_ONLY.format(db=tmp_path / "bridge.db"))
+    report = tmp_path / "daemon.json"
+    result = subprocess.run([sys.executable, "-c", DAEMON_WRAPPER, str(report), str(settings)],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    loaded = {name.split(".")[0] for name in json.loads(report.read_text())}
+    assert "twitter_text" in loaded and "regex" not in loaded
+
+
+HTTP_STACKS = {"httpx": ("httpx", "httpcore", "anyio", "h11"), "requests": ("requests", "urllib3")}
+NETWORK_STACKS = {"x": "requests", "mastodon": "requests", "telegram": "httpx", "facebook": "httpx",
+                  "whatsapp": "httpx", "bluesky": "httpx"}
+"""The HTTP stack each network's module posts through (tweepy and Mastodon.py use requests)."""
+
+
+@pytest.mark.parametrize("network", sorted(NETWORK_STACKS))
+def test_a_network_module_loads_its_own_http_stack_only(network):
+    """A daemon posting to X loads requests (tweepy's) but not httpx (~3 MB), one posting to Telegram
+    httpx but not requests: each stack's helpers are in their own module (publish/_http_*.py)."""
+    own = NETWORK_STACKS[network]
+    other = next(name for name in HTTP_STACKS if name != own)
+    code = f"import json, sys; import bridge.publish.{network}; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    loaded = {name.split(".")[0] for name in json.loads(result.stdout)}
+    assert own in loaded  # the check sees what it must
+    assert loaded.isdisjoint(HTTP_STACKS[other]), loaded & set(HTTP_STACKS[other])
+
+
+POLL_WRAPPER = """
+import json, sys
+from pathlib import Path
+from bridge.config import load_config
+from bridge.pipeline import poll
+from bridge.service import close, build_runtime
+from bridge.store.opening import open_repository
+config = load_config(Path(sys.argv[2]))
+rt = build_runtime(config, open_repository(config), parse_in_workers=True)
+try:
+    outcome = poll(rt, config.sources[0], force=True)
+finally:
+    close(rt)
+with open(sys.argv[1], "w") as out:
+    json.dump({"status": outcome.status, "seen": outcome.items_seen, "deliveries": outcome.deliveries_created,
+               "modules": sorted(sys.modules)}, out)
+"""
+
+
+@pytest.mark.parametrize("kind", ["feed", "auto"])
+def test_a_daemon_polling_a_feed_loads_no_html_reader(feed_server, tmp_path, kind):
+    """A feed is parsed in a worker; the daemon's own process reads HTML (selectolax, ~2 MB) only for
+    an HTML listing, a sitemap or a story's page (a photo the feed does not give): a poll of a feed
+    whose stories carry their photos, to be posted, loads none of it."""
+    from tests.helpers import antara_feed, antara_item
+
+    feed_server.add("/rss.xml", antara_feed([antara_item(n, image=feed_server.url(f"/foto/{n}.jpg"))
+                                             for n in range(1, 4)]), content_type="application/rss+xml")
+    settings = tmp_path / "settings.toml"
+    settings.write_text(X_ONLY.format(db=tmp_path / "bridge.db")
+                        .replace("http://127.0.0.1:9/rss/terkini.xml", feed_server.url("/rss.xml"))
+                        .replace('targets = ["x"]', f'targets = ["x"]\nkind = "{kind}"\nfirst_run = "all"'))
+    report = tmp_path / "poll.json"
+    result = subprocess.run([sys.executable, "-c", POLL_WRAPPER, str(report), str(settings)],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    polled = json.loads(report.read_text())
+    assert (polled["status"], polled["seen"], polled["deliveries"]) == ("ok", 3, 3)
+    loaded = {name.split(".")[0] for name in polled["modules"]}
+    assert "selectolax" not in loaded and "bridge.sources.html" not in polled["modules"]

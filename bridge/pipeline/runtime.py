@@ -9,13 +9,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-import httpx
-
 from bridge.clock import Clock, utc_now
 from bridge.config import Config, SourceConfig
 from bridge.model import Delivery
 from bridge.publish import Publisher
-from bridge.sources.fetch import FetchLimits
+from bridge.sources.fetch import FetchClient, FetchLimits
 from bridge.sources.polite import HostPacer
 from bridge.sources.workers import FeedParsers
 from bridge.store.repo import Repository
@@ -27,7 +25,7 @@ class Runtime:
 
     config: Config
     repo: Repository
-    http: httpx.Client
+    http: FetchClient
     fetch_limits: FetchLimits
     publishers: Mapping[str, Publisher]
     clock: Clock = utc_now

@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 import httpx
 
 from bridge.errors import InDoubt, PublishError, RetryLater, TargetPaused
-from bridge.publish._http import MAY_HAVE_ACTED, DeadlineClient, json_body, scrub, transport_problem
+from bridge.publish._http import MAY_HAVE_ACTED, json_body, scrub
+from bridge.publish._http_httpx import DeadlineClient, transport_problem
 
 TOKEN_INVALID = 190
 """OAuthException: the access token expired (subcode 463), was invalidated (460, 467) or revoked."""

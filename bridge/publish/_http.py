@@ -1,6 +1,11 @@
 """Small helpers every network module shares (httpx or requests alike). Nothing here knows any
 network's URLs, headers or error codes: only how to read an answer and how to keep a secret out of
-a message."""
+a message.
+
+Each HTTP stack's own helpers are in their own module: `DeadlineClient` and
+`transport_problem` (httpx: Telegram, the Graph API, Bluesky) in _http_httpx.py, `DeadlineSession`
+and `requests_problem` (requests: tweepy for X, Mastodon.py) in _http_requests.py. A daemon posting to X alone then loads no httpx (~3 MB beside tweepy), one
+posting to Telegram alone no requests."""
 
 from __future__ import annotations
 
@@ -8,48 +13,16 @@ import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
-import httpx
-import requests
-import urllib3
+from typing import TYPE_CHECKING
 
-from bridge.deadline import deadline_transport, total_deadline
-from bridge.deadline_requests import DeadlineAdapter
 from bridge.errors import InDoubt, PublishError, RetryLater
+
+if TYPE_CHECKING:
+    import httpx
+    import requests
 
 MIN_SECRET_LENGTH = 6
 """Shorter values are not real credentials; replacing them would garble ordinary words."""
-
-
-class DeadlineClient(httpx.Client):
-    """An httpx.Client whose every call (each redirect hop, the request, the headers and a
-    non-streamed body) ends within `deadline` seconds in total, however slowly the server trickles
-    (bridge/deadline.py). The deadline opens in send(), which request(), get() and post() go through."""
-
-    def __init__(self, *, deadline: float, **kwargs):
-        super().__init__(timeout=deadline, transport=deadline_transport(), **kwargs)
-        self.deadline = deadline
-
-    def send(self, request: httpx.Request, **kwargs) -> httpx.Response:
-        with total_deadline(self.deadline):
-            return super().send(request, **kwargs)
-
-
-class DeadlineSession(requests.Session):
-    """A requests session whose every request() (redirects, the request, the headers and a
-    non-streamed body) ends within `deadline` seconds in total (bridge/deadline.py): tweepy and
-    Mastodon.py call request() and read no stream. A call with no timeout of its own (tweepy gives
-    none) still gets one: the adapter clamps every socket operation to the time left."""
-
-    def __init__(self, deadline: float, adapter: DeadlineAdapter | None = None):
-        super().__init__()
-        self.deadline = deadline
-        adapter = adapter or DeadlineAdapter()
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
-
-    def request(self, method, url, *args, **kwargs) -> requests.Response:
-        with total_deadline(self.deadline):
-            return super().request(method, url, *args, **kwargs)
 
 
 def json_body(response: httpx.Response | requests.Response) -> dict:
@@ -73,32 +46,6 @@ MAY_HAVE_ACTED = frozenset({500, 502, 503, 504})
 """Statuses to a create call after which the post may exist: the server (or the one behind a proxy)
 may have created it before failing or timing out. 408 and 429 say the request was not processed."""
 
-_NEVER_SENT_HTTPX = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
-                     httpx.ProxyError)
-"""Raised before a request can have left: DNS, refused, connect timeout, TLS handshake, no free
-connection. Every other transport error (read/write timeout, connection closed or reset, protocol
-error) may come after the network received the request."""
-
-
-def transport_problem(network: str, base: str, error: httpx.TransportError, timeout: float,
-                      creates: bool = True) -> RetryLater | InDoubt:
-    """What an httpx transport error says about a call: never sent (retry), or, for a call that
-    creates a post (`creates`), may have been sent (in doubt). A call that creates nothing (reading,
-    logging in, uploading a blob nobody sees) is safe to repeat either way."""
-    return _judged(network, base, error, timeout, never_sent=isinstance(error, _NEVER_SENT_HTTPX) or not creates,
-                   timed_out=isinstance(error, httpx.TimeoutException))
-
-
-def requests_problem(network: str, base: str, error: requests.RequestException, timeout: float,
-                     creates: bool = True) -> RetryLater | InDoubt:
-    """The same judgement for the requests stack (tweepy, Mastodon.py): requests folds "connection
-    refused" and "connection closed mid-answer" into one ConnectionError, so look at its cause."""
-    never_sent = isinstance(error, requests.ConnectTimeout) or (
-        isinstance(error, requests.ConnectionError) and _before_request_left(error))
-    return _judged(network, base, error, timeout, never_sent=never_sent or not creates,
-                   timed_out=isinstance(error, requests.Timeout))
-
-
 def _judged(network: str, base: str, error: Exception, timeout: float, *, never_sent: bool,
             timed_out: bool) -> RetryLater | InDoubt:
     """The outcome, worded for the operator: what happened, and whether the post may exist."""
@@ -109,15 +56,6 @@ def _judged(network: str, base: str, error: Exception, timeout: float, *, never_
     if timed_out:
         return InDoubt(f"{network} did not answer within {timeout:g}s after receiving the post")
     return InDoubt(f"the connection to {network} broke after the post was sent: {short_reason(error)}")
-
-
-def _before_request_left(error: requests.ConnectionError) -> bool:
-    """True when urllib3 failed to connect at all (DNS, refused, connect timeout, TLS handshake)."""
-    cause = error.args[0] if error.args else None
-    reason = getattr(cause, "reason", cause)  # MaxRetryError wraps the real reason
-    return isinstance(reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
-                               urllib3.exceptions.NameResolutionError, urllib3.exceptions.SSLError,
-                               urllib3.exceptions.ProxyError))
 
 
 def scrub(error: PublishError, secrets: Iterable[str]) -> PublishError:

@@ -39,7 +39,8 @@ from bridge.clock import utc_now
 from bridge.deadline import deadline_transport, total_deadline
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
-from bridge.publish._http import MAY_HAVE_ACTED, from_iso, scrub, transport_problem
+from bridge.publish._http import MAY_HAVE_ACTED, from_iso, scrub
+from bridge.publish._http_httpx import transport_problem
 from bridge.publish.graphemes import grapheme_count
 from bridge.publish.limits import (  # noqa: F401 (bluesky_length: this network's count, named here too)
     BLUESKY_LENGTH_RULE, BLUESKY_MAX_GRAPHEMES, BLUESKY_MAX_IMAGE_BYTES, BLUESKY_MAX_TEXT_BYTES, bluesky_length,

@@ -38,7 +38,8 @@ from bridge.clock import utc_now
 from bridge.compose import LengthRule
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Image, Post
-from bridge.publish._http import MAY_HAVE_ACTED, DeadlineSession, from_epoch, from_iso, requests_problem, scrub
+from bridge.publish._http import MAY_HAVE_ACTED, from_epoch, from_iso, scrub
+from bridge.publish._http_requests import DeadlineSession, requests_problem
 from bridge.publish.limits import (  # noqa: F401 (mastodon_length: this network's count, named here too)
     MASTODON_DEFAULT_MAX_CHARACTERS, MASTODON_LENGTH_RULE, MASTODON_MAX_IMAGE_BYTES, URL_WEIGHT, mastodon_length,
 )

@@ -24,7 +24,8 @@ import httpx
 from bridge.clock import utc_now
 from bridge.errors import ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Post
-from bridge.publish._http import MAY_HAVE_ACTED, DeadlineClient, json_body, scrub, transport_problem
+from bridge.publish._http import MAY_HAVE_ACTED, json_body, scrub
+from bridge.publish._http_httpx import DeadlineClient, transport_problem
 from bridge.publish.limits import (
     TELEGRAM_CAPTION_MAX, TELEGRAM_LENGTH_RULE, TELEGRAM_MAX_IMAGE_BYTES, TELEGRAM_MESSAGE_MAX,
     TELEGRAM_PHOTO_LENGTH_RULE, utf16_length,

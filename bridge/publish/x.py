@@ -30,9 +30,8 @@ import tweepy
 from bridge.clock import utc_now
 from bridge.errors import AlreadyPosted, ConfigError, InDoubt, PostRejected, PublishError, RetryLater, TargetPaused
 from bridge.model import Image, Post
-from bridge.publish._http import (
-    MAY_HAVE_ACTED, DeadlineSession, from_epoch, json_body, requests_problem, scrub, short_reason,
-)
+from bridge.publish._http import MAY_HAVE_ACTED, from_epoch, json_body, scrub, short_reason
+from bridge.publish._http_requests import DeadlineSession, requests_problem
 from bridge.publish.limits import X_LENGTH_RULE, X_MAX_IMAGE_BYTES, x_weighted_length  # noqa: F401
 from bridge.secrets import credential_env_var
 

@@ -24,10 +24,8 @@ from http import HTTPStatus
 from typing import Iterator
 from urllib.parse import urljoin, urlsplit
 
-import httpx
-
 from bridge import __version__
-from bridge.deadline import CONNECTING, READING, SENDING, deadline_transport, total_deadline
+from bridge.deadline import CONNECTING, READING, SENDING, total_deadline
 from bridge.errors import FetchError
 from bridge.sources import http11
 
@@ -78,35 +76,32 @@ class HTTPStatusError(FetchError):
         super().__init__(url, reason)
 
 
-class FetchClient(httpx.Client):
+class FetchClient:
     """The shared client: the kept-alive http.client connections (sources/http11.py) that `fetch`
-    sends every request on (sources and photos). It is still an httpx.Client with the deadline's
-    transport, for callers that want one; the runtime's own callers all go through fetch()."""
+    sends every request on (sources and photos). Not an httpx.Client (it was one, which nothing
+    used): a daemon whose publishers need no httpx then loads none (httpx, httpcore, anyio, h11,
+    and the SSL context an httpx.Client builds at once, certifi's roots loaded)."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self):
         self.connections = http11.ConnectionPool()
+        self.is_closed = False
+        """True once closed (a reload retires a runtime's client after its last job)."""
 
     def close(self) -> None:
+        self.is_closed = True
         self.connections.close()
-        super().close()
+
+    def __enter__(self) -> FetchClient:
+        return self
 
     def __exit__(self, *exc_info) -> None:
-        self.connections.close()
-        super().__exit__(*exc_info)
+        self.close()
 
 
 def make_client(limits: FetchLimits) -> FetchClient:
-    """Build the one shared client. `fetch` overrides timeouts per hop and follows redirects itself;
-    the client-level settings are the defaults for anyone else using it. Its transport is what
-    makes `total_timeout` a hard limit (bridge.deadline)."""
-    return FetchClient(
-        transport=deadline_transport(),
-        follow_redirects=True,
-        max_redirects=limits.max_redirects,
-        timeout=_timeout(limits, limits.total_timeout),
-        headers={"User-Agent": limits.user_agent, "Accept-Encoding": _ACCEPT_ENCODING},
-    )
+    """Build the one shared client. `fetch` takes its timeouts, redirects and headers from the
+    limits of each call; the total deadline (bridge.deadline) makes `total_timeout` a hard limit."""
+    return FetchClient()
 
 
 def fetch(
@@ -316,11 +311,6 @@ def _remaining(deadline: float, url: str, limits: FetchLimits, phase: str = READ
     if left <= 0:
         raise FetchError(url, f"timed out after {limits.total_timeout:g}s {phase}")
     return left
-
-
-def _timeout(limits: FetchLimits, remaining: float) -> httpx.Timeout:
-    # A per-read timeout of "what is left" bounds a silent server; the deadline bounds a trickling one.
-    return httpx.Timeout(remaining, connect=min(limits.connect_timeout, remaining))
 
 
 def _declared_length(headers: dict[str, str]) -> int:

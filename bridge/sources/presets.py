@@ -80,13 +80,16 @@ def resolve_layout(preset: Layout | None, overrides: dict[str, str | None], kind
                    problems: list[str]) -> Layout | None:
     """A preset with a source's overrides (the config's validation of them appends to `problems`).
     None when there is nothing to read a page with (kind "auto" then needs a feed)."""
-    from bridge.sources.html import check_selector  # here: html.py imports this module
-
     for key, value in overrides.items():
         if value is None:
             continue  # _Getter reported the wrong type
-        if key in SELECTOR_KEYS and value and (why := check_selector(value)):
-            problems.append(f"{where}.{key}: {why}")
+        if key in SELECTOR_KEYS and value:
+            # here, not at the top: html.py imports this module, and selectolax loads only for a
+            # selector to check (a source of kind "auto" with none needs no HTML reader yet)
+            from bridge.sources.html import check_selector
+
+            if why := check_selector(value):
+                problems.append(f"{where}.{key}: {why}")
         if key == "id_pattern":
             try:
                 if re.compile(value).groups != 1:

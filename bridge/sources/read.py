@@ -11,7 +11,6 @@ source has a layout, else the site's sitemap is looked for (robots.txt's Sitemap
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from collections.abc import Callable
 from typing import Protocol
@@ -21,14 +20,13 @@ import structlog
 from bridge.errors import NO_STORIES_FOUND, FeedParseError, FetchError, NoStoriesFound
 from bridge.model import Item, unique_by_key
 from bridge.sources.dates import assume_timezone
-from bridge.sources.html import base_url, parse_html, read_listing, story_key
 from bridge.sources.polite import PoliteFetcher
-from bridge.sources.pages import add_feed_photos
-from bridge.sources.pages import add_story_pages as _add_pages
 from bridge.sources.presets import Layout
-from bridge.sources.sitemap import (
-    PAGE_LAYOUT, discovery_candidates, looks_like_sitemap, origin_of, read_sitemap, robots_sitemaps,
-)
+from bridge.sources.sniff import looks_like_html, looks_like_sitemap
+
+# The HTML readers (sources/html.py, pages.py, sitemap.py) are imported where they are used, not
+# here: they load selectolax (~2 MB of the daemon's memory, its Lexbor engine), which a daemon whose
+# sources are feeds needs only to read a story's page for a photo. Feeds parse in the workers.
 
 log = structlog.get_logger("bridge.sources")
 
@@ -36,10 +34,6 @@ FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+j
 """<link rel="alternate" type=...> values that advertise a feed we can read."""
 MAX_DISCOVERED_SITEMAPS = 3
 """Sitemaps kind "auto" tries per poll (after robots.txt) before giving up on a page without a feed."""
-_HTML_START = re.compile(
-    rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>]|head[\s>]|body[\s>])",
-    re.IGNORECASE | re.DOTALL,
-)
 
 
 FeedParse = Callable[[bytes, str, dict, str], "list[Item]"]
@@ -89,12 +83,16 @@ def read_source(fetcher: PoliteFetcher, source: SourceLike, *, etag: str | None 
     result = fetcher.get(source.url, polite=False, etag=etag, last_modified=last_modified, headers=own)
     if result.not_modified:
         return SourceRead(True, etag=result.etag, last_modified=result.last_modified)
+    if source.kind == "feed":
+        return SourceRead(False, _read_feed(result, source, parse), result.etag, result.last_modified, "feed")
     is_html = looks_like_html(result.body)
     if source.kind == "sitemap" or (source.kind == "auto" and not is_html and looks_like_sitemap(result.body)):
         return _read_sitemap(fetcher, source, result)
-    if source.kind == "feed" or (source.kind == "auto" and not is_html):
+    if source.kind == "auto" and not is_html:
         items = _read_feed(result, source, parse)
         return SourceRead(False, items, result.etag, result.last_modified, "feed")
+    from bridge.sources.html import parse_html
+
     tree = parse_html(result.body, result.headers)
     if source.kind == "auto":
         if advertised := advertised_feed(tree, result.url):
@@ -126,7 +124,14 @@ def add_story_pages(fetcher: PoliteFetcher, source: SourceLike, read: SourceRead
     if read.read_as.startswith("feed"):
         if not photos or not source.images or len(keys) > source.burst_limit:
             return read.items
+        if not any(item.key in keys and not item.image_url and item.link for item in read.items):
+            return read.items  # every new story has its photo (add_feed_photos would read no page)
+        from bridge.sources.pages import add_feed_photos
+
         return add_feed_photos(read.items, keys, fetcher=fetcher, source=source.name, headers=source.request_headers)
+    from bridge.sources.pages import add_story_pages as _add_pages
+    from bridge.sources.sitemap import PAGE_LAYOUT
+
     sitemap = read.read_as.startswith("sitemap")
     if read.read_as != "html" and not sitemap:
         return read.items
@@ -137,14 +142,9 @@ def add_story_pages(fetcher: PoliteFetcher, source: SourceLike, read: SourceRead
                       source=source.name, day_only=read.day_only, headers=source.request_headers)
 
 
-def looks_like_html(body: bytes) -> bool:
-    """An HTML document (not a feed served as text/html, which some sites do)."""
-    return bool(_HTML_START.match(body[:4096]))
-
-
 def advertised_feed(tree, url: str) -> str | None:
     """The first feed the page advertises, as an absolute http(s) URL."""
-    from bridge.sources.html import absolute_http
+    from bridge.sources.html import absolute_http, base_url
 
     base = base_url(tree, url)
     for node in tree.css('link[rel][href]'):
@@ -158,6 +158,8 @@ def advertised_feed(tree, url: str) -> str | None:
 
 def _read_sitemap(fetcher: PoliteFetcher, source: SourceLike, result, found_at: str | None = None) -> SourceRead:
     """A sitemap's stories. An index keeps no validators: its children change without it changing."""
+    from bridge.sources.sitemap import read_sitemap
+
     read = read_sitemap(lambda url: fetcher.get(url, headers=source.request_headers), result.body, result.url,
                         layout=source.layout, tz=source.timezone,
                         source=source.name, max_bytes=fetcher.limits.max_body_bytes)
@@ -170,6 +172,8 @@ def discover_sitemap(fetcher: PoliteFetcher, source: SourceLike, page_url: str) 
     """kind "auto" on a page with no feed and no layout: the first of the site's sitemaps that reads
     (robots.txt's Sitemap: lines, a news sitemap first, then /sitemap.xml), or None. Looked for on
     every poll (no state outside the database): set kind = "sitemap" with its url to save requests."""
+    from bridge.sources.sitemap import discovery_candidates, origin_of, robots_sitemaps
+
     robots_url = origin_of(page_url) + "/robots.txt"
     try:
         robots = robots_sitemaps(fetcher.get(robots_url, headers=source.request_headers).body, robots_url)
@@ -194,6 +198,8 @@ def _read_feed(result, source: SourceLike, parse: FeedParse | None = None) -> li
         with assume_timezone(source.timezone):
             items = parse_feed(result.body, url=result.url, headers=result.headers)
     if source.layout and source.layout.id_pattern:
+        from bridge.sources.html import story_key
+
         # The same identity as the html reader gives, so a site that gains a feed (kind "auto")
         # does not post its known stories again under the feed's guids.
         items = unique_by_key(replace(i, key=story_key(i.link, source.layout)) if i.link else i for i in items)
@@ -203,6 +209,8 @@ def _read_feed(result, source: SourceLike, parse: FeedParse | None = None) -> li
 def _read_listing_pages(fetcher: PoliteFetcher, source: SourceLike, tree, result) -> tuple[list[Item], frozenset[str]]:
     """Page 1, then `next` pages up to source.max_pages. A later page that fails ends the walk:
     page 1 holds what is new when polling every few minutes."""
+    from bridge.sources.html import parse_html, read_listing
+
     layout = source.layout
     listing = read_listing(tree, url=result.url, layout=layout, tz=source.timezone, source=source.name)
     items, day_only, rows = list(listing.items), set(listing.day_only), listing.rows

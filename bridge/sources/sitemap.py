@@ -29,6 +29,10 @@ from bridge.model import Item, unique_by_key
 from bridge.sources.dates import parse_date_detail, parse_date_or_say
 from bridge.sources.html import absolute_http, clip, story_key
 from bridge.sources.presets import Layout
+from bridge.sources.sniff import GZIP_MAGIC as _GZIP_MAGIC
+from bridge.sources.sniff import SITEMAP_ROOTS as _ROOTS
+from bridge.sources.sniff import looks_like_sitemap  # noqa: F401 (sitemap's own name for it)
+from bridge.sources.sniff import root_name as _root_name
 from bridge.sources.text import MAX_TITLE_CHARS, plain_text
 from bridge.urls import identity_url, shareable_url
 
@@ -48,12 +52,6 @@ PAGE_LAYOUT = Layout(item=":root")
 """For a sitemap without a preset: no selectors, so a story page gives its meta tags (og:title,
 og:description, og:image, article:published_time). Only its page fields are ever used."""
 
-_GZIP_MAGIC = b"\x1f\x8b"
-# The first start tag near the top, comments aside: the root element (the parser checks it again).
-_FIRST_TAG = re.compile(rb"<(?:[\w.-]+:)?([A-Za-z_][\w.-]*)")
-_COMMENT = re.compile(rb"<!--.*?(?:-->|\Z)", re.DOTALL)
-_ROOTS = ("urlset", "sitemapindex")
-_SNIFF_BYTES = 4096
 # An absolute http(s) URL with a host and no space, backslash or control character: taken as written.
 _PLAIN_HTTP = re.compile(r"https?://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[^\s\\\x00-\x1f\x7f]*)?\Z")
 
@@ -86,18 +84,6 @@ class SitemapRead:
     index: bool
     description: str
     """For an index, which children were read, for `bridge preview` ("index: newest 2 of 5: URL, URL")."""
-
-
-def looks_like_sitemap(body: bytes) -> bool:
-    """A sitemap or sitemap index document (gzipped or not)."""
-    return body.startswith(_GZIP_MAGIC) or _root_name(body) in _ROOTS
-
-
-def _root_name(body: bytes) -> str | None:
-    """The local name of the document's first element, from its first 4 KB (a feed that mentions
-    "<urlset>" in a description is still a feed)."""
-    match = _FIRST_TAG.search(_COMMENT.sub(b"", body[:_SNIFF_BYTES]))
-    return match[1].decode("ascii", "replace") if match else None
 
 
 def parse_sitemap(body: bytes, url: str, *, max_entries: int | None = None,
