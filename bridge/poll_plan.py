@@ -19,6 +19,7 @@ Time is the monotonic clock: a wall clock set back or forward moves no poll.
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 import threading
 import time
@@ -53,7 +54,8 @@ class _Planned:
     base: float
     """When its latest run was (or its first will be) due before the jitter: the next is one interval on."""
     due: float
-    version: int = 0
+    version: int = -1
+    """Of its one heap entry that counts (PollPlan._push); older entries are skipped when they come up."""
 
 
 class PollPlan:
@@ -67,6 +69,8 @@ class PollPlan:
         self._planned: dict[str, _Planned] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._running: set[str] = set()
+        self._versions = itertools.count()  # one sequence for every source: a removed and re-added
+        # source never matches an entry left from before its removal
 
     def plan(self, sources: Iterable[tuple[str, float, float]]) -> None:
         """Make `sources` ((name, interval s, jitter s) each) the plan: new ones and those whose
@@ -81,8 +85,7 @@ class PollPlan:
                 if planned is not None and planned.interval == interval:
                     planned.jitter = jitter
                     continue
-                self._planned[name] = _Planned(interval, jitter, base=now, due=now,
-                                               version=planned.version + 1 if planned else 0)
+                self._planned[name] = _Planned(interval, jitter, base=now, due=now)
                 self._push(name)
 
     def soon(self, name: str, delay: float = 0.0) -> None:
@@ -92,7 +95,6 @@ class PollPlan:
             if planned is None:
                 return  # removed by a reload meanwhile
             planned.base = planned.due = self._monotonic() + max(delay, 0.0)
-            planned.version += 1
             self._push(name)
 
     def take_due(self) -> tuple[list[str], list[str]]:
@@ -146,11 +148,11 @@ class PollPlan:
             base += planned.interval * (int((now - base) // planned.interval) + 1)
         planned.base = base
         planned.due = base + planned.jitter * self._fraction()
-        planned.version += 1
         self._push(name)
 
     def _push(self, name: str) -> None:
         planned = self._planned[name]
+        planned.version = next(self._versions)
         heapq.heappush(self._heap, (planned.due, planned.version, name))
 
 
@@ -198,11 +200,6 @@ class PollDispatcher:
             return True
         awake = self._awake_at
         return self._thread.is_alive() and awake is not None and self._monotonic() - awake <= max_age
-
-    def waiting(self) -> int:
-        """Polls handed out and not started yet."""
-        with self._lock:
-            return len(self._queue)
 
     def stop(self) -> None:
         """No poll starts any more; polls in flight finish (the daemon waits for them itself)."""
@@ -277,8 +274,7 @@ class PollDispatcher:
                 if not self._queue or self._stopped:
                     self._runners -= 1
                     return
-                name = self._queue.popleft()
-                self._add_runners()  # a backlog (slow sites) gets more threads as it grows
+                name = self._queue.popleft()  # a backlog gets more threads at the next hand-out
             try:
                 self._run_one(name)
             except Exception as exc:  # run_one reports its own failures; this is a last resort

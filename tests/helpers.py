@@ -76,6 +76,16 @@ def env_for(tmp_path) -> dict[str, str]:
     }
 
 
+class FakeMonotonic:
+    """An injected monotonic clock (heartbeats, flush spacing, poll plans): moved by hand via `now`."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class InjectedSleep:
     """A sleep that only moves its own monotonic clock: the politeness delays between story pages
     are kept (and can be asserted through `slept`) without a test waiting through them."""

@@ -17,17 +17,7 @@ from bridge.errors import ConfigError
 from bridge.health import HealthServer
 from bridge.model import DeliveryState
 from bridge.notify import Notifier
-from tests.helpers import antara_feed, antara_item, env_for, make_config, runtime, wait_until
-
-
-class FakeMonotonic:
-    """An injected monotonic clock for the heartbeat."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeMonotonic, antara_feed, antara_item, env_for, make_config, runtime, wait_until
 
 
 @pytest.fixture

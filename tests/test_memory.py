@@ -8,24 +8,17 @@ import subprocess
 import sys
 
 from bridge import memory
+from tests.helpers import FakeMonotonic
 from tests.test_daemon_process import REPO_ROOT
 
 
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_trimmer(clock: Clock) -> tuple[memory.Trimmer, list[float]]:
+def make_trimmer(clock: FakeMonotonic) -> tuple[memory.Trimmer, list[float]]:
     released: list[float] = []
     return memory.Trimmer(spacing=2.0, monotonic=clock, release=lambda: released.append(clock.now)), released
 
 
 def test_a_trim_when_the_jobs_in_flight_come_back_to_none():
-    clock = Clock()
+    clock = FakeMonotonic(100.0)
     trimmer, released = make_trimmer(clock)
     trimmer.started()
     trimmer.started()
@@ -36,7 +29,7 @@ def test_a_trim_when_the_jobs_in_flight_come_back_to_none():
 
 
 def test_at_most_one_trim_per_spacing_and_the_owed_one_is_paid_by_a_tick():
-    clock = Clock()
+    clock = FakeMonotonic(100.0)
     trimmer, released = make_trimmer(clock)
     trimmer.started(), trimmer.ended()
     clock.now = 101.0

@@ -11,22 +11,14 @@ import time
 import pytest
 
 from bridge.poll_plan import DISPATCH_SPACING, RUNNER_SHARE, PollDispatcher, PollPlan
-from tests.helpers import wait_until
+from tests.helpers import FakeMonotonic, wait_until
 
 WAIT = 10
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeMonotonic(5000.0)
 
 
 class TestPlan:
@@ -88,6 +80,21 @@ class TestPlan:
         clock.now += 40
         assert plan.take_due() == (["same"], [])
         assert plan.due_in("removed") is None
+
+    def test_a_source_removed_then_added_again_is_polled_once(self, clock):
+        """A reload that drops a source and a later one that brings it back: the entry left from
+        before the removal does not come up as a second poll."""
+        plan = PollPlan(clock, jitter_fraction=lambda: 0.0)
+        plan.plan([("a", 60, 0)])
+        assert plan.take_due() == (["a"], [])  # next due at 60
+        plan.done("a")
+        plan.plan([])
+        clock.now += 10
+        plan.plan([("a", 60, 0)])
+        assert plan.take_due() == (["a"], [])  # back: due at once, then at 70
+        plan.done("a")
+        clock.now += 50  # 60: when the removed source's entry would have come up
+        assert plan.take_due() == ([], []) and plan.due_in("a") == 10
 
     def test_soon_moves_a_poll_and_the_interval_follows_from_it(self, clock):
         plan = PollPlan(clock, jitter_fraction=lambda: 0.0)
@@ -231,7 +238,7 @@ class TestDispatcher:
         assert not dispatcher.alive(60)
 
     def test_alive_until_it_stops_looking_at_the_plan(self):
-        clock = Clock()
+        clock = FakeMonotonic(5000.0)
         dispatcher = PollDispatcher(PollPlan(clock), lambda _name: None, 1, monotonic=clock)
         assert dispatcher.alive(60)  # not started: nothing to prove yet
         dispatcher.start()

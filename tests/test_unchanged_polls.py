@@ -13,18 +13,10 @@ from bridge.service import close
 from bridge.store import schema
 from bridge.store.repo import Repository
 from bridge.store.unchanged import UnchangedPolls
-from tests.helpers import antara_feed, antara_item, make_config, runtime
+from tests.helpers import FakeMonotonic, antara_feed, antara_item, make_config, runtime
 from tests.test_store import T0, item, store
 
 SOURCES = 12
-
-
-class Monotonic:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def count(engine, name: str) -> list:
@@ -72,7 +64,7 @@ class TestBatchedUnchangedPolls:
             feed_server.add(f"/f{n}.xml", antara_feed([antara_item(n)]), etag=etag)
             urls[f"s{n}"] = feed_server.url(f"/f{n}.xml")
         rt = runtime(make_config(urls, dry_run=True), tmp_path, clock)
-        monotonic = Monotonic()
+        monotonic = FakeMonotonic()
         rt.repo.unchanged = UnchangedPolls(rt.repo.engine, every=5.0, monotonic=monotonic)
         return rt, monotonic
 
