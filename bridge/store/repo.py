@@ -351,21 +351,28 @@ class Repository(Outbox):
         dropped or changed) and carry the same title: the site changed its anchor (`#comments`,
         `#utm_anchor`), not the story. Not where this read lists several stories on one
         fragment-free link: there the fragment is what tells them apart (page#1, page#2)."""
-        sharing: dict[str, int] = {}
-        for key in titles:
-            base = fragment_free(key)
-            if base is not None:
-                sharing[base] = sharing.get(base, 0) + 1
-        wanted: dict[str, list[str]] = {}
-        for key in keys:
-            base = fragment_free(key)
-            if base is not None and sharing.get(base) == 1 and key in titles:
-                wanted.setdefault(base, []).append(key)
-        found: set[str] = set()
+        # Only a key shaped like a URL identity can be on a page (fragment_free's own first test).
+        candidates = [key for key in keys if key in titles and ("/" in key or "#" in key)]
         # A source with no story stored yet (its first read: a cold cycle is a thousand of them)
-        # has no page to compare with; one lookup of its index says so, instead of the page ranges.
-        if not wanted or conn.execute(indexed(select(I.c.id).where(I.c.source == source).limit(1),
-                                              I, schema.IX_ITEMS_SOURCE_KEY)).first() is None:
+        # has no page to compare with; one lookup of its index says so, before any key is split
+        # (identity_url on every key of a 50-story read costs more than the lookup).
+        if not candidates or conn.execute(indexed(select(I.c.id).where(I.c.source == source).limit(1),
+                                                  I, schema.IX_ITEMS_SOURCE_KEY)).first() is None:
+            return set()
+        wanted: dict[str, list[str]] = {}
+        for key in candidates:
+            if (base := fragment_free(key)) is not None:
+                wanted.setdefault(base, []).append(key)
+        # How many keys of this read are on each wanted page: only a key whose part before "#" is
+        # that page can be (fragment_free gives either None or exactly that part).
+        sharing = dict.fromkeys(wanted, 0)
+        for key in titles:
+            base = key.partition("#")[0]
+            if base in sharing and fragment_free(key) == base:
+                sharing[base] += 1
+        wanted = {base: found for base, found in wanted.items() if sharing[base] == 1}
+        found: set[str] = set()
+        if not wanted:
             return found
         for condition in on_same_pages(conn, I.c.key, list(wanted)):
             pages = indexed(select(I.c.key, I.c.title).where(I.c.source == source, condition),
