@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
 
 from bridge.model import DeliveryState, Item, unique_by_key
 from bridge.urls import fragment_free
@@ -27,6 +27,14 @@ IC, DC = schema.item_counts, schema.delivery_counts
 _STATUS_COUNTS = {"pending": "pending", "sending": "pending", "failed": "failed", "in_doubt": "in_doubt",
                   "held": "held"}
 """delivery_counts' states as `bridge status` shows them (a post in flight counts as pending)."""
+_UPDATE_SOURCE = update(S).where(S.c.name == bindparam("source_name"))
+"""One source's row, its SET clause made from the parameters' keys: built once, so SQLAlchemy
+compiles it once per set of columns instead of building and hashing a new statement each poll."""
+_KEYS_STORED = select(I.c.key, I.c.id).where(I.c.source == bindparam("source"),
+                                             I.c.key.in_(bindparam("keys", expanding=True)))
+"""Which of these keys of a source are stored, and their ids (built once, like _UPDATE_SOURCE)."""
+_ANY_STORED = indexed(select(I.c.id).where(I.c.source == bindparam("source")).limit(1), I, schema.IX_ITEMS_SOURCE_KEY)
+"""Whether a source has any story stored."""
 
 
 @dataclass(frozen=True)
@@ -338,9 +346,7 @@ class Repository(Outbox):
         found: set[str] = set()
         for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
             chunk = list(keys[start:start + 500])
-            found.update(conn.execute(
-                select(I.c.key).where(I.c.source == source, I.c.key.in_(chunk))
-            ).scalars())
+            found.update(conn.execute(_KEYS_STORED, {"source": source, "keys": chunk}).scalars())
         if titles:
             found |= self._known_by_fragment(conn, source, [k for k in keys if k not in found], titles)
         return found
@@ -356,8 +362,7 @@ class Repository(Outbox):
         # A source with no story stored yet (its first read: a cold cycle is a thousand of them)
         # has no page to compare with; one lookup of its index says so, before any key is split
         # (identity_url on every key of a 50-story read costs more than the lookup).
-        if not candidates or conn.execute(indexed(select(I.c.id).where(I.c.source == source).limit(1),
-                                                  I, schema.IX_ITEMS_SOURCE_KEY)).first() is None:
+        if not candidates or conn.execute(_ANY_STORED, {"source": source}).first() is None:
             return set()
         wanted: dict[str, list[str]] = {}
         for key in candidates:
@@ -396,18 +401,17 @@ class Repository(Outbox):
         ids: dict[str, int] = {}
         keys = [item.key for item in items]
         for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-            rows = conn.execute(select(I.c.key, I.c.id).where(I.c.source == source,
-                                                              I.c.key.in_(keys[start:start + 500])))
+            rows = conn.execute(_KEYS_STORED, {"source": source, "keys": keys[start:start + 500]})
             ids.update((key, item_id) for key, item_id in rows)
         return [ids[key] for key in keys]
 
     def _save_source(self, conn: Connection, name: str, url: str, now: datetime, **values) -> None:
         self.unchanged.discard(name)  # this write is newer than a buffered unchanged poll
         values = {"url": url, "last_poll_at": now, **values}
-        if conn.execute(update(S).where(S.c.name == name).values(**values)).rowcount == 0:
+        if conn.execute(_UPDATE_SOURCE, {"source_name": name, **values}).rowcount == 0:
             values.setdefault("initialised", False)
             values.setdefault("consecutive_failures", 0)
-            conn.execute(insert(S).values(name=name, **values))
+            conn.execute(insert(S), {"name": name, **values})
 
     def _save_target(self, name: str, **values) -> None:
         with self.engine.begin() as conn:
