@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.compose import compose
 from bridge.model import DeliveryState, Post
 from bridge.pipeline import RETRY_AFTER_MAX, deliver_due, freeze_post, poll
 from bridge.publish.x import x_weighted_length

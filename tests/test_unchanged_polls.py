@@ -33,12 +33,14 @@ def source_rows(engine) -> dict[str, dict]:
 class TestSetBasedStore:
     def test_a_poll_of_50_stories_for_2_targets_is_a_handful_of_statements(self, repo):
         """50 new stories x 2 targets are stored with a few statements, not 150, in one transaction,
-        and each delivery belongs to its own story (skip reasons land on the right ones)."""
+        and each delivery belongs to its own story (skip reasons land on the right ones). The
+        deliveries take one statement per (target, state): 4 here, whether 50 stories or 200."""
         items = [item(f"k{n}", url=f"https://x.id/{n}") for n in range(50)]
         statements, commits = count(repo.engine, "before_cursor_execute"), count(repo.engine, "commit")
         stored = store(repo, items, targets=("x", "telegram"), skip={f"k{n}": "stale" for n in range(0, 50, 2)})
         assert (stored.new_items, stored.pending, stored.skipped) == (50, 50, 50)
-        assert len(statements) <= 8 and len(commits) == 1
+        assert len(statements) <= 10 and len(commits) == 1
+        for_50 = len(statements)
         with repo.engine.connect() as conn:
             rows = conn.execute(text(
                 "SELECT i.key, d.target, d.state FROM deliveries d JOIN items i ON i.id = d.item_id")).all()
@@ -46,6 +48,33 @@ class TestSetBasedStore:
         for key, _target, state in rows:
             assert state == ("skipped" if int(key[1:]) % 2 == 0 else "pending")
         assert list(stored.queued_keys) == [f"k{n}" for n in range(1, 50, 2)]
+        statements.clear()
+        more = [item(f"m{n}", url=f"https://x.id/m{n}") for n in range(200)]
+        store(repo, more, targets=("x", "telegram"), skip={f"m{n}": "stale" for n in range(0, 200, 2)},
+              source="other")
+        assert len(statements) == for_50
+
+    def test_a_polls_deliveries_keep_the_stories_order_and_the_polls_time(self, repo):
+        """Each target's deliveries are numbered in the order the feed listed its stories (the
+        oldest is sent first by id), carry the poll's time as an aware UTC datetime, zero attempts,
+        and their reason; a story kept from one target by its reason is not kept from the other."""
+        items = [item(f"k{n}", url=f"https://x.id/{n}") for n in range(30)]
+        repo.store_poll("antara", "https://example.com/feed", items, ("x", "telegram"), now=T0,
+                        skip={"k3": "stale"}, etag=None, last_modified=None, next_poll_at=None,
+                        filtered={"k5": {"telegram": "keyword: judi"}})
+        D, I = schema.deliveries, schema.items
+        with repo.engine.connect() as conn:
+            rows = conn.execute(select(D.c.target, I.c.key, D.c.state, D.c.last_error, D.c.attempts,
+                                       D.c.created_at, D.c.updated_at)
+                                .join(I, I.c.id == D.c.item_id).order_by(D.c.id)).all()
+        for target in ("x", "telegram"):
+            pending = [key for t, key, state, *_ in rows if t == target and state == "pending"]
+            assert pending == [f"k{n}" for n in range(30) if n != 3 and not (n == 5 and target == "telegram")]
+        reasons = {(t, key): (state, reason) for t, key, state, reason, *_ in rows if state != "pending"}
+        assert reasons == {("x", "k3"): ("skipped", "stale"), ("telegram", "k3"): ("skipped", "stale"),
+                           ("telegram", "k5"): ("skipped", "keyword: judi")}
+        assert len(rows) == 60
+        assert {(attempts, created, updated) for *_, attempts, created, updated in rows} == {(0, T0, T0)}
 
     def test_a_repeated_key_and_known_stories_are_stored_once(self, repo):
         """The unique keys hold: a key twice in one poll, and stories already known, add nothing twice."""

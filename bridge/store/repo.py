@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, Integer, bindparam, case, func, insert, literal, select, update
 
 from bridge.model import DeliveryState, Item, unique_by_key
 from bridge.urls import fragment_free
@@ -35,6 +35,16 @@ _KEYS_STORED = select(I.c.key, I.c.id).where(I.c.source == bindparam("source"),
 """Which of these keys of a source are stored, and their ids (built once, like _UPDATE_SOURCE)."""
 _ANY_STORED = indexed(select(I.c.id).where(I.c.source == bindparam("source")).limit(1), I, schema.IX_ITEMS_SOURCE_KEY)
 """Whether a source has any story stored."""
+_DELIVERIES_FOR_KEYS = insert(D).from_select(
+    ["item_id", "target", "recipient", "state", "attempts", "last_error", "created_at", "updated_at"],
+    select(I.c.id, bindparam("d_target", type_=D.c.target.type), bindparam("d_recipient", type_=D.c.recipient.type),
+           bindparam("d_state", type_=D.c.state.type), literal(0, Integer),
+           bindparam("d_reason", type_=D.c.last_error.type), bindparam("d_now", type_=D.c.created_at.type),
+           bindparam("d_now", type_=D.c.updated_at.type))
+    .where(I.c.source == bindparam("source"), I.c.key.in_(bindparam("keys", expanding=True)))
+    .order_by(I.c.id))
+"""One delivery for each of these stories of a source, all to one target and recipient in one
+state (store_poll's groups)."""
 
 
 @dataclass(frozen=True)
@@ -136,22 +146,21 @@ class Repository(Outbox):
             known = self._known_keys(conn, source, [item.key for item in items], titles_of(items))
             # unique_by_key: one transaction, so a repeated key would violate (source, key).
             new = [item for item in unique_by_key(items) if item.key not in known]
-            item_ids = self._insert_items(conn, source, new, now)
-            deliveries = []
-            for item, item_id in zip(new, item_ids):
+            self._insert_items(conn, source, new, now)
+            groups: dict[tuple[str, str, str, str | None], list[str]] = {}
+            for item in new:
                 refused = (filtered or {}).get(item.key, {})
                 pending = False
                 for target, recipient in rows:
                     reason = skip.get(item.key) or refused.get(target)
                     state = DeliveryState.SKIPPED if reason else (DeliveryState.HELD if hold else DeliveryState.PENDING)
-                    deliveries.append(_delivery_row(item_id, target, now, state, reason or hold, recipient))
+                    groups.setdefault((target, recipient, state.value, reason or hold), []).append(item.key)
                     counts["skipped" if reason else ("held" if hold else "pending")] += 1
                     pending = pending or state is DeliveryState.PENDING
                 if pending:
                     queued.append(item.key)
             counts["new"] = len(new)
-            if deliveries:  # one statement for all of them (executemany), not one per delivery
-                conn.execute(insert(D), deliveries)
+            self._insert_deliveries(conn, source, groups, now)
             self._save_source(
                 conn, source, url, now, last_outcome="ok", last_error=None,
                 **({"initialised": True} if initialise else {}),
@@ -388,22 +397,25 @@ class Repository(Outbox):
                         found.add(key)
         return found
 
-    def _insert_items(self, conn: Connection, source: str, items: Sequence[Item], now: datetime) -> list[int]:
-        """Insert `items` with one executemany, then read their ids back by key (unique per source)
-        in one query per 500: RETURNING in parameter order would make SQLAlchemy insert them one
-        row at a time on SQLite. Returns the ids in the order of `items`."""
-        if not items:
-            return []
-        conn.execute(insert(I), [
-            dict(source=source, key=item.key, url=item.url, link=item.link, title=item.title,
-                 summary=item.summary, published_at=item.published, categories="\n".join(item.categories),
-                 image_url=item.image_url, first_seen_at=now) for item in items])
-        ids: dict[str, int] = {}
-        keys = [item.key for item in items]
-        for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-            rows = conn.execute(_KEYS_STORED, {"source": source, "keys": keys[start:start + 500]})
-            ids.update((key, item_id) for key, item_id in rows)
-        return [ids[key] for key in keys]
+    def _insert_items(self, conn: Connection, source: str, items: Sequence[Item], now: datetime) -> None:
+        """Insert `items` with one executemany."""
+        if items:
+            conn.execute(insert(I), [
+                dict(source=source, key=item.key, url=item.url, link=item.link, title=item.title,
+                     summary=item.summary, published_at=item.published, categories="\n".join(item.categories),
+                     image_url=item.image_url, first_seen_at=now) for item in items])
+
+    def _insert_deliveries(self, conn: Connection, source: str,
+                           groups: Mapping[tuple[str, str, str, str | None], Sequence[str]], now: datetime) -> None:
+        """The deliveries of stories just stored: for each (target, recipient, state, reason), one
+        INSERT ... SELECT over the stories' keys (per 500), in the order the stories were stored.
+        The database reads the item ids itself: no row per delivery crosses from Python, and the
+        ids need not be read back."""
+        for (target, recipient, state, reason), keys in groups.items():
+            for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+                conn.execute(_DELIVERIES_FOR_KEYS, {
+                    "source": source, "keys": list(keys[start:start + 500]), "d_target": target,
+                    "d_recipient": recipient, "d_state": state, "d_reason": reason, "d_now": now})
 
     def _save_source(self, conn: Connection, name: str, url: str, now: datetime, **values) -> None:
         self.unchanged.discard(name)  # this write is newer than a buffered unchanged poll
@@ -422,12 +434,6 @@ class Repository(Outbox):
 def _blank_target(name: str) -> dict:
     return {"target": name, "sent_today": 0, "pending": 0, "failed": 0, "in_doubt": 0, "held": 0,
             "spent_today": 0.0, "spent_month": 0.0}
-
-
-def _delivery_row(item_id: int, target: str, now: datetime, state: DeliveryState, reason: str | None,
-                  recipient: str) -> dict:
-    return dict(item_id=item_id, target=target, state=state.value, attempts=0, last_error=reason,
-                created_at=now, updated_at=now, recipient=recipient)
 
 
 def _outbox_rows(targets: Sequence[str], recipients: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
