@@ -1,5 +1,5 @@
 """The poll cycle in numbers, each beside its goal (issue 12). Run:
-    .venv/bin/python bench/bench_cycle.py [--quick] [--only cold|delayed|warm|rss|latency]
+    .venv/bin/python bench/bench_cycle.py [--quick] [--only cold|delayed|warm|rss|latency] [--rounds N]
 
 Everything is local: generated Indonesian-style feeds (50 items, ~60 KB, links no other feed has)
 served on 127.0.0.1 by nginx where installed (else a keep-alive Python server, bench/cycle_origin.py),
@@ -9,10 +9,11 @@ bridge reads one site at a time per host: real sources live on many hosts.
 
 Figures: the cold cycle of new feeds for the bridge (`run --once`), the naive loop
 (`feedparser.parse(url)` one after another) and the floor (all bytes over 16 connections, then
-feedparser without sanitising on every core); the same cycle when each answer takes 200 ms; the CPU
+feedparser without sanitising on every core), three rounds of each in turn, medians reported (a
+shared VM's speed drifts within minutes); the same cycle when each answer takes 200 ms; the CPU
 per source of a warm cycle (every source 304) inside the daemon; the daemon's RSS after a full
 cycle; and the time from a story appearing on a feed to its post reaching X. The full run takes
-about a quarter of an hour; --quick (100 sources) under two minutes.
+about twenty minutes; --quick (100 sources, one round) under two minutes.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class Plan:
     rss_sizes: tuple[int, ...] = (100, 1000, 10000)
     origin: str = "auto"
     settings: tuple[str, ...] = ()
+    rounds: int = 3
+    """Rounds of the cold cycle (bridge, naive loop, floor): their medians are reported."""
 
 
 def seconds(duration: str) -> float:
@@ -153,20 +156,39 @@ def bridge_once(plan: Plan, urls: list[str], origin) -> tuple[float, float]:
 
 
 def cold(plan: Plan, urls: list[str], origin, measured: dict) -> None:
+    """`plan.rounds` rounds of the bridge, the naive loop and the floor, each round in another order
+    (a machine that slows down or speeds up during the run, as a shared VM does, then weighs on
+    all three alike); each figure is the median over the rounds, each ratio the median of the
+    rounds' own ratios, with the range beside it."""
     n = len(urls)
-    wall, cpu = bridge_once(plan, urls, origin)
-    figure(f"cold cycle, {n} new feeds: bridge run --once", wall, "s wall")
-    note(f"CPU {cpu:.1f} s (its own and its workers'), {wall / n * 1000:.1f} ms wall per feed")
-    naive_wall, naive_cpu = naive_loop(urls)
-    measured["naive_cpu_per_source"] = naive_cpu / n
-    figure(f"cold cycle, {n} new feeds: naive loop", naive_wall, "s wall")
-    note(f"CPU {naive_cpu:.1f} s")
-    floor_wall, fetch_wall = floor(urls, origin.port)
-    figure(f"cold cycle, {n} new feeds: floor", floor_wall, "s wall")
-    note(f"fetching over {FLOOR_CONNECTIONS} connections {fetch_wall:.2f} s, parsing on "
-         f"{os.cpu_count()} processes {floor_wall - fetch_wall:.2f} s")
-    figure("cold cycle: bridge / floor", wall / floor_wall, "x", "<= 1.5", wall / floor_wall <= 1.5)
-    figure("cold cycle: naive / bridge", naive_wall / wall, "x", ">= 3", naive_wall / wall >= 3)
+    runs = {"bridge": lambda: bridge_once(plan, urls, origin), "naive": lambda: naive_loop(urls),
+            "floor": lambda: floor(urls, origin.port)}
+    order = list(runs)
+    # (wall, CPU) seconds for the bridge and the naive loop; (wall, fetching wall) for the floor.
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    for round_ in range(plan.rounds):
+        for name in order[round_ % 3:] + order[:round_ % 3]:
+            results[name].append(runs[name]())
+    walls = {name: [wall for wall, _ in found] for name, found in results.items()}
+    cpus = {name: [cpu for _, cpu in found] for name, found in results.items()}
+    measured["naive_cpu_per_source"] = statistics.median(cpus["naive"]) / n
+    spread = (lambda values: f" (rounds {min(values):.2f}-{max(values):.2f})" if len(values) > 1 else "")
+    rounds = f", median of {plan.rounds} rounds" if plan.rounds > 1 else ""
+    figure(f"cold cycle, {n} new feeds: bridge run --once", statistics.median(walls["bridge"]), "s wall")
+    note(f"CPU {statistics.median(cpus['bridge']):.1f} s (its own and its workers'){rounds}{spread(walls['bridge'])}")
+    figure(f"cold cycle, {n} new feeds: naive loop", statistics.median(walls["naive"]), "s wall")
+    note(f"CPU {statistics.median(cpus['naive']):.1f} s{spread(walls['naive'])}")
+    figure(f"cold cycle, {n} new feeds: floor", statistics.median(walls["floor"]), "s wall")
+    note(f"fetching over {FLOOR_CONNECTIONS} connections {statistics.median(cpus['floor']):.2f} s, then parsing "
+         f"on {os.cpu_count()} processes{spread(walls['floor'])}")
+    to_floor = [bridge / least for bridge, least in zip(walls["bridge"], walls["floor"])]
+    from_naive = [naive / bridge for naive, bridge in zip(walls["naive"], walls["bridge"])]
+    figure("cold cycle: bridge / floor", statistics.median(to_floor), "x", "<= 1.5", statistics.median(to_floor) <= 1.5)
+    if len(to_floor) > 1:
+        note("rounds " + ", ".join(f"{ratio:.2f}" for ratio in to_floor))
+    figure("cold cycle: naive / bridge", statistics.median(from_naive), "x", ">= 3", statistics.median(from_naive) >= 3)
+    if len(from_naive) > 1:
+        note("rounds " + ", ".join(f"{ratio:.2f}" for ratio in from_naive))
 
 
 def delayed(plan: Plan, root: Path, n: int) -> None:
@@ -342,7 +364,7 @@ def plan_from(arguments: argparse.Namespace) -> Plan:
     plan = Plan(origin=arguments.origin, settings=tuple(arguments.bridge_setting))
     if arguments.quick:
         plan = replace(plan, sources=100, stories=10, story_window=20.0, daemon_interval="10s",
-                       latency_interval="10s", latency_sources=10, rss_sizes=(100,))
+                       latency_interval="10s", latency_sources=10, rss_sizes=(100,), rounds=1)
     if arguments.sources:
         plan = replace(plan, sources=arguments.sources, rss_sizes=(arguments.sources,),
                        latency_sources=min(plan.latency_sources, arguments.sources))
@@ -350,6 +372,8 @@ def plan_from(arguments: argparse.Namespace) -> Plan:
         plan = replace(plan, stories=arguments.stories, story_window=min(plan.story_window, 2.0 * arguments.stories))
     if arguments.interval:
         plan = replace(plan, daemon_interval=arguments.interval, latency_interval=arguments.interval)
+    if arguments.rounds:
+        plan = replace(plan, rounds=arguments.rounds)
     return plan
 
 
@@ -361,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="the feeds' server (auto: nginx where installed)")
     parser.add_argument("--sources", type=int, help="sources per cycle (default 1000, --quick 100)")
     parser.add_argument("--stories", type=int, help="stories for the story-to-post figure (default 50)")
+    parser.add_argument("--rounds", type=int, help="rounds of the cold cycle, medians reported (default 3, --quick 1)")
     parser.add_argument("--interval", help='poll_interval of the daemon runs, e.g. "30s" (the default)')
     parser.add_argument("--bridge-setting", action="append", default=[], metavar='KEY=VALUE',
                         help='a line added to [bridge], e.g. \'poll_concurrency = 32\' (repeatable)')
