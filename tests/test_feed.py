@@ -16,7 +16,7 @@ from bridge.model import Item
 from bridge.sources import feed
 from bridge.sources.defuse import MAX_ATTRIBUTES, MAX_PERSON_BYTES, defuse
 from bridge.sources.feed import parse_feed, register_date_parser
-from bridge.sources.text import first_image_src, html_to_text
+from bridge.sources.text import first_image_src, html_to_text, plain_text
 from bridge.sources.fetch import FetchLimits, fetch, make_client
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
@@ -342,11 +342,23 @@ class TestHtmlToText:
             ("<![if !supportLists]>x<![endif]>", "x"),
             ("<p>tidak ditutup", "tidak ditutup"),
             ("", ""),
+            ("<div>a<script>s</script></div><template><p>t</p></template>c", "a c"),
+            ("<style><p>x</p></style>k", "k"),
+            ("<table><tr><td>1</td><td>2</td></tr></table>", "1 2"),
+            ("<ul><li>a<li>b</ul>", "a b"),
+            ("<p>é\x07</p>ü", "é ü"),
         ],
     )
     def test_plain_text(self, markup, text):
         """Tags go, entities decode, blocks separate words, whitespace collapses, broken markup degrades."""
         assert html_to_text(markup) == text
+
+    @pytest.mark.parametrize(("text", "plain"), [("a\x00b\x1f c", "ab c"), ("x\ud800y", "x\ufffdy"),
+                                                 ("é\u00a0\u00a0ü\x7f", "é ü")])
+    def test_plain_text_drops_control_characters_and_replaces_surrogates(self, text, plain):
+        """Control characters go, a lone surrogate (which UTF-8 cannot store) becomes U+FFFD, and
+        no-break spaces collapse like any whitespace, in ASCII text and in text beyond it."""
+        assert plain_text(text) == plain
 
     def test_lone_less_than_is_text(self):
         """A "<" that starts no tag ("A < B") stays in the text."""

@@ -23,12 +23,18 @@ _NOT_CONTENT = "script, style, template, noscript"
 # Elements that separate words when rendered: "<p>a</p><p>b</p>" reads "a b", not "ab".
 _BLOCKS = ("address, article, aside, blockquote, br, dd, div, dl, dt, figcaption, figure, footer, "
            "h1, h2, h3, h4, h5, h6, header, hr, li, main, nav, ol, p, pre, section, table, td, th, tr, ul")
+_NOT_CONTENT_TAGS = frozenset(_NOT_CONTENT.split(", "))
+_BLOCK_TAGS = frozenset(_BLOCKS.split(", "))
+_NOT_CONTENT_OR_BLOCKS = f"{_NOT_CONTENT}, {_BLOCKS}"
 _SRC_ATTRS = ("src", "data-src", "data-original")  # lazy-loading pages put the real one in data-*
 
 
 def plain_text(text: str) -> str:
     """Collapse all whitespace (including no-break spaces) to single spaces; drop control characters."""
-    return " ".join(_SURROGATES.sub("\ufffd", _CONTROL_CHARS.sub("", text)).split())
+    text = _CONTROL_CHARS.sub("", text)
+    if not text.isascii():  # a surrogate is not ASCII: most stories skip this scan
+        text = _SURROGATES.sub("\ufffd", text)
+    return " ".join(text.split())
 
 
 def html_to_text(markup: str) -> str:
@@ -36,11 +42,16 @@ def html_to_text(markup: str) -> str:
     if "<" not in markup and "&" not in markup:
         return plain_text(markup)
     tree = LexborHTMLParser(markup)
-    for node in tree.css(_NOT_CONTENT):
-        node.decompose()
-    for node in tree.css(_BLOCKS):
-        node.insert_before(" ")
-        node.insert_after(" ")
+    # One pass over the tree for both kinds (each css() walks all of it): blocks get their spaces
+    # first, then what is not content goes, with any block inside it and the spaces beside that.
+    found = tree.css(_NOT_CONTENT_OR_BLOCKS)
+    for node in found:
+        if node.tag in _BLOCK_TAGS:
+            node.insert_before(" ")
+            node.insert_after(" ")
+    for node in found:
+        if node.tag in _NOT_CONTENT_TAGS:
+            node.decompose()
     root = tree.body or tree.root
     return plain_text(root.text(deep=True, separator="") if root else "")
 
