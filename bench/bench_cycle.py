@@ -189,6 +189,9 @@ def cold(plan: Plan, urls: list[str], origin, measured: dict) -> None:
     figure("cold cycle: naive / bridge", statistics.median(from_naive), "x", ">= 3", statistics.median(from_naive) >= 3)
     if len(from_naive) > 1:
         note("rounds " + ", ".join(f"{ratio:.2f}" for ratio in from_naive))
+    # The floor is the least a cycle can cost, so naive / floor bounds naive / bridge from above.
+    bound = statistics.median(naive / least for naive, least in zip(walls["naive"], walls["floor"]))
+    note(f"naive / floor {bound:.2f}: the most naive / bridge can be on this machine")
 
 
 def delayed(plan: Plan, root: Path, n: int) -> None:

@@ -88,11 +88,13 @@ def fill(repo: Repository) -> None:
 
 @contextmanager
 def captured(repo: Repository):
-    """The SELECT statements the repository runs inside the block, with their parameters."""
+    """The statements that read tables which the repository runs inside the block, with their
+    parameters: SELECTs, and INSERT ... SELECT."""
     statements: list[tuple[str, object]] = []
 
-    def capture(_conn, _cursor, statement, parameters, _context, _many):
-        if statement.lstrip().upper().startswith("SELECT"):
+    def capture(_conn, _cursor, statement, parameters, _context, many):
+        words = statement.lstrip().upper()
+        if words.startswith("SELECT") or (words.startswith("INSERT") and " SELECT " in words and not many):
             statements.append((statement, parameters))
 
     event.listen(repo.engine, "before_cursor_execute", capture)
@@ -201,6 +203,20 @@ def test_known_keys_read_the_key_index(store):
     """Which of a poll's keys are known: looked up by (source, key)."""
     dialect = store.engine.dialect.name
     found = run(store, lambda: store.known_keys("antara", ["antara/1/1", "antara/99/1"]))
+    assert_uses(found, ITEM_INDEX[dialect])
+
+
+def test_storing_a_poll_reads_the_key_index(store):
+    """A poll's new stories and their deliveries are stored through (source, key): the check for
+    known keys and the INSERT ... SELECT that gives each new story its deliveries never read the
+    source's stories whole (nor, on SQLite with lying statistics, walk the table in id order)."""
+    dialect = store.engine.dialect.name
+    items = [Item(key=f"antara/new/{n}", title=f"Baru {n}", link=f"https://a.id/new/{n}", url=f"a.id/new/{n}")
+             for n in range(5)]
+    found = run(store, lambda: store.store_poll(
+        "antara", "https://antara.id/rss", items, TARGETS, now=NOW, skip={"antara/new/0": "stale"}, etag=None,
+        last_modified=None, next_poll_at=NOW + timedelta(minutes=5)))
+    assert any(statement.lstrip().upper().startswith("INSERT INTO DELIVERIES") for statement, _ in found)
     assert_uses(found, ITEM_INDEX[dialect])
 
 

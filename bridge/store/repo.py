@@ -30,21 +30,25 @@ _STATUS_COUNTS = {"pending": "pending", "sending": "pending", "failed": "failed"
 _UPDATE_SOURCE = update(S).where(S.c.name == bindparam("source_name"))
 """One source's row, its SET clause made from the parameters' keys: built once, so SQLAlchemy
 compiles it once per set of columns instead of building and hashing a new statement each poll."""
-_KEYS_STORED = select(I.c.key, I.c.id).where(I.c.source == bindparam("source"),
-                                             I.c.key.in_(bindparam("keys", expanding=True)))
-"""Which of these keys of a source are stored, and their ids (built once, like _UPDATE_SOURCE)."""
-_ANY_STORED = indexed(select(I.c.id).where(I.c.source == bindparam("source")).limit(1), I, schema.IX_ITEMS_SOURCE_KEY)
+_KEYS_STORED = select(I.c.key).where(I.c.source == bindparam("source"),
+                                     I.c.key.in_(bindparam("keys", expanding=True)))
+"""Which of these keys of a source are stored (built once, like _UPDATE_SOURCE)."""
+_ANY_STORED = indexed(select(I.c.id).where(I.c.source == bindparam("source")).limit(1),
+                      I, schema.IX_ITEMS_SOURCE_KEY)
 """Whether a source has any story stored."""
 _DELIVERIES_FOR_KEYS = insert(D).from_select(
     ["item_id", "target", "recipient", "state", "attempts", "last_error", "created_at", "updated_at"],
-    select(I.c.id, bindparam("d_target", type_=D.c.target.type), bindparam("d_recipient", type_=D.c.recipient.type),
-           bindparam("d_state", type_=D.c.state.type), literal(0, Integer),
-           bindparam("d_reason", type_=D.c.last_error.type), bindparam("d_now", type_=D.c.created_at.type),
-           bindparam("d_now", type_=D.c.updated_at.type))
-    .where(I.c.source == bindparam("source"), I.c.key.in_(bindparam("keys", expanding=True)))
-    .order_by(I.c.id))
+    # No CAST around the parameters: SQLite's CAST(? AS DATETIME) makes a number of the text.
+    # INDEXED BY: statistics that call (source, key) unselective could otherwise have SQLite walk
+    # the whole table in id order to spare the ORDER BY its sort.
+    indexed(select(I.c.id, bindparam("d_target", type_=D.c.target.type),
+                   bindparam("d_recipient", type_=D.c.recipient.type), bindparam("d_state", type_=D.c.state.type),
+                   literal(0, Integer), bindparam("d_reason", type_=D.c.last_error.type),
+                   bindparam("d_now", type_=D.c.created_at.type), bindparam("d_now", type_=D.c.updated_at.type))
+            .where(I.c.source == bindparam("source"), I.c.key.in_(bindparam("keys", expanding=True)))
+            .order_by(I.c.id), I, schema.IX_ITEMS_SOURCE_KEY))
 """One delivery for each of these stories of a source, all to one target and recipient in one
-state (store_poll's groups)."""
+state (store_poll's groups), in the order they were stored."""
 
 
 @dataclass(frozen=True)
