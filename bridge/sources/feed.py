@@ -111,9 +111,9 @@ def _read_xml_feed(body: bytes, url: str, headers: dict[str, str]) -> list[Item]
 
 _field = dict.get
 """An entry's field by the name feedparser stores it under. FeedParserDict.get also answers old
-aliases (guid, description, ...) through a key map and a KeyError for each miss, which made reading
-a 50-story feed's fields about a fifth of turning it into Items; the names used here are the ones
-it stores (its __setitem__ maps every alias to them). Not for "enclosures" or "updated", which
+aliases (guid, description, ...) through a key map, a Python call and, for each miss, a KeyError
+(turning a 50-story feed into Items: 4.52 -> 4.33 ms without them); the names used here are the
+ones it stores (its __setitem__ maps every alias to them). Not for "enclosures" or "updated", which
 FeedParserDict computes."""
 
 
