@@ -164,22 +164,27 @@ def cold(plan: Plan, urls: list[str], origin, measured: dict) -> None:
     runs = {"bridge": lambda: bridge_once(plan, urls, origin), "naive": lambda: naive_loop(urls),
             "floor": lambda: floor(urls, origin.port)}
     order = list(runs)
-    # (wall, CPU) seconds for the bridge and the naive loop; (wall, fetching wall) for the floor.
+    # Each run gives (wall, CPU) seconds; the floor gives (wall, its fetching's wall).
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for round_ in range(plan.rounds):
-        for name in order[round_ % 3:] + order[:round_ % 3]:
+        turn = round_ % len(order)
+        for name in order[turn:] + order[:turn]:
             results[name].append(runs[name]())
     walls = {name: [wall for wall, _ in found] for name, found in results.items()}
-    cpus = {name: [cpu for _, cpu in found] for name, found in results.items()}
+    cpus = {name: [cpu for _, cpu in results[name]] for name in ("bridge", "naive")}
+    fetch_walls = [fetched for _, fetched in results["floor"]]
     measured["naive_cpu_per_source"] = statistics.median(cpus["naive"]) / n
-    spread = (lambda values: f" (rounds {min(values):.2f}-{max(values):.2f})" if len(values) > 1 else "")
+
+    def spread(values: list[float]) -> str:
+        return f" (rounds {min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
+
     rounds = f", median of {plan.rounds} rounds" if plan.rounds > 1 else ""
     figure(f"cold cycle, {n} new feeds: bridge run --once", statistics.median(walls["bridge"]), "s wall")
     note(f"CPU {statistics.median(cpus['bridge']):.1f} s (its own and its workers'){rounds}{spread(walls['bridge'])}")
     figure(f"cold cycle, {n} new feeds: naive loop", statistics.median(walls["naive"]), "s wall")
     note(f"CPU {statistics.median(cpus['naive']):.1f} s{spread(walls['naive'])}")
     figure(f"cold cycle, {n} new feeds: floor", statistics.median(walls["floor"]), "s wall")
-    note(f"fetching over {FLOOR_CONNECTIONS} connections {statistics.median(cpus['floor']):.2f} s, then parsing "
+    note(f"fetching over {FLOOR_CONNECTIONS} connections {statistics.median(fetch_walls):.2f} s, then parsing "
          f"on {os.cpu_count()} processes{spread(walls['floor'])}")
     to_floor = [bridge / least for bridge, least in zip(walls["bridge"], walls["floor"])]
     from_naive = [naive / bridge for naive, bridge in zip(walls["naive"], walls["bridge"])]

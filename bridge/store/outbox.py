@@ -21,7 +21,7 @@ from bridge.store import schema
 from bridge.store.db import READ_ONLY
 from bridge.store.schema import (
     IX_CHARGES_TARGET_AT, IX_DELIVERIES_ITEM, IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, IX_ITEMS_URL,
-    indexed,
+    in_batches, indexed,
 )
 from bridge.store.fragments import on_page, on_same_pages, same_title
 from bridge.urls import fragment_free, names_a_page
@@ -276,9 +276,9 @@ class Outbox:
                             and same_title(row.title, title)]
             copies = {row.id: row.source for row in stories if row.source != source}
             ids, other = list(copies), None
-            for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            for batch in in_batches(ids):
                 other = conn.execute(indexed(
-                    select(D.c.item_id, D.c.id).where(D.c.item_id.in_(ids[start:start + 500]), D.c.target == target,
+                    select(D.c.item_id, D.c.id).where(D.c.item_id.in_(batch), D.c.target == target,
                                                       D.c.recipient == recipient, D.c.state.in_(CARRIED))
                     .order_by(D.c.id).limit(1), D, IX_DELIVERIES_ITEM)).first()
                 if other:

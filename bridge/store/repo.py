@@ -13,13 +13,13 @@ from typing import Mapping, Sequence
 from sqlalchemy import Connection, Engine, Integer, bindparam, case, func, insert, literal, select, update
 
 from bridge.model import DeliveryState, Item, unique_by_key
-from bridge.urls import fragment_free
+from bridge.urls import fragment_free, may_be_identity
 from bridge.store import schema
 from bridge.store.db import READ_ONLY
 from bridge.store.fragments import on_same_pages, same_title
 from bridge.store.outbox import Outbox, shared_store
 from bridge.store.state_read import StateReader
-from bridge.store.schema import IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, indexed
+from bridge.store.schema import IX_DELIVERIES_STATE_TARGET, IX_DELIVERIES_TARGET_SENT_AT, in_batches, indexed
 from bridge.store.unchanged import UnchangedPolls
 
 S, I, D, T = schema.sources, schema.items, schema.deliveries, schema.targets
@@ -198,9 +198,8 @@ class Repository(Outbox):
         found: dict[str, datetime] = {}
         wanted = list(dict.fromkeys(urls))
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
-            for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
-                query = (select(I.c.url, func.min(I.c.first_seen_at))
-                         .where(I.c.url.in_(wanted[start:start + 500])).group_by(I.c.url))
+            for batch in in_batches(wanted):
+                query = select(I.c.url, func.min(I.c.first_seen_at)).where(I.c.url.in_(batch)).group_by(I.c.url)
                 found.update({url: when for url, when in conn.execute(query)})
         return found
 
@@ -357,9 +356,8 @@ class Repository(Outbox):
     def _known_keys(self, conn: Connection, source: str, keys: Sequence[str],
                     titles: Mapping[str, str] | None = None) -> set[str]:
         found: set[str] = set()
-        for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
-            chunk = list(keys[start:start + 500])
-            found.update(conn.execute(_KEYS_STORED, {"source": source, "keys": chunk}).scalars())
+        for batch in in_batches(keys):
+            found.update(conn.execute(_KEYS_STORED, {"source": source, "keys": batch}).scalars())
         if titles:
             found |= self._known_by_fragment(conn, source, [k for k in keys if k not in found], titles)
         return found
@@ -370,8 +368,7 @@ class Repository(Outbox):
         dropped or changed) and carry the same title: the site changed its anchor (`#comments`,
         `#utm_anchor`), not the story. Not where this read lists several stories on one
         fragment-free link: there the fragment is what tells them apart (page#1, page#2)."""
-        # Only a key shaped like a URL identity can be on a page (fragment_free's own first test).
-        candidates = [key for key in keys if key in titles and ("/" in key or "#" in key)]
+        candidates = [key for key in keys if key in titles and may_be_identity(key)]
         # A source with no story stored yet (its first read: a cold cycle is a thousand of them)
         # has no page to compare with; one lookup of its index says so, before any key is split
         # (identity_url on every key of a 50-story read costs more than the lookup).
@@ -412,13 +409,13 @@ class Repository(Outbox):
     def _insert_deliveries(self, conn: Connection, source: str,
                            groups: Mapping[tuple[str, str, str, str | None], Sequence[str]], now: datetime) -> None:
         """The deliveries of stories just stored: for each (target, recipient, state, reason), one
-        INSERT ... SELECT over the stories' keys (per 500), in the order the stories were stored.
+        INSERT ... SELECT over the stories' keys (per in_batches), in the order the stories were stored.
         The database reads the item ids itself: no row per delivery crosses from Python, and the
         ids need not be read back."""
         for (target, recipient, state, reason), keys in groups.items():
-            for start in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+            for batch in in_batches(keys):
                 conn.execute(_DELIVERIES_FOR_KEYS, {
-                    "source": source, "keys": list(keys[start:start + 500]), "d_target": target,
+                    "source": source, "keys": batch, "d_target": target,
                     "d_recipient": recipient, "d_state": state, "d_reason": reason, "d_now": now})
 
     def _save_source(self, conn: Connection, name: str, url: str, now: datetime, **values) -> None:

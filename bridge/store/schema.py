@@ -6,6 +6,7 @@ brings older databases up to it; a change here must come with a new upgrade step
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 
 from sqlalchemy import (
@@ -210,6 +211,16 @@ IX_CHARGES_TARGET_AT = "ix_charges_target_at"
 def indexed(query, table: Table, index: str):
     """`query` reading `table` through `index` on SQLite (other databases ignore the hint)."""
     return query.with_hint(table, f"INDEXED BY {index}", "sqlite")
+
+
+IN_LIST_BATCH = 500
+"""Values per IN (...) list: SQLite's bound-parameter limit is 999 in older builds."""
+
+
+def in_batches(values: Sequence) -> Iterator[list]:
+    """`values` in lists of at most IN_LIST_BATCH, for one IN (...) each."""
+    for start in range(0, len(values), IN_LIST_BATCH):
+        yield list(values[start:start + IN_LIST_BATCH])
 
 
 # Per-target state that outlives a restart: a pause the operator must clear, a rate-limit hold.
